@@ -1,0 +1,98 @@
+//! Profiles (spec: Client-Server API, "Profiles"): display names and avatars of local users.
+//! Remote profiles come with federation.
+
+use ruma::{OwnedMxcUri, UserId};
+
+use super::{Accounts, AuthedUser, MAX_DISPLAY_NAME_LEN};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<OwnedMxcUri>,
+}
+
+impl Accounts<'_> {
+    /// The profile of a local user; `M_NOT_FOUND` for unknown or deactivated users and, until
+    /// federation exists, for users of other servers.
+    pub async fn profile(&self, user_id: &UserId) -> Result<Profile> {
+        let not_found = || Error::NotFound("Profile was not found".into());
+        if user_id.server_name() != self.tenant.server_name() {
+            return Err(not_found());
+        }
+        let record = self
+            .tenant
+            .store()
+            .user(user_id.localpart())
+            .await?
+            .ok_or_else(not_found)?;
+        if record.deactivated {
+            return Err(not_found());
+        }
+        Ok(Profile {
+            displayname: record.displayname,
+            avatar_url: record.avatar_url.map(Into::into),
+        })
+    }
+
+    fn ensure_own_profile(&self, user: &AuthedUser, target: &UserId) -> Result<()> {
+        if user.user_id != target && !user.admin {
+            return Err(Error::Forbidden(
+                "You may only change your own profile".into(),
+            ));
+        }
+        if target.server_name() != self.tenant.server_name() {
+            return Err(Error::Forbidden(
+                "You can't change the profile of a remote user".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `PUT /profile/{userId}/displayname`; an empty or absent name clears it.
+    pub async fn set_displayname(
+        &self,
+        user: &AuthedUser,
+        target: &UserId,
+        name: Option<&str>,
+    ) -> Result<()> {
+        self.ensure_own_profile(user, target)?;
+        if name.is_some_and(|n| n.len() > MAX_DISPLAY_NAME_LEN) {
+            return Err(Error::InvalidParam(format!(
+                "Display name is longer than {MAX_DISPLAY_NAME_LEN} bytes"
+            )));
+        }
+        self.profile(target).await?;
+        let name = name.filter(|n| !n.is_empty());
+        self.tenant
+            .store()
+            .set_displayname(target.localpart(), name)
+            .await?;
+        Ok(())
+    }
+
+    /// `PUT /profile/{userId}/avatar_url`; must be an `mxc://` URI, or absent to clear.
+    pub async fn set_avatar_url(
+        &self,
+        user: &AuthedUser,
+        target: &UserId,
+        url: Option<&str>,
+    ) -> Result<()> {
+        self.ensure_own_profile(user, target)?;
+        let url = url.filter(|u| !u.is_empty());
+        if let Some(url) = url {
+            let mxc = <&ruma::MxcUri>::from(url);
+            if !mxc.is_valid() {
+                return Err(Error::InvalidParam(
+                    "avatar_url must be an mxc:// URI".into(),
+                ));
+            }
+        }
+        self.profile(target).await?;
+        self.tenant
+            .store()
+            .set_avatar_url(target.localpart(), url)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! The server configuration: every key has a default, so `maas serve` needs no file. The
+//! binary layers a TOML file and `MAAS_<SECTION>__<KEY>` environment variables over these.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub operator: OperatorConfig,
+    pub passwords: PasswordConfig,
+    pub rate_limits: RateLimitConfig,
+    pub limits: LimitsConfig,
+    pub tenants: TenantsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Port other servers reach us on, used in the default `/.well-known/matrix/server`.
+    pub federation_port: u16,
+    /// Trust `X-Forwarded-For` / `X-Forwarded-Proto` from a reverse proxy in front of maas.
+    pub behind_proxy: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from("./maas-data"),
+            federation_port: 443,
+            behind_proxy: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct OperatorConfig {
+    /// Operator API token; when unset one is generated into `<data_dir>/operator.token`.
+    pub token: Option<String>,
+}
+
+/// argon2id parameters (RFC 9106 names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PasswordConfig {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        // OWASP's recommended argon2id minimum (19 MiB, 2 passes, 1 lane).
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub login_per_ip: Bucket,
+    pub login_per_user: Bucket,
+    pub register_per_ip: Bucket,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_per_ip: Bucket {
+                per_second: 0.17,
+                burst: 5,
+            },
+            login_per_user: Bucket {
+                per_second: 0.17,
+                burst: 5,
+            },
+            register_per_ip: Bucket {
+                per_second: 0.17,
+                burst: 5,
+            },
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Bucket {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body for JSON endpoints, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantsConfig {
+    /// A loaded tenant unused this long is unloaded (its database closed).
+    pub idle_unload_secs: u64,
+    /// How long a user-interactive auth session stays valid.
+    pub uia_session_secs: u64,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        Self {
+            idle_unload_secs: 600,
+            uia_session_secs: 900,
+        }
+    }
+}

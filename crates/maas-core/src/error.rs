@@ -1,0 +1,58 @@
+//! The errors of the homeserver logic. Each variant names a Matrix failure; `maas-http` maps
+//! them to errcodes and statuses in one place.
+
+use maas_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    MissingParam(String),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("User ID already taken")]
+    UserInUse,
+    #[error("Unknown access token")]
+    UnknownToken,
+    #[error("This account has been deactivated")]
+    UserDeactivated,
+    #[error("Guest access is not allowed on this server")]
+    GuestAccessForbidden,
+    #[error("Too many requests")]
+    LimitExceeded { retry_after_ms: u64 },
+    #[error("User-interactive authentication required")]
+    UiaRequired(Box<UiaChallenge>),
+    #[error("Unknown user-interactive authentication session")]
+    UnknownUiaSession,
+    #[error("{0}")]
+    UnknownLoginType(String),
+    #[error("This homeserver is suspended")]
+    TenantSuspended,
+    /// An operator-level conflict: a server name, host or token that is taken.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The body of a `401` user-interactive authentication response.
+#[derive(Debug, Clone)]
+pub struct UiaChallenge {
+    pub flows: Vec<Vec<String>>,
+    pub completed: Vec<String>,
+    pub session: String,
+    pub params: serde_json::Value,
+    /// Why the last stage failed: (errcode, message).
+    pub error: Option<(&'static str, String)>,
+}

@@ -1,0 +1,25 @@
+//! The homeserver logic of maas, free of HTTP: the platform that hosts many tenants, and per
+//! tenant the concerns of the Matrix spec (accounts, user-interactive auth, …). Handlers in
+//! `maas-http` call into this crate; this crate calls `maas-store`.
+
+pub mod accounts;
+pub mod config;
+mod error;
+pub mod keys;
+pub mod platform;
+pub mod ratelimit;
+pub mod registration_tokens;
+mod secrets;
+pub mod tenants;
+pub mod uia;
+
+pub use error::{Error, Result, UiaChallenge};
+pub use platform::Platform;
+pub use tenants::Tenant;
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp in Matrix.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

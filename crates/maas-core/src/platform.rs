@@ -1,0 +1,474 @@
+//! The platform: what all tenants share in one process. It knows every tenant's record and
+//! hosts (a small directory kept in memory), loads a tenant's handle and database on first use
+//! and drops them again after an idle period, and carries out the operator's tenant changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use maas_store::sqlite::SqliteBackend;
+use maas_store::{Backend, RegistrationPolicy, StoreError, TenantRecord, TenantSettings};
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+use crate::tenants::{CreatedTenant, Tenant, normalize_host, parse_server_name};
+use crate::{Error, Result, keys, now_ms, secrets};
+
+/// How often idle tenants are looked for.
+const REAPER_INTERVAL: Duration = Duration::from_secs(30);
+
+pub struct Platform {
+    config: Arc<Config>,
+    backend: Arc<dyn Backend>,
+    directory: RwLock<Directory>,
+    loaded: DashMap<String, Arc<OnceCell<Tenant>>>,
+    limiter: Arc<RateLimiter>,
+    operator_token_digest: [u8; 32],
+    /// Serialises operator changes to tenants, so two of them can't interleave.
+    operator_lock: tokio::sync::Mutex<()>,
+}
+
+/// Every tenant's record, indexed the ways requests reach them.
+#[derive(Default)]
+struct Directory {
+    records: HashMap<String, TenantRecord>,
+    by_host: HashMap<String, String>,
+    by_server_name: HashMap<String, String>,
+}
+
+impl Directory {
+    fn insert(&mut self, record: TenantRecord) {
+        for host in &record.hosts {
+            self.by_host.insert(host.clone(), record.tenant_id.clone());
+        }
+        self.by_server_name
+            .insert(record.server_name.clone(), record.tenant_id.clone());
+        self.records.insert(record.tenant_id.clone(), record);
+    }
+
+    fn remove(&mut self, tenant_id: &str) -> Option<TenantRecord> {
+        let record = self.records.remove(tenant_id)?;
+        for host in &record.hosts {
+            self.by_host.remove(host);
+        }
+        self.by_server_name.remove(&record.server_name);
+        Some(record)
+    }
+
+    /// The first of `hosts` served by a tenant other than `except`.
+    fn taken_host<'h>(&self, hosts: &'h [String], except: Option<&str>) -> Option<&'h str> {
+        hosts
+            .iter()
+            .find(|h| {
+                self.by_host
+                    .get(*h)
+                    .is_some_and(|id| Some(id.as_str()) != except)
+            })
+            .map(String::as_str)
+    }
+}
+
+/// What the operator asks for when creating a tenant.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    pub server_name: String,
+    /// Defaults to the server name alone.
+    pub hosts: Option<Vec<String>>,
+    pub settings: TenantSettings,
+    /// Localpart of the first admin; `admin` by default.
+    pub admin_localpart: Option<String>,
+}
+
+/// A partial change of a tenant; `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct TenantUpdate {
+    pub hosts: Option<Vec<String>>,
+    pub registration: Option<RegistrationPolicy>,
+    pub suspended: Option<bool>,
+    pub allow_guests: Option<bool>,
+    pub max_users: Option<Option<u64>>,
+    pub client_base_url: Option<Option<String>>,
+    pub federation_server: Option<Option<String>>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Platform {
+    /// Opens the control plane and the tenant directory; tenants themselves load lazily.
+    pub async fn start(config: Config) -> Result<Arc<Platform>> {
+        let Some(token) = config.operator.token.as_deref() else {
+            return Err(Error::Internal("no operator token configured".into()));
+        };
+        let operator_token_digest = digest(token);
+        let backend: Arc<dyn Backend> =
+            Arc::new(SqliteBackend::open(&config.server.data_dir).await?);
+        let mut directory = Directory::default();
+        for record in backend.control().tenants().await? {
+            directory.insert(record);
+        }
+        let platform = Arc::new(Platform {
+            limiter: Arc::new(RateLimiter::new(config.rate_limits.enabled)),
+            config: Arc::new(config),
+            backend,
+            directory: RwLock::new(directory),
+            loaded: DashMap::new(),
+            operator_token_digest,
+            operator_lock: tokio::sync::Mutex::new(()),
+        });
+        spawn_reaper(Arc::downgrade(&platform));
+        Ok(platform)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether `token` is the operator token; compared in constant time.
+    pub fn is_operator_token(&self, token: &str) -> bool {
+        digest(token).ct_eq(&self.operator_token_digest).into()
+    }
+
+    /// The tenant answering on `host` (no port), loading it if needed.
+    pub async fn tenant_for_host(&self, host: &str) -> Result<Option<Tenant>> {
+        let record = {
+            let directory = self.directory.read();
+            let Some(id) = directory.by_host.get(host) else {
+                return Ok(None);
+            };
+            directory.records.get(id).cloned()
+        };
+        match record {
+            Some(record) => self.load(record).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn tenant_by_server_name(&self, server_name: &str) -> Result<Tenant> {
+        let record = {
+            let directory = self.directory.read();
+            let id = directory
+                .by_server_name
+                .get(&server_name.to_ascii_lowercase());
+            id.and_then(|id| directory.records.get(id)).cloned()
+        };
+        let record = record.ok_or_else(|| Error::NotFound(format!("No tenant {server_name}")))?;
+        self.load(record).await
+    }
+
+    async fn load(&self, record: TenantRecord) -> Result<Tenant> {
+        let cell = self
+            .loaded
+            .entry(record.tenant_id.clone())
+            .or_default()
+            .clone();
+        let tenant = cell
+            .get_or_try_init(|| async {
+                let store = self.backend.open_tenant(&record.tenant_id).await?;
+                Tenant::new(
+                    record.clone(),
+                    store,
+                    self.config.clone(),
+                    self.limiter.clone(),
+                )
+            })
+            .await?
+            .clone();
+        tenant.touch();
+        Ok(tenant)
+    }
+
+    /// All tenants, ordered by server name.
+    pub fn tenants(&self) -> Vec<TenantRecord> {
+        let mut records: Vec<_> = self.directory.read().records.values().cloned().collect();
+        records.sort_by(|a, b| a.server_name.cmp(&b.server_name));
+        records
+    }
+
+    /// Creates the `localhost` tenant on a platform that has no tenant yet.
+    pub async fn bootstrap_default_tenant(&self) -> Result<Option<CreatedTenant>> {
+        if !self.directory.read().records.is_empty() {
+            return Ok(None);
+        }
+        let new = NewTenant {
+            server_name: "localhost".into(),
+            hosts: Some(vec!["localhost".into(), "127.0.0.1".into()]),
+            settings: TenantSettings {
+                registration: RegistrationPolicy::Open,
+                ..Default::default()
+            },
+            admin_localpart: None,
+        };
+        self.create_tenant(new).await.map(Some)
+    }
+
+    /// Creates a tenant with its database, signing key and first admin.
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<CreatedTenant> {
+        let _guard = self.operator_lock.lock().await;
+        let server_name = parse_server_name(&new.server_name.to_ascii_lowercase())?.to_string();
+        let hosts = normalize_hosts(new.hosts.unwrap_or_else(|| vec![server_name.clone()]))?;
+        check_settings(&new.settings)?;
+        {
+            let directory = self.directory.read();
+            if directory.by_server_name.contains_key(&server_name) {
+                return Err(Error::Conflict(format!(
+                    "Tenant {server_name} already exists"
+                )));
+            }
+            if let Some(host) = directory.taken_host(&hosts, None) {
+                return Err(Error::Conflict(format!(
+                    "Host {host} is served by another tenant"
+                )));
+            }
+        }
+        let record = TenantRecord {
+            tenant_id: secrets::new_tenant_id(),
+            server_name,
+            hosts,
+            settings: new.settings,
+            created_ts: now_ms(),
+        };
+        self.backend
+            .control()
+            .insert_tenant(&record)
+            .await
+            .map_err(conflict)?;
+        match self
+            .provision(&record, new.admin_localpart.as_deref().unwrap_or("admin"))
+            .await
+        {
+            Ok(created) => {
+                self.directory.write().insert(record);
+                Ok(created)
+            }
+            Err(e) => {
+                self.remove_data(&record.tenant_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Fills a new tenant's database: signing key and first admin.
+    async fn provision(&self, record: &TenantRecord, admin: &str) -> Result<CreatedTenant> {
+        let tenant = self.load(record.clone()).await?;
+        tenant
+            .store()
+            .insert_signing_key(&keys::generate_signing_key())
+            .await?;
+        // The first admin exists whatever the quota says: the customer needs a way in.
+        let mut unlimited = record.clone();
+        unlimited.settings.max_users = None;
+        tenant.set_record(unlimited);
+        let created = tenant.accounts().create_user(admin, None, true, None).await;
+        tenant.set_record(record.clone());
+        let created = created?;
+        Ok(CreatedTenant {
+            record: record.clone(),
+            admin_user_id: crate::accounts::usernames::user_id(
+                &created.user.localpart,
+                tenant.server_name(),
+            )?
+            .to_string(),
+            admin_password: created.generated_password.unwrap_or_default(),
+        })
+    }
+
+    /// Applies an operator's change to a tenant's hosts and settings.
+    pub async fn update_tenant(
+        &self,
+        server_name: &str,
+        update: TenantUpdate,
+    ) -> Result<TenantRecord> {
+        let _guard = self.operator_lock.lock().await;
+        let mut record = self.tenant_by_server_name(server_name).await?.record();
+        if let Some(hosts) = update.hosts.clone() {
+            let hosts = normalize_hosts(hosts)?;
+            if let Some(host) = self
+                .directory
+                .read()
+                .taken_host(&hosts, Some(&record.tenant_id))
+            {
+                return Err(Error::Conflict(format!(
+                    "Host {host} is served by another tenant"
+                )));
+            }
+            record.hosts = hosts;
+        }
+        apply_settings(&mut record.settings, update);
+        check_settings(&record.settings)?;
+        self.backend
+            .control()
+            .update_tenant(&record)
+            .await
+            .map_err(conflict)?;
+        {
+            let mut directory = self.directory.write();
+            directory.remove(&record.tenant_id);
+            directory.insert(record.clone());
+        }
+        if let Some(tenant) = self
+            .loaded
+            .get(&record.tenant_id)
+            .and_then(|c| c.get().cloned())
+        {
+            tenant.set_record(record.clone());
+        }
+        Ok(record)
+    }
+
+    /// Deletes a tenant and every byte it stored.
+    pub async fn delete_tenant(&self, server_name: &str) -> Result<()> {
+        let _guard = self.operator_lock.lock().await;
+        let tenant_id = self.tenant_by_server_name(server_name).await?.id();
+        self.directory.write().remove(&tenant_id);
+        self.remove_data(&tenant_id).await;
+        Ok(())
+    }
+
+    async fn remove_data(&self, tenant_id: &str) {
+        if let Some((_, cell)) = self.loaded.remove(tenant_id) {
+            if let Some(tenant) = cell.get() {
+                tenant.store().close().await;
+            }
+        }
+        if let Err(e) = self.backend.control().delete_tenant(tenant_id).await {
+            tracing::error!(tenant_id, error = %e, "could not delete tenant record");
+        }
+        if let Err(e) = self.backend.destroy_tenant(tenant_id).await {
+            tracing::error!(tenant_id, error = %e, "could not delete tenant data");
+        }
+    }
+
+    /// Drops the handles of tenants unused for the configured idle period, closing their
+    /// databases: an idle tenant costs only its directory entry.
+    pub async fn unload_idle(&self) -> usize {
+        let idle_ms = i64::try_from(self.config.tenants.idle_unload_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(idle_ms);
+        let idle: Vec<String> = self
+            .loaded
+            .iter()
+            .filter(|e| e.value().get().is_some_and(|t| t.last_used_ms() < cutoff))
+            .map(|e| e.key().clone())
+            .collect();
+        let mut unloaded = 0;
+        for id in idle {
+            let removed = self.loaded.remove_if(&id, |_, cell| {
+                cell.get().is_some_and(|t| t.last_used_ms() < cutoff)
+            });
+            if let Some((_, cell)) = removed {
+                if let Some(tenant) = cell.get() {
+                    // Requests still holding the handle keep the pool alive until they finish.
+                    drop(tenant.store_arc());
+                }
+                unloaded += 1;
+            }
+        }
+        let limits = self.config.rate_limits.clone();
+        self.limiter.prune(|key| match key.split('/').nth(1) {
+            Some("register") => Some(limits.register_per_ip),
+            Some("login-ip") => Some(limits.login_per_ip),
+            Some("login-user") => Some(limits.login_per_user),
+            _ => None,
+        });
+        unloaded
+    }
+
+    /// Number of tenants whose handle is loaded now.
+    pub fn loaded_tenants(&self) -> usize {
+        self.loaded.len()
+    }
+
+    /// Closes every database cleanly; the platform can't serve afterwards.
+    pub async fn shutdown(&self) {
+        let cells: Vec<_> = self.loaded.iter().map(|e| e.value().clone()).collect();
+        self.loaded.clear();
+        for cell in cells {
+            if let Some(tenant) = cell.get() {
+                tenant.store().close().await;
+            }
+        }
+        self.backend.close().await;
+    }
+}
+
+fn spawn_reaper(platform: Weak<Platform>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(REAPER_INTERVAL);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(platform) = platform.upgrade() else {
+                return;
+            };
+            let unloaded = platform.unload_idle().await;
+            if unloaded > 0 {
+                tracing::debug!(unloaded, "unloaded idle tenants");
+            }
+        }
+    });
+}
+
+fn conflict(e: StoreError) -> Error {
+    match e {
+        StoreError::Conflict(what) => Error::Conflict(format!("Already taken: {what}")),
+        other => other.into(),
+    }
+}
+
+fn normalize_hosts(hosts: Vec<String>) -> Result<Vec<String>> {
+    let mut normalized: Vec<String> = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let host = normalize_host(&host)?;
+        if !normalized.contains(&host) {
+            normalized.push(host);
+        }
+    }
+    if normalized.is_empty() {
+        return Err(Error::InvalidParam(
+            "A tenant needs at least one host".into(),
+        ));
+    }
+    Ok(normalized)
+}
+
+fn check_settings(settings: &TenantSettings) -> Result<()> {
+    if let Some(url) = &settings.client_base_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::InvalidParam(
+                "client_base_url must be an http(s) URL".into(),
+            ));
+        }
+    }
+    if let Some(server) = &settings.federation_server {
+        parse_server_name(server)?;
+    }
+    Ok(())
+}
+
+fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
+    if let Some(registration) = update.registration {
+        settings.registration = registration;
+    }
+    if let Some(suspended) = update.suspended {
+        settings.suspended = suspended;
+    }
+    if let Some(allow_guests) = update.allow_guests {
+        settings.allow_guests = allow_guests;
+    }
+    if let Some(max_users) = update.max_users {
+        settings.max_users = max_users;
+    }
+    if let Some(url) = update.client_base_url {
+        settings.client_base_url = url;
+    }
+    if let Some(server) = update.federation_server {
+        settings.federation_server = server;
+    }
+}

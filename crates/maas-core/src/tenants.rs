@@ -1,0 +1,188 @@
+//! A tenant: one complete homeserver inside the platform. Its handle owns the tenant's
+//! database, settings and per-tenant state; every per-tenant service is reached through it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use maas_store::{TenantRecord, TenantSettings, TenantStore};
+use parking_lot::RwLock;
+use ruma::{OwnedServerName, ServerName};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+use crate::registration_tokens::RegistrationTokens;
+use crate::uia::Uia;
+use crate::{Error, Result, now_ms};
+
+/// A cheap, clonable handle on a loaded tenant.
+#[derive(Clone)]
+pub struct Tenant(Arc<TenantInner>);
+
+struct TenantInner {
+    server_name: OwnedServerName,
+    record: RwLock<TenantRecord>,
+    store: Arc<dyn TenantStore>,
+    config: Arc<Config>,
+    limiter: Arc<RateLimiter>,
+    last_used_ms: AtomicI64,
+}
+
+/// A tenant just created, with the credentials of its first admin: shown once, never stored.
+#[derive(Debug, Clone)]
+pub struct CreatedTenant {
+    pub record: TenantRecord,
+    pub admin_user_id: String,
+    pub admin_password: String,
+}
+
+impl Tenant {
+    pub(crate) fn new(
+        record: TenantRecord,
+        store: Arc<dyn TenantStore>,
+        config: Arc<Config>,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<Self> {
+        let server_name = parse_server_name(&record.server_name)?;
+        Ok(Self(Arc::new(TenantInner {
+            server_name,
+            record: RwLock::new(record),
+            store,
+            config,
+            limiter,
+            last_used_ms: AtomicI64::new(now_ms()),
+        })))
+    }
+
+    pub fn id(&self) -> String {
+        self.0.record.read().tenant_id.clone()
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        &self.0.server_name
+    }
+
+    pub fn record(&self) -> TenantRecord {
+        self.0.record.read().clone()
+    }
+
+    pub fn settings(&self) -> TenantSettings {
+        self.0.record.read().settings.clone()
+    }
+
+    pub(crate) fn set_record(&self, record: TenantRecord) {
+        *self.0.record.write() = record;
+    }
+
+    /// The host clients use for this homeserver: the first configured host.
+    pub fn primary_host(&self) -> String {
+        let record = self.0.record.read();
+        record
+            .hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| record.server_name.clone())
+    }
+
+    /// `m.server` of `/.well-known/matrix/server`: the configured delegation, else the primary
+    /// host on the platform's federation port.
+    pub fn federation_server(&self) -> String {
+        let settings = self.settings();
+        settings.federation_server.unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                self.primary_host(),
+                self.0.config.server.federation_port
+            )
+        })
+    }
+
+    /// Refuses when the operator suspended the tenant; data stays, the API closes.
+    pub fn ensure_active(&self) -> Result<()> {
+        if self.0.record.read().settings.suspended {
+            return Err(Error::TenantSuspended);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn store(&self) -> &dyn TenantStore {
+        self.0.store.as_ref()
+    }
+
+    pub(crate) fn store_arc(&self) -> Arc<dyn TenantStore> {
+        self.0.store.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub(crate) fn limiter(&self) -> &RateLimiter {
+        &self.0.limiter
+    }
+
+    pub(crate) fn touch(&self) {
+        self.0.last_used_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_used_ms(&self) -> i64 {
+        self.0.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn accounts(&self) -> Accounts<'_> {
+        Accounts::new(self)
+    }
+
+    pub fn uia(&self) -> Uia<'_> {
+        Uia::new(self)
+    }
+
+    pub fn registration_tokens(&self) -> RegistrationTokens<'_> {
+        RegistrationTokens::new(self)
+    }
+}
+
+pub(crate) fn parse_server_name(name: &str) -> Result<OwnedServerName> {
+    ServerName::parse(name)
+        .map_err(|e| Error::InvalidParam(format!("Invalid server name {name:?}: {e}")))
+}
+
+/// Normalises a host name a tenant answers on: lower-case, no port, a valid DNS name or IP.
+pub fn normalize_host(host: &str) -> Result<String> {
+    let host = host.trim().to_ascii_lowercase();
+    let parsed = parse_server_name(&host)?;
+    if parsed.port().is_some() {
+        return Err(Error::InvalidParam(format!(
+            "Host {host:?} must not carry a port"
+        )));
+    }
+    Ok(host)
+}
+
+/// Strips the port from a `Host` header value (`example.org:8448`, `[::1]:8008`).
+pub fn host_without_port(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest
+            .split(']')
+            .next()
+            .map(|h| format!("[{h}]"))
+            .unwrap_or_default();
+    }
+    host.split(':').next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(normalize_host("Example.ORG").expect("valid"), "example.org");
+        assert!(normalize_host("example.org:8448").is_err());
+        assert!(normalize_host("bad host").is_err());
+        assert_eq!(host_without_port("Example.org:8008"), "example.org");
+        assert_eq!(host_without_port("[::1]:8008"), "[::1]");
+        assert_eq!(host_without_port("127.0.0.1"), "127.0.0.1");
+    }
+}

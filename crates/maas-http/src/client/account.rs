@@ -1,0 +1,80 @@
+//! Account management (spec: "Account registration and management"): password change,
+//! deactivation and third-party identifiers, behind user-interactive auth.
+
+use ruma::MilliSecondsSinceUnixEpoch;
+use ruma::api::client::account::{
+    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids,
+};
+use ruma::thirdparty::{Medium, ThirdPartyIdentifier, ThirdPartyIdentifierInit};
+use ruma::{UInt, uint};
+
+use super::{AppRouter, route};
+use crate::context::{Authed, ForTenant, MaybeAuthed};
+use crate::error::{HttpError, Result};
+use crate::ruma::{Ruma, RumaResponse};
+
+pub fn routes(router: AppRouter) -> AppRouter {
+    let router = route::<change_password::v3::Request, _, _>(router, change_password);
+    let router = route::<deactivate::v3::Request, _, _>(router, deactivate);
+    route::<get_3pids::v3::Request, _, _>(router, get_3pids)
+}
+
+/// `POST /_matrix/client/v3/account/password`
+async fn change_password(
+    ForTenant(tenant): ForTenant,
+    MaybeAuthed(user): MaybeAuthed,
+    Ruma(req): Ruma<change_password::v3::Request>,
+) -> Result<RumaResponse<change_password::v3::Response>> {
+    // Without a session a user could only prove who they are by email, which this server does
+    // not offer; so the endpoint needs the access token.
+    let user = user.ok_or_else(HttpError::missing_token)?;
+    tenant
+        .accounts()
+        .change_password(
+            &user,
+            &req.new_password,
+            req.logout_devices,
+            req.auth.as_ref(),
+        )
+        .await?;
+    Ok(change_password::v3::Response::new().into())
+}
+
+/// `POST /_matrix/client/v3/account/deactivate`
+async fn deactivate(
+    ForTenant(tenant): ForTenant,
+    MaybeAuthed(user): MaybeAuthed,
+    Ruma(req): Ruma<deactivate::v3::Request>,
+) -> Result<RumaResponse<deactivate::v3::Response>> {
+    let user = user.ok_or_else(HttpError::missing_token)?;
+    tenant
+        .accounts()
+        .deactivate(&user, req.auth.as_ref())
+        .await?;
+    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
+}
+
+/// `GET /_matrix/client/v3/account/3pid`
+async fn get_3pids(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    _: Ruma<get_3pids::v3::Request>,
+) -> Result<RumaResponse<get_3pids::v3::Response>> {
+    let threepids = tenant.accounts().threepids(&user).await?;
+    let threepids = threepids
+        .into_iter()
+        .map(|t| {
+            ThirdPartyIdentifier::from(ThirdPartyIdentifierInit {
+                address: t.address,
+                medium: Medium::from(t.medium.as_str()),
+                validated_at: ms(t.validated_ts),
+                added_at: ms(t.added_ts),
+            })
+        })
+        .collect();
+    Ok(get_3pids::v3::Response::new(threepids).into())
+}
+
+fn ms(ts: i64) -> MilliSecondsSinceUnixEpoch {
+    MilliSecondsSinceUnixEpoch(UInt::try_from(ts).unwrap_or(uint!(0)))
+}

@@ -1,0 +1,55 @@
+//! The Client-Server API (spec v1.15), one module per section of the spec. Every endpoint is
+//! registered under each path ruma knows for it (`r0`, `v3`, stable and unstable).
+
+mod account;
+mod capabilities;
+mod device;
+mod profile;
+mod register;
+mod session;
+mod versions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, on};
+use maas_core::Platform;
+use ruma::api::IncomingRequest;
+use ruma::api::path_builder::PathBuilder;
+
+pub(crate) type AppRouter = Router<Arc<Platform>>;
+
+pub fn routes() -> AppRouter {
+    let router = Router::new();
+    let router = versions::routes(router);
+    let router = capabilities::routes(router);
+    let router = register::routes(router);
+    let router = session::routes(router);
+    let router = account::routes(router);
+    let router = device::routes(router);
+    profile::routes(router)
+}
+
+/// Registers `handler` for the ruma endpoint `R` on all of its paths.
+pub(crate) fn route<R, H, T>(router: AppRouter, handler: H) -> AppRouter
+where
+    R: IncomingRequest,
+    H: Handler<T, Arc<Platform>>,
+    T: 'static,
+{
+    let filter = method_filter(&R::METHOD);
+    R::PATH_BUILDER.all_paths().fold(router, |router, path| {
+        router.route(path, on(filter, handler.clone()))
+    })
+}
+
+fn method_filter(method: &http::Method) -> MethodFilter {
+    match *method {
+        http::Method::POST => MethodFilter::POST,
+        http::Method::PUT => MethodFilter::PUT,
+        http::Method::DELETE => MethodFilter::DELETE,
+        http::Method::PATCH => MethodFilter::PATCH,
+        _ => MethodFilter::GET,
+    }
+}

@@ -1,0 +1,100 @@
+//! Glue between axum and ruma: requests are parsed by ruma's own endpoint types and answered
+//! with ruma's response types, so the wire format is the spec's by construction.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::{IncomingRequest, OutgoingResponse};
+use serde::de::IgnoredAny;
+
+use crate::error::HttpError;
+
+/// The largest body a request may carry, set per request by the routing layer.
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A request of the ruma endpoint type `T`.
+pub struct Ruma<T>(pub T);
+
+impl<T, S> FromRequest<S> for Ruma<T>
+where
+    T: IncomingRequest,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
+        let (mut parts, body) = req.into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|e| HttpError::invalid_param(e.body_text()))?;
+        let path_args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
+        let limit = parts
+            .extensions
+            .get::<BodyLimit>()
+            .map_or(usize::MAX, |l| l.0);
+        let bytes = read_body(body, limit).await?;
+        if !bytes.is_empty() && serde_json::from_slice::<IgnoredAny>(&bytes).is_err() {
+            return Err(HttpError::not_json());
+        }
+        let request = http::Request::from_parts(parts, bytes);
+        T::try_from_http_request(request, &path_args)
+            .map(Ruma)
+            .map_err(rejection)
+    }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes with `M_TOO_LARGE`.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
+    to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return HttpError::too_large();
+            }
+            source = err.source();
+        }
+        HttpError::bad_json(format!("Could not read the request body: {e}"))
+    })
+}
+
+fn rejection(error: FromHttpRequestError) -> HttpError {
+    match error {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            HttpError::bad_json(e.to_string())
+        }
+        FromHttpRequestError::Deserialization(e) => HttpError::invalid_param(e.to_string()),
+        FromHttpRequestError::MethodMismatch { .. } => {
+            HttpError::unrecognized(http::StatusCode::METHOD_NOT_ALLOWED)
+        }
+        other => HttpError::invalid_param(other.to_string()),
+    }
+}
+
+/// A response of a ruma endpoint type.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response.map(|body| Body::from(body.freeze())),
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialize a response");
+                HttpError::new(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "M_UNKNOWN",
+                    "Could not serialize the response",
+                )
+                .into_response()
+            }
+        }
+    }
+}
+
+impl<T> From<T> for RumaResponse<T> {
+    fn from(value: T) -> Self {
+        Self(value)
+    }
+}

@@ -1,0 +1,111 @@
+//! Plain records crossing the storage boundary. Timestamps are milliseconds since the Unix
+//! epoch; ids are strings so that storage stays independent of the protocol types.
+
+use serde::{Deserialize, Serialize};
+
+/// One tenant as the control plane knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub tenant_id: String,
+    pub server_name: String,
+    /// Host names the tenant answers on, lower-case, without port. Unique across tenants.
+    pub hosts: Vec<String>,
+    pub settings: TenantSettings,
+    pub created_ts: i64,
+}
+
+/// Who may register on a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationPolicy {
+    #[default]
+    Closed,
+    Open,
+    Token,
+}
+
+/// The per-tenant settings an operator can change, stored as one JSON document so that new
+/// settings need no schema migration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TenantSettings {
+    pub registration: RegistrationPolicy,
+    pub suspended: bool,
+    pub allow_guests: bool,
+    pub max_users: Option<u64>,
+    /// `m.homeserver.base_url` served in `/.well-known/matrix/client`.
+    pub client_base_url: Option<String>,
+    /// `m.server` served in `/.well-known/matrix/server`.
+    pub federation_server: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// For example `ed25519:a_AbCd`.
+    pub key_id: String,
+    /// The PKCS#8 document of the key pair.
+    pub pkcs8: Vec<u8>,
+    pub created_ts: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub localpart: String,
+    /// argon2id PHC string; `None` when the user can't log in with a password.
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub guest: bool,
+    pub deactivated: bool,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub created_ts: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreepidRecord {
+    pub medium: String,
+    pub address: String,
+    pub validated_ts: i64,
+    pub added_ts: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub localpart: String,
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ts: Option<i64>,
+    pub last_seen_ip: Option<String>,
+    pub created_ts: i64,
+}
+
+/// An access token, stored only as the SHA-256 of the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    pub token_hash: String,
+    pub localpart: String,
+    pub device_id: String,
+    pub created_ts: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UiaSessionRecord {
+    pub session_id: String,
+    /// What the session authorises, e.g. `register` or `delete_devices:@alice:example.org`;
+    /// a session can't be replayed against another operation.
+    pub purpose: String,
+    /// Stages completed so far, as a JSON array of stage type strings.
+    pub completed: Vec<String>,
+    /// A registration token validated by the `m.login.registration_token` stage.
+    pub registration_token: Option<String>,
+    pub created_ts: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrationTokenRecord {
+    pub token: String,
+    pub uses_allowed: Option<u64>,
+    pub completed: u64,
+    pub expiry_time: Option<i64>,
+    pub created_ts: i64,
+}

@@ -1,0 +1,327 @@
+//! `maas tenant …`: create, list, show, set, suspend, resume and delete tenants through the
+//! operator API, and the readable rendering of tenant objects.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::output::{fields, table, timestamp, yes_no};
+use super::{Ctx, tenant_path};
+use crate::cli::{TenantCommand, TenantCreateArgs, TenantSetArgs};
+
+/// The operator API's tenant object, as far as the CLI shows it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub server_name: String,
+    pub hosts: Vec<String>,
+    pub registration: String,
+    pub suspended: bool,
+    pub allow_guests: bool,
+    pub max_users: Option<u64>,
+    pub client_base_url: Option<String>,
+    pub federation_server: Option<String>,
+    pub created_ts: i64,
+    pub user_count: u64,
+    /// Present only in the answer to a create.
+    pub admin: Option<CreatedAdmin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CreatedAdmin {
+    pub user_id: String,
+    pub password: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TenantList {
+    tenants: Vec<Tenant>,
+}
+
+pub async fn run(ctx: &Ctx, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create(args) => create(ctx, args).await,
+        TenantCommand::List => list(ctx).await,
+        TenantCommand::Show(args) => show(ctx, &args.server_name).await,
+        TenantCommand::Set(args) => set(ctx, args).await,
+        TenantCommand::Suspend(args) => set_suspended(ctx, &args.server_name, true).await,
+        TenantCommand::Resume(args) => set_suspended(ctx, &args.server_name, false).await,
+        // `--yes` was checked before connecting.
+        TenantCommand::Delete(args) => delete(ctx, &args.server_name).await,
+    }
+}
+
+async fn create(ctx: &Ctx, args: TenantCreateArgs) -> anyhow::Result<()> {
+    let answer = ctx.client.post("/tenants", &create_body(args)).await?;
+    ctx.print(&answer, |tenant: Tenant| render_created(&tenant))
+}
+
+fn create_body(args: TenantCreateArgs) -> Value {
+    let mut body = Map::new();
+    body.insert("server_name".into(), json!(args.server_name));
+    if !args.hosts.is_empty() {
+        body.insert("hosts".into(), json!(args.hosts));
+    }
+    insert_some(
+        &mut body,
+        "registration",
+        args.registration.map(|r| json!(r)),
+    );
+    insert_some(&mut body, "max_users", args.max_users.map(|n| json!(n)));
+    if args.allow_guests {
+        body.insert("allow_guests".into(), json!(true));
+    }
+    insert_some(
+        &mut body,
+        "admin_localpart",
+        args.admin_localpart.map(|s| json!(s)),
+    );
+    insert_some(
+        &mut body,
+        "client_base_url",
+        args.client_base_url.map(|s| json!(s)),
+    );
+    insert_some(
+        &mut body,
+        "federation_server",
+        args.federation_server.map(|s| json!(s)),
+    );
+    Value::Object(body)
+}
+
+fn insert_some(body: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        body.insert(key.into(), value);
+    }
+}
+
+/// Same wording as the first start of `maas serve`, so both read alike.
+fn render_created(tenant: &Tenant) -> String {
+    let mut out = format!(
+        "Created tenant {} (hosts: {}), {} registration\n",
+        tenant.server_name,
+        tenant.hosts.join(", "),
+        tenant.registration
+    );
+    if let Some(admin) = &tenant.admin {
+        out.push_str(&format!(
+            "Admin user: {}\nAdmin password: {}\n",
+            admin.user_id, admin.password
+        ));
+    }
+    out
+}
+
+async fn list(ctx: &Ctx) -> anyhow::Result<()> {
+    let answer = ctx.client.get("/tenants").await?;
+    ctx.print(&answer, |list: TenantList| render_list(&list.tenants))
+}
+
+fn render_list(tenants: &[Tenant]) -> String {
+    if tenants.is_empty() {
+        return "No tenants.\n".into();
+    }
+    let rows: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.server_name.clone(),
+                t.hosts.join(","),
+                t.registration.clone(),
+                users_of(t),
+                status_of(t).into(),
+                timestamp(t.created_ts),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SERVER NAME",
+            "HOSTS",
+            "REGISTRATION",
+            "USERS",
+            "STATUS",
+            "CREATED",
+        ],
+        &rows,
+    )
+}
+
+fn users_of(tenant: &Tenant) -> String {
+    match tenant.max_users {
+        Some(max) => format!("{}/{max}", tenant.user_count),
+        None => tenant.user_count.to_string(),
+    }
+}
+
+fn status_of(tenant: &Tenant) -> &'static str {
+    if tenant.suspended {
+        "suspended"
+    } else {
+        "active"
+    }
+}
+
+async fn show(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
+    let answer = ctx.client.get(&tenant_path(server_name)).await?;
+    ctx.print(&answer, |tenant: Tenant| render_tenant(&tenant))
+}
+
+pub fn render_tenant(tenant: &Tenant) -> String {
+    let or_default = |value: &Option<String>| value.clone().unwrap_or_else(|| "(default)".into());
+    fields(&[
+        ("Server name", tenant.server_name.clone()),
+        ("Tenant id", tenant.tenant_id.clone()),
+        ("Hosts", tenant.hosts.join(", ")),
+        ("Registration", tenant.registration.clone()),
+        ("Status", status_of(tenant).into()),
+        ("Guests allowed", yes_no(tenant.allow_guests)),
+        ("Users", users_of(tenant)),
+        ("Client base URL", or_default(&tenant.client_base_url)),
+        ("Federation server", or_default(&tenant.federation_server)),
+        ("Created", timestamp(tenant.created_ts)),
+    ])
+}
+
+async fn set(ctx: &Ctx, args: TenantSetArgs) -> anyhow::Result<()> {
+    let server_name = args.server_name.clone();
+    let body = patch_body(args);
+    if body.is_empty() {
+        anyhow::bail!("nothing to change; see `maas tenant set --help`");
+    }
+    let answer = ctx
+        .client
+        .patch(&tenant_path(&server_name), &Value::Object(body))
+        .await?;
+    ctx.print(&answer, |tenant: Tenant| render_tenant(&tenant))
+}
+
+/// Only the settings given on the command line; clearing flags send `null`.
+fn patch_body(args: TenantSetArgs) -> Map<String, Value> {
+    let mut body = Map::new();
+    if !args.hosts.is_empty() {
+        body.insert("hosts".into(), json!(args.hosts));
+    }
+    insert_some(
+        &mut body,
+        "registration",
+        args.registration.map(|r| json!(r)),
+    );
+    insert_some(
+        &mut body,
+        "max_users",
+        clearable(args.max_users.map(|n| json!(n)), args.no_max_users),
+    );
+    if args.allow_guests || args.no_guests {
+        body.insert("allow_guests".into(), json!(args.allow_guests));
+    }
+    let base_url = clearable(
+        args.client_base_url.map(|s| json!(s)),
+        args.no_client_base_url,
+    );
+    insert_some(&mut body, "client_base_url", base_url);
+    let federation = clearable(
+        args.federation_server.map(|s| json!(s)),
+        args.no_federation_server,
+    );
+    insert_some(&mut body, "federation_server", federation);
+    body
+}
+
+/// A new value, `null` when cleared, or nothing when neither flag was given.
+fn clearable(value: Option<Value>, clear: bool) -> Option<Value> {
+    if clear { Some(Value::Null) } else { value }
+}
+
+async fn set_suspended(ctx: &Ctx, server_name: &str, suspended: bool) -> anyhow::Result<()> {
+    let body = json!({ "suspended": suspended });
+    let answer = ctx.client.patch(&tenant_path(server_name), &body).await?;
+    ctx.print(&answer, |tenant: Tenant| {
+        if suspended {
+            format!(
+                "Suspended tenant {}: its client API answers 403 M_FORBIDDEN, its data is kept.\n",
+                tenant.server_name
+            )
+        } else {
+            format!("Resumed tenant {}.\n", tenant.server_name)
+        }
+    })
+}
+
+async fn delete(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
+    let answer = ctx.client.delete(&tenant_path(server_name)).await?;
+    ctx.print(&answer, |_: Value| {
+        format!("Deleted tenant {server_name} and all its data.\n")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Registration;
+
+    fn set_args() -> TenantSetArgs {
+        TenantSetArgs {
+            server_name: "x.test".into(),
+            hosts: vec![],
+            registration: None,
+            max_users: None,
+            no_max_users: false,
+            allow_guests: false,
+            no_guests: false,
+            client_base_url: None,
+            no_client_base_url: false,
+            federation_server: None,
+            no_federation_server: false,
+        }
+    }
+
+    #[test]
+    fn patch_sends_only_given_settings() {
+        assert!(patch_body(set_args()).is_empty());
+        let args = TenantSetArgs {
+            registration: Some(Registration::Token),
+            no_max_users: true,
+            no_guests: true,
+            ..set_args()
+        };
+        assert_eq!(
+            Value::Object(patch_body(args)),
+            json!({"registration": "token", "max_users": null, "allow_guests": false})
+        );
+    }
+
+    #[test]
+    fn create_sends_defaults_as_absent() {
+        let args = TenantCreateArgs {
+            server_name: "example.test".into(),
+            hosts: vec![],
+            registration: Some(Registration::Open),
+            max_users: None,
+            allow_guests: false,
+            admin_localpart: None,
+            client_base_url: None,
+            federation_server: None,
+        };
+        assert_eq!(
+            create_body(args),
+            json!({"server_name": "example.test", "registration": "open"})
+        );
+    }
+
+    #[test]
+    fn created_tenant_reads_like_the_first_start() {
+        let tenant: Tenant = serde_json::from_value(json!({
+            "server_name": "localhost", "hosts": ["localhost", "127.0.0.1"], "registration": "open",
+            "admin": {"user_id": "@admin:localhost", "password": "pw"}
+        }))
+        .expect("tenant");
+        assert_eq!(
+            render_created(&tenant),
+            "Created tenant localhost (hosts: localhost, 127.0.0.1), open registration\n\
+             Admin user: @admin:localhost\nAdmin password: pw\n"
+        );
+    }
+}

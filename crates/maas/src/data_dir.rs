@@ -1,0 +1,235 @@
+//! The small files maas keeps next to its databases: `operator.token` (the generated operator
+//! API secret) and `server.json` (where a running server listens). The server writes them, the
+//! CLI reads them; all writes are atomic so a reader never sees half a file.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::settings::{OPERATOR_TOKEN_FILE, SERVER_INFO_FILE};
+
+/// Contents of `server.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub url: String,
+    pub pid: u32,
+}
+
+/// Creates the data directory (owner-only: it holds password hashes and secrets).
+pub fn create(dir: &Path) -> anyhow::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+pub fn operator_token_path(dir: &Path) -> PathBuf {
+    dir.join(OPERATOR_TOKEN_FILE)
+}
+
+pub fn server_info_path(dir: &Path) -> PathBuf {
+    dir.join(SERVER_INFO_FILE)
+}
+
+/// Reads `<dir>/operator.token`, generating it first when absent.
+pub fn ensure_operator_token(dir: &Path) -> anyhow::Result<String> {
+    let path = operator_token_path(dir);
+    if let Some(token) = read_operator_token(&path)? {
+        warn_if_readable_by_others(&path);
+        return Ok(token);
+    }
+    let token = generate_token();
+    match write_new_file(&path, &format!("{token}\n"), 0o600) {
+        Ok(()) => Ok(token),
+        // Another process created it between our read and write: theirs wins.
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            read_operator_token(&path)?.context("operator token file appeared empty")
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot write {}", path.display())),
+    }
+}
+
+/// `None` when the file does not exist; an empty file is an error, not a new token, so a
+/// damaged file never silently changes the secret clients use.
+pub fn read_operator_token(path: &Path) -> anyhow::Result<Option<String>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        bail!(
+            "{} is empty; delete it to generate a new operator token",
+            path.display()
+        );
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// 32 random bytes, hex-encoded.
+fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    let Ok(meta) = fs::metadata(path) else { return };
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "operator token file is accessible by other users; chmod 600 it");
+    }
+}
+
+/// Creates `path` with `contents` and `mode`, failing with `AlreadyExists` if it exists. The
+/// data goes to a temporary file first and is hard-linked into place, so the file appears
+/// complete or not at all, and never clobbers a concurrent writer's file.
+fn write_new_file(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
+    let tmp = write_temp_file(path, contents, mode)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked
+}
+
+/// Replaces `path` atomically with `contents`.
+fn replace_file(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
+    let tmp = write_temp_file(path, contents, mode)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+fn write_temp_file(path: &Path, contents: &str, mode: u32) -> io::Result<PathBuf> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let _ = fs::remove_file(&tmp); // left over by a crashed process with our pid
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(tmp)
+}
+
+/// The URL clients should use for a bound address: a wildcard address is reachable locally
+/// through loopback, and `0.0.0.0` is not a valid destination everywhere.
+pub fn local_url(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        let loopback = match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        addr.set_ip(loopback);
+    }
+    format!("http://{addr}")
+}
+
+pub fn write_server_info(dir: &Path, info: &ServerInfo) -> anyhow::Result<()> {
+    let path = server_info_path(dir);
+    let json = serde_json::to_string(info)?;
+    replace_file(&path, &format!("{json}\n"), 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `None` when no server has announced itself in `dir`.
+pub fn read_server_info(dir: &Path) -> anyhow::Result<Option<ServerInfo>> {
+    let path = server_info_path(dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
+    let info =
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+    Ok(Some(info))
+}
+
+/// Removes `server.json`, but only if it is still ours: a second server started on the same
+/// directory may have replaced it.
+pub fn remove_server_info(dir: &Path) {
+    let Ok(Some(info)) = read_server_info(dir) else {
+        return;
+    };
+    if info.pid != std::process::id() {
+        return;
+    }
+    if let Err(error) = fs::remove_file(server_info_path(dir)) {
+        tracing::warn!(%error, "cannot remove server.json");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_token_is_generated_once_with_mode_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = ensure_operator_token(dir.path()).expect("generate");
+        assert_eq!(first.len(), 64);
+        assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+        let mode = fs::metadata(operator_token_path(dir.path()))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(ensure_operator_token(dir.path()).expect("reread"), first);
+        let leftovers = fs::read_dir(dir.path()).expect("ls").count();
+        assert_eq!(leftovers, 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn existing_token_is_trimmed_and_empty_one_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = operator_token_path(dir.path());
+        fs::write(&path, "  secret\n").expect("write");
+        assert_eq!(ensure_operator_token(dir.path()).expect("read"), "secret");
+        fs::write(&path, "\n").expect("write");
+        assert!(ensure_operator_token(dir.path()).is_err());
+    }
+
+    #[test]
+    fn server_info_round_trips_and_is_removed_only_by_its_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_server_info(dir.path()).expect("read"), None);
+        let other = ServerInfo {
+            url: "http://127.0.0.1:1".into(),
+            pid: std::process::id() + 1,
+        };
+        write_server_info(dir.path(), &other).expect("write");
+        remove_server_info(dir.path());
+        assert_eq!(read_server_info(dir.path()).expect("read"), Some(other));
+
+        let ours = ServerInfo {
+            url: "http://127.0.0.1:2".into(),
+            pid: std::process::id(),
+        };
+        write_server_info(dir.path(), &ours).expect("write");
+        assert_eq!(read_server_info(dir.path()).expect("read"), Some(ours));
+        remove_server_info(dir.path());
+        assert_eq!(read_server_info(dir.path()).expect("read"), None);
+    }
+
+    #[test]
+    fn wildcard_addresses_become_loopback_urls() {
+        let url = |s: &str| local_url(s.parse().expect("addr"));
+        assert_eq!(url("0.0.0.0:8008"), "http://127.0.0.1:8008");
+        assert_eq!(url("[::]:8008"), "http://[::1]:8008");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80");
+    }
+}

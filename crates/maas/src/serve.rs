@@ -1,0 +1,153 @@
+//! `maas serve`: the server process and its contract with tests and the CLI (see
+//! crates/maas-http/API.md): configuration, operator token, first-start tenant, `server.json`,
+//! logging, and graceful shutdown on SIGINT/SIGTERM.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::Context;
+use maas_core::Platform;
+use maas_core::config::Config;
+use maas_core::tenants::CreatedTenant;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
+use crate::data_dir::{self, ServerInfo};
+use crate::settings::{self, Overrides};
+
+pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        config_file: global.config.clone(),
+        data_dir: global.data_dir.clone(),
+        listen: args.listen,
+    };
+    let mut config = settings::load(&overrides)?;
+    init_logging(args.log_format)?;
+    // Handlers go in before anything slow, so a signal during start-up is a clean shutdown
+    // rather than the default action killing the process half-way.
+    let shutdown = shutdown_signal()?;
+    let dir = config.server.data_dir.clone();
+    data_dir::create(&dir)?;
+    config.operator.token = Some(operator_token(&config, &dir)?);
+    let platform = start_platform(config.clone()).await?;
+    let result = serve_until_signal(&platform, &config, shutdown).await;
+    data_dir::remove_server_info(&dir);
+    platform.shutdown().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// The configured token, else the generated one in the data directory. An empty configured
+/// token is refused: it would let `Authorization: Bearer ` through.
+fn operator_token(config: &Config, dir: &std::path::Path) -> anyhow::Result<String> {
+    let Some(token) = &config.operator.token else {
+        return data_dir::ensure_operator_token(dir);
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("operator.token is set but empty; set a secret or unset it to generate one");
+    }
+    Ok(token.to_owned())
+}
+
+/// Logs go to stderr: stdout carries only the first-start credentials, for scripts to read.
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not in files or journald.
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+async fn start_platform(config: Config) -> anyhow::Result<Arc<Platform>> {
+    let dir = config.server.data_dir.display().to_string();
+    let platform = Platform::start(config)
+        .await
+        .with_context(|| format!("cannot start the platform on data dir {dir}"))?;
+    Ok(platform)
+}
+
+/// Binds first, so a taken port fails before the first-start tenant (and its once-only
+/// password) is created; announces the server only when it is ready to answer.
+async fn serve_until_signal(
+    platform: &Arc<Platform>,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(created) = platform.bootstrap_default_tenant().await? {
+        announce_default_tenant(&created)?;
+    }
+    let info = ServerInfo {
+        url: data_dir::local_url(addr),
+        pid: std::process::id(),
+    };
+    data_dir::write_server_info(&config.server.data_dir, &info)?;
+    tracing::info!(%addr, url = %info.url, data_dir = %config.server.data_dir.display(), "listening");
+    maas_http::serve(listener, Arc::clone(platform), shutdown)
+        .await
+        .context("server failed")
+}
+
+/// Prints the first-start credentials to stdout: the only place the password ever appears.
+fn announce_default_tenant(created: &CreatedTenant) -> anyhow::Result<()> {
+    let text = default_tenant_lines(created);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    tracing::info!(server_name = %created.record.server_name, admin = %created.admin_user_id, "created the first tenant");
+    Ok(())
+}
+
+fn default_tenant_lines(created: &CreatedTenant) -> String {
+    let record = &created.record;
+    // The policy's serde name is the operator API's spelling ("open", "closed", "token").
+    let registration = serde_json::to_value(record.settings.registration)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{:?}", record.settings.registration).to_lowercase());
+    format!(
+        "Created tenant {} (hosts: {}), {registration} registration\nAdmin user: {}\nAdmin password: {}\n",
+        record.server_name,
+        record.hosts.join(", "),
+        created.admin_user_id,
+        created.admin_password
+    )
+}
+
+/// Resolves at the first SIGINT or SIGTERM. A second signal while requests drain stops the
+/// process at once (exit 130), as an operator pressing Ctrl-C twice expects.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    // Registered now, not when the future is first polled, so no signal is left to the
+    // default handler (which would kill the process uncleanly).
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down; finishing in-flight requests");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
+            }
+            tracing::warn!("second signal: exiting without waiting for requests");
+            std::process::exit(130);
+        });
+    })
+}

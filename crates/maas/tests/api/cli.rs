@@ -1,0 +1,343 @@
+//! The CLI (`maas tenant|user|token …`) driving a running server through the operator API.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Runs `maas <args>` in `cwd` with `env`, bounded in time.
+async fn maas(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match tokio::time::timeout(Duration::from_secs(20), cmd.output()).await {
+        Ok(out) => out.expect("running maas"),
+        Err(_) => panic!("`maas {}` didn't finish within 20 s", args.join(" ")),
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn assert_success(out: &Output, args: &str) {
+    assert!(
+        out.status.success(),
+        "`maas {args}` failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[track_caller]
+fn json_of(out: &Output, args: &str) -> Value {
+    assert_success(out, args);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("`maas {args}` printed no JSON ({e}):\n{}", stdout(out)))
+}
+
+/// Runs `maas` against `srv`'s data dir (server.json + generated operator.token).
+struct Cli<'a> {
+    srv: &'a TestServer,
+}
+
+impl Cli<'_> {
+    async fn run(&self, args: &[&str]) -> Output {
+        let dir = self.srv.data_dir.to_str().unwrap();
+        let mut full = vec!["--data-dir", dir];
+        full.extend_from_slice(args);
+        maas(self.srv.data_dir.parent().unwrap(), &[], &full).await
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert_success(&out, &args.join(" "));
+        stdout(&out)
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.push("--json");
+        let out = self.run(&full).await;
+        json_of(&out, &full.join(" "))
+    }
+}
+
+#[tokio::test]
+async fn cli_tenant_lifecycle() {
+    let srv = TestServer::start_with(Options::default().with_generated_operator_token()).await;
+    let cli = Cli { srv: &srv };
+
+    let out = cli
+        .ok(&[
+            "tenant",
+            "create",
+            "cli.test",
+            "--host",
+            "cli.test",
+            "--registration",
+            "open",
+        ])
+        .await;
+    assert!(
+        out.contains("cli.test"),
+        "readable output should name the tenant:\n{out}"
+    );
+    let t = srv.get_tenant("cli.test").await;
+    assert_eq!(t["registration"], "open", "{t}");
+    assert_eq!(t["hosts"], serde_json::json!(["cli.test"]));
+    srv.register("cli.test", "alice", "pw-alice-1").await;
+
+    // --json, and --data-dir after the subcommand.
+    let dir = srv.data_dir.to_str().unwrap();
+    let out = maas(
+        srv.data_dir.parent().unwrap(),
+        &[],
+        &["tenant", "list", "--json", "--data-dir", dir],
+    )
+    .await;
+    let list = json_of(&out, "tenant list --json --data-dir");
+    let names: Vec<_> = list["tenants"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .map(|t| t["server_name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"cli.test".to_owned()) && names.contains(&"localhost".to_owned()),
+        "{list}"
+    );
+    let out = cli.ok(&["tenant", "list"]).await;
+    assert!(
+        out.contains("cli.test") && out.contains("localhost"),
+        "{out}"
+    );
+
+    let shown = cli.json(&["tenant", "show", "cli.test"]).await;
+    assert_eq!(shown["server_name"], "cli.test");
+    assert_eq!(shown["user_count"], 2, "{shown}");
+
+    cli.ok(&["tenant", "suspend", "cli.test"]).await;
+    assert_eq!(srv.get_tenant("cli.test").await["suspended"], true);
+    cli.ok(&["tenant", "resume", "cli.test"]).await;
+    assert_eq!(srv.get_tenant("cli.test").await["suspended"], false);
+
+    // Creation through --json returns the generated admin, which logs in.
+    let created = cli
+        .json(&["tenant", "create", "json.test", "--registration", "closed"])
+        .await;
+    let pw = created["admin"]["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    srv.login("json.test", "admin", pw).await;
+
+    // Errors of the API fail the command.
+    let out = cli.run(&["tenant", "create", "cli.test"]).await;
+    assert!(
+        !out.status.success(),
+        "duplicate tenant creation succeeded: {}",
+        stdout(&out)
+    );
+    let out = cli.run(&["tenant", "show", "nope.test"]).await;
+    assert!(!out.status.success());
+
+    // Deletion needs --yes.
+    let out = cli.run(&["tenant", "delete", "cli.test"]).await;
+    assert!(!out.status.success(), "delete without --yes succeeded");
+    srv.get_tenant("cli.test").await;
+    srv.on("cli.test")
+        .get("/_matrix/client/versions")
+        .await
+        .ok();
+    cli.ok(&["tenant", "delete", "cli.test", "--yes"]).await;
+    assert_error(
+        &srv.op().get(&format!("{OP}/tenants/cli.test")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &srv.on("cli.test").get("/_matrix/client/versions").await,
+        404,
+        "M_UNRECOGNIZED",
+    );
+}
+
+#[tokio::test]
+async fn cli_users_and_tokens() {
+    let srv = TestServer::start_with(Options::default().with_generated_operator_token()).await;
+    let cli = Cli { srv: &srv };
+    srv.create_tenant("cli.test", &["cli.test"], "token").await;
+
+    cli.ok(&[
+        "user",
+        "create",
+        "cli.test",
+        "bob",
+        "--password",
+        "pw-bob-1",
+    ])
+    .await;
+    let bob = srv.login("cli.test", "bob", "pw-bob-1").await;
+    assert_eq!(bob.user_id, "@bob:cli.test");
+
+    let created = cli
+        .json(&["user", "create", "cli.test", "carol", "--admin"])
+        .await;
+    assert_eq!(created["admin"], true, "{created}");
+    let pw = created["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no generated password: {created}"));
+    srv.login("cli.test", "carol", pw).await;
+
+    let list = cli.json(&["user", "list", "cli.test"]).await;
+    let users = list["users"].as_array().unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        users.iter().any(|u| u["user_id"] == "@bob:cli.test"),
+        "{list}"
+    );
+    let out = cli.ok(&["user", "list", "cli.test"]).await;
+    assert!(out.contains("bob") && out.contains("carol"), "{out}");
+
+    cli.ok(&[
+        "user",
+        "reset-password",
+        "cli.test",
+        "bob",
+        "--password",
+        "pw-bob-2",
+    ])
+    .await;
+    assert_error(
+        &srv.on("cli.test")
+            .login_raw(login_body("bob", "pw-bob-1"))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    srv.login("cli.test", "bob", "pw-bob-2").await;
+    assert_error(
+        &srv.on("cli.test").as_user(&bob).whoami().await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+
+    let out = cli.run(&["user", "deactivate", "cli.test", "bob"]).await;
+    assert!(!out.status.success(), "deactivate without --yes succeeded");
+    srv.login("cli.test", "bob", "pw-bob-2").await;
+    cli.ok(&["user", "deactivate", "cli.test", "bob", "--yes"])
+        .await;
+    let resp = srv
+        .on("cli.test")
+        .login_raw(login_body("bob", "pw-bob-2"))
+        .await;
+    assert_error(&resp, 403, "M_USER_DEACTIVATED");
+
+    let token = cli
+        .json(&["token", "create", "cli.test", "--uses", "1"])
+        .await;
+    let t = token["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{token}"))
+        .to_owned();
+    assert_eq!(token["uses_allowed"], 1, "{token}");
+    let out = cli
+        .ok(&["token", "create", "cli.test", "--token", "readable-tok"])
+        .await;
+    assert!(out.contains("readable-tok"), "{out}");
+    let list = cli.json(&["token", "list", "cli.test"]).await;
+    let tokens = list["registration_tokens"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(tokens.len(), 2, "{list}");
+    srv.on("cli.test")
+        .register_with_token("dave", "pw-dave-1", &t)
+        .await;
+    let list = cli.json(&["token", "list", "cli.test"]).await;
+    let used = list["registration_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["token"] == t.as_str())
+        .cloned();
+    assert_eq!(used.unwrap()["completed"], 1, "{list}");
+}
+
+#[tokio::test]
+async fn cli_with_url_and_token_from_env() {
+    let srv = TestServer::start().await; // configured token, no operator.token file
+    let cwd = srv.data_dir.parent().unwrap();
+    let url = srv.url.as_str();
+
+    let out = maas(
+        cwd,
+        &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &["--url", url, "tenant", "list", "--json"],
+    )
+    .await;
+    let list = json_of(&out, "--url URL tenant list --json");
+    assert_eq!(list["tenants"][0]["server_name"], "localhost", "{list}");
+
+    let out = maas(
+        cwd,
+        &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &[
+            "tenant",
+            "create",
+            "env.test",
+            "--registration",
+            "open",
+            "--url",
+            url,
+        ],
+    )
+    .await;
+    assert_success(&out, "tenant create env.test --url URL");
+    srv.register("env.test", "alice", "pw-1").await;
+
+    // The data dir's server.json gives the address; the token still comes from the env.
+    let dir = srv.data_dir.to_str().unwrap();
+    let out = maas(
+        cwd,
+        &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &["tenant", "show", "env.test", "--json", "--data-dir", dir],
+    )
+    .await;
+    assert_eq!(json_of(&out, "tenant show --data-dir")["user_count"], 2);
+
+    // A wrong token fails, saying why.
+    let out = maas(
+        cwd,
+        &[("MAAS_OPERATOR_TOKEN", "wrong-token")],
+        &["--url", url, "tenant", "list"],
+    )
+    .await;
+    assert!(!out.status.success(), "wrong token accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("M_UNKNOWN_TOKEN") || err.to_lowercase().contains("token"),
+        "stderr: {err}"
+    );
+    // No server found: no server.json in ./maas-data of an empty directory.
+    let empty = tempfile::tempdir().unwrap();
+    let out = maas(
+        empty.path(),
+        &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &["tenant", "list"],
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "listing without a server succeeded: {}",
+        stdout(&out)
+    );
+}

@@ -1,0 +1,18 @@
+//! HTTP integration tests of `maas serve`: each test starts the real binary on an ephemeral
+//! port with its own data directory and talks to it over HTTP (see `harness`).
+
+mod account;
+mod cli;
+mod devices;
+mod discovery;
+mod errors;
+mod harness;
+mod isolation;
+mod login;
+mod operator;
+mod persistence;
+mod profile;
+mod rate_limit;
+mod registration;
+mod registration_tokens;
+mod sdk;
