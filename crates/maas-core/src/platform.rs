@@ -332,10 +332,10 @@ impl Platform {
     }
 
     async fn remove_data(&self, tenant_id: &str) {
-        if let Some((_, cell)) = self.loaded.remove(tenant_id) {
-            if let Some(tenant) = cell.get() {
-                tenant.store().close().await;
-            }
+        if let Some((_, cell)) = self.loaded.remove(tenant_id)
+            && let Some(tenant) = cell.get()
+        {
+            tenant.store().close().await;
         }
         if let Err(e) = self.backend.control().delete_tenant(tenant_id).await {
             tracing::error!(tenant_id, error = %e, "could not delete tenant record");
@@ -439,12 +439,12 @@ fn normalize_hosts(hosts: Vec<String>) -> Result<Vec<String>> {
 }
 
 fn check_settings(settings: &TenantSettings) -> Result<()> {
-    if let Some(url) = &settings.client_base_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(Error::InvalidParam(
-                "client_base_url must be an http(s) URL".into(),
-            ));
-        }
+    if let Some(url) = &settings.client_base_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(Error::InvalidParam(
+            "client_base_url must be an http(s) URL".into(),
+        ));
     }
     if let Some(server) = &settings.federation_server {
         parse_server_name(server)?;

@@ -33,10 +33,10 @@ pub async fn resolve_tenant(
         Ok(None) => return HttpError::unknown_host().into_response(),
         Err(e) => return HttpError::from(e).into_response(),
     };
-    if req.uri().path().starts_with("/_matrix/") {
-        if let Err(e) = tenant.ensure_active() {
-            return HttpError::from(e).into_response();
-        }
+    if req.uri().path().starts_with("/_matrix/")
+        && let Err(e) = tenant.ensure_active()
+    {
+        return HttpError::from(e).into_response();
     }
     let ip = client_ip(&req, platform.config().server.behind_proxy);
     let span = tracing::info_span!("request", tenant = %tenant.server_name(), method = %req.method(), path = %req.uri().path());

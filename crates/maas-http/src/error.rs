@@ -169,12 +169,11 @@ impl IntoResponse for HttpError {
             .and_then(Value::as_u64)
             .map(|ms| ms.div_ceil(1000));
         let mut response = (self.status, Json(Value::Object(body))).into_response();
-        if let Some(secs) = retry_secs {
-            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                response
-                    .headers_mut()
-                    .insert(http::header::RETRY_AFTER, value);
-            }
+        let retry_value = retry_secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok());
+        if let Some(value) = retry_value {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
         }
         response
     }

@@ -285,10 +285,10 @@ async fn list_users(
     let users = op(tenant.accounts().users(page.from.as_deref(), limit).await)?;
     let mut json =
         json!({ "users": users.iter().map(|u| user_json(&tenant, u)).collect::<Vec<_>>() });
-    if users.len() == limit as usize {
-        if let Some(last) = users.last() {
-            json["next_from"] = Value::String(last.localpart.clone());
-        }
+    if users.len() == limit as usize
+        && let Some(last) = users.last()
+    {
+        json["next_from"] = Value::String(last.localpart.clone());
     }
     Ok(Json(json))
 }

@@ -154,8 +154,10 @@ fn find_token(config: &Config) -> anyhow::Result<String> {
             return Ok(token.to_owned());
         }
     }
-    if let Some(token) = &config.operator.token {
-        return Ok(token.clone());
+    if let Some(token) = config.operator.token.as_deref().map(str::trim)
+        && !token.is_empty()
+    {
+        return Ok(token.to_owned());
     }
     let path = data_dir::operator_token_path(&config.server.data_dir);
     data_dir::read_operator_token(&path)?.ok_or_else(|| {

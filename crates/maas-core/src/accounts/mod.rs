@@ -11,7 +11,6 @@ use ruma::api::client::session::login::v3::LoginInfo;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 use ruma::{OwnedDeviceId, OwnedUserId};
 
-use crate::registration_tokens::RegistrationTokens;
 use crate::uia::{self, UiaFlows};
 use crate::{Error, Result, Tenant, now_ms, secrets};
 
@@ -135,15 +134,16 @@ impl<'a> Accounts<'a> {
             .uia()
             .authenticate(&flows, reg.auth.as_ref(), None)
             .await?;
-        if let Some(token) = completed.registration_token.as_deref() {
-            if !RegistrationTokens::new(self.tenant)
+        if let Some(token) = completed.registration_token.as_deref()
+            && !self
+                .tenant
+                .registration_tokens()
                 .complete_use(token)
                 .await?
-            {
-                return Err(Error::Forbidden(
-                    "The registration token is no longer valid".into(),
-                ));
-            }
+        {
+            return Err(Error::Forbidden(
+                "The registration token is no longer valid".into(),
+            ));
         }
         let localpart = match localpart {
             Some(l) => l,

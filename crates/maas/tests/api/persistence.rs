@@ -207,8 +207,8 @@ async fn in_flight_request_finishes_on_sigterm() {
     // Costly password hashing makes a login take a while.
     let mut srv = TestServer::start_with(
         Options::default()
-            .env("MAAS_PASSWORDS__MEMORY_KIB", "16384")
-            .env("MAAS_PASSWORDS__ITERATIONS", "8"),
+            .env("MAAS_PASSWORDS__MEMORY_KIB", "4096")
+            .env("MAAS_PASSWORDS__ITERATIONS", "4"),
     )
     .await;
     srv.create_user("localhost", "alice", "pw-alice-1").await;
@@ -234,4 +234,47 @@ async fn in_flight_request_finishes_on_sigterm() {
     });
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("access_token"), "{body}");
+}
+
+/// Access tokens are stored hashed and passwords as argon2id: neither appears in clear in any
+/// file of the data directory.
+#[tokio::test]
+async fn secrets_are_not_stored_in_clear() {
+    let mut srv = TestServer::start().await;
+    let password = "Clear-Text-Password-4711";
+    let s = srv.register("localhost", "alice", password).await;
+    assert!(
+        s.access_token.len() >= 32,
+        "access token too short for 256 bits: {:?}",
+        s.access_token
+    );
+    // Stop so that everything is flushed to disk.
+    let status = srv.stop().await;
+    assert!(status.success());
+
+    let mut files = Vec::new();
+    let mut stack = vec![srv.data_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut saw_argon2id = false;
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let find = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(
+            !find(&s.access_token),
+            "access token in clear in {}",
+            file.display()
+        );
+        assert!(!find(password), "password in clear in {}", file.display());
+        saw_argon2id |= find("$argon2id$");
+    }
+    assert!(saw_argon2id, "no argon2id hash found in {files:?}");
 }

@@ -300,3 +300,40 @@ async fn max_users_quota() {
     api.register("u2", "pw-u2-1").await;
     assert_eq!(srv.get_tenant("q.test").await["user_count"], count + 2);
 }
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_name() {
+    let srv = TestServer::start().await;
+    let api = srv.on("localhost");
+    let attempt = |pw: &'static str| {
+        let api = api.clone();
+        async move {
+            api.register_raw(json!({"username": "alice", "password": pw}))
+                .await
+        }
+    };
+    let (a, b, c, d) = tokio::join!(attempt("p1"), attempt("p2"), attempt("p3"), attempt("p4"));
+    let results = [a, b, c, d];
+    let ok: Vec<_> = results.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "{:?}",
+        results.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    for r in results.iter().filter(|r| r.status != 200) {
+        assert_error(r, 400, "M_USER_IN_USE");
+    }
+    let list = srv
+        .op()
+        .get(&format!("{OP}/tenants/localhost/users"))
+        .await
+        .ok();
+    let alices = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["localpart"] == "alice")
+        .count();
+    assert_eq!(alices, 1, "{list}");
+}
