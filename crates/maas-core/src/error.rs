@@ -17,6 +17,17 @@ pub enum Error {
     InvalidUsername(String),
     #[error("{0}")]
     BadJson(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("Room version {0} is not supported")]
+    UnsupportedRoomVersion(String),
+    #[error("Room alias already taken")]
+    RoomInUse,
+    #[error("A room alias with that name already exists")]
+    AliasExists,
+    /// The spec's catch-all `M_UNKNOWN` for a request that can't be honoured as it stands.
+    #[error("{0}")]
+    Unknown(String),
     #[error("User ID already taken")]
     UserInUse,
     #[error("Unknown access token")]

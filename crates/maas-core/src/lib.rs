@@ -5,13 +5,19 @@
 pub mod accounts;
 pub mod config;
 mod error;
+pub mod filter;
 pub mod keys;
 pub mod platform;
 pub mod ratelimit;
 pub mod registration_tokens;
+pub mod rooms;
 mod secrets;
+pub mod stream;
+pub mod sync;
 pub mod tenants;
+pub mod typing;
 pub mod uia;
+pub mod user_data;
 
 pub use error::{Error, Result, UiaChallenge};
 pub use platform::Platform;

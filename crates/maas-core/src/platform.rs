@@ -171,12 +171,13 @@ impl Platform {
         let tenant = cell
             .get_or_try_init(|| async {
                 let store = self.backend.open_tenant(&record.tenant_id).await?;
-                Tenant::new(
+                Tenant::open(
                     record.clone(),
                     store,
                     self.config.clone(),
                     self.limiter.clone(),
                 )
+                .await
             })
             .await?
             .clone();

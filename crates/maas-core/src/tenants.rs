@@ -8,10 +8,18 @@ use maas_store::{TenantRecord, TenantSettings, TenantStore};
 use parking_lot::RwLock;
 use ruma::{OwnedServerName, ServerName};
 
+use ruma::signatures::Ed25519KeyPair;
+use tokio::sync::OnceCell;
+
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::keys;
 use crate::ratelimit::RateLimiter;
 use crate::registration_tokens::RegistrationTokens;
+use crate::rooms::Rooms;
+use crate::rooms::state::StateCache;
+use crate::stream::Stream;
+use crate::typing::TypingState;
 use crate::uia::Uia;
 use crate::{Error, Result, now_ms};
 
@@ -21,6 +29,10 @@ pub struct Tenant(Arc<TenantInner>);
 
 struct TenantInner {
     server_name: OwnedServerName,
+    stream: Stream,
+    state_cache: StateCache,
+    typing: TypingState,
+    signing_key: OnceCell<Arc<Ed25519KeyPair>>,
     record: RwLock<TenantRecord>,
     store: Arc<dyn TenantStore>,
     config: Arc<Config>,
@@ -37,15 +49,20 @@ pub struct CreatedTenant {
 }
 
 impl Tenant {
-    pub(crate) fn new(
+    pub(crate) async fn open(
         record: TenantRecord,
         store: Arc<dyn TenantStore>,
         config: Arc<Config>,
         limiter: Arc<RateLimiter>,
     ) -> Result<Self> {
         let server_name = parse_server_name(&record.server_name)?;
+        let stream = Stream::load(store.clone()).await?;
         Ok(Self(Arc::new(TenantInner {
             server_name,
+            stream,
+            state_cache: StateCache::default(),
+            typing: TypingState::default(),
+            signing_key: OnceCell::new(),
             record: RwLock::new(record),
             store,
             config,
@@ -127,6 +144,37 @@ impl Tenant {
 
     pub(crate) fn last_used_ms(&self) -> i64 {
         self.0.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn stream(&self) -> &Stream {
+        &self.0.stream
+    }
+
+    pub(crate) fn typing(&self) -> &TypingState {
+        &self.0.typing
+    }
+
+    pub(crate) fn state_cache(&self) -> &StateCache {
+        &self.0.state_cache
+    }
+
+    /// The tenant's current signing key, loaded once.
+    pub(crate) async fn signing_key(&self) -> Result<Arc<Ed25519KeyPair>> {
+        self.0
+            .signing_key
+            .get_or_try_init(|| async {
+                let keys = self.store().signing_keys().await?;
+                let newest = keys
+                    .last()
+                    .ok_or_else(|| Error::Internal("tenant has no signing key".into()))?;
+                keys::key_pair(newest).map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+
+    pub fn rooms(&self) -> Rooms<'_> {
+        Rooms::new(self)
     }
 
     pub fn accounts(&self) -> Accounts<'_> {

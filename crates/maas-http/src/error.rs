@@ -126,6 +126,13 @@ impl From<Error> for HttpError {
             Error::MissingParam(m) => Self::new(S::BAD_REQUEST, "M_MISSING_PARAM", m),
             Error::InvalidUsername(m) => Self::new(S::BAD_REQUEST, "M_INVALID_USERNAME", m),
             Error::BadJson(m) => Self::bad_json(m),
+            Error::UnsupportedRoomVersion(_) => {
+                Self::new(S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", error.to_string())
+            }
+            Error::AliasExists => Self::new(S::CONFLICT, "M_UNKNOWN", error.to_string()),
+            Error::RoomInUse => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", error.to_string()),
+            Error::Unknown(m) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", m),
+            Error::TooLarge(m) => Self::new(S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", m),
             Error::UserInUse => Self::new(S::BAD_REQUEST, "M_USER_IN_USE", error.to_string()),
             Error::UnknownToken => Self::unknown_token(),
             Error::UserDeactivated => {

@@ -3,6 +3,7 @@
 //! its own. Callers only ever see the traits, so a backend can be swapped without touching them.
 
 mod records;
+mod rooms;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::*;
+pub use rooms::*;
 
 /// Errors every backend maps its own failures to.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +58,9 @@ pub trait ControlStore: Send + Sync {
     async fn delete_tenant(&self, tenant_id: &str) -> Result<()>;
 }
 
-/// Everything one tenant (one homeserver) stores.
+/// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
-pub trait TenantStore: Send + Sync {
+pub trait TenantStore: RoomStore + Send + Sync {
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;

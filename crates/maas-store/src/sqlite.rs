@@ -3,6 +3,7 @@
 //! removed on its own and tenants never wait on each other's write lock.
 
 mod control;
+mod rooms;
 mod tenant;
 mod util;
 

@@ -117,11 +117,11 @@ impl<'a> Accounts<'a> {
             Some(name) => Some(self.check_username_available(name).await?),
             None => None,
         };
-        let password = reg
-            .password
-            .as_deref()
-            .ok_or_else(|| Error::MissingParam("Missing parameter: password".into()))?;
-        passwords::check_new_password(password)?;
+        // The password may come only with the last step: clients first send an empty request
+        // to learn the flows.
+        if let Some(password) = reg.password.as_deref() {
+            passwords::check_new_password(password)?;
+        }
         self.ensure_user_quota().await?;
 
         let flows = UiaFlows {
@@ -134,6 +134,10 @@ impl<'a> Accounts<'a> {
             .uia()
             .authenticate(&flows, reg.auth.as_ref(), None)
             .await?;
+        let password = reg
+            .password
+            .as_deref()
+            .ok_or_else(|| Error::MissingParam("Missing parameter: password".into()))?;
         if let Some(token) = completed.registration_token.as_deref()
             && !self
                 .tenant

@@ -4,9 +4,18 @@
 mod account;
 mod capabilities;
 mod device;
+mod directory;
+mod events;
+mod membership;
+mod messages;
 mod profile;
+mod receipts;
 mod register;
+mod room_state;
+mod rooms;
 mod session;
+mod sync;
+mod user_data;
 mod versions;
 
 use std::sync::Arc;
@@ -28,7 +37,15 @@ pub fn routes() -> AppRouter {
     let router = session::routes(router);
     let router = account::routes(router);
     let router = device::routes(router);
-    profile::routes(router)
+    let router = profile::routes(router);
+    let router = rooms::routes(router);
+    let router = membership::routes(router);
+    let router = room_state::routes(router);
+    let router = messages::routes(router);
+    let router = receipts::routes(router);
+    let router = user_data::routes(router);
+    let router = directory::routes(router);
+    sync::routes(router)
 }
 
 /// Registers `handler` for the ruma endpoint `R` on all of its paths.

@@ -27,7 +27,8 @@ macro_rules! select_users {
 
 /// One tenant's `homeserver.db`.
 pub struct SqliteTenantStore {
-    pool: SqlitePool,
+    /// Shared with the `RoomStore` implementation in `super::rooms`.
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteTenantStore {

@@ -202,7 +202,7 @@ async fn expired_token_is_invalid() {
     // A token that expires shortly, and one that doesn't.
     srv.create_registration_token(
         "tok.test",
-        json!({"token": "old", "expiry_time": now_ms() + 1000}),
+        json!({"token": "old", "expiry_time": now_ms() + 1500}),
     )
     .await;
     srv.create_registration_token(
@@ -211,7 +211,7 @@ async fn expired_token_is_invalid() {
     )
     .await;
     assert!(valid(&srv, "old").await);
-    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
     assert!(!valid(&srv, "old").await, "expired token reported valid");
     assert!(valid(&srv, "fresh").await);
 

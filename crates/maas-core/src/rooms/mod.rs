@@ -1,0 +1,340 @@
+//! Rooms (spec: Client-Server API, "Rooms"; Server-Server API, "PDUs"): the room DAG of each
+//! tenant. Every local event goes through [`Rooms::append`]: built as a signed PDU, authorised
+//! by the auth rules against the room state, and persisted with its state, stream position and
+//! derived data in one step.
+
+pub mod auth;
+mod create;
+pub mod directory;
+mod membership;
+pub mod pdu;
+pub mod read;
+pub mod relations;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use maas_store::{
+    EventRecord, MembershipRecord, NewEvent, Redaction, RelationRecord, RoomRecord, TxnRecord,
+};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UserId};
+
+use crate::stream::StreamWriter;
+use crate::{Error, Result, Tenant};
+
+pub use create::{CreateRoom, Preset};
+pub use pdu::{EventDraft, Pdu};
+pub use read::{Direction, Messages, Page, Visibility};
+
+/// Room events a new room gets, in the newest stable version ruma knows.
+pub const DEFAULT_ROOM_VERSION: RoomVersionId = RoomVersionId::V12;
+
+/// Prev events an event cites at most; more extremities are merged over several events.
+const MAX_PREV_EVENTS: usize = 10;
+
+pub struct Rooms<'a> {
+    tenant: &'a Tenant,
+}
+
+pub(crate) fn rules_of(version: &str) -> Result<RoomVersionRules> {
+    RoomVersionId::try_from(version)
+        .ok()
+        .and_then(|v| v.rules())
+        .ok_or_else(|| Error::Internal(format!("unsupported room version {version}")))
+}
+
+/// Whether `version` is a stable room version this server creates and serves.
+pub fn is_supported_version(version: &RoomVersionId) -> bool {
+    version.rules().is_some_and(|r| {
+        matches!(
+            r.disposition,
+            ruma::room_version_rules::RoomVersionDisposition::Stable
+        )
+    })
+}
+
+impl<'a> Rooms<'a> {
+    pub(crate) fn new(tenant: &'a Tenant) -> Self {
+        Self { tenant }
+    }
+
+    async fn room(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        self.tenant
+            .store()
+            .room(room_id.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound("Room not found".into()))
+    }
+
+    /// Appends an event by `sender` to the room. The caller holds the tenant's stream writer,
+    /// which serialises event creation so prev events and state never race.
+    pub(crate) async fn append(
+        &self,
+        writer: &mut StreamWriter<'_>,
+        room: &RoomRecord,
+        sender: &UserId,
+        draft: EventDraft,
+        txn: Option<TxnRecord>,
+    ) -> Result<Arc<Pdu>> {
+        let store = self.tenant.store();
+        let cache = self.tenant.state_cache();
+        let rules = rules_of(&room.room_version)?;
+        let room_id = RoomId::parse(&room.room_id)
+            .map_err(|_| Error::Internal(format!("bad stored room id {}", room.room_id)))?;
+        let state = cache.group(store, room.state_group).await?;
+
+        let mut prev_events = Vec::new();
+        for id in store
+            .forward_extremities(&room.room_id)
+            .await?
+            .iter()
+            .take(MAX_PREV_EVENTS)
+        {
+            let id = OwnedEventId::try_from(id.as_str())
+                .map_err(|_| Error::Internal("bad extremity".into()))?;
+            if let Some(pdu) = cache.pdu(store, &id).await? {
+                prev_events.push(pdu);
+            }
+        }
+        let content = serde_json::value::to_raw_value(&draft.content)
+            .map_err(|e| Error::BadJson(e.to_string()))?;
+        let types = auth::auth_types(
+            &rules,
+            &draft.kind,
+            sender,
+            draft.state_key.as_deref(),
+            &content,
+        )?;
+        let mut auth_map = HashMap::new();
+        let create_key = (StateEventType::RoomCreate, String::new());
+        for key in types.iter().chain(std::iter::once(&create_key)) {
+            if let Some(id) = state.get(key)
+                && let Some(pdu) = cache.pdu(store, id).await?
+            {
+                auth_map.insert(id.clone(), pdu);
+            }
+        }
+        let auth_ids = auth::select_auth_events(&rules, &state, &types);
+        let auth_events: Vec<Arc<Pdu>> = auth_ids
+            .iter()
+            .filter_map(|id| auth_map.get(id).cloned())
+            .collect();
+
+        let key = self.tenant.signing_key().await?;
+        let ctx = pdu::PduContext {
+            rules: &rules,
+            server_name: self.tenant.server_name(),
+            key: &key,
+            room_id: Some(&room_id),
+            sender,
+            prev_events: &prev_events,
+            auth_events: &auth_events,
+            origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
+        };
+        let pdu = Arc::new(pdu::build(&ctx, draft)?);
+        auth::check(&rules, &pdu, &state, &auth_map)?;
+
+        let redaction = self.redaction_of(&rules, &room_id, &pdu, &state).await?;
+        let (state_after, new_state_group) = match &pdu.state_key {
+            Some(state_key) => {
+                let mut after = (*state).clone();
+                after.insert(
+                    (pdu.kind.to_string().into(), state_key.clone()),
+                    pdu.event_id.clone(),
+                );
+                let group = cache
+                    .new_group(store, &room.room_id, Some(room.state_group), &after)
+                    .await?;
+                (group.id, Some(group))
+            }
+            None => (room.state_group, None),
+        };
+        let stream = writer.next().await?;
+        let record = EventRecord {
+            event_id: pdu.event_id.to_string(),
+            room_id: room.room_id.clone(),
+            stream,
+            depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: sender.to_string(),
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            pdu: pdu.to_canonical_string(),
+            state_before: room.state_group,
+            state_after,
+            redacted_by: None,
+            txn,
+            relation: relation_of(&pdu),
+        };
+        let membership = self.membership_of(&pdu, stream, state_after).await?;
+        let new = NewEvent {
+            event: record,
+            extremities: vec![pdu.event_id.to_string()],
+            new_state_group,
+            room_state_group: state_after,
+            membership,
+            redaction: redaction.clone(),
+        };
+        store.persist_event(&new).await?;
+        cache.remember(pdu.clone());
+        if let Some(redaction) = redaction
+            && let Ok(id) = OwnedEventId::try_from(redaction.event_id.as_str())
+        {
+            cache.forget(&id);
+        }
+        writer.publish(stream);
+        Ok(pdu)
+    }
+
+    /// For an `m.room.redaction` of an event in this room: its redacted form, once the sender
+    /// is allowed to redact it (their own event, or enough power).
+    async fn redaction_of(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        state: &state::RoomState,
+    ) -> Result<Option<Redaction>> {
+        if pdu.kind != TimelineEventType::RoomRedaction {
+            return Ok(None);
+        }
+        let Some(target_id) = &pdu.redacts else {
+            return Err(Error::BadJson("A redaction needs `redacts`".into()));
+        };
+        let store = self.tenant.store();
+        let Some(target) = self.tenant.state_cache().pdu(store, target_id).await? else {
+            return Ok(None);
+        };
+        if target.room_id != room_id {
+            return Ok(None);
+        }
+        if target.sender != pdu.sender {
+            let levels = read::power_levels(self.tenant, rules, state).await?;
+            if levels.for_user(&pdu.sender) < levels.redact {
+                return Err(Error::Forbidden(
+                    "You don't have permission to redact events of others".into(),
+                ));
+            }
+        }
+        let redacted = ruma::canonical_json::redact(target.json.clone(), &rules.redaction, None)
+            .map_err(|e| Error::Internal(format!("redaction failed: {e}")))?;
+        Ok(Some(Redaction {
+            event_id: target.event_id.to_string(),
+            redacted_pdu: ruma::CanonicalJsonValue::Object(redacted).to_string(),
+            redacted_by: pdu.event_id.to_string(),
+        }))
+    }
+
+    async fn membership_of(
+        &self,
+        pdu: &Pdu,
+        stream: i64,
+        state_after: i64,
+    ) -> Result<Option<MembershipRecord>> {
+        if pdu.kind != TimelineEventType::RoomMember {
+            return Ok(None);
+        }
+        let Some(target) = &pdu.state_key else {
+            return Ok(None);
+        };
+        let membership = pdu
+            .content_value()
+            .get("membership")
+            .and_then(|m| m.as_str())
+            .unwrap_or("leave")
+            .to_owned();
+        let stripped_state = if membership == "invite" || membership == "knock" {
+            Some(self.stripped_state(state_after).await?)
+        } else {
+            None
+        };
+        Ok(Some(MembershipRecord {
+            room_id: pdu.room_id.to_string(),
+            user_id: target.clone(),
+            membership,
+            event_id: pdu.event_id.to_string(),
+            stream,
+            sender: pdu.sender.to_string(),
+            stripped_state,
+        }))
+    }
+
+    /// The stripped state shown to invitees and knockers (spec: "Stripped state").
+    async fn stripped_state(&self, group: i64) -> Result<String> {
+        let store = self.tenant.store();
+        let cache = self.tenant.state_cache();
+        let state = cache.group(store, group).await?;
+        let kinds = [
+            StateEventType::RoomCreate,
+            StateEventType::RoomJoinRules,
+            StateEventType::RoomName,
+            StateEventType::RoomAvatar,
+            StateEventType::RoomCanonicalAlias,
+            StateEventType::RoomEncryption,
+            StateEventType::RoomTopic,
+        ];
+        let mut events = Vec::new();
+        for kind in kinds {
+            if let Some(id) = state.get(&(kind, String::new()))
+                && let Some(pdu) = cache.pdu(store, id).await?
+            {
+                events.push(serde_json::json!({
+                    "type": pdu.kind.to_string(),
+                    "state_key": pdu.state_key,
+                    "content": pdu.content_value(),
+                    "sender": pdu.sender,
+                }));
+            }
+        }
+        Ok(serde_json::Value::Array(events).to_string())
+    }
+
+    /// Sends a message or state event on behalf of a local user; idempotent per transaction.
+    pub async fn send(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        draft: EventDraft,
+        txn: Option<TxnRecord>,
+    ) -> Result<OwnedEventId> {
+        let mut writer = self.tenant.stream().writer().await;
+        if let Some(txn) = &txn
+            && let Some(existing) = self.tenant.store().event_id_by_txn(txn).await?
+        {
+            return OwnedEventId::try_from(existing)
+                .map_err(|_| Error::Internal("bad stored event id".into()));
+        }
+        let room = self.room_for_member(sender, room_id).await?;
+        let pdu = self.append(&mut writer, &room, sender, draft, txn).await?;
+        Ok(pdu.event_id.clone())
+    }
+
+    /// The room, when `user` is joined to it; `403` otherwise, as for a room that doesn't exist
+    /// (so non-members learn nothing about it).
+    async fn room_for_member(&self, user: &UserId, room_id: &RoomId) -> Result<RoomRecord> {
+        let not_member = || Error::Forbidden(format!("You are not joined to {room_id}"));
+        let membership = self
+            .tenant
+            .store()
+            .membership(room_id.as_str(), user.as_str())
+            .await?;
+        if membership.is_none_or(|m| m.membership != "join") {
+            return Err(not_member());
+        }
+        self.room(room_id).await
+    }
+}
+
+fn relation_of(pdu: &Pdu) -> Option<RelationRecord> {
+    let content = pdu.content_value();
+    let relates_to = content.get("m.relates_to")?;
+    let rel_type = relates_to.get("rel_type")?.as_str()?;
+    let parent = relates_to.get("event_id")?.as_str()?;
+    Some(RelationRecord {
+        rel_type: rel_type.to_owned(),
+        parent_event_id: parent.to_owned(),
+    })
+}

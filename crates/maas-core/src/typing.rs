@@ -1,0 +1,107 @@
+//! Typing notifications (spec: Client-Server API, "Typing notifications"): ephemeral, kept in
+//! memory only, but ordered in the tenant's stream so sync sees changes like any other.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ruma::{RoomId, UserId};
+use tokio::time::Instant;
+
+use crate::{Result, Tenant};
+
+/// Longest a typing notice lasts without being renewed.
+const MAX_TYPING: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+pub struct TypingState {
+    rooms: Mutex<HashMap<String, RoomTyping>>,
+}
+
+#[derive(Default)]
+struct RoomTyping {
+    users: HashMap<String, Instant>,
+    /// Stream position of the last change.
+    position: i64,
+}
+
+impl TypingState {
+    /// The users typing in `room_id`, if that changed after stream position `since`.
+    pub fn changed_since(&self, room_id: &str, since: i64) -> Option<Vec<String>> {
+        let rooms = self.rooms.lock();
+        let room = rooms.get(room_id)?;
+        if room.position <= since {
+            return None;
+        }
+        let now = Instant::now();
+        let mut users: Vec<String> = room
+            .users
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(u, _)| u.clone())
+            .collect();
+        users.sort();
+        Some(users)
+    }
+}
+
+impl Tenant {
+    /// `PUT /rooms/{roomId}/typing/{userId}`: the user is joined (checked by the caller).
+    pub async fn set_typing(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let mut writer = self.stream().writer().await;
+        let position = writer.next().await?;
+        {
+            let mut rooms = self.typing().rooms.lock();
+            let room = rooms.entry(room_id.to_string()).or_default();
+            match timeout {
+                Some(timeout) => {
+                    let until = Instant::now() + timeout.min(MAX_TYPING);
+                    room.users.insert(user.to_string(), until);
+                }
+                None => {
+                    room.users.remove(user.as_str());
+                }
+            }
+            room.position = position;
+        }
+        writer.publish(position);
+        drop(writer);
+        if let Some(timeout) = timeout {
+            self.expire_typing_later(user, room_id, timeout.min(MAX_TYPING));
+        }
+        Ok(())
+    }
+
+    /// Announces the end of a typing notice that was not renewed.
+    fn expire_typing_later(&self, user: &UserId, room_id: &RoomId, after: Duration) {
+        let tenant = self.clone();
+        let (user, room_id) = (user.to_string(), room_id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let expired = {
+                let rooms = tenant.typing().rooms.lock();
+                rooms
+                    .get(&room_id)
+                    .and_then(|r| r.users.get(&user))
+                    .is_some_and(|until| *until <= Instant::now())
+            };
+            if !expired {
+                return;
+            }
+            let mut writer = tenant.stream().writer().await;
+            let Ok(position) = writer.next().await else {
+                return;
+            };
+            if let Some(room) = tenant.typing().rooms.lock().get_mut(&room_id) {
+                room.users.remove(&user);
+                room.position = position;
+            }
+            writer.publish(position);
+        });
+    }
+}

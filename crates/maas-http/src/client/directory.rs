@@ -1,0 +1,193 @@
+//! Room aliases and the room directory (spec: "Room aliases", "Room directory", "Listing
+//! rooms"): the tenant's local aliases and its list of published rooms.
+
+use maas_core::Tenant;
+use maas_core::rooms::directory::PublicRoomsPage;
+use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
+use ruma::api::client::directory::{
+    get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+};
+use ruma::api::client::room::{Visibility, aliases};
+use ruma::directory::PublicRoomsChunk;
+use ruma::{OwnedRoomAliasId, ServerName, UInt};
+
+use super::{AppRouter, route};
+use crate::context::{Authed, ForTenant};
+use crate::error::{HttpError, Result};
+use crate::ruma::{Ruma, RumaResponse};
+
+pub fn routes(router: AppRouter) -> AppRouter {
+    let router = route::<get_alias::v3::Request, _, _>(router, get_alias);
+    let router = route::<create_alias::v3::Request, _, _>(router, create_alias);
+    let router = route::<delete_alias::v3::Request, _, _>(router, delete_alias);
+    let router = route::<aliases::v3::Request, _, _>(router, aliases);
+    let router = route::<get_room_visibility::v3::Request, _, _>(router, get_room_visibility);
+    let router = route::<set_room_visibility::v3::Request, _, _>(router, set_room_visibility);
+    let router = route::<get_public_rooms::v3::Request, _, _>(router, get_public_rooms);
+    route::<get_public_rooms_filtered::v3::Request, _, _>(router, get_public_rooms_filtered)
+}
+
+/// `GET /_matrix/client/v3/directory/room/{roomAlias}`
+async fn get_alias(
+    ForTenant(tenant): ForTenant,
+    Ruma(req): Ruma<get_alias::v3::Request>,
+) -> Result<RumaResponse<get_alias::v3::Response>> {
+    let (room_id, servers) = tenant.rooms().alias(&req.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers).into())
+}
+
+/// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
+async fn create_alias(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    Ruma(req): Ruma<create_alias::v3::Request>,
+) -> Result<RumaResponse<create_alias::v3::Response>> {
+    tenant
+        .rooms()
+        .set_alias(&user, &req.room_alias, &req.room_id)
+        .await?;
+    Ok(create_alias::v3::Response::new().into())
+}
+
+/// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
+async fn delete_alias(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    Ruma(req): Ruma<delete_alias::v3::Request>,
+) -> Result<RumaResponse<delete_alias::v3::Response>> {
+    tenant.rooms().delete_alias(&user, &req.room_alias).await?;
+    Ok(delete_alias::v3::Response::new().into())
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
+async fn aliases(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    Ruma(req): Ruma<aliases::v3::Request>,
+) -> Result<RumaResponse<aliases::v3::Response>> {
+    let aliases = tenant.rooms().aliases(&user, &req.room_id).await?;
+    let aliases = aliases
+        .iter()
+        .filter_map(|alias| OwnedRoomAliasId::try_from(alias.as_str()).ok())
+        .collect();
+    Ok(aliases::v3::Response::new(aliases).into())
+}
+
+/// `GET /_matrix/client/v3/directory/list/room/{roomId}`
+async fn get_room_visibility(
+    ForTenant(tenant): ForTenant,
+    Ruma(req): Ruma<get_room_visibility::v3::Request>,
+) -> Result<RumaResponse<get_room_visibility::v3::Response>> {
+    let visibility = if tenant.rooms().visibility(&req.room_id).await? {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    };
+    Ok(get_room_visibility::v3::Response::new(visibility).into())
+}
+
+/// `PUT /_matrix/client/v3/directory/list/room/{roomId}`
+async fn set_room_visibility(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    Ruma(req): Ruma<set_room_visibility::v3::Request>,
+) -> Result<RumaResponse<set_room_visibility::v3::Response>> {
+    let public = match req.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        other => {
+            return Err(HttpError::invalid_param(format!(
+                "Unknown visibility {:?}",
+                other.as_str()
+            )));
+        }
+    };
+    tenant
+        .rooms()
+        .set_visibility(&user, &req.room_id, public)
+        .await?;
+    Ok(set_room_visibility::v3::Response::new().into())
+}
+
+/// Only this server's directory can be listed until federation is available.
+fn ensure_local(tenant: &Tenant, server: Option<&ServerName>) -> Result<()> {
+    match server {
+        Some(server) if server != tenant.server_name() => Err(HttpError::invalid_param(
+            "Only this server's room directory can be listed",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn page_limit(limit: Option<UInt>) -> Option<u32> {
+    limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX))
+}
+
+/// The parts of a response both `publicRooms` endpoints share.
+struct Page {
+    chunk: Vec<PublicRoomsChunk>,
+    next_batch: Option<String>,
+    prev_batch: Option<String>,
+    total: Option<UInt>,
+}
+
+fn page(page: PublicRoomsPage) -> Result<Page> {
+    let chunk = page
+        .chunk
+        .into_iter()
+        .map(serde_json::from_value::<PublicRoomsChunk>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            HttpError::from(maas_core::Error::Internal(format!("directory entry: {e}")))
+        })?;
+    Ok(Page {
+        chunk,
+        next_batch: page.next_batch,
+        prev_batch: page.prev_batch,
+        total: UInt::try_from(page.total).ok(),
+    })
+}
+
+/// `GET /_matrix/client/v3/publicRooms`
+async fn get_public_rooms(
+    ForTenant(tenant): ForTenant,
+    Ruma(req): Ruma<get_public_rooms::v3::Request>,
+) -> Result<RumaResponse<get_public_rooms::v3::Response>> {
+    ensure_local(&tenant, req.server.as_deref())?;
+    let found = tenant
+        .rooms()
+        .public_rooms(page_limit(req.limit), req.since.as_deref(), None)
+        .await?;
+    let found = page(found)?;
+    let mut response = get_public_rooms::v3::Response::new(found.chunk);
+    response.next_batch = found.next_batch;
+    response.prev_batch = found.prev_batch;
+    response.total_room_count_estimate = found.total;
+    Ok(response.into())
+}
+
+/// `POST /_matrix/client/v3/publicRooms`
+async fn get_public_rooms_filtered(
+    ForTenant(tenant): ForTenant,
+    Authed(_user): Authed,
+    Ruma(req): Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<RumaResponse<get_public_rooms_filtered::v3::Response>> {
+    // Third-party networks (`include_all_networks`, `third_party_instance_id`) and
+    // `room_types` are not filtered on: the directory lists Matrix rooms only.
+    ensure_local(&tenant, req.server.as_deref())?;
+    let found = tenant
+        .rooms()
+        .public_rooms(
+            page_limit(req.limit),
+            req.since.as_deref(),
+            req.filter.generic_search_term.as_deref(),
+        )
+        .await?;
+    let found = page(found)?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = found.chunk;
+    response.next_batch = found.next_batch;
+    response.prev_batch = found.prev_batch;
+    response.total_room_count_estimate = found.total;
+    Ok(response.into())
+}
