@@ -72,6 +72,9 @@ pub trait TenantStore: RoomStore + Send + Sync {
     async fn user(&self, localpart: &str) -> Result<Option<UserRecord>>;
     /// Users ordered by localpart, starting after `from` (exclusive), at most `limit`.
     async fn users(&self, from: Option<&str>, limit: u32) -> Result<Vec<UserRecord>>;
+    /// Active, non-guest users whose localpart or display name contains `term`
+    /// (case-insensitive), ordered by localpart, at most `limit`.
+    async fn search_users(&self, term: &str, limit: u32) -> Result<Vec<UserRecord>>;
     async fn count_users(&self) -> Result<u64>;
     async fn set_password_hash(&self, localpart: &str, hash: Option<&str>) -> Result<()>;
     async fn set_admin(&self, localpart: &str, admin: bool) -> Result<()>;

@@ -14,7 +14,7 @@ use ruma::{OwnedDeviceId, OwnedUserId};
 use crate::uia::{self, UiaFlows};
 use crate::{Error, Result, Tenant, now_ms, secrets};
 
-pub use profile::Profile;
+pub use profile::{DirectoryUser, Profile};
 
 /// The user behind a valid access token.
 #[derive(Debug, Clone)]

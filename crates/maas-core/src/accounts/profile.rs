@@ -68,7 +68,7 @@ impl Accounts<'_> {
             .store()
             .set_displayname(target.localpart(), name)
             .await?;
-        Ok(())
+        self.tenant.rooms().propagate_profile(target).await
     }
 
     /// `PUT /profile/{userId}/avatar_url`; must be an `mxc://` URI, or absent to clear.
@@ -93,6 +93,45 @@ impl Accounts<'_> {
             .store()
             .set_avatar_url(target.localpart(), url)
             .await?;
-        Ok(())
+        self.tenant.rooms().propagate_profile(target).await
+    }
+}
+
+/// One hit of the user directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryUser {
+    pub user_id: ruma::OwnedUserId,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<OwnedMxcUri>,
+}
+
+impl Accounts<'_> {
+    /// `POST /user_directory/search`. A tenant is one organisation, so its members find each
+    /// other whether or not they share a room (Synapse's `search_all_users`).
+    pub async fn search_users(
+        &self,
+        _searcher: &AuthedUser,
+        term: &str,
+        limit: u32,
+    ) -> Result<(Vec<DirectoryUser>, bool)> {
+        let limit = limit.clamp(1, 1000);
+        let mut users = self
+            .tenant
+            .store()
+            .search_users(term.trim(), limit + 1)
+            .await?;
+        let limited = users.len() > limit as usize;
+        users.truncate(limit as usize);
+        let hits = users
+            .into_iter()
+            .map(|u| {
+                Ok(DirectoryUser {
+                    user_id: super::usernames::user_id(&u.localpart, self.tenant.server_name())?,
+                    displayname: u.displayname,
+                    avatar_url: u.avatar_url.map(Into::into),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((hits, limited))
     }
 }

@@ -96,6 +96,23 @@ impl Rooms<'_> {
         Ok(room_id.to_owned())
     }
 
+    /// Sends a fresh join event with the user's new profile to every room they are in, so
+    /// members see the new name or avatar (spec: "Events on change of profile information").
+    pub async fn propagate_profile(&self, user: &UserId) -> Result<()> {
+        for room_id in self.joined_rooms(user).await? {
+            let Ok(room_id) = RoomId::parse(&room_id) else {
+                continue;
+            };
+            let draft = self
+                .with_profile(user, Self::member_draft(user, "join", None))
+                .await?;
+            if let Err(e) = self.send_membership(user, &room_id, draft).await {
+                tracing::warn!(%room_id, error = %e, "could not update the member event");
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /rooms/{roomId}/invite`.
     pub async fn invite(
         &self,

@@ -11,6 +11,7 @@ pub mod pdu;
 pub mod read;
 pub mod relations;
 pub mod state;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -22,6 +22,9 @@ pub use maas_store::Direction;
 pub(crate) struct PowerLevels {
     users: BTreeMap<String, i64>,
     users_default: i64,
+    events: BTreeMap<String, i64>,
+    events_default: i64,
+    state_default: i64,
     creators: Vec<String>,
     pub redact: i64,
 }
@@ -35,6 +38,16 @@ impl PowerLevels {
             .get(user.as_str())
             .copied()
             .unwrap_or(self.users_default)
+    }
+
+    /// Power needed to send an event of `kind` (a state event when `state`).
+    pub fn for_event(&self, kind: &str, state: bool) -> i64 {
+        let default = if state {
+            self.state_default
+        } else {
+            self.events_default
+        };
+        self.events.get(kind).copied().unwrap_or(default)
     }
 }
 
@@ -79,6 +92,9 @@ pub(crate) async fn power_levels(
         return Ok(PowerLevels {
             users,
             users_default: 0,
+            events: BTreeMap::new(),
+            events_default: 0,
+            state_default: 0,
             creators,
             redact: 50,
         });
@@ -93,9 +109,21 @@ pub(crate) async fn power_levels(
                 .collect()
         })
         .unwrap_or_default();
+    let events = content
+        .get("events")
+        .and_then(Value::as_object)
+        .map(|e| {
+            e.keys()
+                .map(|k| (k.clone(), int_field(&content["events"], k, 0)))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(PowerLevels {
         users,
         users_default: int_field(&content, "users_default", 0),
+        events,
+        events_default: int_field(&content, "events_default", 0),
+        state_default: int_field(&content, "state_default", 50),
         creators,
         redact: int_field(&content, "redact", 50),
     })

@@ -131,6 +131,25 @@ impl TenantStore for SqliteTenantStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn search_users(&self, term: &str, limit: u32) -> Result<Vec<UserRecord>> {
+        // LIKE wildcards in the term are matched literally.
+        let escaped = term
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{}%", escaped.to_lowercase());
+        let rows = sqlx::query(select_users!(
+            "WHERE deactivated = 0 AND guest = 0 \
+             AND (localpart LIKE ?1 ESCAPE '\\' OR lower(displayname) LIKE ?1 ESCAPE '\\') \
+             ORDER BY localpart LIMIT ?2"
+        ))
+        .bind(pattern)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     async fn count_users(&self) -> Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
