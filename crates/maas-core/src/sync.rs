@@ -43,6 +43,7 @@ pub fn parse_token(token: &str) -> Result<i64> {
 /// One sync response under construction.
 struct Builder<'a> {
     tenant: &'a Tenant,
+    viewer: &'a AuthedUser,
     user: &'a UserId,
     since: Option<i64>,
     up_to: i64,
@@ -62,6 +63,7 @@ impl Tenant {
             if initial || since.is_some_and(|s| s < up_to) {
                 let builder = Builder {
                     tenant: self,
+                    viewer: user,
                     user: &user.user_id,
                     since,
                     up_to,
@@ -208,7 +210,7 @@ impl Builder<'_> {
     }
 
     async fn sync_event(&self, event: &EventRecord) -> Value {
-        let mut value = client_event(self.tenant, event, Some(self.user)).await;
+        let mut value = client_event(self.tenant, event, Some(self.viewer)).await;
         if let Some(object) = value.as_object_mut() {
             object.remove("room_id");
         }

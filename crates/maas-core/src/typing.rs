@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use ruma::{RoomId, UserId};
 use tokio::time::Instant;
 
-use crate::{Result, Tenant};
+use crate::{Error, Result, Tenant};
 
 /// Longest a typing notice lasts without being renewed.
 const MAX_TYPING: Duration = Duration::from_secs(120);
@@ -46,13 +46,20 @@ impl TypingState {
 }
 
 impl Tenant {
-    /// `PUT /rooms/{roomId}/typing/{userId}`: the user is joined (checked by the caller).
+    /// `PUT /rooms/{roomId}/typing/{userId}`, for a member of the room.
     pub async fn set_typing(
         &self,
         user: &UserId,
         room_id: &RoomId,
         timeout: Option<Duration>,
     ) -> Result<()> {
+        let membership = self
+            .store()
+            .membership(room_id.as_str(), user.as_str())
+            .await?;
+        if membership.is_none_or(|m| m.membership != "join") {
+            return Err(Error::Forbidden(format!("You are not joined to {room_id}")));
+        }
         let mut writer = self.stream().writer().await;
         let position = writer.next().await?;
         {

@@ -69,6 +69,10 @@ impl HttpError {
         Self::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", message)
     }
 
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", message)
+    }
+
     pub fn too_large() -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -123,12 +127,14 @@ impl From<Error> for HttpError {
             Error::Forbidden(m) => Self::new(S::FORBIDDEN, "M_FORBIDDEN", m),
             Error::NotFound(m) => Self::new(S::NOT_FOUND, "M_NOT_FOUND", m),
             Error::InvalidParam(m) => Self::invalid_param(m),
-            Error::MissingParam(m) => Self::new(S::BAD_REQUEST, "M_MISSING_PARAM", m),
+            Error::MissingParam(m) => Self::missing_param(m),
             Error::InvalidUsername(m) => Self::new(S::BAD_REQUEST, "M_INVALID_USERNAME", m),
             Error::BadJson(m) => Self::bad_json(m),
-            Error::UnsupportedRoomVersion(_) => {
-                Self::new(S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", error.to_string())
-            }
+            Error::UnsupportedRoomVersion(_) => Self::new(
+                S::BAD_REQUEST,
+                "M_UNSUPPORTED_ROOM_VERSION",
+                error.to_string(),
+            ),
             Error::AliasExists => Self::new(S::CONFLICT, "M_UNKNOWN", error.to_string()),
             Error::RoomInUse => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", error.to_string()),
             Error::Unknown(m) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", m),

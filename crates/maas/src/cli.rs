@@ -61,7 +61,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Log line format (on stderr). The level comes from `RUST_LOG` (default `info`).
+    /// Log line format (on stderr). The level comes from `RUST_LOG` (default `info,ruma_state_res=warn`).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty, env = "MAAS_LOG_FORMAT")]
     pub log_format: LogFormat,
 }

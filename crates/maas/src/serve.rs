@@ -54,7 +54,9 @@ fn operator_token(config: &Config, dir: &std::path::Path) -> anyhow::Result<Stri
 
 /// Logs go to stderr: stdout carries only the first-start credentials, for scripts to read.
 fn init_logging(format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // ruma-state-res narrates every auth check at info; that is debugging detail for us.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,ruma_state_res=warn"));
     // Colours only for a person at a terminal, not in files or journald.
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()

@@ -98,13 +98,17 @@ impl Rooms<'_> {
             "",
             json!({ "history_visibility": "shared" }),
         ));
-        if preset != Preset::PublicChat {
-            drafts.push(EventDraft::state(
-                "m.room.guest_access",
-                "",
-                json!({ "guest_access": "can_join" }),
-            ));
-        }
+        // The spec's presets: guests may join private chats, not public ones.
+        let guest_access = if preset == Preset::PublicChat {
+            "forbidden"
+        } else {
+            "can_join"
+        };
+        drafts.push(EventDraft::state(
+            "m.room.guest_access",
+            "",
+            json!({ "guest_access": guest_access }),
+        ));
         for (kind, state_key, content) in &req.initial_state {
             drafts.push(EventDraft::state(kind, state_key, content.clone()));
         }

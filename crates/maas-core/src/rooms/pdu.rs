@@ -331,9 +331,12 @@ pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<Pdu> {
         &mut json,
         &ctx.rules.redaction,
     )
-    .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
+    .map_err(|e| match e {
+        ruma::signatures::JsonError::PduTooLarge => too_large(),
+        other => Error::Internal(format!("signing failed: {other}")),
+    })?;
     if CanonicalJsonValue::Object(json.clone()).to_string().len() > MAX_PDU_BYTES {
-        return Err(Error::TooLarge("Event is larger than 65536 bytes".into()));
+        return Err(too_large());
     }
     let event_id = event_id_of(&json, ctx.rules)?;
     let room_id = match ctx.room_id {
@@ -341,6 +344,10 @@ pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<Pdu> {
         None => room_id_from_create(&event_id)?,
     };
     Pdu::from_json(event_id, &room_id, json)
+}
+
+fn too_large() -> Error {
+    Error::TooLarge(format!("Event is larger than {MAX_PDU_BYTES} bytes"))
 }
 
 fn int(value: u64) -> Result<ruma::Int> {

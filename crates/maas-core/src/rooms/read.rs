@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::pdu::Pdu;
 use super::state::RoomState;
 use super::{Rooms, rules_of};
+use crate::accounts::AuthedUser;
 use crate::{Error, Result, Tenant, now_ms};
 
 pub use maas_store::Direction;
@@ -369,9 +370,29 @@ impl Rooms<'_> {
         Ok(Messages { chunk, start, end })
     }
 
-    /// `GET /rooms/{roomId}/members` (current, or when the user left).
-    pub async fn members(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<EventRecord>> {
-        let state = self.visible_state(user, room_id).await?;
+    /// `GET /rooms/{roomId}/members`: current (or when the user left), or at stream position
+    /// `at` when given.
+    pub async fn members(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        at: Option<i64>,
+    ) -> Result<Vec<EventRecord>> {
+        let state = match at {
+            None => self.visible_state(user, room_id).await?,
+            Some(at) => {
+                let access = self.history_access(user, room_id).await?;
+                let up_to = Self::visible_up_to(&access, self.tenant.stream().current());
+                let store = self.tenant.store();
+                let event = store.last_event_at(room_id.as_str(), at.min(up_to)).await?;
+                let event =
+                    event.ok_or_else(|| Error::NotFound("No members at that point".into()))?;
+                self.tenant
+                    .state_cache()
+                    .group(store, event.state_after)
+                    .await?
+            }
+        };
         let ids: Vec<String> = state
             .iter()
             .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
@@ -416,7 +437,11 @@ impl Rooms<'_> {
 
 /// The client format of an event (spec: "Room event format"), for `viewer` (whose own
 /// transaction ids are echoed back).
-pub async fn client_event(tenant: &Tenant, event: &EventRecord, viewer: Option<&UserId>) -> Value {
+pub async fn client_event(
+    tenant: &Tenant,
+    event: &EventRecord,
+    viewer: Option<&AuthedUser>,
+) -> Value {
     let pdu: Value = serde_json::from_str(&event.pdu).unwrap_or_else(|_| json!({}));
     let mut out = json!({
         "type": event.event_type,
@@ -438,9 +463,10 @@ pub async fn client_event(tenant: &Tenant, event: &EventRecord, viewer: Option<&
         }
     }
     let mut unsigned = json!({ "age": now_ms().saturating_sub(event.origin_server_ts) });
+    // Only the sending device gets its transaction id back (spec: `unsigned.transaction_id`).
     if let (Some(txn), Some(viewer)) = (&event.txn, viewer)
-        && viewer.localpart() == txn.localpart
-        && viewer.server_name() == tenant.server_name()
+        && viewer.localpart == txn.localpart
+        && viewer.device_id.as_str() == txn.device_id
     {
         unsigned["transaction_id"] = json!(txn.txn_id);
     }

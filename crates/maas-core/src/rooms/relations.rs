@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::read::client_event;
 use super::{Page, Rooms};
+use crate::accounts::AuthedUser;
 use crate::{Error, Result, Tenant};
 
 /// A page of related events.
@@ -205,7 +206,7 @@ fn page(from: i64, direction: Direction, limit: u32) -> Page {
 pub async fn bundled_aggregations(
     tenant: &Tenant,
     event: &EventRecord,
-    viewer: Option<&UserId>,
+    viewer: Option<&AuthedUser>,
 ) -> Result<Option<Value>> {
     if event.redacted_by.is_some() {
         return Ok(None);
@@ -244,7 +245,8 @@ pub async fn bundled_aggregations(
         .collect();
     if let Some(latest) = thread.last() {
         let participated = viewer.is_some_and(|v| {
-            event.sender == v.as_str() || thread.iter().any(|c| c.sender == v.as_str())
+            event.sender == v.user_id.as_str()
+                || thread.iter().any(|c| c.sender == v.user_id.as_str())
         });
         relations.insert(
             "m.thread".into(),

@@ -2,9 +2,9 @@
 //! ruma's response types want `Raw` events.
 
 use maas_core::Tenant;
+use maas_core::accounts::AuthedUser;
 use maas_core::rooms::read::client_event;
 use maas_store::EventRecord;
-use ruma::UserId;
 use ruma::serde::Raw;
 use serde::Serialize;
 use serde_json::Value;
@@ -28,7 +28,7 @@ pub(crate) fn raw_value<T>(raw: &Raw<T>) -> Result<Value> {
 pub(crate) async fn client_event_raw<T>(
     tenant: &Tenant,
     event: &EventRecord,
-    viewer: &UserId,
+    viewer: &AuthedUser,
 ) -> Result<Raw<T>> {
     to_raw(&client_event(tenant, event, Some(viewer)).await)
 }
@@ -37,7 +37,7 @@ pub(crate) async fn client_event_raw<T>(
 pub(crate) async fn client_events_raw<T>(
     tenant: &Tenant,
     events: &[EventRecord],
-    viewer: &UserId,
+    viewer: &AuthedUser,
 ) -> Result<Vec<Raw<T>>> {
     let mut out = Vec::with_capacity(events.len());
     for event in events {

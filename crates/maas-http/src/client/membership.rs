@@ -243,9 +243,15 @@ async fn get_member_events(
     Authed(user): Authed,
     Ruma(req): Ruma<get_member_events::v3::Request>,
 ) -> Result<RumaResponse<get_member_events::v3::Response>> {
-    // `at` (members at a past point of the timeline) is not supported by core yet: the members
-    // are the current ones, or those when the user left.
-    let mut members = tenant.rooms().members(&user.user_id, &req.room_id).await?;
+    let at = req
+        .at
+        .as_deref()
+        .map(maas_core::sync::parse_token)
+        .transpose()?;
+    let mut members = tenant
+        .rooms()
+        .members(&user.user_id, &req.room_id, at)
+        .await?;
     members.sort_by_key(|event| event.stream);
     let mut chunk = Vec::with_capacity(members.len());
     for event in &members {
@@ -265,7 +271,7 @@ async fn get_member_events(
         {
             continue;
         }
-        chunk.push(client_event_raw(&tenant, event, &user.user_id).await?);
+        chunk.push(client_event_raw(&tenant, event, &user).await?);
     }
     Ok(get_member_events::v3::Response::new(chunk).into())
 }

@@ -126,7 +126,7 @@ async fn get_message_events(
     let mut response = get_message_events::v3::Response::new();
     response.start = token(page.start);
     response.end = page.end.map(token);
-    response.chunk = client_events_raw(&tenant, &page.chunk, &user.user_id).await?;
+    response.chunk = client_events_raw(&tenant, &page.chunk, &user).await?;
     if filter.lazy_load_members {
         let senders: BTreeSet<&str> = page.chunk.iter().map(|e| e.sender.as_str()).collect();
         for sender in senders {
@@ -143,7 +143,7 @@ async fn get_message_events(
                 Ok(event) => {
                     response
                         .state
-                        .push(client_event_raw(&tenant, &event, &user.user_id).await?);
+                        .push(client_event_raw(&tenant, &event, &user).await?);
                 }
                 Err(maas_core::Error::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),

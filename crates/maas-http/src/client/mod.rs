@@ -11,11 +11,13 @@ mod messages;
 mod profile;
 mod receipts;
 mod register;
+mod relations;
 mod room_state;
 mod rooms;
 mod session;
 mod sync;
 mod user_data;
+mod user_directory;
 mod versions;
 
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub fn routes() -> AppRouter {
     let router = receipts::routes(router);
     let router = user_data::routes(router);
     let router = directory::routes(router);
+    let router = relations::routes(router);
+    let router = user_directory::routes(router);
     sync::routes(router)
 }
 

@@ -56,7 +56,7 @@ async fn get_state_events(
 ) -> Result<RumaResponse<get_state_events::v3::Response>> {
     let mut state = tenant.rooms().state(&user.user_id, &req.room_id).await?;
     state.sort_by_key(|event| event.stream);
-    let events = client_events_raw(&tenant, &state, &user.user_id).await?;
+    let events = client_events_raw(&tenant, &state, &user).await?;
     Ok(get_state_events::v3::Response::new(events).into())
 }
 
@@ -71,7 +71,7 @@ async fn get_state_event_for_key(
         .state_event(&user.user_id, &req.room_id, &req.event_type, &req.state_key)
         .await?;
     let body = match req.format {
-        StateEventFormat::Event => client_event_raw::<()>(&tenant, &record, &user.user_id)
+        StateEventFormat::Event => client_event_raw::<()>(&tenant, &record, &user)
             .await?
             .into_json(),
         StateEventFormat::Content => to_raw::<(), _>(&content_of(&record))?.into_json(),

@@ -121,6 +121,6 @@ async fn get_room_event(
         .rooms()
         .event(&user.user_id, &req.room_id, &req.event_id)
         .await?;
-    let event = client_event_raw(&tenant, &record, &user.user_id).await?;
+    let event = client_event_raw(&tenant, &record, &user).await?;
     Ok(get_room_event::v3::Response::new(event).into())
 }

@@ -25,10 +25,10 @@ async fn search_users(
         .await?;
     let results = found
         .into_iter()
-        .map(|(user_id, displayname, avatar_url)| {
-            let mut result = User::new(user_id);
-            result.display_name = displayname;
-            result.avatar_url = avatar_url.map(Into::into);
+        .map(|hit| {
+            let mut result = User::new(hit.user_id);
+            result.display_name = hit.displayname;
+            result.avatar_url = hit.avatar_url;
             result
         })
         .collect();

@@ -84,6 +84,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub operator_token: String,
     options: Options,
+    /// `--listen` for the next start; `None` means `127.0.0.1:0` (a free port).
+    listen: Option<String>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     http: reqwest::Client,
@@ -307,6 +309,7 @@ impl TestServer {
             data_dir,
             operator_token: OPERATOR_TOKEN.to_owned(),
             options,
+            listen: None,
             stdout: Arc::default(),
             stderr: Arc::default(),
             http: http_client(),
@@ -324,7 +327,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(self.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .current_dir(self.tmp.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -463,6 +466,20 @@ impl TestServer {
             self.logs()
         );
         self.spawn().await;
+    }
+
+    /// Like `restart`, but on the same port too, so that clients holding the homeserver URL
+    /// (e.g. a matrix-sdk `Client`) carry on.
+    pub async fn restart_on_same_port(&mut self) {
+        let status = self.stop().await;
+        assert!(
+            status.success(),
+            "maas serve exited with {status}\n{}",
+            self.logs()
+        );
+        self.listen = Some(format!("127.0.0.1:{}", self.port));
+        self.spawn().await;
+        self.listen = None;
     }
 
     /// Starts the server again after `stop()`, on the same data dir.

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -322,35 +321,6 @@ pub fn find<'a>(events: &'a [Value], event_type: &str, state_key: Option<&str>) 
     events
         .iter()
         .find(|e| e["type"] == event_type && state_key.is_none_or(|k| e["state_key"] == k))
-}
-
-/// Incremental syncs from `since` until `done` holds for the accumulated timeline of
-/// `room_id` (or panics after a bounded number of rounds). Returns the timeline events seen
-/// and the last `next_batch`.
-pub async fn sync_timeline_until(
-    api: &Api<'_>,
-    since: &str,
-    room_id: &str,
-    filter: Option<&Value>,
-    done: impl Fn(&[Value]) -> bool,
-) -> (Vec<Value>, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut since = since.to_owned();
-    let mut events = Vec::new();
-    for _ in 0..50 {
-        let s = sync(api, Some(&since), filter).await;
-        events.extend(timeline(&s, room_id));
-        since = next_batch(&s);
-        if done(&events) {
-            return (events, since);
-        }
-        assert!(Instant::now() < deadline, "sync never satisfied the condition");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "sync never satisfied the condition; timeline so far: {:?}",
-        ids(&events)
-    );
 }
 
 // ----- /messages -----
