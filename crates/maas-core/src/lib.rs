@@ -8,6 +8,7 @@ mod error;
 pub mod filter;
 pub mod keys;
 pub mod platform;
+pub mod presence;
 pub mod ratelimit;
 pub mod registration_tokens;
 pub mod rooms;

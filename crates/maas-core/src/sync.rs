@@ -22,6 +22,8 @@ const MAX_HEROES: usize = 5;
 
 pub struct SyncRequest {
     pub since: Option<i64>,
+    /// `set_presence`: `online` unless the client says otherwise.
+    pub set_presence: Option<String>,
     pub timeout: Duration,
     pub full_state: bool,
     pub filter: Filter,
@@ -54,6 +56,8 @@ struct Builder<'a> {
 impl Tenant {
     /// `GET /sync`.
     pub async fn sync(&self, user: &AuthedUser, req: SyncRequest) -> Result<Value> {
+        let presence = req.set_presence.as_deref().unwrap_or("online");
+        self.mark_presence_from_sync(user, presence).await?;
         let mut positions = self.stream().subscribe();
         let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
         loop {
@@ -200,11 +204,13 @@ impl Builder<'_> {
 
         let account_data = self.global_account_data().await?;
         changed |= !account_data.is_empty();
+        let presence = self.presence(&joined_ids).await?;
+        changed |= !presence.is_empty();
         let response = json!({
             "next_batch": token(self.up_to),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": account_data },
-            "presence": { "events": [] },
+            "presence": { "events": presence },
         });
         Ok((response, changed))
     }
@@ -423,6 +429,26 @@ impl Builder<'_> {
             "state": { "events": [] },
             "account_data": { "events": [] },
         }))
+    }
+
+    /// Presence of the user and of everyone sharing a room with them, changed in range.
+    async fn presence(&self, joined: &[String]) -> Result<Vec<Value>> {
+        let joined: HashSet<&str> = joined.iter().map(String::as_str).collect();
+        let mut events = Vec::new();
+        for (user, event) in self.tenant.presence_since(self.since) {
+            let shares_room = user == self.user.as_str()
+                || self
+                    .tenant
+                    .store()
+                    .memberships_of_user(&user)
+                    .await?
+                    .iter()
+                    .any(|m| m.membership == "join" && joined.contains(m.room_id.as_str()));
+            if shares_room && self.filter.presence.accepts_type("m.presence") {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     async fn global_account_data(&self) -> Result<Vec<Value>> {

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::keys;
+use crate::presence::PresenceState;
 use crate::ratelimit::RateLimiter;
 use crate::registration_tokens::RegistrationTokens;
 use crate::rooms::Rooms;
@@ -32,6 +33,7 @@ struct TenantInner {
     stream: Stream,
     state_cache: StateCache,
     typing: TypingState,
+    presence: PresenceState,
     signing_key: OnceCell<Arc<Ed25519KeyPair>>,
     record: RwLock<TenantRecord>,
     store: Arc<dyn TenantStore>,
@@ -62,6 +64,7 @@ impl Tenant {
             stream,
             state_cache: StateCache::default(),
             typing: TypingState::default(),
+            presence: PresenceState::default(),
             signing_key: OnceCell::new(),
             record: RwLock::new(record),
             store,
@@ -148,6 +151,10 @@ impl Tenant {
 
     pub fn stream(&self) -> &Stream {
         &self.0.stream
+    }
+
+    pub(crate) fn presence(&self) -> &PresenceState {
+        &self.0.presence
     }
 
     pub(crate) fn typing(&self) -> &TypingState {

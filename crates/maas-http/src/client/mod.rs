@@ -8,6 +8,7 @@ mod directory;
 mod events;
 mod membership;
 mod messages;
+mod presence;
 mod profile;
 mod receipts;
 mod register;
@@ -48,6 +49,7 @@ pub fn routes() -> AppRouter {
     let router = user_data::routes(router);
     let router = directory::routes(router);
     let router = relations::routes(router);
+    let router = presence::routes(router);
     let router = user_directory::routes(router);
     sync::routes(router)
 }

@@ -37,7 +37,6 @@ async fn sync_events(
     Authed(user): Authed,
     Ruma(req): Ruma<sync_events::v3::Request>,
 ) -> Result<Json<Value>> {
-    // `set_presence` is accepted and ignored until presence is implemented.
     let since = req.since.as_deref().map(parse_token).transpose()?;
     let filter = filter_param(req.filter.as_ref())?;
     let filter = tenant
@@ -46,6 +45,7 @@ async fn sync_events(
         .await?;
     let request = SyncRequest {
         since,
+        set_presence: Some(req.set_presence.as_str().to_owned()),
         timeout: req.timeout.unwrap_or(Duration::ZERO),
         full_state: req.full_state,
         filter,

@@ -393,7 +393,9 @@ async fn members_joined_members_and_filters() {
         .as_str()
         .unwrap_or_else(|| panic!("no prev_batch: {s}"))
         .to_owned();
+    eprintln!("DEBUG at={at} before={:?}", members(&api, &room, &format!("at={}", enc(&at))).await);
     leave_raw(&bob_api, &room).await.ok();
+    eprintln!("DEBUG after={:?}", members(&api, &room, &format!("at={}", enc(&at))).await);
     assert_eq!(
         members(&api, &room, &format!("at={}&membership=join", enc(&at))).await,
         pairs(&[(&alice.user_id, "join"), (&bob.user_id, "join")])
