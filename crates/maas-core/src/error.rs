@@ -25,6 +25,9 @@ pub enum Error {
     RoomInUse,
     #[error("A room alias with that name already exists")]
     AliasExists,
+    /// A key backup upload to a version that is no longer the current one.
+    #[error("Wrong backup version; the current one is {0}")]
+    WrongRoomKeysVersion(String),
     /// The spec's catch-all `M_UNKNOWN` for a request that can't be honoured as it stands.
     #[error("{0}")]
     Unknown(String),

@@ -135,6 +135,11 @@ impl From<Error> for HttpError {
                 "M_UNSUPPORTED_ROOM_VERSION",
                 error.to_string(),
             ),
+            Error::WrongRoomKeysVersion(ref current) => {
+                let mut e = Self::new(S::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION", error.to_string());
+                e.extra.insert("current_version".into(), json!(current));
+                e
+            }
             Error::AliasExists => Self::new(S::CONFLICT, "M_UNKNOWN", error.to_string()),
             Error::RoomInUse => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", error.to_string()),
             Error::Unknown(m) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", m),

@@ -10,6 +10,7 @@ mod harness;
 mod isolation;
 mod login;
 mod membership;
+mod messages;
 mod operator;
 mod persistence;
 mod profile;

@@ -169,8 +169,13 @@ async fn kick_removes_and_stops_events() {
     );
     // He can't send or read new history.
     assert_error(
-        &send_raw(&bob_api, &room, "m.room.message", json!({"msgtype": "m.text", "body": "x"}))
-            .await,
+        &send_raw(
+            &bob_api,
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "x"}),
+        )
+        .await,
         403,
         "M_FORBIDDEN",
     );
@@ -258,7 +263,14 @@ async fn leaver_gets_no_new_events_and_can_forget() {
     let since = next_batch(&s);
 
     send_text(&api, &room, "after bob left").await;
-    put_state(&api, &room, "m.room.topic", "", json!({"topic": "secret topic"})).await;
+    put_state(
+        &api,
+        &room,
+        "m.room.topic",
+        "",
+        json!({"topic": "secret topic"}),
+    )
+    .await;
     let s = sync(&bob_api, Some(&since), None).await;
     assert!(joined(&s, &room).is_null(), "{s}");
     let text = s.to_string();
@@ -272,8 +284,13 @@ async fn leaver_gets_no_new_events_and_can_forget() {
     assert!(seen.contains(&"while bob is here".to_owned()), "{seen:?}");
     assert!(!seen.contains(&"after bob left".to_owned()), "{seen:?}");
     // Sending is refused.
-    let resp = send_raw(&bob_api, &room, "m.room.message", json!({"msgtype": "m.text", "body": "x"}))
-        .await;
+    let resp = send_raw(
+        &bob_api,
+        &room,
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "x"}),
+    )
+    .await;
     assert_error(&resp, 403, "M_FORBIDDEN");
 
     // The room is still in his initial sync's `leave` section … (servers may omit left rooms
@@ -367,10 +384,7 @@ async fn members_joined_members_and_filters() {
     let mut keys: Vec<&String> = joined_map.keys().collect();
     keys.sort();
     assert_eq!(keys, vec![&alice.user_id, &bob.user_id], "{body}");
-    assert_eq!(
-        joined_map[&bob.user_id]["display_name"], "Bobby",
-        "{body}"
-    );
+    assert_eq!(joined_map[&bob.user_id]["display_name"], "Bobby", "{body}");
 
     // The member list is for members (or former members) only.
     let eve = local_user(&srv, "eve").await;
@@ -393,9 +407,7 @@ async fn members_joined_members_and_filters() {
         .as_str()
         .unwrap_or_else(|| panic!("no prev_batch: {s}"))
         .to_owned();
-    eprintln!("DEBUG at={at} before={:?}", members(&api, &room, &format!("at={}", enc(&at))).await);
     leave_raw(&bob_api, &room).await.ok();
-    eprintln!("DEBUG after={:?}", members(&api, &room, &format!("at={}", enc(&at))).await);
     assert_eq!(
         members(&api, &room, &format!("at={}&membership=join", enc(&at))).await,
         pairs(&[(&alice.user_id, "join"), (&bob.user_id, "join")])
@@ -424,7 +436,11 @@ async fn joined_rooms_lists_exactly_the_joined_rooms() {
     invite(&api, &r3, &bob.user_id).await;
     let mut expected = vec![r1.clone(), r2.clone()];
     expected.sort();
-    assert_eq!(joined_rooms(&bob_api).await, expected, "invites aren't joins");
+    assert_eq!(
+        joined_rooms(&bob_api).await,
+        expected,
+        "invites aren't joins"
+    );
     leave_raw(&bob_api, &r1).await.ok();
     assert_eq!(joined_rooms(&bob_api).await, vec![r2.clone()]);
     // Rejecting an invite is a leave.
@@ -513,12 +529,9 @@ async fn knock_on_a_knock_room() {
     assert_error(&resp, 403, "M_FORBIDDEN");
 
     // Knocking on a room version without knocking (6) is refused too.
-    let old: Value = create_room_raw(
-        &api,
-        json!({"preset": "public_chat", "room_version": "6"}),
-    )
-    .await
-    .ok();
+    let old: Value = create_room_raw(&api, json!({"preset": "public_chat", "room_version": "6"}))
+        .await
+        .ok();
     let old = old["room_id"].as_str().unwrap().to_owned();
     let resp = srv
         .on("localhost")
@@ -532,5 +545,9 @@ async fn knock_on_a_knock_room() {
         resp.text
     );
     let member = get_state_raw(&api, &old, "m.room.member", &carol.user_id).await;
-    assert_eq!(member.status, 404, "carol has a membership: {}", member.text);
+    assert_eq!(
+        member.status, 404,
+        "carol has a membership: {}",
+        member.text
+    );
 }

@@ -93,11 +93,19 @@ async fn get_event_and_unknown_event() {
         ev["content"],
         json!({"answer": 42, "nested": {"list": [1, "two"]}})
     );
-    let ts = ev["origin_server_ts"].as_i64().unwrap_or_else(|| panic!("{ev}"));
+    let ts = ev["origin_server_ts"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{ev}"));
     assert!(ts >= before - 5000 && ts <= now_ms() + 5000, "{ev}");
     assert!(ev.get("state_key").is_none(), "{ev}");
     // A client event has no PDU internals.
-    for key in ["auth_events", "prev_events", "hashes", "signatures", "depth"] {
+    for key in [
+        "auth_events",
+        "prev_events",
+        "hashes",
+        "signatures",
+        "depth",
+    ] {
         assert!(ev.get(key).is_none(), "client event with {key}: {ev}");
     }
 
@@ -179,7 +187,10 @@ async fn state_get_put_and_full_state() {
         assert!(ev["event_id"].is_string(), "{ev}");
     }
     // Each (type, state_key) appears once: the current value.
-    let topics: Vec<_> = state.iter().filter(|e| e["type"] == "m.room.topic").collect();
+    let topics: Vec<_> = state
+        .iter()
+        .filter(|e| e["type"] == "m.room.topic")
+        .collect();
     assert_eq!(topics.len(), 1, "{topics:?}");
     assert_eq!(topics[0]["content"]["topic"], "second");
     let mut keys: Vec<(String, String)> = state
@@ -258,7 +269,11 @@ async fn oversized_events_are_refused() {
 
     let bob_api = srv.on("localhost").as_user(&bob);
     let s = sync(&bob_api, Some(&since), None).await;
-    assert_eq!(ids(&timeline(&s, &room)), vec![id], "only the accepted event");
+    assert_eq!(
+        ids(&timeline(&s, &room)),
+        vec![id],
+        "only the accepted event"
+    );
     // The room never got a topic.
     let resp = get_state_raw(&bob_api, &room, "m.room.topic", "").await;
     assert_error(&resp, 404, "M_NOT_FOUND");
@@ -328,7 +343,10 @@ async fn bad_json_is_refused() {
     let resp = api.put(&path, json!(["an", "array"])).await;
     assert_error(&resp, 400, "M_BAD_JSON");
     let resp = api
-        .post(&format!("{CS}/createRoom"), json!({"invite": ["not a user id"]}))
+        .post(
+            &format!("{CS}/createRoom"),
+            json!({"invite": ["not a user id"]}),
+        )
         .await;
     assert!(
         matches!(resp.errcode(), "M_BAD_JSON" | "M_INVALID_PARAM") && resp.status == 400,
@@ -350,14 +368,7 @@ async fn redact_removes_content_and_keeps_the_event() {
     let since = next_batch(&sync(&bob_api, None, None).await);
 
     // Bob (power 0) can't redact Alice's event, but can redact his own.
-    let path = |id: &str| {
-        format!(
-            "{CS}/rooms/{}/redact/{}/{}",
-            enc(&room),
-            enc(id),
-            txn_id()
-        )
-    };
+    let path = |id: &str| format!("{CS}/rooms/{}/redact/{}/{}", enc(&room), enc(id), txn_id());
     let resp = bob_api.put(&path(&alices), json!({})).await;
     assert_error(&resp, 403, "M_FORBIDDEN");
     event_id_of(bob_api.put(&path(&bobs), json!({})).await);

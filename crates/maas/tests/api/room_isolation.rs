@@ -72,13 +72,21 @@ async fn rooms_of_one_tenant_are_invisible_on_another() {
 
     // On b.test, a.test's room ids are unknown.
     for (what, resp) in [
-        ("state", b_alice.get(&format!("{CS}/rooms/{}/state", enc(&room_a))).await),
+        (
+            "state",
+            b_alice
+                .get(&format!("{CS}/rooms/{}/state", enc(&room_a)))
+                .await,
+        ),
         (
             "state event",
             get_state_raw(&b_alice, &room_a, "m.room.name", "").await,
         ),
         ("event", get_event_raw(&b_alice, &room_a, &ev_a).await),
-        ("event via own room", get_event_raw(&b_alice, &room_b, &ev_a).await),
+        (
+            "event via own room",
+            get_event_raw(&b_alice, &room_b, &ev_a).await,
+        ),
         ("messages", messages_raw(&b_alice, &room_a, "dir=b").await),
         (
             "members",
@@ -164,7 +172,11 @@ async fn rooms_of_one_tenant_are_invisible_on_another() {
     let resp = get_event_raw(&a_alice, &room_b, &ev_b).await;
     assert_hidden(&resp, "B message", "b.test event from a.test");
     let public_a = a.get(&format!("{CS}/publicRooms")).await.ok();
-    assert_eq!(public_a["chunk"].as_array().map(Vec::len), Some(1), "{public_a}");
+    assert_eq!(
+        public_a["chunk"].as_array().map(Vec::len),
+        Some(1),
+        "{public_a}"
+    );
     assert_eq!(public_a["chunk"][0]["room_id"], room_a.as_str());
 
     // A token of one tenant can't sync on the other.

@@ -38,7 +38,10 @@ async fn message_reaches_members_of_a_1000_member_room() {
         })
         .collect();
     let members = concurrently(16, jobs).await;
-    eprintln!("{MEMBERS} users created and joined in {:?}", start.elapsed());
+    eprintln!(
+        "{MEMBERS} users created and joined in {:?}",
+        start.elapsed()
+    );
 
     let api = srv.on("localhost").as_user(&alice);
     let body = api
@@ -133,9 +136,18 @@ async fn user_in_500_rooms_gets_only_what_changed() {
     let msg = send_text(&bob_api, &target, "only here").await;
 
     let start = Instant::now();
-    let s = sync(&api, Some(&since), Some(&json!({"room": {"timeline": {"limit": 10}}}))).await;
+    let s = sync(
+        &api,
+        Some(&since),
+        Some(&json!({"room": {"timeline": {"limit": 10}}})),
+    )
+    .await;
     eprintln!("incremental sync in {:?}", start.elapsed());
-    assert_eq!(room_ids(&s, "join"), vec![target.clone()], "only the changed room");
+    assert_eq!(
+        room_ids(&s, "join"),
+        vec![target.clone()],
+        "only the changed room"
+    );
     let tl = timeline(&s, &target);
     let kinds: Vec<&str> = tl.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["m.room.member", "m.room.message"], "{s}");

@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use ruma::RoomVersionId;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue, redact};
 use ruma::serde::Base64;
 use ruma::signatures::{Ed25519KeyPair, PublicKeyMap, Verified, reference_hash, verify_event};
-use ruma::RoomVersionId;
 use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -60,13 +60,10 @@ async fn read_tenant_db(srv: &TestServer, tenant_id: &str, server_name: &str) ->
         .join(tenant_id)
         .join("homeserver.db");
     assert!(path.is_file(), "{} missing", path.display());
-    let pool = SqlitePool::connect_with(
-        SqliteConnectOptions::new()
-            .filename(&path)
-            .read_only(true),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let pool =
+        SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path).read_only(true))
+            .await
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
     let keys = sqlx::query("SELECT key_id, pkcs8 FROM signing_keys")
         .fetch_all(&pool)
         .await
@@ -163,11 +160,8 @@ fn without_unsigned(mut obj: CanonicalJsonObject) -> CanonicalJsonObject {
 /// of them were redacted.
 fn verify_tenant(db: &TenantDb) -> (usize, usize) {
     let keys = public_keys(&db.server_name, &db.keys);
-    let by_id: HashMap<&str, &Stored> = db
-        .events
-        .iter()
-        .map(|e| (e.event_id.as_str(), e))
-        .collect();
+    let by_id: HashMap<&str, &Stored> =
+        db.events.iter().map(|e| (e.event_id.as_str(), e)).collect();
     assert_eq!(by_id.len(), db.events.len(), "duplicate event ids stored");
 
     // Room versions, from the create events.
@@ -242,7 +236,12 @@ fn verify_tenant(db: &TenantDb) -> (usize, usize) {
 
         // Event id: in the PDU for v1/v2, the reference hash otherwise.
         if matches!(version, RoomVersionId::V1 | RoomVersionId::V2) {
-            assert_eq!(str_field(&e.pdu, "event_id"), Some(e.event_id.as_str()), "{}", ctx());
+            assert_eq!(
+                str_field(&e.pdu, "event_id"),
+                Some(e.event_id.as_str()),
+                "{}",
+                ctx()
+            );
         } else {
             let hash = reference_hash(&e.pdu, &rules).expect("reference hash");
             assert_eq!(
@@ -255,14 +254,23 @@ fn verify_tenant(db: &TenantDb) -> (usize, usize) {
         // Room id: in the PDU, except for a v12 create event, whose hash is the room id.
         let is_create = str_field(&e.pdu, "type") == Some("m.room.create");
         if is_create && *version == RoomVersionId::V12 {
-            assert!(e.pdu.get("room_id").is_none(), "v12 create with room_id: {}", ctx());
+            assert!(
+                e.pdu.get("room_id").is_none(),
+                "v12 create with room_id: {}",
+                ctx()
+            );
             assert_eq!(
                 e.room_id,
                 format!("!{}", &e.event_id[1..]),
                 "v12 room id isn't the create event's hash"
             );
         } else {
-            assert_eq!(str_field(&e.pdu, "room_id"), Some(e.room_id.as_str()), "{}", ctx());
+            assert_eq!(
+                str_field(&e.pdu, "room_id"),
+                Some(e.room_id.as_str()),
+                "{}",
+                ctx()
+            );
         }
 
         // The DAG: everything referenced is stored, in the same room, and older.
@@ -278,11 +286,20 @@ fn verify_tenant(db: &TenantDb) -> (usize, usize) {
             let parent = by_id
                 .get(id.as_str())
                 .unwrap_or_else(|| panic!("{id} referenced but not stored: {}", ctx()));
-            assert_eq!(parent.room_id, e.room_id, "reference across rooms: {}", ctx());
+            assert_eq!(
+                parent.room_id,
+                e.room_id,
+                "reference across rooms: {}",
+                ctx()
+            );
         }
         for id in &prev {
             let parent_depth = int_field(&by_id[id.as_str()].pdu, "depth").unwrap();
-            assert!(depth > parent_depth, "depth not above prev event's: {}", ctx());
+            assert!(
+                depth > parent_depth,
+                "depth not above prev event's: {}",
+                ctx()
+            );
         }
         // Auth events are state events.
         for id in &auth {
@@ -298,12 +315,7 @@ fn verify_tenant(db: &TenantDb) -> (usize, usize) {
 
 /// Fills a room of `version` with membership changes, state, messages, an edit and a
 /// redaction. Returns the event ids the API handed out.
-async fn busy_room(
-    srv: &TestServer,
-    host: &str,
-    users: &[Session],
-    version: &str,
-) -> Vec<String> {
+async fn busy_room(srv: &TestServer, host: &str, users: &[Session], version: &str) -> Vec<String> {
     let api = |s: &Session| srv.on(host).as_user(s);
     let (alice, bob, carol) = (&users[0], &users[1], &users[2]);
     let mut ids = Vec::new();
@@ -342,7 +354,16 @@ async fn busy_room(
             .await,
     );
     ids.push(red);
-    ids.push(put_state(&api(alice), &room, "m.room.topic", "", json!({"topic": "changed"})).await);
+    ids.push(
+        put_state(
+            &api(alice),
+            &room,
+            "m.room.topic",
+            "",
+            json!({"topic": "changed"}),
+        )
+        .await,
+    );
     let mut pl = state_content(&api(alice), &room, "m.room.power_levels", "").await;
     pl["users"][&bob.user_id] = json!(50);
     ids.push(put_state(&api(alice), &room, "m.room.power_levels", "", pl).await);
@@ -401,11 +422,22 @@ async fn stored_pdus_verify_and_auth_chains_are_complete() {
     let other_db = read_tenant_db(&srv, &other_tenant, "sig.test").await;
 
     // Everything the API reported is stored (and nothing of one tenant in the other).
-    let local_ids: HashSet<&str> = local_db.events.iter().map(|e| e.event_id.as_str()).collect();
-    let other_stored: HashSet<&str> = other_db.events.iter().map(|e| e.event_id.as_str()).collect();
+    let local_ids: HashSet<&str> = local_db
+        .events
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect();
+    let other_stored: HashSet<&str> = other_db
+        .events
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect();
     for id in &api_ids {
         assert!(local_ids.contains(id.as_str()), "{id} not stored");
-        assert!(!other_stored.contains(id.as_str()), "{id} stored in the other tenant");
+        assert!(
+            !other_stored.contains(id.as_str()),
+            "{id} stored in the other tenant"
+        );
     }
     for id in &other_ids {
         assert!(other_stored.contains(id.as_str()), "{id} not stored");

@@ -128,20 +128,30 @@ pub async fn put_state(
 }
 
 /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`.
-pub async fn get_state_raw(api: &Api<'_>, room_id: &str, event_type: &str, state_key: &str) -> Resp {
+pub async fn get_state_raw(
+    api: &Api<'_>,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Resp {
     api.get(&state_path(room_id, event_type, state_key)).await
 }
 
 /// The content of a current state event, asserting it exists.
-pub async fn state_content(api: &Api<'_>, room_id: &str, event_type: &str, state_key: &str) -> Value {
-    get_state_raw(api, room_id, event_type, state_key).await.ok()
+pub async fn state_content(
+    api: &Api<'_>,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Value {
+    get_state_raw(api, room_id, event_type, state_key)
+        .await
+        .ok()
 }
 
 /// `GET /rooms/{roomId}/state`, asserting success.
 pub async fn full_state(api: &Api<'_>, room_id: &str) -> Vec<Value> {
-    let resp = api
-        .get(&format!("{CS}/rooms/{}/state", enc(room_id)))
-        .await;
+    let resp = api.get(&format!("{CS}/rooms/{}/state", enc(room_id))).await;
     assert_eq!(resp.status, 200, "GET state: {}", resp.text);
     resp.body
         .as_array()
@@ -317,7 +327,11 @@ pub fn bodies(events: &[Value]) -> Vec<String> {
 }
 
 /// The first event of this type (and state key, when given).
-pub fn find<'a>(events: &'a [Value], event_type: &str, state_key: Option<&str>) -> Option<&'a Value> {
+pub fn find<'a>(
+    events: &'a [Value],
+    event_type: &str,
+    state_key: Option<&str>,
+) -> Option<&'a Value> {
     events
         .iter()
         .find(|e| e["type"] == event_type && state_key.is_none_or(|k| e["state_key"] == k))

@@ -8,10 +8,13 @@ use crate::harness::*;
 use crate::room_support::*;
 
 /// Every stable room version of the spec (and of ruma 0.16).
-const STABLE_VERSIONS: [&str; 12] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+const STABLE_VERSIONS: [&str; 12] = [
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+];
 
 async fn alias_target(api: &Api<'_>, alias: &str) -> Resp {
-    api.get(&format!("{CS}/directory/room/{}", enc(alias))).await
+    api.get(&format!("{CS}/directory/room/{}", enc(alias)))
+        .await
 }
 
 async fn joined_rooms(api: &Api<'_>) -> Vec<String> {
@@ -219,7 +222,10 @@ async fn invite_list_initial_state_overrides_and_creation_content() {
     let create_content = state_content(&api, &room, "m.room.create", "").await;
     assert_eq!(create_content["room_version"], "12", "{create_content}");
     assert_eq!(create_content["m.federate"], false, "{create_content}");
-    assert!(!room.contains(':'), "v12 room ids have no server name: {room}");
+    assert!(
+        !room.contains(':'),
+        "v12 room ids have no server name: {room}"
+    );
     let state = full_state(&api, &room).await;
     let create = find(&state, "m.room.create", Some("")).expect("create event in state");
     assert_eq!(
@@ -433,11 +439,7 @@ async fn power_levels_in_room_version_11() {
     let api = srv.on("localhost").as_user(&alice);
     let bob_api = srv.on("localhost").as_user(&bob);
 
-    let room = create_room(
-        &api,
-        json!({"preset": "public_chat", "room_version": "11"}),
-    )
-    .await;
+    let room = create_room(&api, json!({"preset": "public_chat", "room_version": "11"})).await;
     join(&bob_api, &room).await;
     let pl: Value = state_content(&api, &room, "m.room.power_levels", "").await;
     assert_eq!(pl["users"][&alice.user_id], 100, "{pl}");

@@ -79,9 +79,7 @@ async fn sdk_sync(client: &Client, room_id: &OwnedRoomId) -> Vec<Value> {
         .timeline
         .events
         .iter()
-        .map(|e| {
-            serde_json::from_str::<Value>(e.raw().json().get()).expect("timeline event JSON")
-        })
+        .map(|e| serde_json::from_str::<Value>(e.raw().json().get()).expect("timeline event JSON"))
         .collect()
 }
 
@@ -144,7 +142,8 @@ impl Changes {
 async fn send_sdk(room: &Room, body: &str) -> OwnedEventId {
     bounded(
         "sdk send",
-        room.send(RoomMessageEventContent::text_plain(body)).into_future(),
+        room.send(RoomMessageEventContent::text_plain(body))
+            .into_future(),
     )
     .await
     .unwrap_or_else(|e| panic!("sdk send of {body:?}: {e}"))
@@ -231,7 +230,11 @@ async fn matrix_sdk_conversation_survives_restart() {
         } else {
             (&bob_room, "bob")
         };
-        sent.push(send_sdk(room, &format!("message {i:03} from {who}")).await.to_string());
+        sent.push(
+            send_sdk(room, &format!("message {i:03} from {who}"))
+                .await
+                .to_string(),
+        );
         if i % 15 == 14 {
             alice_seen.extend(message_ids(&sdk_sync(&alice, &room_id).await));
             bob_seen.extend(message_ids(&sdk_sync(&bob, &room_id).await));
@@ -244,14 +247,22 @@ async fn matrix_sdk_conversation_survives_restart() {
 
     // The same, exactly, over raw HTTP from the tokens before the conversation.
     let expected_bodies: Vec<String> = (0..MESSAGES)
-        .map(|i| format!("message {i:03} from {}", if i % 2 == 0 { "alice" } else { "bob" }))
+        .map(|i| {
+            format!(
+                "message {i:03} from {}",
+                if i % 2 == 0 { "alice" } else { "bob" }
+            )
+        })
         .collect();
     for (api, since) in [(&bob_api, &bob_t0), (&alice_api, &alice_t0)] {
         let s = sync(api, Some(since), Some(&timeline_limit(300))).await;
         let tl = timeline(&s, room_id.as_str());
         assert_eq!(ids(&tl), sent, "raw sync timeline");
         assert_eq!(bodies(&tl), expected_bodies);
-        assert_eq!(joined(&s, room_id.as_str())["timeline"]["limited"], json!(false));
+        assert_eq!(
+            joined(&s, room_id.as_str())["timeline"]["limited"],
+            json!(false)
+        );
     }
 
     // Bob paginates back through the whole history.
@@ -314,8 +325,14 @@ async fn matrix_sdk_conversation_survives_restart() {
         "{events:?}"
     );
     assert_eq!(events[0]["event_id"], edit.as_str());
-    assert_eq!(events[0]["content"]["m.relates_to"]["event_id"], edited.as_str());
-    assert_eq!(events[0]["content"]["m.new_content"]["body"], "message 010, edited");
+    assert_eq!(
+        events[0]["content"]["m.relates_to"]["event_id"],
+        edited.as_str()
+    );
+    assert_eq!(
+        events[0]["content"]["m.new_content"]["body"],
+        "message 010, edited"
+    );
     assert_eq!(events[1]["event_id"], redaction.as_str());
     assert_eq!(events[1]["content"]["redacts"], redacted.as_str());
     assert_eq!(events[2]["content"]["topic"], "the new topic");
@@ -364,14 +381,22 @@ async fn matrix_sdk_conversation_survives_restart() {
     // Old sync tokens still work: the same timeline from before the conversation …
     let s = sync(&bob_api, Some(&bob_t0), Some(&timeline_limit(300))).await;
     let tl = timeline(&s, room_id.as_str());
-    assert_eq!(ids(&tl), timeline_before, "timeline from an old token after restart");
+    assert_eq!(
+        ids(&tl),
+        timeline_before,
+        "timeline from an old token after restart"
+    );
     check_edit_and_redaction(&tl);
     // … and nothing new from the latest one, until something happens.
     let s = sync(&bob_api, Some(&bob_t1), None).await;
     assert!(timeline(&s, room_id.as_str()).is_empty(), "{s}");
     let after = send_text(&alice_api, room_id.as_str(), "after the restart").await;
     let s = sync(&bob_api, Some(&bob_t1), None).await;
-    assert_eq!(ids(&timeline(&s, room_id.as_str())), vec![after.clone()], "{s}");
+    assert_eq!(
+        ids(&timeline(&s, room_id.as_str())),
+        vec![after.clone()],
+        "{s}"
+    );
 
     changed.check(&bob_api, "after restart").await;
     let history = paginate(&bob_api, room_id.as_str(), "b", None, 17).await;
@@ -382,7 +407,9 @@ async fn matrix_sdk_conversation_survives_restart() {
     // The SDK clients carry on with their stored sync tokens.
     let events = sdk_sync(&bob, &room_id).await;
     assert_eq!(ids(&events), vec![after.clone()]);
-    let reply = send_sdk(&bob_room, "bob after the restart").await.to_string();
+    let reply = send_sdk(&bob_room, "bob after the restart")
+        .await
+        .to_string();
     let events = sdk_sync(&alice, &room_id).await;
     assert_eq!(
         message_ids(&events),

@@ -55,7 +55,10 @@ async fn initial_sync_has_joined_room_with_state_and_timeline() {
     }
     let state_ids = ids(&state);
     for id in ids(&tl) {
-        assert!(!state_ids.contains(&id), "{id} both in state and timeline: {s}");
+        assert!(
+            !state_ids.contains(&id),
+            "{id} both in state and timeline: {s}"
+        );
     }
     for ev in &all {
         for key in ["event_id", "sender", "type", "origin_server_ts", "content"] {
@@ -65,7 +68,12 @@ async fn initial_sync_has_joined_room_with_state_and_timeline() {
     let summary = &joined(&s, &room)["summary"];
     assert_eq!(summary["m.joined_member_count"], 2, "{s}");
     // Top-level sections are well-formed.
-    assert!(s["rooms"]["invite"].as_object().is_none_or(|m| m.is_empty()), "{s}");
+    assert!(
+        s["rooms"]["invite"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{s}"
+    );
 }
 
 #[tokio::test]
@@ -80,8 +88,16 @@ async fn incremental_sync_returns_only_new_events() {
     let m1 = send_text(&api, &room, "new 1").await;
     let m2 = send_text(&bob_api, &room, "new 2").await;
     let s = sync(&bob_api, Some(&since), None).await;
-    assert_eq!(ids(&timeline(&s, &room)), vec![m1.clone(), m2.clone()], "{s}");
-    assert_eq!(joined(&s, &room)["timeline"]["limited"], json!(false), "{s}");
+    assert_eq!(
+        ids(&timeline(&s, &room)),
+        vec![m1.clone(), m2.clone()],
+        "{s}"
+    );
+    assert_eq!(
+        joined(&s, &room)["timeline"]["limited"],
+        json!(false),
+        "{s}"
+    );
     assert!(room_part(&s, &room, "state").is_empty(), "{s}");
     // The same token gives the same answer.
     let again = sync(&bob_api, Some(&since), None).await;
@@ -146,7 +162,11 @@ async fn long_poll_wakes_when_another_user_sends() {
         send_text(&api, &room, "wake up").await
     };
     let (seen, sent) = tokio::join!(poll, sender);
-    assert_eq!(ids(&seen), vec![sent], "the long poll didn't return the event");
+    assert_eq!(
+        ids(&seen),
+        vec![sent],
+        "the long poll didn't return the event"
+    );
     // Woken by the notifier, not by the 10 s timeout.
     assert!(
         start.elapsed() < Duration::from_secs(8),
@@ -164,7 +184,14 @@ async fn limited_timeline_has_prev_batch_and_state_delta() {
     let filter = timeline_limit(3);
     let since = next_batch(&sync(&bob_api, None, Some(&filter)).await);
 
-    put_state(&api, &room, "m.room.topic", "", json!({"topic": "in the gap"})).await;
+    put_state(
+        &api,
+        &room,
+        "m.room.topic",
+        "",
+        json!({"topic": "in the gap"}),
+    )
+    .await;
     let mut sent = Vec::new();
     for i in 0..6 {
         sent.push(send_text(&api, &room, &format!("m{i}")).await);
@@ -184,9 +211,13 @@ async fn limited_timeline_has_prev_batch_and_state_delta() {
     let prev = tl["prev_batch"]
         .as_str()
         .unwrap_or_else(|| panic!("no prev_batch: {s}"));
-    let page = messages_raw(&bob_api, &room, &format!("dir=b&limit=3&from={}", enc(prev)))
-        .await
-        .ok();
+    let page = messages_raw(
+        &bob_api,
+        &room,
+        &format!("dir=b&limit=3&from={}", enc(prev)),
+    )
+    .await
+    .ok();
     let chunk = page["chunk"].as_array().unwrap().clone();
     assert_eq!(bodies(&chunk), vec!["m2", "m1", "m0"], "{page}");
 
@@ -195,7 +226,11 @@ async fn limited_timeline_has_prev_batch_and_state_delta() {
     let m6 = send_text(&api, &room, "m6").await;
     let s = sync(&bob_api, Some(&since), Some(&filter)).await;
     assert_eq!(ids(&timeline(&s, &room)), vec![m6]);
-    assert_eq!(joined(&s, &room)["timeline"]["limited"], json!(false), "{s}");
+    assert_eq!(
+        joined(&s, &room)["timeline"]["limited"],
+        json!(false),
+        "{s}"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +255,10 @@ async fn stored_filter_is_used_by_id() {
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
-    assert!(!filter_id.starts_with('{'), "filter ids can't start with {{");
+    assert!(
+        !filter_id.starts_with('{'),
+        "filter ids can't start with {{"
+    );
     let stored = bob_api
         .get(&format!(
             "{CS}/user/{}/filter/{}",
@@ -245,7 +283,10 @@ async fn stored_filter_is_used_by_id() {
         .await;
     assert_eq!(resp.status, 403, "{}", resp.text);
     let resp = api
-        .post(&format!("{CS}/user/{}/filter", enc(&bob.user_id)), definition)
+        .post(
+            &format!("{CS}/user/{}/filter", enc(&bob.user_id)),
+            definition,
+        )
         .await;
     assert_error(&resp, 403, "M_FORBIDDEN");
     let resp = bob_api
@@ -255,7 +296,14 @@ async fn stored_filter_is_used_by_id() {
 
     let since = next_batch(&sync(&bob_api, None, None).await);
     let m1 = send_text(&api, &room, "one").await;
-    put_state(&api, &room, "m.room.topic", "", json!({"topic": "not a message"})).await;
+    put_state(
+        &api,
+        &room,
+        "m.room.topic",
+        "",
+        json!({"topic": "not a message"}),
+    )
+    .await;
     let m2 = send_text(&api, &room, "two").await;
     let m3 = send_text(&api, &room, "three").await;
     let id_filter = Value::String(filter_id.clone());
@@ -368,11 +416,7 @@ async fn typing_reaches_the_other_member() {
     let api = srv.on("localhost").as_user(&alice);
     let bob_api = srv.on("localhost").as_user(&bob);
     let since = next_batch(&sync(&bob_api, None, None).await);
-    let typing_path = format!(
-        "{CS}/rooms/{}/typing/{}",
-        enc(&room),
-        enc(&alice.user_id)
-    );
+    let typing_path = format!("{CS}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id));
 
     assert_eq!(
         api.put(&typing_path, json!({"typing": true, "timeout": 30000}))
@@ -383,7 +427,11 @@ async fn typing_reaches_the_other_member() {
     let s = sync(&bob_api, Some(&since), None).await;
     let typing = ephemeral_of_type(&s, &room, "m.typing");
     assert_eq!(typing.len(), 1, "{s}");
-    assert_eq!(typing[0]["content"]["user_ids"], json!([alice.user_id]), "{s}");
+    assert_eq!(
+        typing[0]["content"]["user_ids"],
+        json!([alice.user_id]),
+        "{s}"
+    );
     let since = next_batch(&s);
 
     api.put(&typing_path, json!({"typing": false})).await.ok();
@@ -393,7 +441,9 @@ async fn typing_reaches_the_other_member() {
     assert_eq!(typing[0]["content"]["user_ids"], json!([]), "{s}");
 
     // Typing for someone else, or in a room one isn't in, is refused.
-    let resp = bob_api.put(&typing_path, json!({"typing": true, "timeout": 1000})).await;
+    let resp = bob_api
+        .put(&typing_path, json!({"typing": true, "timeout": 1000}))
+        .await;
     assert_error(&resp, 403, "M_FORBIDDEN");
     let eve = local_user(&srv, "eve").await;
     let resp = srv
@@ -432,15 +482,13 @@ async fn receipts_reach_the_other_member() {
     let m2 = send_text(&bob_api, &room, "read me privately").await;
     let since = next_batch(&sync(&bob_api, None, None).await);
     let alice_since = next_batch(&sync(&api, None, None).await);
-    let receipt = |kind: &str, id: &str| {
-        format!(
-            "{CS}/rooms/{}/receipt/{kind}/{}",
-            enc(&room),
-            enc(id)
-        )
-    };
+    let receipt =
+        |kind: &str, id: &str| format!("{CS}/rooms/{}/receipt/{kind}/{}", enc(&room), enc(id));
 
-    assert_eq!(api.post(&receipt("m.read", &m1), json!({})).await.ok(), json!({}));
+    assert_eq!(
+        api.post(&receipt("m.read", &m1), json!({})).await.ok(),
+        json!({})
+    );
     let s = sync(&bob_api, Some(&since), None).await;
     let receipts = ephemeral_of_type(&s, &room, "m.receipt");
     assert_eq!(receipts.len(), 1, "{s}");
@@ -449,7 +497,9 @@ async fn receipts_reach_the_other_member() {
     let since = next_batch(&s);
 
     // A private receipt is for its owner only.
-    api.post(&receipt("m.read.private", &m2), json!({})).await.ok();
+    api.post(&receipt("m.read.private", &m2), json!({}))
+        .await
+        .ok();
     let s = sync(&bob_api, Some(&since), None).await;
     assert!(
         !s.to_string().contains("m.read.private"),
@@ -472,9 +522,9 @@ async fn receipts_reach_the_other_member() {
     let s = sync(&api, Some(&next_batch(&a)), None).await;
     let receipts = ephemeral_of_type(&s, &room, "m.receipt");
     assert!(
-        receipts.iter().any(
-            |r| r["content"][&m2]["m.read"][&bob.user_id]["thread_id"] == "main"
-        ),
+        receipts
+            .iter()
+            .any(|r| r["content"][&m2]["m.read"][&bob.user_id]["thread_id"] == "main"),
         "{s}"
     );
 
@@ -527,16 +577,23 @@ async fn account_data_global_and_per_room_and_tags() {
     );
     let since = next_batch(&sync(&api, None, None).await);
 
-    assert_eq!(api.put(&global, json!({"theme": "dark"})).await.ok(), json!({}));
+    assert_eq!(
+        api.put(&global, json!({"theme": "dark"})).await.ok(),
+        json!({})
+    );
     assert_eq!(api.get(&global).await.ok(), json!({"theme": "dark"}));
     assert_eq!(api.put(&per_room, json!({"x": 1})).await.ok(), json!({}));
     assert_eq!(api.get(&per_room).await.ok(), json!({"x": 1}));
 
     let s = sync(&api, Some(&since), None).await;
-    let ad = s["account_data"]["events"].as_array().cloned().unwrap_or_default();
+    let ad = s["account_data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
-        ad.iter()
-            .any(|e| e["type"] == "org.example.settings" && e["content"] == json!({"theme": "dark"})),
+        ad.iter().any(
+            |e| e["type"] == "org.example.settings" && e["content"] == json!({"theme": "dark"})
+        ),
         "{s}"
     );
     let room_ad = room_part(&s, &room, "account_data");
@@ -551,20 +608,31 @@ async fn account_data_global_and_per_room_and_tags() {
     // Only changes come incrementally, with the latest content.
     api.put(&global, json!({"theme": "light"})).await.ok();
     let s = sync(&api, Some(&since), None).await;
-    let ad = s["account_data"]["events"].as_array().cloned().unwrap_or_default();
+    let ad = s["account_data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(ad.len(), 1, "{s}");
     assert_eq!(ad[0]["content"], json!({"theme": "light"}), "{s}");
     assert!(room_part(&s, &room, "account_data").is_empty(), "{s}");
     let since = next_batch(&s);
     let s = sync(&api, Some(&since), None).await;
     assert!(
-        s["account_data"]["events"].as_array().is_none_or(|a| a.is_empty()),
+        s["account_data"]["events"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
         "{s}"
     );
     // The initial sync has the current value.
     let s = sync(&api, None, None).await;
-    let ad = s["account_data"]["events"].as_array().cloned().unwrap_or_default();
-    let settings: Vec<_> = ad.iter().filter(|e| e["type"] == "org.example.settings").collect();
+    let ad = s["account_data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let settings: Vec<_> = ad
+        .iter()
+        .filter(|e| e["type"] == "org.example.settings")
+        .collect();
     assert_eq!(settings.len(), 1, "{s}");
     assert_eq!(settings[0]["content"], json!({"theme": "light"}));
 
@@ -577,7 +645,10 @@ async fn account_data_global_and_per_room_and_tags() {
         "M_FORBIDDEN",
     );
     let bob_sync = sync(&bob_api, None, None).await;
-    assert!(!bob_sync.to_string().contains("org.example.settings"), "{bob_sync}");
+    assert!(
+        !bob_sync.to_string().contains("org.example.settings"),
+        "{bob_sync}"
+    );
     let resp = api
         .get(&format!(
             "{CS}/user/{}/account_data/org.example.unset",
@@ -679,4 +750,71 @@ async fn unread_notification_counts() {
     let counts = &joined(&s, &room)["unread_notifications"];
     assert_eq!(counts["notification_count"], 0, "{s}");
     assert_eq!(counts["highlight_count"], 0, "{s}");
+}
+
+#[tokio::test]
+async fn lazy_loaded_members_in_sync() {
+    const MEMBERS: usize = 10;
+    let srv = TestServer::start().await;
+    let alice = local_user(&srv, "alice").await;
+    let api = srv.on("localhost").as_user(&alice);
+    let room = create_room(&api, json!({"preset": "public_chat"})).await;
+    let mut others = Vec::new();
+    for i in 1..MEMBERS {
+        let s = local_user(&srv, &format!("user{i}")).await;
+        join(&srv.on("localhost").as_user(&s), &room).await;
+        others.push(s);
+    }
+    let (bob, dave) = (&others[0], &others[8]);
+    send_text(&api, &room, "from alice").await;
+    send_text(&srv.on("localhost").as_user(bob), &room, "from bob").await;
+
+    let filter = json!({"room": {"timeline": {"limit": 2},
+                                 "state": {"lazy_load_members": true}}});
+    let dave_api = srv.on("localhost").as_user(dave);
+    let s = sync(&dave_api, None, Some(&filter)).await;
+    assert_eq!(
+        bodies(&timeline(&s, &room)),
+        vec!["from alice", "from bob"],
+        "{s}"
+    );
+    let members: Vec<String> = room_part(&s, &room, "state")
+        .iter()
+        .chain(timeline(&s, &room).iter())
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap().to_owned())
+        .collect();
+    for sender in [&alice.user_id, &bob.user_id] {
+        assert!(
+            members.contains(sender),
+            "no member event of sender {sender}: {s}"
+        );
+    }
+    assert!(
+        members.len() < MEMBERS,
+        "lazy loading sent all {} member events: {s}",
+        members.len()
+    );
+    let summary = &joined(&s, &room)["summary"];
+    assert_eq!(summary["m.joined_member_count"], MEMBERS, "{s}");
+    let heroes = summary["m.heroes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("lazy-loading sync needs m.heroes: {s}"));
+    assert!(!heroes.is_empty() && heroes.len() <= 5, "{s}");
+    assert!(
+        !heroes.contains(&json!(dave.user_id)),
+        "heroes exclude the syncing user: {s}"
+    );
+
+    // A new sender's member event comes with their first message.
+    let carol = &others[1];
+    let since = next_batch(&s);
+    send_text(&srv.on("localhost").as_user(carol), &room, "from carol").await;
+    let s = sync(&dave_api, Some(&since), Some(&filter)).await;
+    assert_eq!(bodies(&timeline(&s, &room)), vec!["from carol"], "{s}");
+    let state = room_part(&s, &room, "state");
+    assert!(
+        find(&state, "m.room.member", Some(&carol.user_id)).is_some(),
+        "no lazy-loaded member event of the new sender: {s}"
+    );
 }

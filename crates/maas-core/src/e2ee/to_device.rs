@@ -1,0 +1,92 @@
+//! Send-to-device messaging (spec: "Send-to-Device messaging"): messages queued per device,
+//! delivered through sync and deleted once a later `since` acknowledges them.
+
+use maas_store::{ToDeviceRecord, TxnRecord};
+use ruma::UserId;
+use serde_json::{Map, Value, json};
+
+use super::{E2ee, parse_json};
+use crate::accounts::AuthedUser;
+use crate::{Error, Result};
+
+/// Messages one sync carries at most; more wait for the next sync.
+pub(crate) const MAX_PER_SYNC: u32 = 100;
+
+impl E2ee<'_> {
+    /// `PUT /sendToDevice/{eventType}/{txnId}`: `messages` maps user → device id (or `*`) →
+    /// content. Idempotent per sending device and transaction id.
+    pub async fn send_to_device(&self, sender: &AuthedUser, event_type: &str, txn_id: &str, messages: &Map<String, Value>) -> Result<()> {
+        let store = self.tenant.store();
+        let mut writer = self.tenant.stream().writer().await;
+        let stream = writer.next().await?;
+        let mut records = Vec::new();
+        for (user_id, devices) in messages {
+            let Ok(user) = UserId::parse(user_id.as_str()) else {
+                return Err(Error::InvalidParam(format!("Invalid user id {user_id}")));
+            };
+            if user.server_name() != self.tenant.server_name() {
+                // Delivering to other servers comes with federation.
+                continue;
+            }
+            let Some(devices) = devices.as_object() else {
+                return Err(Error::BadJson("messages must map devices to contents".into()));
+            };
+            let known = store.devices(user.localpart()).await?;
+            for (device_id, content) in devices {
+                let targets: Vec<&str> = if device_id == "*" {
+                    known.iter().map(|d| d.device_id.as_str()).collect()
+                } else {
+                    known.iter().filter(|d| d.device_id == *device_id).map(|d| d.device_id.as_str()).collect()
+                };
+                for target in targets {
+                    records.push(ToDeviceRecord {
+                        localpart: user.localpart().to_owned(),
+                        device_id: target.to_owned(),
+                        stream,
+                        sender: sender.user_id.to_string(),
+                        event_type: event_type.to_owned(),
+                        content_json: content.to_string(),
+                    });
+                }
+            }
+        }
+        let txn = TxnRecord {
+            localpart: sender.localpart.clone(),
+            device_id: sender.device_id.to_string(),
+            txn_id: txn_id.to_owned(),
+        };
+        store.insert_to_device(&txn, &records).await?;
+        writer.publish(stream);
+        Ok(())
+    }
+
+    /// To-device events for a syncing device: acknowledges (deletes) what was delivered up to
+    /// `since`, then returns what is pending up to `up_to`, and the position delivered up to.
+    pub(crate) async fn to_device_for_sync(&self, user: &AuthedUser, since: Option<i64>, up_to: i64) -> Result<(Vec<Value>, i64)> {
+        let store = self.tenant.store();
+        let device = user.device_id.as_str();
+        if let Some(since) = since {
+            store.delete_to_device(&user.localpart, device, since).await?;
+        }
+        let messages = store.to_device_messages(&user.localpart, device, up_to, MAX_PER_SYNC + 1).await?;
+        // Messages of one send share a position: never cut a position in half.
+        let delivered_up_to = if messages.len() > MAX_PER_SYNC as usize {
+            let cut = messages[MAX_PER_SYNC as usize].stream;
+            cut - 1
+        } else {
+            up_to
+        };
+        let events = messages
+            .into_iter()
+            .filter(|m| m.stream <= delivered_up_to)
+            .map(|m| {
+                Ok(json!({
+                    "type": m.event_type,
+                    "sender": m.sender,
+                    "content": parse_json(&m.content_json, "to-device content")?,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((events, delivered_up_to))
+    }
+}
