@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod config;
+pub mod e2ee;
 mod error;
 pub mod filter;
 pub mod keys;

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::accounts::AuthedUser;
+use crate::e2ee::device_keys::device_list_delta;
 use crate::filter::{DEFAULT_TIMELINE_LIMIT, Filter};
 use crate::rooms::read::client_event;
 use crate::{Error, Result, Tenant};
@@ -206,8 +207,33 @@ impl Builder<'_> {
         changed |= !account_data.is_empty();
         let presence = self.presence(&joined_ids).await?;
         changed |= !presence.is_empty();
+        let e2ee = self.tenant.e2ee();
+        let (to_device, delivered_up_to) = e2ee
+            .to_device_for_sync(self.viewer, self.since, self.up_to)
+            .await?;
+        changed |= !to_device.is_empty();
+        let (device_changed, device_left) = match self.since {
+            Some(_) => device_list_delta(&e2ee, self.user, self.range()).await?,
+            None => (Vec::new(), Vec::new()),
+        };
+        changed |= !device_changed.is_empty() || !device_left.is_empty();
+        let store = self.tenant.store();
+        let device = self.viewer.device_id.as_str();
+        let otk_counts: Map<String, Value> = store
+            .count_one_time_keys(self.user.localpart(), device)
+            .await?
+            .into_iter()
+            .map(|(algorithm, count)| (algorithm, json!(count)))
+            .collect();
+        let fallback_types = store
+            .unused_fallback_key_types(self.user.localpart(), device)
+            .await?;
         let response = json!({
-            "next_batch": token(self.up_to),
+            "next_batch": token(delivered_up_to.min(self.up_to)),
+            "to_device": { "events": to_device },
+            "device_lists": { "changed": device_changed, "left": device_left },
+            "device_one_time_keys_count": otk_counts,
+            "device_unused_fallback_key_types": fallback_types,
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": account_data },
             "presence": { "events": presence },

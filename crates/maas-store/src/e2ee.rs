@@ -64,7 +64,8 @@ pub struct BackupKeyRecord {
 
 #[async_trait]
 pub trait E2eeStore: Send + Sync {
-    // Device keys; removed with their device.
+    // Device keys; removed with their device. Writes for a device that doesn't exist are
+    // `NotFound`, here and for one-time and fallback keys.
     async fn set_device_keys(&self, keys: &DeviceKeysRecord) -> Result<()>;
     async fn device_keys(&self, localpart: &str) -> Result<Vec<DeviceKeysRecord>>;
 
@@ -78,17 +79,22 @@ pub trait E2eeStore: Send + Sync {
         keys: &[OneTimeKeyRecord],
     ) -> Result<()>;
     /// Unclaimed one-time keys per algorithm.
-    async fn count_one_time_keys(&self, localpart: &str, device_id: &str)
-    -> Result<Vec<(String, u64)>>;
-    /// Takes one one-time key of `algorithm` (removing it), else the device's fallback key of
-    /// that algorithm (marking it used, keeping it); atomic.
+    async fn count_one_time_keys(
+        &self,
+        localpart: &str,
+        device_id: &str,
+    ) -> Result<Vec<(String, u64)>>;
+    /// Takes one one-time key of `algorithm` (removing it; the oldest upload first, as MSC4225
+    /// asks), else the device's fallback key of that algorithm (marking it used, keeping it);
+    /// atomic.
     async fn claim_key(
         &self,
         localpart: &str,
         device_id: &str,
         algorithm: &str,
     ) -> Result<Option<OneTimeKeyRecord>>;
-    /// Replaces the fallback key of each algorithm present in `keys`, as unused.
+    /// Replaces the fallback key of each algorithm present in `keys`, as unused. Uploading the
+    /// stored key again changes nothing: a retried upload must not make a used key look unused.
     async fn set_fallback_keys(
         &self,
         localpart: &str,
@@ -96,10 +102,13 @@ pub trait E2eeStore: Send + Sync {
         keys: &[OneTimeKeyRecord],
     ) -> Result<()>;
     /// Algorithms with an unused fallback key.
-    async fn unused_fallback_key_types(&self, localpart: &str, device_id: &str)
-    -> Result<Vec<String>>;
+    async fn unused_fallback_key_types(
+        &self,
+        localpart: &str,
+        device_id: &str,
+    ) -> Result<Vec<String>>;
 
-    // Cross-signing keys.
+    // Cross-signing keys; `NotFound` for a user that doesn't exist.
     async fn set_cross_signing_key(&self, key: &CrossSigningKeyRecord) -> Result<()>;
     async fn cross_signing_keys(&self, localpart: &str) -> Result<Vec<CrossSigningKeyRecord>>;
 
@@ -110,9 +119,9 @@ pub trait E2eeStore: Send + Sync {
 
     // To-device messages.
     /// Stores messages for delivery, at most once per sender transaction: `Ok(false)` when the
-    /// transaction was already stored (and nothing is written).
-    async fn insert_to_device(&self, txn: &TxnRecord, messages: &[ToDeviceRecord])
-    -> Result<bool>;
+    /// transaction was already stored (and nothing is written). Messages for devices that don't
+    /// exist are skipped; `NotFound` when the sending device doesn't exist.
+    async fn insert_to_device(&self, txn: &TxnRecord, messages: &[ToDeviceRecord]) -> Result<bool>;
     /// Pending messages of a device with stream `<= up_to`, oldest first, at most `limit`.
     async fn to_device_messages(
         &self,
@@ -124,7 +133,9 @@ pub trait E2eeStore: Send + Sync {
     /// Deletes a device's messages with stream `<= up_to` (acknowledged by a later `since`).
     async fn delete_to_device(&self, localpart: &str, device_id: &str, up_to: i64) -> Result<()>;
 
-    // Server-side key backup.
+    // Server-side key backup. Writing keys to a version that doesn't exist (or was deleted) is
+    // `NotFound`; reading them gives nothing.
+    /// Returns the new version: "1", "2", … per user, never reused even after a deletion.
     async fn create_backup_version(
         &self,
         localpart: &str,

@@ -2,6 +2,8 @@
 //! The control plane (tenants and their hosts) is one database; every tenant has a database of
 //! its own. Callers only ever see the traits, so a backend can be swapped without touching them.
 
+mod e2ee;
+mod push;
 mod records;
 mod rooms;
 pub mod sqlite;
@@ -10,6 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use e2ee::*;
+pub use push::*;
 pub use records::*;
 pub use rooms::*;
 
@@ -60,7 +64,7 @@ pub trait ControlStore: Send + Sync {
 
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
-pub trait TenantStore: RoomStore + Send + Sync {
+pub trait TenantStore: RoomStore + E2eeStore + PushStore + Send + Sync {
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;

@@ -3,6 +3,8 @@
 //! removed on its own and tenants never wait on each other's write lock.
 
 mod control;
+mod e2ee;
+mod push;
 mod rooms;
 mod tenant;
 mod util;

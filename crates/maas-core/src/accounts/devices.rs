@@ -62,6 +62,6 @@ impl Accounts<'_> {
             .store()
             .delete_devices(&user.localpart, device_ids)
             .await?;
-        Ok(())
+        self.devices_changed(&user.localpart).await
     }
 }

@@ -382,7 +382,7 @@ impl<'a> Accounts<'a> {
             .store()
             .delete_devices(&user.localpart, &ids)
             .await?;
-        Ok(())
+        self.devices_changed(&user.localpart).await
     }
 
     /// `POST /logout/all`: every token and device of the user go.
@@ -391,7 +391,13 @@ impl<'a> Accounts<'a> {
             .store()
             .delete_devices_except(&user.localpart, None)
             .await?;
-        Ok(())
+        self.devices_changed(&user.localpart).await
+    }
+
+    /// Users sharing a room learn of removed devices through `device_lists.changed`.
+    pub(crate) async fn devices_changed(&self, localpart: &str) -> Result<()> {
+        let user_id = self.user_id(localpart)?;
+        self.tenant.e2ee().device_list_changed(&user_id).await
     }
 
     // ---- Account management --------------------------------------------------------------
@@ -419,6 +425,7 @@ impl<'a> Accounts<'a> {
             store
                 .delete_devices_except(&user.localpart, Some(user.device_id.as_str()))
                 .await?;
+            self.devices_changed(&user.localpart).await?;
         }
         Ok(())
     }
@@ -431,7 +438,7 @@ impl<'a> Accounts<'a> {
             .authenticate(&flows, auth, Some(&user.localpart))
             .await?;
         self.tenant.store().deactivate_user(&user.localpart).await?;
-        Ok(())
+        self.devices_changed(&user.localpart).await
     }
 
     /// `GET /account/3pid`.
@@ -496,6 +503,7 @@ impl<'a> Accounts<'a> {
         store.set_password_hash(localpart, Some(&hash)).await?;
         if logout_devices {
             store.delete_devices_except(localpart, None).await?;
+            self.devices_changed(localpart).await?;
         }
         Ok(generated)
     }
@@ -503,6 +511,7 @@ impl<'a> Accounts<'a> {
     pub async fn deactivate_user(&self, localpart: &str) -> Result<UserRecord> {
         self.user(localpart).await?;
         self.tenant.store().deactivate_user(localpart).await?;
+        self.devices_changed(localpart).await?;
         self.user(localpart).await
     }
 

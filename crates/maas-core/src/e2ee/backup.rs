@@ -43,37 +43,70 @@ fn replaces(new: &BackupKeyRecord, old: &BackupKeyRecord) -> bool {
 
 impl E2ee<'_> {
     /// `POST /room_keys/version`.
-    pub async fn create_backup(&self, user: &AuthedUser, algorithm: &str, auth_data: &Value) -> Result<String> {
+    pub async fn create_backup(
+        &self,
+        user: &AuthedUser,
+        algorithm: &str,
+        auth_data: &Value,
+    ) -> Result<String> {
         if !auth_data.is_object() {
             return Err(Error::BadJson("auth_data must be an object".into()));
         }
-        Ok(self.tenant.store().create_backup_version(&user.localpart, algorithm, &auth_data.to_string()).await?)
+        Ok(self
+            .tenant
+            .store()
+            .create_backup_version(&user.localpart, algorithm, &auth_data.to_string())
+            .await?)
     }
 
     /// `GET /room_keys/version[/{version}]`.
     pub async fn backup(&self, user: &AuthedUser, version: Option<&str>) -> Result<BackupInfo> {
         let store = self.tenant.store();
-        let record = store.backup_version(&user.localpart, version).await?.ok_or_else(not_found)?;
-        let count = store.count_backup_keys(&user.localpart, &record.version).await?;
+        let record = store
+            .backup_version(&user.localpart, version)
+            .await?
+            .ok_or_else(not_found)?;
+        let count = store
+            .count_backup_keys(&user.localpart, &record.version)
+            .await?;
         Ok(BackupInfo { record, count })
     }
 
     /// `PUT /room_keys/version/{version}`: only `auth_data` may change.
-    pub async fn update_backup(&self, user: &AuthedUser, version: &str, algorithm: &str, auth_data: &Value, body_version: Option<&str>) -> Result<()> {
+    pub async fn update_backup(
+        &self,
+        user: &AuthedUser,
+        version: &str,
+        algorithm: &str,
+        auth_data: &Value,
+        body_version: Option<&str>,
+    ) -> Result<()> {
         let current = self.backup(user, Some(version)).await?;
         if body_version.is_some_and(|v| v != version) {
-            return Err(Error::InvalidParam("The version in the body doesn't match the path".into()));
+            return Err(Error::InvalidParam(
+                "The version in the body doesn't match the path".into(),
+            ));
         }
         if current.record.algorithm != algorithm {
-            return Err(Error::InvalidParam("The algorithm of a backup can't change".into()));
+            return Err(Error::InvalidParam(
+                "The algorithm of a backup can't change".into(),
+            ));
         }
-        self.tenant.store().update_backup_version(&user.localpart, version, &auth_data.to_string()).await?;
+        self.tenant
+            .store()
+            .update_backup_version(&user.localpart, version, &auth_data.to_string())
+            .await?;
         Ok(())
     }
 
     /// `DELETE /room_keys/version/{version}`.
     pub async fn delete_backup(&self, user: &AuthedUser, version: &str) -> Result<()> {
-        if !self.tenant.store().delete_backup_version(&user.localpart, version).await? {
+        if !self
+            .tenant
+            .store()
+            .delete_backup_version(&user.localpart, version)
+            .await?
+        {
             return Err(not_found());
         }
         Ok(())
@@ -82,9 +115,16 @@ impl E2ee<'_> {
     /// Uploads go only to the current (latest) version.
     async fn writable(&self, user: &AuthedUser, version: &str) -> Result<()> {
         let store = self.tenant.store();
-        let latest = store.backup_version(&user.localpart, None).await?.ok_or_else(not_found)?;
+        let latest = store
+            .backup_version(&user.localpart, None)
+            .await?
+            .ok_or_else(not_found)?;
         if latest.version != version {
-            if store.backup_version(&user.localpart, Some(version)).await?.is_none() {
+            if store
+                .backup_version(&user.localpart, Some(version))
+                .await?
+                .is_none()
+            {
                 return Err(not_found());
             }
             return Err(Error::WrongRoomKeysVersion(latest.version));
@@ -94,30 +134,57 @@ impl E2ee<'_> {
 
     async fn state(&self, user: &AuthedUser, version: &str) -> Result<BackupState> {
         let info = self.backup(user, Some(version)).await?;
-        Ok(BackupState { etag: info.record.etag.to_string(), count: info.count })
+        Ok(BackupState {
+            etag: info.record.etag.to_string(),
+            count: info.count,
+        })
     }
 
     /// `PUT /room_keys/keys…`: keeps, per session, the better of the stored and new key.
-    pub async fn put_backup_keys(&self, user: &AuthedUser, version: &str, keys: Vec<BackupKeyRecord>) -> Result<BackupState> {
+    pub async fn put_backup_keys(
+        &self,
+        user: &AuthedUser,
+        version: &str,
+        keys: Vec<BackupKeyRecord>,
+    ) -> Result<BackupState> {
         self.writable(user, version).await?;
         let store = self.tenant.store();
         let mut accepted = Vec::new();
         for key in keys {
-            let existing = store.backup_keys(&user.localpart, version, Some(&key.room_id), Some(&key.session_id)).await?;
+            let existing = store
+                .backup_keys(
+                    &user.localpart,
+                    version,
+                    Some(&key.room_id),
+                    Some(&key.session_id),
+                )
+                .await?;
             if existing.first().is_none_or(|old| replaces(&key, old)) {
                 accepted.push(key);
             }
         }
         if !accepted.is_empty() {
-            store.put_backup_keys(&user.localpart, version, &accepted).await?;
+            store
+                .put_backup_keys(&user.localpart, version, &accepted)
+                .await?;
         }
         self.state(user, version).await
     }
 
     /// `GET /room_keys/keys…`: `{rooms: {room: {sessions: {id: data}}}}`.
-    pub async fn backup_keys(&self, user: &AuthedUser, version: &str, room_id: Option<&str>, session_id: Option<&str>) -> Result<Value> {
+    pub async fn backup_keys(
+        &self,
+        user: &AuthedUser,
+        version: &str,
+        room_id: Option<&str>,
+        session_id: Option<&str>,
+    ) -> Result<Value> {
         self.backup(user, Some(version)).await?;
-        let keys = self.tenant.store().backup_keys(&user.localpart, version, room_id, session_id).await?;
+        let keys = self
+            .tenant
+            .store()
+            .backup_keys(&user.localpart, version, room_id, session_id)
+            .await?;
         let mut rooms: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
         for key in keys {
             let data = json!({
@@ -126,17 +193,31 @@ impl E2ee<'_> {
                 "is_verified": key.is_verified,
                 "session_data": parse_json(&key.session_data_json, "backup session data")?,
             });
-            rooms.entry(key.room_id).or_default().insert(key.session_id, data);
+            rooms
+                .entry(key.room_id)
+                .or_default()
+                .insert(key.session_id, data);
         }
-        let rooms: serde_json::Map<String, Value> =
-            rooms.into_iter().map(|(room, sessions)| (room, json!({ "sessions": sessions }))).collect();
+        let rooms: serde_json::Map<String, Value> = rooms
+            .into_iter()
+            .map(|(room, sessions)| (room, json!({ "sessions": sessions })))
+            .collect();
         Ok(json!({ "rooms": rooms }))
     }
 
     /// `DELETE /room_keys/keys…`.
-    pub async fn delete_backup_keys(&self, user: &AuthedUser, version: &str, room_id: Option<&str>, session_id: Option<&str>) -> Result<BackupState> {
+    pub async fn delete_backup_keys(
+        &self,
+        user: &AuthedUser,
+        version: &str,
+        room_id: Option<&str>,
+        session_id: Option<&str>,
+    ) -> Result<BackupState> {
         self.backup(user, Some(version)).await?;
-        self.tenant.store().delete_backup_keys(&user.localpart, version, room_id, session_id).await?;
+        self.tenant
+            .store()
+            .delete_backup_keys(&user.localpart, version, room_id, session_id)
+            .await?;
         self.state(user, version).await
     }
 }

@@ -23,7 +23,8 @@ pub struct SigningKeysUpload {
 fn the_key(key: &Value) -> Option<(String, String)> {
     let keys = key.get("keys")?.as_object()?;
     let (id, value) = keys.iter().next()?;
-    (keys.len() == 1 && id.starts_with("ed25519:")).then(|| (id.clone(), value.as_str().unwrap_or_default().to_owned()))
+    (keys.len() == 1 && id.starts_with("ed25519:"))
+        .then(|| (id.clone(), value.as_str().unwrap_or_default().to_owned()))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -38,21 +39,30 @@ fn check_shape(user: &UserId, key: &Value, usage: &str) -> Result<(String, Strin
     if !usages.is_some_and(|u| u.iter().any(|v| v.as_str() == Some(usage))) {
         return Err(invalid(format!("The {usage} key must have usage {usage}")));
     }
-    the_key(key).ok_or_else(|| invalid(format!("The {usage} key must have exactly one ed25519 key")))
+    the_key(key)
+        .ok_or_else(|| invalid(format!("The {usage} key must have exactly one ed25519 key")))
 }
 
 impl E2ee<'_> {
     async fn stored_keys(&self, localpart: &str) -> Result<Map<String, Value>> {
         let mut keys = Map::new();
         for record in self.tenant.store().cross_signing_keys(localpart).await? {
-            keys.insert(record.key_type, parse_json(&record.key_json, "cross-signing key")?);
+            keys.insert(
+                record.key_type,
+                parse_json(&record.key_json, "cross-signing key")?,
+            );
         }
         Ok(keys)
     }
 
     /// `POST /keys/device_signing/upload`. The first upload needs no user-interactive auth
     /// (MSC3967), nor does re-uploading the same keys; replacing keys does.
-    pub async fn upload_signing_keys(&self, user: &AuthedUser, upload: SigningKeysUpload, auth: Option<&AuthData>) -> Result<()> {
+    pub async fn upload_signing_keys(
+        &self,
+        user: &AuthedUser,
+        upload: SigningKeysUpload,
+        auth: Option<&AuthData>,
+    ) -> Result<()> {
         let stored = self.stored_keys(&user.localpart).await?;
         let uploads = [
             ("master", &upload.master_key),
@@ -60,12 +70,21 @@ impl E2ee<'_> {
             ("user_signing", &upload.user_signing_key),
         ];
         let replacing = uploads.iter().any(|(kind, key)| {
-            key.as_ref().is_some_and(|k| stored.get(*kind).is_some_and(|s| s != k))
+            key.as_ref()
+                .is_some_and(|k| stored.get(*kind).is_some_and(|s| s != k))
         });
         let first = !stored.contains_key("master");
-        if replacing || (!first && uploads.iter().any(|(k, v)| v.is_some() && !stored.contains_key(*k))) {
+        if replacing
+            || (!first
+                && uploads
+                    .iter()
+                    .any(|(k, v)| v.is_some() && !stored.contains_key(*k)))
+        {
             let flows = UiaFlows::password(format!("device_signing:{}", user.localpart));
-            self.tenant.uia().authenticate(&flows, auth, Some(&user.localpart)).await?;
+            self.tenant
+                .uia()
+                .authenticate(&flows, auth, Some(&user.localpart))
+                .await?;
         }
 
         let master = match &upload.master_key {
@@ -78,10 +97,15 @@ impl E2ee<'_> {
         for (kind, key) in &uploads[1..] {
             let Some(key) = key else { continue };
             check_shape(&user.user_id, key, kind)?;
-            let master = master.as_ref().ok_or_else(|| invalid("Upload a master key first"))?;
-            let (master_id, master_key) = the_key(master).ok_or_else(|| invalid("Invalid master key"))?;
+            let master = master
+                .as_ref()
+                .ok_or_else(|| invalid("Upload a master key first"))?;
+            let (master_id, master_key) =
+                the_key(master).ok_or_else(|| invalid("Invalid master key"))?;
             if !has_valid_signature(key, user.user_id.as_str(), &master_id, &master_key) {
-                return Err(invalid(format!("The {kind} key is not signed by the master key")));
+                return Err(invalid(format!(
+                    "The {kind} key is not signed by the master key"
+                )));
             }
         }
         let store = self.tenant.store();
@@ -106,10 +130,16 @@ impl E2ee<'_> {
     }
 
     /// `POST /keys/signatures/upload`: returns `failures` per user and key.
-    pub async fn upload_signatures(&self, user: &AuthedUser, signed: &Map<String, Value>) -> Result<Map<String, Value>> {
+    pub async fn upload_signatures(
+        &self,
+        user: &AuthedUser,
+        signed: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
         let mut failures = Map::new();
         for (target_user, objects) in signed {
-            let Some(objects) = objects.as_object() else { continue };
+            let Some(objects) = objects.as_object() else {
+                continue;
+            };
             for (key_id, object) in objects {
                 if let Err(e) = self.add_signature(user, target_user, key_id, object).await {
                     let (errcode, error) = match &e {
@@ -117,7 +147,9 @@ impl E2ee<'_> {
                         Error::InvalidParam(m) => ("M_INVALID_SIGNATURE", m.clone()),
                         other => ("M_UNKNOWN", other.to_string()),
                     };
-                    let entry = failures.entry(target_user.clone()).or_insert_with(|| json!({}));
+                    let entry = failures
+                        .entry(target_user.clone())
+                        .or_insert_with(|| json!({}));
                     entry[key_id.as_str()] = json!({ "errcode": errcode, "error": error });
                 }
             }
@@ -128,56 +160,119 @@ impl E2ee<'_> {
     /// Adds the uploader's signature on one key: their own device (by their self-signing key),
     /// their own master key (by one of their devices), or another user's master key (by their
     /// user-signing key).
-    async fn add_signature(&self, user: &AuthedUser, target: &str, key_id: &str, object: &Value) -> Result<()> {
-        let target_user = UserId::parse(target).map_err(|_| Error::NotFound(format!("Unknown user {target}")))?;
+    async fn add_signature(
+        &self,
+        user: &AuthedUser,
+        target: &str,
+        key_id: &str,
+        object: &Value,
+    ) -> Result<()> {
+        let target_user =
+            UserId::parse(target).map_err(|_| Error::NotFound(format!("Unknown user {target}")))?;
         if target_user.server_name() != self.tenant.server_name() {
-            return Err(Error::NotFound("Signing keys of other servers needs federation".into()));
+            return Err(Error::NotFound(
+                "Signing keys of other servers needs federation".into(),
+            ));
         }
         let store = self.tenant.store();
         let mine = self.stored_keys(&user.localpart).await?;
         let signer = user.user_id.as_str();
         if *target_user == *user.user_id {
-            if let Some(record) = store.device_keys(&user.localpart).await?.into_iter().find(|k| k.device_id == key_id) {
-                let self_signing = mine.get("self_signing").and_then(the_key).ok_or_else(|| invalid("No self-signing key"))?;
+            if let Some(record) = store
+                .device_keys(&user.localpart)
+                .await?
+                .into_iter()
+                .find(|k| k.device_id == key_id)
+            {
+                let self_signing = mine
+                    .get("self_signing")
+                    .and_then(the_key)
+                    .ok_or_else(|| invalid("No self-signing key"))?;
                 if !has_valid_signature(object, signer, &self_signing.0, &self_signing.1) {
-                    return Err(invalid("Signature does not verify with the self-signing key"));
+                    return Err(invalid(
+                        "Signature does not verify with the self-signing key",
+                    ));
                 }
                 let mut keys = parse_json(&record.keys_json, "device keys")?;
                 merge_signatures(&mut keys, &only_signer(object, signer));
-                let record = DeviceKeysRecord { keys_json: keys.to_string(), ..record };
+                let record = DeviceKeysRecord {
+                    keys_json: keys.to_string(),
+                    ..record
+                };
                 store.set_device_keys(&record).await?;
                 return self.device_list_changed(&user.user_id).await;
             }
-            let master = mine.get("master").ok_or_else(|| Error::NotFound(format!("No key {key_id}")))?;
+            let master = mine
+                .get("master")
+                .ok_or_else(|| Error::NotFound(format!("No key {key_id}")))?;
             if the_key(master).is_none_or(|(id, _)| id.trim_start_matches("ed25519:") != key_id) {
                 return Err(Error::NotFound(format!("No key {key_id}")));
             }
             let devices = store.device_keys(&user.localpart).await?;
             let verified = devices.iter().any(|d| {
-                let Ok(keys) = parse_json(&d.keys_json, "device keys") else { return false };
-                let Some(key) = super::ed25519_key(&keys, &d.device_id) else { return false };
+                let Ok(keys) = parse_json(&d.keys_json, "device keys") else {
+                    return false;
+                };
+                let Some(key) = super::ed25519_key(&keys, &d.device_id) else {
+                    return false;
+                };
                 has_valid_signature(object, signer, &format!("ed25519:{}", d.device_id), &key)
             });
             if !verified {
-                return Err(invalid("Signature does not verify with any of your devices"));
+                return Err(invalid(
+                    "Signature does not verify with any of your devices",
+                ));
             }
-            return self.store_master_signature(&user.localpart, &user.user_id, master.clone(), object, signer).await;
+            return self
+                .store_master_signature(
+                    &user.localpart,
+                    &user.user_id,
+                    master.clone(),
+                    object,
+                    signer,
+                )
+                .await;
         }
         let theirs = self.stored_keys(target_user.localpart()).await?;
-        let master = theirs.get("master").ok_or_else(|| Error::NotFound(format!("{target} has no master key")))?;
+        let master = theirs
+            .get("master")
+            .ok_or_else(|| Error::NotFound(format!("{target} has no master key")))?;
         if the_key(master).is_none_or(|(id, _)| id.trim_start_matches("ed25519:") != key_id) {
             return Err(Error::NotFound(format!("No key {key_id}")));
         }
-        let user_signing = mine.get("user_signing").and_then(the_key).ok_or_else(|| invalid("No user-signing key"))?;
+        let user_signing = mine
+            .get("user_signing")
+            .and_then(the_key)
+            .ok_or_else(|| invalid("No user-signing key"))?;
         if !has_valid_signature(object, signer, &user_signing.0, &user_signing.1) {
-            return Err(invalid("Signature does not verify with the user-signing key"));
+            return Err(invalid(
+                "Signature does not verify with the user-signing key",
+            ));
         }
-        self.store_master_signature(target_user.localpart(), &user.user_id, master.clone(), object, signer).await
+        self.store_master_signature(
+            target_user.localpart(),
+            &user.user_id,
+            master.clone(),
+            object,
+            signer,
+        )
+        .await
     }
 
-    async fn store_master_signature(&self, owner: &str, signer_user: &UserId, mut master: Value, object: &Value, signer: &str) -> Result<()> {
+    async fn store_master_signature(
+        &self,
+        owner: &str,
+        signer_user: &UserId,
+        mut master: Value,
+        object: &Value,
+        signer: &str,
+    ) -> Result<()> {
         merge_signatures(&mut master, &only_signer(object, signer));
-        let record = CrossSigningKeyRecord { localpart: owner.to_owned(), key_type: "master".into(), key_json: master.to_string() };
+        let record = CrossSigningKeyRecord {
+            localpart: owner.to_owned(),
+            key_type: "master".into(),
+            key_json: master.to_string(),
+        };
         self.tenant.store().set_cross_signing_key(&record).await?;
         self.device_list_changed(signer_user).await
     }

@@ -36,7 +36,11 @@ fn invalid(message: impl Into<String>) -> Error {
 
 impl E2ee<'_> {
     /// `POST /keys/upload`: returns the counts of unclaimed one-time keys per algorithm.
-    pub async fn upload(&self, user: &AuthedUser, upload: KeysUpload) -> Result<BTreeMap<String, u64>> {
+    pub async fn upload(
+        &self,
+        user: &AuthedUser,
+        upload: KeysUpload,
+    ) -> Result<BTreeMap<String, u64>> {
         let store = self.tenant.store();
         let device_id = user.device_id.as_str();
         let existing = store.device_keys(&user.localpart).await?;
@@ -44,7 +48,9 @@ impl E2ee<'_> {
         let signing_key = match &upload.device_keys {
             Some(keys) => Some(self.check_device_keys(user, keys)?),
             None => match &existing {
-                Some(record) => ed25519_key(&parse_json(&record.keys_json, "device keys")?, device_id),
+                Some(record) => {
+                    ed25519_key(&parse_json(&record.keys_json, "device keys")?, device_id)
+                }
                 None => None,
             },
         };
@@ -67,25 +73,40 @@ impl E2ee<'_> {
             }
         }
         if !one_time.is_empty() {
-            store.add_one_time_keys(&user.localpart, device_id, &one_time).await.map_err(|e| match e {
-                maas_store::StoreError::Conflict(what) => invalid(format!("One-time key already exists: {what}")),
-                other => other.into(),
-            })?;
+            store
+                .add_one_time_keys(&user.localpart, device_id, &one_time)
+                .await
+                .map_err(|e| match e {
+                    maas_store::StoreError::Conflict(what) => {
+                        invalid(format!("One-time key already exists: {what}"))
+                    }
+                    other => other.into(),
+                })?;
         }
         if !fallback.is_empty() {
-            store.set_fallback_keys(&user.localpart, device_id, &fallback).await?;
+            store
+                .set_fallback_keys(&user.localpart, device_id, &fallback)
+                .await?;
         }
-        Ok(store.count_one_time_keys(&user.localpart, device_id).await?.into_iter().collect())
+        Ok(store
+            .count_one_time_keys(&user.localpart, device_id)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Checks uploaded device keys: this user's, this device's, self-signed. Returns the
     /// device's ed25519 key.
     fn check_device_keys(&self, user: &AuthedUser, keys: &Value) -> Result<String> {
         if keys.get("user_id").and_then(Value::as_str) != Some(user.user_id.as_str()) {
-            return Err(invalid("device_keys.user_id does not match the logged-in user"));
+            return Err(invalid(
+                "device_keys.user_id does not match the logged-in user",
+            ));
         }
         if keys.get("device_id").and_then(Value::as_str) != Some(user.device_id.as_str()) {
-            return Err(invalid("device_keys.device_id does not match the logged-in device"));
+            return Err(invalid(
+                "device_keys.device_id does not match the logged-in device",
+            ));
         }
         if !keys.get("algorithms").is_some_and(Value::is_array) {
             return Err(invalid("device_keys.algorithms must be an array"));
@@ -100,7 +121,12 @@ impl E2ee<'_> {
     }
 
     /// Checks one-time or fallback keys: `<algorithm>:<id>` ids, signed ones verified.
-    fn check_keys(&self, user: &AuthedUser, keys: &Map<String, Value>, signing_key: Option<&str>) -> Result<Vec<OneTimeKeyRecord>> {
+    fn check_keys(
+        &self,
+        user: &AuthedUser,
+        keys: &Map<String, Value>,
+        signing_key: Option<&str>,
+    ) -> Result<Vec<OneTimeKeyRecord>> {
         let key_id = format!("ed25519:{}", user.device_id);
         keys.iter()
             .map(|(id, key)| {
@@ -111,23 +137,35 @@ impl E2ee<'_> {
                     return Err(invalid(format!("Key id {id} is not <algorithm>:<id>")));
                 }
                 if algorithm.starts_with("signed_") {
-                    let valid = signing_key
-                        .is_some_and(|k| has_valid_signature(key, user.user_id.as_str(), &key_id, k));
+                    let valid = signing_key.is_some_and(|k| {
+                        has_valid_signature(key, user.user_id.as_str(), &key_id, k)
+                    });
                     if !valid {
-                        return Err(invalid(format!("Key {id} is not validly signed by the device")));
+                        return Err(invalid(format!(
+                            "Key {id} is not validly signed by the device"
+                        )));
                     }
                 }
-                Ok(OneTimeKeyRecord { key_id: id.clone(), key_json: key.to_string() })
+                Ok(OneTimeKeyRecord {
+                    key_id: id.clone(),
+                    key_json: key.to_string(),
+                })
             })
             .collect()
     }
 
     /// `POST /keys/query`.
-    pub async fn query(&self, requester: &AuthedUser, users: &BTreeMap<String, Vec<String>>) -> Result<KeysQueryResult> {
+    pub async fn query(
+        &self,
+        requester: &AuthedUser,
+        users: &BTreeMap<String, Vec<String>>,
+    ) -> Result<KeysQueryResult> {
         let mut result = KeysQueryResult::default();
         let store = self.tenant.store();
         for (user_id, wanted) in users {
-            let Ok(user) = UserId::parse(user_id.as_str()) else { continue };
+            let Ok(user) = UserId::parse(user_id.as_str()) else {
+                continue;
+            };
             if user.server_name() != self.tenant.server_name() {
                 result.failures.insert(user.server_name().to_string(), json!({ "errcode": "M_UNAVAILABLE", "error": "Federation is not available yet" }));
                 continue;
@@ -146,14 +184,18 @@ impl E2ee<'_> {
                 }
                 device_map.insert(record.device_id, keys);
             }
-            result.device_keys.insert(user_id.clone(), Value::Object(device_map));
+            result
+                .device_keys
+                .insert(user_id.clone(), Value::Object(device_map));
             for key in store.cross_signing_keys(user.localpart()).await? {
                 let mut value = parse_json(&key.key_json, "cross-signing key")?;
                 visible_signatures(&mut value, user.as_str(), requester.user_id.as_str());
                 match key.key_type.as_str() {
                     "master" => result.master_keys.insert(user_id.clone(), value),
                     "self_signing" => result.self_signing_keys.insert(user_id.clone(), value),
-                    "user_signing" if *user == *requester.user_id => result.user_signing_keys.insert(user_id.clone(), value),
+                    "user_signing" if *user == *requester.user_id => {
+                        result.user_signing_keys.insert(user_id.clone(), value)
+                    }
                     _ => None,
                 };
             }
@@ -162,19 +204,27 @@ impl E2ee<'_> {
     }
 
     /// `POST /keys/claim`: one key per requested device.
-    pub async fn claim(&self, requested: &BTreeMap<String, BTreeMap<String, String>>) -> Result<(Map<String, Value>, Map<String, Value>)> {
+    pub async fn claim(
+        &self,
+        requested: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<(Map<String, Value>, Map<String, Value>)> {
         let mut claimed = Map::new();
         let mut failures = Map::new();
         let store = self.tenant.store();
         for (user_id, devices) in requested {
-            let Ok(user) = UserId::parse(user_id.as_str()) else { continue };
+            let Ok(user) = UserId::parse(user_id.as_str()) else {
+                continue;
+            };
             if user.server_name() != self.tenant.server_name() {
                 failures.insert(user.server_name().to_string(), json!({ "errcode": "M_UNAVAILABLE", "error": "Federation is not available yet" }));
                 continue;
             }
             let mut user_keys = Map::new();
             for (device_id, algorithm) in devices {
-                if let Some(key) = store.claim_key(user.localpart(), device_id, algorithm).await? {
+                if let Some(key) = store
+                    .claim_key(user.localpart(), device_id, algorithm)
+                    .await?
+                {
                     let value = parse_json(&key.key_json, "one-time key")?;
                     user_keys.insert(device_id.clone(), json!({ key.key_id: value }));
                 }
@@ -186,7 +236,11 @@ impl E2ee<'_> {
 
     /// `GET /keys/changes`: users whose devices changed between two sync tokens, and users
     /// who stopped sharing a room with the requester.
-    pub async fn changes(&self, user: &UserId, range: StreamRange) -> Result<(Vec<String>, Vec<String>)> {
+    pub async fn changes(
+        &self,
+        user: &UserId,
+        range: StreamRange,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         device_list_delta(self, user, range).await
     }
 }
@@ -202,18 +256,27 @@ fn visible_signatures(key: &mut Value, owner: &str, requester: &str) {
 /// Whether `other` is joined to one of `joined`.
 async fn shares_room(e2ee: &E2ee<'_>, other: &str, joined: &HashSet<String>) -> Result<bool> {
     let memberships = e2ee.tenant.store().memberships_of_user(other).await?;
-    Ok(memberships.iter().any(|m| m.membership == "join" && joined.contains(&m.room_id)))
+    Ok(memberships
+        .iter()
+        .any(|m| m.membership == "join" && joined.contains(&m.room_id)))
 }
 
 /// `device_lists` of sync and `keys/changes`. `changed`: users sharing a room with `user`
 /// whose devices changed in range, or who came to share a room in range; `left`: users who
 /// stopped sharing every room in range. Only rooms with events in range are looked at, so the
 /// cost follows what changed, not how many rooms the user is in.
-pub(crate) async fn device_list_delta(e2ee: &E2ee<'_>, user: &UserId, range: StreamRange) -> Result<(Vec<String>, Vec<String>)> {
+pub(crate) async fn device_list_delta(
+    e2ee: &E2ee<'_>,
+    user: &UserId,
+    range: StreamRange,
+) -> Result<(Vec<String>, Vec<String>)> {
     let store = e2ee.tenant.store();
     let memberships = store.memberships_of_user(user.as_str()).await?;
-    let joined: HashSet<String> =
-        memberships.iter().filter(|m| m.membership == "join").map(|m| m.room_id.clone()).collect();
+    let joined: HashSet<String> = memberships
+        .iter()
+        .filter(|m| m.membership == "join")
+        .map(|m| m.room_id.clone())
+        .collect();
     let in_range = |stream: i64| stream > range.after && stream <= range.up_to;
     let mut changed = HashSet::new();
     for other in store.device_list_changes(range).await? {
@@ -222,8 +285,17 @@ pub(crate) async fn device_list_delta(e2ee: &E2ee<'_>, user: &UserId, range: Str
         }
     }
     let joined_ids: Vec<String> = joined.iter().cloned().collect();
-    let mut rooms: HashSet<String> = store.rooms_with_events(&joined_ids, range).await?.into_iter().collect();
-    rooms.extend(memberships.iter().filter(|m| in_range(m.stream)).map(|m| m.room_id.clone()));
+    let mut rooms: HashSet<String> = store
+        .rooms_with_events(&joined_ids, range)
+        .await?
+        .into_iter()
+        .collect();
+    rooms.extend(
+        memberships
+            .iter()
+            .filter(|m| in_range(m.stream))
+            .map(|m| m.room_id.clone()),
+    );
     let mut left = HashSet::new();
     for room_id in rooms {
         let mine = memberships.iter().find(|m| m.room_id == room_id);
@@ -234,7 +306,9 @@ pub(crate) async fn device_list_delta(e2ee: &E2ee<'_>, user: &UserId, range: Str
             }
             if shares_room(e2ee, &member.user_id, &joined).await? {
                 changed.insert(member.user_id);
-            } else if member.membership == "join" || matches!(member.membership.as_str(), "leave" | "ban") {
+            } else if member.membership == "join"
+                || matches!(member.membership.as_str(), "leave" | "ban")
+            {
                 left.insert(member.user_id);
             }
         }

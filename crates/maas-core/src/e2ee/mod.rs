@@ -32,7 +32,10 @@ impl E2ee<'_> {
     pub(crate) async fn device_list_changed(&self, user: &UserId) -> Result<()> {
         let mut writer = self.tenant.stream().writer().await;
         let stream = writer.next().await?;
-        self.tenant.store().record_device_list_change(user.as_str(), stream).await?;
+        self.tenant
+            .store()
+            .record_device_list_change(user.as_str(), stream)
+            .await?;
         writer.publish(stream);
         Ok(())
     }
@@ -41,12 +44,19 @@ impl E2ee<'_> {
 /// Decodes unpadded (or padded) standard base64, as keys and signatures are written.
 fn unbase64(value: &str) -> Option<Vec<u8>> {
     let trimmed = value.trim_end_matches('=');
-    base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed).ok()
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .ok()
 }
 
 /// Whether `object` carries a valid ed25519 signature by `signer` under `key_id` for the
 /// base64 public key `public_key`.
-pub(crate) fn has_valid_signature(object: &Value, signer: &str, key_id: &str, public_key: &str) -> bool {
+pub(crate) fn has_valid_signature(
+    object: &Value,
+    signer: &str,
+    key_id: &str,
+    public_key: &str,
+) -> bool {
     let Some(signature) = object
         .get("signatures")
         .and_then(|s| s.get(signer))
@@ -56,27 +66,52 @@ pub(crate) fn has_valid_signature(object: &Value, signer: &str, key_id: &str, pu
     else {
         return false;
     };
-    let Some(key) = unbase64(public_key) else { return false };
-    let Ok(CanonicalJsonValue::Object(canonical)) = CanonicalJsonValue::try_from(object.clone()) else {
+    let Some(key) = unbase64(public_key) else {
         return false;
     };
-    let Ok(message) = to_canonical_json_string_for_signing(&canonical) else { return false };
-    verify_canonical_json_bytes(&SigningKeyAlgorithm::Ed25519, &key, &signature, message.as_bytes()).is_ok()
+    let Ok(CanonicalJsonValue::Object(canonical)) = CanonicalJsonValue::try_from(object.clone())
+    else {
+        return false;
+    };
+    let Ok(message) = to_canonical_json_string_for_signing(&canonical) else {
+        return false;
+    };
+    verify_canonical_json_bytes(
+        &SigningKeyAlgorithm::Ed25519,
+        &key,
+        &signature,
+        message.as_bytes(),
+    )
+    .is_ok()
 }
 
 /// The ed25519 public key of a key object (`keys["ed25519:<id>"]`), with its key id.
 pub(crate) fn ed25519_key(object: &Value, id: &str) -> Option<String> {
-    object.get("keys")?.get(format!("ed25519:{id}"))?.as_str().map(str::to_owned)
+    object
+        .get("keys")?
+        .get(format!("ed25519:{id}"))?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Merges the `signatures` of `from` into `into`.
 pub(crate) fn merge_signatures(into: &mut Value, from: &Value) {
-    let Some(new) = from.get("signatures").and_then(Value::as_object) else { return };
-    let Some(object) = into.as_object_mut() else { return };
-    let signatures = object.entry("signatures").or_insert_with(|| Value::Object(Default::default()));
-    let Some(signatures) = signatures.as_object_mut() else { return };
+    let Some(new) = from.get("signatures").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(object) = into.as_object_mut() else {
+        return;
+    };
+    let signatures = object
+        .entry("signatures")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(signatures) = signatures.as_object_mut() else {
+        return;
+    };
     for (signer, sigs) in new {
-        let entry = signatures.entry(signer.clone()).or_insert_with(|| Value::Object(Default::default()));
+        let entry = signatures
+            .entry(signer.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
         if let (Some(entry), Some(sigs)) = (entry.as_object_mut(), sigs.as_object()) {
             for (key_id, sig) in sigs {
                 entry.insert(key_id.clone(), sig.clone());
@@ -86,5 +121,6 @@ pub(crate) fn merge_signatures(into: &mut Value, from: &Value) {
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored {what} is not JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("stored {what} is not JSON: {e}")))
 }

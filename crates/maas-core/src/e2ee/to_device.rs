@@ -15,7 +15,13 @@ pub(crate) const MAX_PER_SYNC: u32 = 100;
 impl E2ee<'_> {
     /// `PUT /sendToDevice/{eventType}/{txnId}`: `messages` maps user → device id (or `*`) →
     /// content. Idempotent per sending device and transaction id.
-    pub async fn send_to_device(&self, sender: &AuthedUser, event_type: &str, txn_id: &str, messages: &Map<String, Value>) -> Result<()> {
+    pub async fn send_to_device(
+        &self,
+        sender: &AuthedUser,
+        event_type: &str,
+        txn_id: &str,
+        messages: &Map<String, Value>,
+    ) -> Result<()> {
         let store = self.tenant.store();
         let mut writer = self.tenant.stream().writer().await;
         let stream = writer.next().await?;
@@ -29,14 +35,20 @@ impl E2ee<'_> {
                 continue;
             }
             let Some(devices) = devices.as_object() else {
-                return Err(Error::BadJson("messages must map devices to contents".into()));
+                return Err(Error::BadJson(
+                    "messages must map devices to contents".into(),
+                ));
             };
             let known = store.devices(user.localpart()).await?;
             for (device_id, content) in devices {
                 let targets: Vec<&str> = if device_id == "*" {
                     known.iter().map(|d| d.device_id.as_str()).collect()
                 } else {
-                    known.iter().filter(|d| d.device_id == *device_id).map(|d| d.device_id.as_str()).collect()
+                    known
+                        .iter()
+                        .filter(|d| d.device_id == *device_id)
+                        .map(|d| d.device_id.as_str())
+                        .collect()
                 };
                 for target in targets {
                     records.push(ToDeviceRecord {
@@ -62,13 +74,22 @@ impl E2ee<'_> {
 
     /// To-device events for a syncing device: acknowledges (deletes) what was delivered up to
     /// `since`, then returns what is pending up to `up_to`, and the position delivered up to.
-    pub(crate) async fn to_device_for_sync(&self, user: &AuthedUser, since: Option<i64>, up_to: i64) -> Result<(Vec<Value>, i64)> {
+    pub(crate) async fn to_device_for_sync(
+        &self,
+        user: &AuthedUser,
+        since: Option<i64>,
+        up_to: i64,
+    ) -> Result<(Vec<Value>, i64)> {
         let store = self.tenant.store();
         let device = user.device_id.as_str();
         if let Some(since) = since {
-            store.delete_to_device(&user.localpart, device, since).await?;
+            store
+                .delete_to_device(&user.localpart, device, since)
+                .await?;
         }
-        let messages = store.to_device_messages(&user.localpart, device, up_to, MAX_PER_SYNC + 1).await?;
+        let messages = store
+            .to_device_messages(&user.localpart, device, up_to, MAX_PER_SYNC + 1)
+            .await?;
         // Messages of one send share a position: never cut a position in half.
         let delivered_up_to = if messages.len() > MAX_PER_SYNC as usize {
             let cut = messages[MAX_PER_SYNC as usize].stream;

@@ -2,10 +2,12 @@
 //! registered under each path ruma knows for it (`r0`, `v3`, stable and unstable).
 
 mod account;
+mod backup;
 mod capabilities;
 mod device;
 mod directory;
 mod events;
+mod keys;
 mod membership;
 mod messages;
 mod presence;
@@ -17,6 +19,7 @@ mod room_state;
 mod rooms;
 mod session;
 mod sync;
+mod to_device;
 mod user_data;
 mod user_directory;
 mod versions;
@@ -51,6 +54,9 @@ pub fn routes() -> AppRouter {
     let router = relations::routes(router);
     let router = presence::routes(router);
     let router = user_directory::routes(router);
+    let router = keys::routes(router);
+    let router = to_device::routes(router);
+    let router = backup::routes(router);
     sync::routes(router)
 }
 

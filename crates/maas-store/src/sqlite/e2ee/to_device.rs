@@ -1,0 +1,102 @@
+//! To-device messages: stored once per sender transaction, read by the recipient device in
+//! stream order, deleted when a later sync acknowledges them (or with the device).
+
+use sqlx::Row;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+
+use super::{device_name, missing};
+use crate::sqlite::util::begin_write;
+use crate::{Result, ToDeviceRecord, TxnRecord};
+
+pub(super) async fn insert_to_device(
+    pool: &SqlitePool,
+    txn: &TxnRecord,
+    messages: &[ToDeviceRecord],
+) -> Result<bool> {
+    // The transaction and its messages commit together: a retry after a crash in between
+    // must neither be refused with nothing delivered nor deliver twice.
+    let mut tx = begin_write(pool).await?;
+    let recorded = sqlx::query(
+        "INSERT INTO to_device_txns (localpart, device_id, txn_id) VALUES (?, ?, ?) \
+         ON CONFLICT (localpart, device_id, txn_id) DO NOTHING",
+    )
+    .bind(&txn.localpart)
+    .bind(&txn.device_id)
+    .bind(&txn.txn_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|err| missing(err, || device_name(&txn.localpart, &txn.device_id)))?;
+    if recorded.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for message in messages {
+        // A recipient device may be deleted between the caller listing it and this write;
+        // such a message has nobody left to read it.
+        sqlx::query(
+            "INSERT INTO to_device_messages (localpart, device_id, stream, sender, event_type, \
+                                             content) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+             WHERE EXISTS (SELECT 1 FROM devices WHERE localpart = ?1 AND device_id = ?2)",
+        )
+        .bind(&message.localpart)
+        .bind(&message.device_id)
+        .bind(message.stream)
+        .bind(&message.sender)
+        .bind(&message.event_type)
+        .bind(&message.content_json)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn to_device_messages(
+    pool: &SqlitePool,
+    localpart: &str,
+    device_id: &str,
+    up_to: i64,
+    limit: u32,
+) -> Result<Vec<ToDeviceRecord>> {
+    let rows = sqlx::query(
+        "SELECT localpart, device_id, stream, sender, event_type, content \
+         FROM to_device_messages \
+         WHERE localpart = ? AND device_id = ? AND stream <= ? \
+         ORDER BY stream, id LIMIT ?",
+    )
+    .bind(localpart)
+    .bind(device_id)
+    .bind(up_to)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(message_from_row).collect()
+}
+
+pub(super) async fn delete_to_device(
+    pool: &SqlitePool,
+    localpart: &str,
+    device_id: &str,
+    up_to: i64,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM to_device_messages WHERE localpart = ? AND device_id = ? AND stream <= ?",
+    )
+    .bind(localpart)
+    .bind(device_id)
+    .bind(up_to)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<ToDeviceRecord> {
+    Ok(ToDeviceRecord {
+        localpart: row.try_get("localpart")?,
+        device_id: row.try_get("device_id")?,
+        stream: row.try_get("stream")?,
+        sender: row.try_get("sender")?,
+        event_type: row.try_get("event_type")?,
+        content_json: row.try_get("content")?,
+    })
+}
