@@ -10,6 +10,7 @@ pub mod filter;
 pub mod keys;
 pub mod platform;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod registration_tokens;
 pub mod rooms;

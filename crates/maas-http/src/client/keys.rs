@@ -44,9 +44,14 @@ fn key_map<K: ToString, T>(keys: &BTreeMap<K, Raw<T>>) -> Result<Map<String, Val
         .collect()
 }
 
-/// A key object of an upload, as JSON.
-fn optional_key<T>(key: Option<&Raw<T>>) -> Result<Option<Value>> {
-    key.map(raw_value).transpose()
+/// A key object of an upload (device or cross-signing keys), as JSON.
+fn optional_key<T>(key: Option<&Raw<T>>, what: &str) -> Result<Option<Value>> {
+    let Some(key) = key else { return Ok(None) };
+    let value = raw_value(key)?;
+    if !value.is_object() {
+        return Err(HttpError::bad_json(format!("{what} must be an object")));
+    }
+    Ok(Some(value))
 }
 
 /// `POST /_matrix/client/v3/keys/upload`
@@ -56,7 +61,7 @@ async fn upload_keys(
     Ruma(req): Ruma<upload_keys::v3::Request>,
 ) -> Result<RumaResponse<upload_keys::v3::Response>> {
     let upload = KeysUpload {
-        device_keys: optional_key(req.device_keys.as_ref())?,
+        device_keys: optional_key(req.device_keys.as_ref(), "device_keys")?,
         one_time_keys: key_map(&req.one_time_keys)?,
         fallback_keys: key_map(&req.fallback_keys)?,
     };
@@ -148,9 +153,9 @@ async fn upload_signing_keys(
     Ruma(req): Ruma<upload_signing_keys::v3::Request>,
 ) -> Result<RumaResponse<upload_signing_keys::v3::Response>> {
     let upload = SigningKeysUpload {
-        master_key: optional_key(req.master_key.as_ref())?,
-        self_signing_key: optional_key(req.self_signing_key.as_ref())?,
-        user_signing_key: optional_key(req.user_signing_key.as_ref())?,
+        master_key: optional_key(req.master_key.as_ref(), "master_key")?,
+        self_signing_key: optional_key(req.self_signing_key.as_ref(), "self_signing_key")?,
+        user_signing_key: optional_key(req.user_signing_key.as_ref(), "user_signing_key")?,
     };
     tenant
         .e2ee()

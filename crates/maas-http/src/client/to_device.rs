@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::events::raw_value;
 use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
-use crate::error::Result;
+use crate::error::{HttpError, Result};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
@@ -24,7 +24,11 @@ async fn send_event_to_device(
     for (user_id, devices) in &req.messages {
         let mut contents = Map::new();
         for (device, content) in devices {
-            contents.insert(device.to_string(), raw_value(content)?);
+            let content = raw_value(content)?;
+            if !content.is_object() {
+                return Err(HttpError::bad_json("Message contents must be objects"));
+            }
+            contents.insert(device.to_string(), content);
         }
         messages.insert(user_id.to_string(), Value::Object(contents));
     }
