@@ -81,7 +81,10 @@ pub fn server_default(user_id: &UserId) -> Ruleset {
         ],
     });
     for (after, rule) in [
-        (PredefinedOverrideRuleId::IsUserMention, contains_display_name),
+        (
+            PredefinedOverrideRuleId::IsUserMention,
+            contains_display_name,
+        ),
         (PredefinedOverrideRuleId::IsRoomMention, room_notif),
     ] {
         let index = ruleset
@@ -161,7 +164,9 @@ fn check_kind(kind: &RuleKind) -> Result<()> {
     ) {
         Ok(())
     } else {
-        Err(Error::InvalidParam(format!("Unknown push rule kind {kind}")))
+        Err(Error::InvalidParam(format!(
+            "Unknown push rule kind {kind}"
+        )))
     }
 }
 
@@ -187,7 +192,12 @@ impl PushRules<'_> {
     }
 
     /// `GET /pushrules/global/{kind}/{ruleId}`.
-    pub async fn rule(&self, user: &AuthedUser, kind: &RuleKind, rule_id: &str) -> Result<AnyPushRule> {
+    pub async fn rule(
+        &self,
+        user: &AuthedUser,
+        kind: &RuleKind,
+        rule_id: &str,
+    ) -> Result<AnyPushRule> {
         check_kind(kind)?;
         let ruleset = self.rules(user).await?;
         ruleset
@@ -222,7 +232,12 @@ impl PushRules<'_> {
     }
 
     /// `DELETE /pushrules/global/{kind}/{ruleId}`.
-    pub async fn delete_rule(&self, user: &AuthedUser, kind: &RuleKind, rule_id: &str) -> Result<()> {
+    pub async fn delete_rule(
+        &self,
+        user: &AuthedUser,
+        kind: &RuleKind,
+        rule_id: &str,
+    ) -> Result<()> {
         check_kind(kind)?;
         self.change(user, |ruleset| {
             ruleset.remove(kind.clone(), rule_id).map_err(|e| match e {
@@ -346,7 +361,10 @@ pub async fn push_actions(
         .map_err(|e| Error::Internal(format!("event {}: {e}", event.event_id)))?;
 
     let store = tenant.store();
-    let state = tenant.state_cache().group(store, event.state_before).await?;
+    let state = tenant
+        .state_cache()
+        .group(store, event.state_before)
+        .await?;
     let power_levels = power_levels(tenant, room_id, &state).await?;
     let content = client_event.get("content");
     let needs_display_names = content.and_then(|c| c.get("body")).is_some()
@@ -371,10 +389,7 @@ pub async fn push_actions(
         .map(|r| r.parent_event_id.clone());
     let mut records = Vec::new();
     for user_id in recipients {
-        let ruleset = ruleset_from(
-            stored.get(user_id.localpart()).map(String::as_str),
-            user_id,
-        );
+        let ruleset = ruleset_from(stored.get(user_id.localpart()).map(String::as_str), user_id);
         let display_name = if needs_display_names {
             display_name(tenant, &state, user_id).await?
         } else {
@@ -508,7 +523,7 @@ mod tests {
     use super::*;
     use crate::Platform;
     use crate::config::Config;
-    use crate::rooms::{CreateRoom, EventDraft};
+    use crate::rooms::{CreateRoom, EventDraft, Preset};
 
     fn rule_ids(ruleset: &Ruleset) -> Vec<String> {
         ruleset.iter().map(|r| r.rule_id().to_owned()).collect()
@@ -602,14 +617,13 @@ mod tests {
             .expect("master");
         assert!(master.enabled(), "the user's choice survives");
         let message = ruleset
-            .get(RuleKind::Underride, PredefinedUnderrideRuleId::Message.as_str())
+            .get(
+                RuleKind::Underride,
+                PredefinedUnderrideRuleId::Message.as_str(),
+            )
             .expect("message");
         assert!(!message.enabled());
-        assert!(
-            ruleset
-                .get(RuleKind::Room, "!quiet:example.org")
-                .is_some()
-        );
+        assert!(ruleset.get(RuleKind::Room, "!quiet:example.org").is_some());
         assert!(
             ruleset
                 .get(RuleKind::Override, ".m.rule.contains_display_name")
@@ -676,7 +690,13 @@ mod tests {
         let carol = authed(&tenant, "carol", "Carol").await;
         let room_id = tenant
             .rooms()
-            .create(&alice.user_id, CreateRoom::default())
+            .create(
+                &alice.user_id,
+                CreateRoom {
+                    preset: Some(Preset::PublicChat),
+                    ..CreateRoom::default()
+                },
+            )
             .await
             .expect("room");
         for user in [&bob, &carol] {
@@ -748,7 +768,12 @@ mod tests {
                 .expect("insert");
             let mut out: Vec<_> = records
                 .into_iter()
-                .map(|r| (r.user_id.trim_end_matches(":localhost").to_owned(), r.highlight))
+                .map(|r| {
+                    (
+                        r.user_id.trim_end_matches(":localhost").to_owned(),
+                        r.highlight,
+                    )
+                })
                 .collect();
             out.sort();
             out
@@ -833,7 +858,10 @@ mod tests {
 
         // Bob mutes the room with a room rule without actions.
         let mute = NewPushRule::Room(NewSimplePushRule::new(f.room_id.clone(), vec![]));
-        rules.set_rule(bob, mute, None, None).await.expect("set rule");
+        rules
+            .set_rule(bob, mute, None, None)
+            .await
+            .expect("set rule");
         let hello = f.send(&f.alice, "m.room.message", text("hello")).await;
         assert_eq!(f.notified(&hello).await, vec![("@carol".to_owned(), false)]);
 
@@ -846,7 +874,10 @@ mod tests {
             .expect("stored");
         let content: Value = serde_json::from_str(&stored.content).expect("json");
         assert_eq!(content["global"]["room"][0]["rule_id"], f.room_id.as_str());
-        assert_eq!(content["global"]["override"][0]["rule_id"], ".m.rule.master");
+        assert_eq!(
+            content["global"]["override"][0]["rule_id"],
+            ".m.rule.master"
+        );
 
         // Disabling the rule brings the notifications back; deleting it too.
         rules
@@ -876,7 +907,10 @@ mod tests {
             .await
             .expect("master");
         let silent = f.send(&f.alice, "m.room.message", text("Bobby")).await;
-        assert_eq!(f.notified(&silent).await, vec![("@carol".to_owned(), true)]);
+        assert_eq!(
+            f.notified(&silent).await,
+            vec![("@carol".to_owned(), false)]
+        );
 
         // Errors.
         let custom = RuleKind::from("nonsense");
@@ -885,7 +919,9 @@ mod tests {
             Err(Error::InvalidParam(_))
         ));
         assert!(matches!(
-            rules.delete_rule(bob, &RuleKind::Underride, ".m.rule.message").await,
+            rules
+                .delete_rule(bob, &RuleKind::Underride, ".m.rule.message")
+                .await,
             Err(Error::InvalidParam(_))
         ));
         assert!(matches!(
@@ -893,7 +929,9 @@ mod tests {
             Err(Error::NotFound(_))
         ));
         assert!(matches!(
-            rules.set_actions(bob, &RuleKind::Sender, "@x:localhost", vec![]).await,
+            rules
+                .set_actions(bob, &RuleKind::Sender, "@x:localhost", vec![])
+                .await,
             Err(Error::NotFound(_))
         ));
     }

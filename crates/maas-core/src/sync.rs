@@ -311,7 +311,11 @@ impl Builder<'_> {
         fresh: bool,
         limited: bool,
     ) -> Result<Vec<EventRecord>> {
-        if !fresh && !limited {
+        let lazy = self.filter.room.state.lazy_load_members;
+        // A gapless incremental timeline carries its own state changes; with lazy loading the
+        // client still needs the member events of whoever speaks in it.
+        let only_senders = !fresh && !limited;
+        if only_senders && (!lazy || timeline.is_empty()) {
             return Ok(Vec::new());
         }
         let store = self.tenant.store();
@@ -324,7 +328,7 @@ impl Builder<'_> {
             },
         };
         let start = cache.group(store, start_group).await?;
-        let previous = if fresh {
+        let previous = if fresh || only_senders {
             None
         } else {
             match store.last_event_at(room_id, self.range().after).await? {
@@ -332,12 +336,15 @@ impl Builder<'_> {
                 None => None,
             }
         };
-        let lazy = self.filter.room.state.lazy_load_members;
         let senders: HashSet<&str> = timeline.iter().map(|e| e.sender.as_str()).collect();
         let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
         let ids: Vec<String> = start
             .iter()
             .filter(|(key, id)| previous.as_ref().is_none_or(|p| p.get(*key) != Some(*id)))
+            .filter(|((kind, state_key), _)| {
+                !only_senders
+                    || (*kind == StateEventType::RoomMember && senders.contains(state_key.as_str()))
+            })
             .filter(|((kind, state_key), _)| {
                 !lazy
                     || *kind != StateEventType::RoomMember

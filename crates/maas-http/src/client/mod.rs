@@ -12,6 +12,7 @@ mod membership;
 mod messages;
 mod presence;
 mod profile;
+mod push;
 mod receipts;
 mod register;
 mod relations;
@@ -53,6 +54,7 @@ pub fn routes() -> AppRouter {
     let router = directory::routes(router);
     let router = relations::routes(router);
     let router = presence::routes(router);
+    let router = push::routes(router);
     let router = user_directory::routes(router);
     let router = keys::routes(router);
     let router = to_device::routes(router);

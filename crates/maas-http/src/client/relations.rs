@@ -1,6 +1,7 @@
 //! Relationships and event lookups (spec: "Relationships", "Threading", "Events" →
 //! `context`, `timestamp_to_event`) and room upgrades.
 
+use axum::extract::{Path, Query};
 use maas_core::accounts::AuthedUser;
 use maas_core::rooms::Direction;
 use maas_core::rooms::relations::RelationsPage;
@@ -13,14 +14,13 @@ use ruma::api::client::relations::{
 };
 use ruma::api::client::room::{get_event_by_timestamp, upgrade_room};
 use ruma::api::client::threads::get_threads;
-use ruma::api::client::threads::get_threads::v1::IncludeThreads;
 use ruma::serde::Raw;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, RoomId, UInt};
 
 use super::events::{client_event_raw, client_events_raw};
 use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
-use crate::error::Result;
+use crate::error::{HttpError, Result};
 use crate::ruma::{Ruma, RumaResponse};
 
 const DEFAULT_LIMIT: u32 = 10;
@@ -152,26 +152,42 @@ async fn get_relating_events_with_rel_type_and_event_type(
     Ok(response.into())
 }
 
+/// The query of `/threads`, parsed here rather than by ruma: ruma 0.16 requires `include`,
+/// which the spec makes optional (default `all`).
+#[derive(serde::Deserialize)]
+struct ThreadsQuery {
+    from: Option<String>,
+    #[serde(default)]
+    include: Option<String>,
+    limit: Option<UInt>,
+}
+
 /// `GET /_matrix/client/v1/rooms/{roomId}/threads`
 async fn get_threads(
     ForTenant(tenant): ForTenant,
     Authed(user): Authed,
-    Ruma(req): Ruma<get_threads::v1::Request>,
+    Path(room_id): Path<String>,
+    Query(query): Query<ThreadsQuery>,
 ) -> Result<RumaResponse<get_threads::v1::Response>> {
-    let from = req.from.as_deref().map(parse_token).transpose()?;
-    let participated = req.include == IncludeThreads::Participated;
+    let room_id = RoomId::parse(&room_id).map_err(|e| HttpError::invalid_param(e.to_string()))?;
+    let participated = match query.include.as_deref() {
+        None | Some("all") => false,
+        Some("participated") => true,
+        Some(other) => return Err(HttpError::invalid_param(format!("Unknown include {other}"))),
+    };
+    let from = query.from.as_deref().map(parse_token).transpose()?;
     let page = tenant
         .rooms()
         .threads(
             &user.user_id,
-            &req.room_id,
+            &room_id,
             participated,
             from,
-            limit(req.limit),
+            limit(query.limit),
         )
         .await?;
-    let mut response =
-        get_threads::v1::Response::new(client_events_raw(&tenant, &page.chunk, &user).await?);
+    let chunk = client_events_raw(&tenant, &page.chunk, &user).await?;
+    let mut response = get_threads::v1::Response::new(chunk);
     response.next_batch = page.next_batch.map(token);
     Ok(response.into())
 }
@@ -184,7 +200,7 @@ async fn get_context(
 ) -> Result<RumaResponse<get_context::v3::Response>> {
     let limit = u32::try_from(req.limit).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
     let filter_json = serde_json::to_string(&req.filter)
-        .map_err(|e| crate::HttpError::bad_json(format!("Invalid filter: {e}")))?;
+        .map_err(|e| HttpError::bad_json(format!("Invalid filter: {e}")))?;
     let filter = filter::parse_room_event_filter(&filter_json)?;
     let context = tenant
         .rooms()

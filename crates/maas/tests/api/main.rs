@@ -5,6 +5,8 @@ mod account;
 mod cli;
 mod devices;
 mod discovery;
+mod e2ee_sdk;
+mod e2ee_support;
 mod errors;
 mod harness;
 mod isolation;
