@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::accounts::AuthedUser;
 use crate::e2ee::device_keys::device_list_delta;
 use crate::filter::{DEFAULT_TIMELINE_LIMIT, Filter};
+use crate::push::PUSH_RULES_TYPE;
 use crate::rooms::read::client_event;
 use crate::{Error, Result, Tenant};
 
@@ -284,7 +285,15 @@ impl Builder<'_> {
         for event in &state {
             state_json.push(self.sync_event(event).await);
         }
+        let room_id_parsed = ruma::RoomId::parse(room_id)
+            .map_err(|_| Error::Internal(format!("bad stored room id {room_id}")))?;
+        let (notifications, highlights) =
+            crate::push::unread_counts(self.tenant, self.user, &room_id_parsed).await?;
         let mut room = json!({
+            "unread_notifications": {
+                "notification_count": notifications,
+                "highlight_count": highlights,
+            },
             "timeline": { "events": timeline_json, "limited": limited },
             "state": { "events": state_json },
             "ephemeral": { "events": self.ephemeral(room_id).await? },
@@ -490,13 +499,25 @@ impl Builder<'_> {
             .store()
             .account_data_in(self.user.localpart(), self.range())
             .await?;
-        Ok(records
+        let has_push_rules = records
+            .iter()
+            .any(|r| r.room_id.is_none() && r.data_type == PUSH_RULES_TYPE);
+        let mut events: Vec<Value> = records
             .into_iter()
             .filter(|r| r.room_id.is_none() && self.filter.account_data.accepts_type(&r.data_type))
             .map(|r| account_data_event(&r.data_type, &r.content))
-            .collect())
+            .collect();
+        // Clients read their push rules from account data: an initial sync always carries them,
+        // the server defaults until the user changes one.
+        if self.since.is_none()
+            && !has_push_rules
+            && self.filter.account_data.accepts_type(PUSH_RULES_TYPE)
+        {
+            let content = crate::push::account_data_content(self.tenant, self.user).await?;
+            events.push(json!({ "type": PUSH_RULES_TYPE, "content": content }));
+        }
+        Ok(events)
     }
-
     async fn room_account_data(&self) -> Result<BTreeMap<String, Vec<Value>>> {
         let records = self
             .tenant

@@ -180,14 +180,34 @@ impl<'a> Rooms<'a> {
             redaction: redaction.clone(),
         };
         store.persist_event(&new).await?;
+        self.record_push_actions(&room_id, &new.event).await?;
         cache.remember(pdu.clone());
-        if let Some(redaction) = redaction
-            && let Ok(id) = OwnedEventId::try_from(redaction.event_id.as_str())
-        {
-            cache.forget(&id);
+        if let Some(redaction) = redaction {
+            // A redacted event no longer notifies anyone.
+            store.delete_push_actions(&redaction.event_id).await?;
+            if let Ok(id) = OwnedEventId::try_from(redaction.event_id.as_str()) {
+                cache.forget(&id);
+            }
         }
         writer.publish(stream);
         Ok(pdu)
+    }
+
+    /// Evaluates the members' push rules on a new event and stores what notifies whom, for
+    /// the unread counts of sync.
+    async fn record_push_actions(&self, room_id: &RoomId, event: &EventRecord) -> Result<()> {
+        let store = self.tenant.store();
+        let members: Vec<ruma::OwnedUserId> = store
+            .room_members(room_id.as_str(), Some("join"))
+            .await?
+            .into_iter()
+            .filter_map(|m| ruma::OwnedUserId::try_from(m.user_id).ok())
+            .collect();
+        let actions = crate::push::push_actions(self.tenant, room_id, event, &members).await?;
+        if !actions.is_empty() {
+            store.insert_push_actions(&actions).await?;
+        }
+        Ok(())
     }
 
     /// For an `m.room.redaction` of an event in this room: its redacted form, once the sender

@@ -62,6 +62,13 @@ async fn cross_signing_keys_and_signatures_are_served() {
             .ok(),
         json!({})
     );
+    // Retrying exactly the same upload (a lost response) needs no UIA either.
+    assert_eq!(
+        device_signing_upload(&alice_api, alice_cs.upload_body())
+            .await
+            .ok(),
+        json!({})
+    );
     let s = sync(&bob_api, Some(&tb), None).await;
     assert!(
         device_lists(&s, "changed").contains(&alice.user_id),
@@ -83,7 +90,11 @@ async fn cross_signing_keys_and_signatures_are_served() {
         "own user-signing",
     );
     let q = keys_query(&bob_api, &[a]).await;
-    assert_same_key(&q["master_keys"][a], &alice_cs.master_key(), "Alice's master");
+    assert_same_key(
+        &q["master_keys"][a],
+        &alice_cs.master_key(),
+        "Alice's master",
+    );
     assert_same_key(
         &q["self_signing_keys"][a],
         &alice_cs.self_signing_key(),
@@ -95,7 +106,9 @@ async fn cross_signing_keys_and_signatures_are_served() {
     );
 
     // Alice signs her device with her self-signing key.
-    let signed = alice_cs.self_signing.sign(&alice_dev.device_keys_unsigned());
+    let signed = alice_cs
+        .self_signing
+        .sign(&alice_dev.device_keys_unsigned());
     let body = signatures_upload(&alice_api, json!({a: {&alice.device_id: signed}}))
         .await
         .ok();
@@ -116,6 +129,7 @@ async fn cross_signing_keys_and_signatures_are_served() {
         device_lists(&s, "changed").contains(&alice.user_id),
         "a new signature on Alice's device must be announced to Bob: {s}"
     );
+    let tb = next_batch(&s);
 
     // Alice's device signs her master key.
     let signed_master = alice_dev.sign(&alice_cs.master_key());
@@ -152,7 +166,18 @@ async fn cross_signing_keys_and_signatures_are_served() {
         bob_sig["signatures"][b][bob_cs.user_signing.key_id()],
         "Bob's signature of Alice's master key isn't shown to Bob: {q}"
     );
-    assert_same_key(&q["master_keys"][a], &alice_cs.master_key(), "after Bob's signature");
+    assert_same_key(
+        &q["master_keys"][a],
+        &alice_cs.master_key(),
+        "after Bob's signature",
+    );
+    // Bob's other devices learn of it: Alice's keys as Bob sees them changed (clients such
+    // as matrix-sdk only re-query keys listed in device_lists.changed).
+    let s = sync(&bob_api, Some(&tb), None).await;
+    assert!(
+        device_lists(&s, "changed").contains(&alice.user_id),
+        "Bob's signature of Alice's master key isn't announced to Bob: {s}"
+    );
     for q in [
         keys_query(&alice_api, &[a]).await,
         keys_query(&alice_api, &[b, a]).await,
@@ -164,7 +189,8 @@ async fn cross_signing_keys_and_signatures_are_served() {
         assert!(q["user_signing_keys"][b].is_null(), "{q}");
     }
 
-    // Re-uploading the same keys is idempotent and needs no UIA.
+    // Re-uploading the same keys (now carrying more signatures on the server) is still
+    // "no new keys": no UIA.
     assert_eq!(
         device_signing_upload(&alice_api, alice_cs.upload_body())
             .await
@@ -201,7 +227,11 @@ async fn cross_signing_keys_and_signatures_are_served() {
         .await;
     assert_eq!(resp.ok(), json!({}));
     let q = keys_query(&alice_api, &[a]).await;
-    assert_same_key(&q["master_keys"][a], &new_cs.master_key(), "replaced master");
+    assert_same_key(
+        &q["master_keys"][a],
+        &new_cs.master_key(),
+        "replaced master",
+    );
     assert_same_key(
         &q["self_signing_keys"][a],
         &new_cs.self_signing_key(),
@@ -297,7 +327,10 @@ async fn bad_cross_signing_uploads_are_refused_and_change_nothing() {
         resp.status,
         resp.text
     );
-    for q in [keys_query(&alice_api, &[a]).await, keys_query(&bob_api, &[a, b]).await] {
+    for q in [
+        keys_query(&alice_api, &[a]).await,
+        keys_query(&bob_api, &[a, b]).await,
+    ] {
         assert!(no_keys(&q), "a refused upload stored keys: {q}");
         assert!(q["master_keys"][b].is_null(), "{q}");
     }
@@ -320,12 +353,9 @@ async fn bad_cross_signing_uploads_are_refused_and_change_nothing() {
         .unwrap()
         .clone();
     bad_device_sig["signatures"] = json!({a: {cs.self_signing.key_id(): sig}});
-    let body = signatures_upload(
-        &alice_api,
-        json!({a: {&alice.device_id: bad_device_sig}}),
-    )
-    .await
-    .ok();
+    let body = signatures_upload(&alice_api, json!({a: {&alice.device_id: bad_device_sig}}))
+        .await
+        .ok();
     assert_eq!(
         body["failures"][a][&alice.device_id]["errcode"], "M_INVALID_SIGNATURE",
         "{body}"
@@ -367,10 +397,7 @@ async fn bad_cross_signing_uploads_are_refused_and_change_nothing() {
         "a refused signature was stored: {served}"
     );
     assert_same_key(&q["master_keys"][a], &cs.master_key(), "master");
-    assert!(
-        q["master_keys"][a]["signatures"][b].is_null(),
-        "{q}"
-    );
+    assert!(q["master_keys"][a]["signatures"][b].is_null(), "{q}");
 
     // Replacing without UIA: 401 with flows, and nothing changes.
     let other = CrossSigning::new(a);

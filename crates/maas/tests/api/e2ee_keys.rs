@@ -73,10 +73,7 @@ async fn uploaded_device_keys_are_served_by_query() {
         if !served["unsigned"].is_null() {
             assert!(served["unsigned"].is_object(), "{served}");
         }
-        assert!(
-            q["failures"].is_null() || q["failures"] == json!({}),
-            "{q}"
-        );
+        assert!(q["failures"].is_null() || q["failures"] == json!({}), "{q}");
     }
 
     // Unknown devices and users are left out, not failures.
@@ -88,10 +85,7 @@ async fn uploaded_device_keys_are_served_by_query() {
     .ok();
     assert!(queried_devices(&q, &alice.user_id).is_empty(), "{q}");
     assert!(queried_devices(&q, "@nobody:localhost").is_empty(), "{q}");
-    assert!(
-        q["failures"].is_null() || q["failures"] == json!({}),
-        "{q}"
-    );
+    assert!(q["failures"].is_null() || q["failures"] == json!({}), "{q}");
 
     // A device without keys of the same user isn't listed.
     let alice2 = srv.login("localhost", "alice", "pw-alice-1").await;
@@ -143,7 +137,11 @@ async fn claims_return_one_time_keys_then_the_fallback_key() {
         }),
     )
     .await;
-    assert_eq!(otk_count(&counts), 2, "fallback keys aren't counted: {counts}");
+    assert_eq!(
+        otk_count(&counts),
+        2,
+        "fallback keys aren't counted: {counts}"
+    );
 
     let s = sync(&alice_api, None, None).await;
     assert_eq!(otk_count(&s["device_one_time_keys_count"]), 2, "{s}");
@@ -155,8 +153,12 @@ async fn claims_return_one_time_keys_then_the_fallback_key() {
     let since = next_batch(&s);
 
     // The two one-time keys, each exactly once.
-    let first = claim_one(&bob_api, user, device).await.expect("first claim");
-    let second = claim_one(&bob_api, user, device).await.expect("second claim");
+    let first = claim_one(&bob_api, user, device)
+        .await
+        .expect("first claim");
+    let second = claim_one(&bob_api, user, device)
+        .await
+        .expect("second claim");
     let mut claimed = vec![first.clone(), second.clone()];
     claimed.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -303,22 +305,40 @@ async fn bad_key_uploads_are_refused_and_change_nothing() {
     let malformed: Vec<(&str, Value)> = vec![
         ("device_keys not an object", json!({"device_keys": "nope"})),
         ("device_keys without keys", json!({"device_keys": no_keys})),
-        ("keys not an object", json!({"device_keys": keys_not_object})),
-        ("one_time_keys not an object", json!({"one_time_keys": ["x"]})),
+        (
+            "keys not an object",
+            json!({"device_keys": keys_not_object}),
+        ),
+        (
+            "one_time_keys not an object",
+            json!({"one_time_keys": ["x"]}),
+        ),
         (
             "one-time key id without algorithm",
             json!({"one_time_keys": {"AAAAAQ": dev.one_time_key()}}),
         ),
-        ("one-time key not an object", json!({"one_time_keys": {otk("AAAAAQ"): 5}})),
+        (
+            "one-time key not an object",
+            json!({"one_time_keys": {otk("AAAAAQ"): 5}}),
+        ),
         ("fallback_keys not an object", json!({"fallback_keys": "x"})),
     ];
     let unverifiable: Vec<(&str, Value)> = vec![
-        ("device keys signed by another key", json!({"device_keys": other_key})),
-        ("device keys changed after signing", json!({"device_keys": tampered})),
+        (
+            "device keys signed by another key",
+            json!({"device_keys": other_key}),
+        ),
+        (
+            "device keys changed after signing",
+            json!({"device_keys": tampered}),
+        ),
         ("unsigned device keys", json!({"device_keys": unsigned})),
         ("Bob's device keys", json!({"device_keys": bob_dev})),
         ("device keys naming Bob", json!({"device_keys": for_bob})),
-        ("another device's keys", json!({"device_keys": other_device})),
+        (
+            "another device's keys",
+            json!({"device_keys": other_device}),
+        ),
     ];
     let check_all = |label: &'static str| {
         let malformed = malformed.clone();
@@ -397,7 +417,10 @@ async fn bad_key_uploads_are_refused_and_change_nothing() {
         claim_one(&bob_api, &alice.user_id, &alice.device_id).await,
         Some((otk("AAAAAQ"), k1))
     );
-    assert_eq!(claim_one(&bob_api, &alice.user_id, &alice.device_id).await, None);
+    assert_eq!(
+        claim_one(&bob_api, &alice.user_id, &alice.device_id).await,
+        None
+    );
 
     // Malformed queries and claims.
     // (A missing required field may also be called M_MISSING_PARAM.)
@@ -405,13 +428,27 @@ async fn bad_key_uploads_are_refused_and_change_nothing() {
     for (path, body, codes) in [
         ("query", json!({}), &missing[..]),
         ("query", json!({"device_keys": []}), MALFORMED),
-        ("query", json!({"device_keys": {"@alice:localhost": "x"}}), MALFORMED),
-        ("query", json!({"device_keys": {"not a user id": []}}), MALFORMED),
+        (
+            "query",
+            json!({"device_keys": {"@alice:localhost": "x"}}),
+            MALFORMED,
+        ),
+        (
+            "query",
+            json!({"device_keys": {"not a user id": []}}),
+            MALFORMED,
+        ),
         ("claim", json!({}), &missing[..]),
-        ("claim", json!({"one_time_keys": {"@alice:localhost": ["x"]}}), MALFORMED),
+        (
+            "claim",
+            json!({"one_time_keys": {"@alice:localhost": ["x"]}}),
+            MALFORMED,
+        ),
     ] {
         assert_bad(
-            &bob_api.post(&format!("{CS}/keys/{path}"), body.clone()).await,
+            &bob_api
+                .post(&format!("{CS}/keys/{path}"), body.clone())
+                .await,
             codes,
             &format!("keys/{path} {body}"),
         );
@@ -433,7 +470,8 @@ async fn device_lists_follow_devices_and_shared_rooms() {
     let bob = local_user(&srv, "bob").await;
     let carol = local_user(&srv, "carol").await;
     let api = srv.on("localhost");
-    let (alice_api, bob_api, carol_api) = (api.as_user(&alice), api.as_user(&bob), api.as_user(&carol));
+    let (alice_api, bob_api, carol_api) =
+        (api.as_user(&alice), api.as_user(&bob), api.as_user(&carol));
     upload_device_keys(&bob_api, &TestDevice::of(&bob)).await;
     let t0 = next_batch(&sync(&alice_api, None, None).await);
     let tc = next_batch(&sync(&carol_api, None, None).await);
@@ -463,24 +501,34 @@ async fn device_lists_follow_devices_and_shared_rooms() {
         "Bob joined a room with Alice: {s}"
     );
 
-    // A new device, new keys, a deleted device: each is announced.
+    let s = sync(&alice_api, Some(&t2), None).await;
+    assert!(device_lists(&s, "changed").is_empty(), "nothing new: {s}");
+
+    // A new device with keys, re-keyed device, a deleted device: each is announced.
     let bob3 = srv.login("localhost", "bob", "pw-bob-1").await;
+    upload_device_keys(&api.as_user(&bob3), &TestDevice::of(&bob3)).await;
     let s = sync(&alice_api, Some(&t2), None).await;
     assert!(
         device_lists(&s, "changed").contains(&bob.user_id),
-        "Bob logged in a new device: {s}"
+        "Bob added a device with keys: {s}"
     );
     let t3 = next_batch(&s);
     let s = sync(&alice_api, Some(&t3), None).await;
     assert!(device_lists(&s, "changed").is_empty(), "nothing new: {s}");
-    upload_device_keys(&api.as_user(&bob3), &TestDevice::of(&bob3)).await;
+    let bob_api2 = api.as_user(&bob2);
+    let rekeyed = TestDevice::of(&bob2);
+    upload_device_keys(&bob_api2, &rekeyed).await;
     let s = sync(&alice_api, Some(&t3), None).await;
     assert!(
         device_lists(&s, "changed").contains(&bob.user_id),
-        "Bob uploaded device keys: {s}"
+        "Bob uploaded new keys for a device: {s}"
     );
     let t4 = next_batch(&s);
-    let mut all = vec![bob.device_id.clone(), bob2.device_id.clone(), bob3.device_id.clone()];
+    let mut all = vec![
+        bob.device_id.clone(),
+        bob2.device_id.clone(),
+        bob3.device_id.clone(),
+    ];
     all.sort();
     assert_eq!(
         queried_devices(&keys_query(&alice_api, &[&bob.user_id]).await, &bob.user_id),
@@ -530,7 +578,11 @@ async fn device_lists_follow_devices_and_shared_rooms() {
 
     // keys/changes covers the same ground.
     let changes = alice_api
-        .get(&format!("{CS}/keys/changes?from={}&to={}", enc(&t1), enc(&t6)))
+        .get(&format!(
+            "{CS}/keys/changes?from={}&to={}",
+            enc(&t1),
+            enc(&t6)
+        ))
         .await
         .ok();
     assert!(

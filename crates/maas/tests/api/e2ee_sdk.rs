@@ -115,9 +115,12 @@ async fn raw_encrypted_events(api: &Api<'_>, room_id: &str) -> Vec<Value> {
 
 /// The devices of `user` the client would encrypt to (not deleted), sorted.
 async fn known_devices(client: &Client, user: &UserId) -> Vec<String> {
-    let devices = bounded("get_user_devices", client.encryption().get_user_devices(user))
-        .await
-        .expect("get_user_devices");
+    let devices = bounded(
+        "get_user_devices",
+        client.encryption().get_user_devices(user),
+    )
+    .await
+    .expect("get_user_devices");
     let mut ids: Vec<String> = devices
         .devices()
         .filter(|d| !d.is_deleted())
@@ -189,15 +192,32 @@ async fn sdk_alice_and_bob_exchange_encrypted_messages() {
     for body in &bob_bodies {
         send_text(&bob_room, body).await;
     }
-    let events = sync_until(&alice, &room_id, 20, "Alice decrypts Bob's messages", |ev| {
-        decrypted_bodies(ev).len() >= 3
-    })
+    let from_bob = |ev: &[TimelineEvent]| -> Vec<(String, String)> {
+        decrypted_messages(ev)
+            .into_iter()
+            .filter(|(sender, _)| *sender == bob_s.user_id)
+            .collect()
+    };
+    let events = sync_until(
+        &alice,
+        &room_id,
+        20,
+        "Alice decrypts Bob's messages",
+        |ev| from_bob(ev).len() >= 3,
+    )
     .await;
     let expected: Vec<(String, String)> = bob_bodies
         .iter()
         .map(|b| (bob_s.user_id.clone(), b.clone()))
         .collect();
-    assert_eq!(decrypted_messages(&events), expected, "Alice's sync");
+    assert_eq!(from_bob(&events), expected, "Alice's sync");
+    // Alice's own messages came back to her too, and she can read them.
+    let own: Vec<String> = decrypted_messages(&events)
+        .into_iter()
+        .filter(|(sender, _)| *sender == alice_s.user_id)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(own, alice_bodies, "Alice's own messages in her sync");
 
     // Both decrypt the whole conversation through /messages.
     let all: Vec<String> = alice_bodies.iter().chain(&bob_bodies).cloned().collect();
@@ -242,9 +262,12 @@ async fn sdk_new_device_restores_history_from_key_backup() {
     )
     .await
     .expect("bootstrap_cross_signing without UIA (first upload)");
-    let recovery_key = bounded("enable recovery", bob.encryption().recovery().enable().into_future())
-        .await
-        .expect("recovery().enable()");
+    let recovery_key = bounded(
+        "enable recovery",
+        bob.encryption().recovery().enable().into_future(),
+    )
+    .await
+    .expect("recovery().enable()");
     assert!(
         bob.encryption().backups().are_enabled().await,
         "backups not enabled"
@@ -279,15 +302,22 @@ async fn sdk_new_device_restores_history_from_key_backup() {
     .await;
     send_text(&bob_room, bodies[2]).await;
     send_text(&bob_room, bodies[3]).await;
-    sync_until(&alice, &room_id, 20, "Alice decrypts Bob's messages", |ev| {
-        decrypted_bodies(ev).len() >= 2
-    })
+    sync_until(
+        &alice,
+        &room_id,
+        20,
+        "Alice decrypts Bob's messages",
+        |ev| decrypted_bodies(ev).len() >= 2,
+    )
     .await;
 
     // Bob's client uploads every room key it has to the backup.
     bounded(
         "backup upload",
-        bob.encryption().backups().wait_for_steady_state().into_future(),
+        bob.encryption()
+            .backups()
+            .wait_for_steady_state()
+            .into_future(),
     )
     .await
     .expect("waiting for the backup upload");
@@ -323,7 +353,9 @@ async fn sdk_new_device_restores_history_from_key_backup() {
     assert_ne!(device_id(&bob2), device_id(&bob));
     sdk_sync(&bob2).await;
     sdk_sync(&bob2).await;
-    let room2 = bob2.get_room(&room_id).expect("Bob's new device knows the room");
+    let room2 = bob2
+        .get_room(&room_id)
+        .expect("Bob's new device knows the room");
     let before = history(&room2).await;
     assert_eq!(
         undecrypted(&before),
@@ -335,9 +367,12 @@ async fn sdk_new_device_restores_history_from_key_backup() {
 
     // Recovery with the key imports the secrets and the backup key; the keys come from the
     // backup, and the whole history decrypts.
-    bounded("recover", bob2.encryption().recovery().recover(&recovery_key))
-        .await
-        .expect("recovery().recover(recovery key)");
+    bounded(
+        "recover",
+        bob2.encryption().recovery().recover(&recovery_key),
+    )
+    .await
+    .expect("recovery().recover(recovery key)");
     let status = bob2
         .encryption()
         .cross_signing_status()
@@ -378,7 +413,10 @@ async fn sdk_new_device_restores_history_from_key_backup() {
         .await
         .expect("get_own_device")
         .expect("own device");
-    assert!(own.is_cross_signed_by_owner(), "new device not cross-signed");
+    assert!(
+        own.is_cross_signed_by_owner(),
+        "new device not cross-signed"
+    );
 }
 
 fn check_not_cancelled_request(what: &str, req: &VerificationRequest) {
@@ -468,21 +506,25 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
     let room = create_encrypted_room(&alice, std::slice::from_ref(&bob_id)).await;
     let room_id = room.room_id().to_owned();
     accept_invite(&bob, &room_id).await;
-    let alice_on_bob = wait_for("Bob knows Alice's device", Duration::from_secs(30), || async {
-        sdk_sync(&alice).await;
-        sdk_sync(&bob).await;
-        let d = bob
-            .encryption()
-            .get_device(&alice_id, &alice_dev)
-            .await
-            .expect("get_device");
-        let other = alice
-            .encryption()
-            .get_device(&bob_id, &bob_dev)
-            .await
-            .expect("get_device");
-        other.and(d)
-    })
+    let alice_on_bob = wait_for(
+        "Bob knows Alice's device",
+        Duration::from_secs(30),
+        || async {
+            sdk_sync(&alice).await;
+            sdk_sync(&bob).await;
+            let d = bob
+                .encryption()
+                .get_device(&alice_id, &alice_dev)
+                .await
+                .expect("get_device");
+            let other = alice
+                .encryption()
+                .get_device(&bob_id, &bob_dev)
+                .await
+                .expect("get_device");
+            other.and(d)
+        },
+    )
     .await;
     assert!(!alice_on_bob.is_verified(), "verified before verification");
 
@@ -507,10 +549,14 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
     bounded("accept request", alice_request.accept())
         .await
         .expect("accept");
-    wait_for("Bob sees the request ready", Duration::from_secs(30), || async {
-        check_not_cancelled_request("bob", &bob_request);
-        bob_request.is_ready().then_some(())
-    })
+    wait_for(
+        "Bob sees the request ready",
+        Duration::from_secs(30),
+        || async {
+            check_not_cancelled_request("bob", &bob_request);
+            bob_request.is_ready().then_some(())
+        },
+    )
     .await;
 
     // Bob starts SAS; Alice accepts it.
@@ -568,13 +614,22 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
         .unwrap()
         .expect("Alice's device");
     assert!(device.is_verified(), "Alice's device not verified for Bob");
-    let identity = bob
-        .encryption()
-        .get_user_identity(&alice_id)
-        .await
-        .unwrap()
-        .expect("Alice's identity");
-    assert!(identity.is_verified(), "Alice's identity not verified for Bob");
+    // Bob's client learns its own signature back from the server (keys/query after Alice
+    // shows up in its device_lists.changed).
+    wait_for(
+        "Alice's identity verified for Bob",
+        Duration::from_secs(20),
+        || async {
+            let identity = bob
+                .encryption()
+                .get_user_identity(&alice_id)
+                .await
+                .unwrap()
+                .expect("Alice's identity");
+            identity.is_verified().then_some(())
+        },
+    )
+    .await;
 
     // Bob's user-signing signature of Alice's master key reached the server; it is visible
     // to Bob, not to Alice.
@@ -594,7 +649,10 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
         },
     )
     .await;
-    assert!(q["master_keys"][alice_id.as_str()]["usage"] == json!(["master"]), "{q}");
+    assert!(
+        q["master_keys"][alice_id.as_str()]["usage"] == json!(["master"]),
+        "{q}"
+    );
     let q = keys_query(&alice_api, &[alice_id.as_str()]).await;
     assert!(
         q["master_keys"][alice_id.as_str()]["signatures"][bob_id.as_str()].is_null(),
@@ -643,7 +701,10 @@ async fn sdk_deleted_device_drops_out_of_encryption() {
     }
     assert_eq!(known_devices(&alice, &bob_id).await, both);
     assert_eq!(
-        queried_devices(&keys_query(&alice_api, &[bob_id.as_str()]).await, bob_id.as_str()),
+        queried_devices(
+            &keys_query(&alice_api, &[bob_id.as_str()]).await,
+            bob_id.as_str()
+        ),
         both
     );
 
@@ -706,10 +767,14 @@ async fn sdk_deleted_device_drops_out_of_encryption() {
     // Alice's SDK notices and stops encrypting to the deleted device: the next message goes
     // out under a new room key (the SDK rotates when a recipient device goes away), which
     // Bob's remaining device gets.
-    wait_for("Alice forgets Bob's deleted device", Duration::from_secs(20), || async {
-        sdk_sync(&alice).await;
-        (known_devices(&alice, &bob_id).await == vec![bob1_dev.clone()]).then_some(())
-    })
+    wait_for(
+        "Alice forgets Bob's deleted device",
+        Duration::from_secs(20),
+        || async {
+            sdk_sync(&alice).await;
+            (known_devices(&alice, &bob_id).await == vec![bob1_dev.clone()]).then_some(())
+        },
+    )
     .await;
     send_text(&alice_room, "after the deletion").await;
     let events = sync_until(&bob1, &room_id, 20, "Bob decrypts", |ev| {

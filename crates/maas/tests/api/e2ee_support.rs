@@ -52,10 +52,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -292,16 +289,17 @@ pub fn otk_count(counts: &Value) -> u64 {
 
 /// `POST /keys/query`.
 pub async fn keys_query_raw(api: &Api<'_>, device_keys: Value) -> Resp {
-    api.post(&format!("{CS}/keys/query"), json!({"device_keys": device_keys}))
-        .await
+    api.post(
+        &format!("{CS}/keys/query"),
+        json!({"device_keys": device_keys}),
+    )
+    .await
 }
 
 /// `POST /keys/query` for all devices of these users, asserting success.
 pub async fn keys_query(api: &Api<'_>, users: &[&str]) -> Value {
-    let map: serde_json::Map<String, Value> = users
-        .iter()
-        .map(|u| ((*u).to_owned(), json!([])))
-        .collect();
+    let map: serde_json::Map<String, Value> =
+        users.iter().map(|u| ((*u).to_owned(), json!([]))).collect();
     let body = keys_query_raw(api, Value::Object(map)).await.ok();
     assert!(body["device_keys"].is_object(), "no device_keys: {body}");
     body
@@ -347,7 +345,8 @@ pub async fn device_signing_upload(api: &Api<'_>, body: Value) -> Resp {
 
 /// `POST /keys/signatures/upload`.
 pub async fn signatures_upload(api: &Api<'_>, body: Value) -> Resp {
-    api.post(&format!("{CS}/keys/signatures/upload"), body).await
+    api.post(&format!("{CS}/keys/signatures/upload"), body)
+        .await
 }
 
 /// The `device_lists.<part>` of a sync response, sorted (`changed` or `left`).

@@ -255,7 +255,7 @@ fn verify_tenant(db: &TenantDb) -> (usize, usize) {
         let is_create = str_field(&e.pdu, "type") == Some("m.room.create");
         if is_create && *version == RoomVersionId::V12 {
             assert!(
-                e.pdu.get("room_id").is_none(),
+                !e.pdu.contains_key("room_id"),
                 "v12 create with room_id: {}",
                 ctx()
             );
