@@ -18,6 +18,8 @@ pub enum Error {
     #[error("{0}")]
     BadJson(String),
     #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("Room version {0} is not supported")]
     UnsupportedRoomVersion(String),

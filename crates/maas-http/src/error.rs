@@ -130,6 +130,7 @@ impl From<Error> for HttpError {
             Error::MissingParam(m) => Self::missing_param(m),
             Error::InvalidUsername(m) => Self::new(S::BAD_REQUEST, "M_INVALID_USERNAME", m),
             Error::BadJson(m) => Self::bad_json(m),
+            Error::InvalidSignature(m) => Self::new(S::BAD_REQUEST, "M_INVALID_SIGNATURE", m),
             Error::UnsupportedRoomVersion(_) => Self::new(
                 S::BAD_REQUEST,
                 "M_UNSUPPORTED_ROOM_VERSION",

@@ -154,7 +154,8 @@ pub trait E2eeStore: Send + Sync {
         version: &str,
         auth_data_json: &str,
     ) -> Result<bool>;
-    /// Deletes a version and all its keys.
+    /// Deletes a version and all its keys; `false` only for a version that never existed
+    /// (deleting a deleted version again succeeds).
     async fn delete_backup_version(&self, localpart: &str, version: &str) -> Result<bool>;
     /// Upserts keys by (room, session) and bumps the version's etag; one transaction.
     async fn put_backup_keys(

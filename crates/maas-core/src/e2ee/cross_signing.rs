@@ -71,7 +71,7 @@ impl E2ee<'_> {
         ];
         let replacing = uploads.iter().any(|(kind, key)| {
             key.as_ref()
-                .is_some_and(|k| stored.get(*kind).is_some_and(|s| s != k))
+                .is_some_and(|k| stored.get(*kind).is_some_and(|s| !same_key(s, k)))
         });
         let first = !stored.contains_key("master");
         if replacing
@@ -99,11 +99,11 @@ impl E2ee<'_> {
             check_shape(&user.user_id, key, kind)?;
             let master = master
                 .as_ref()
-                .ok_or_else(|| invalid("Upload a master key first"))?;
+                .ok_or_else(|| Error::MissingParam("Upload a master key first".into()))?;
             let (master_id, master_key) =
                 the_key(master).ok_or_else(|| invalid("Invalid master key"))?;
             if !has_valid_signature(key, user.user_id.as_str(), &master_id, &master_key) {
-                return Err(invalid(format!(
+                return Err(Error::InvalidSignature(format!(
                     "The {kind} key is not signed by the master key"
                 )));
             }
@@ -112,7 +112,7 @@ impl E2ee<'_> {
         let mut changed = false;
         for (kind, key) in uploads {
             let Some(key) = key else { continue };
-            if stored.get(kind) == Some(key) {
+            if stored.get(kind).is_some_and(|s| same_key(s, key)) {
                 continue;
             }
             let record = CrossSigningKeyRecord {
@@ -144,7 +144,8 @@ impl E2ee<'_> {
                 if let Err(e) = self.add_signature(user, target_user, key_id, object).await {
                     let (errcode, error) = match &e {
                         Error::NotFound(m) => ("M_NOT_FOUND", m.clone()),
-                        Error::InvalidParam(m) => ("M_INVALID_SIGNATURE", m.clone()),
+                        Error::InvalidParam(m) => ("M_INVALID_PARAM", m.clone()),
+                        Error::InvalidSignature(m) => ("M_INVALID_SIGNATURE", m.clone()),
                         other => ("M_UNKNOWN", other.to_string()),
                     };
                     let entry = failures
@@ -189,11 +190,16 @@ impl E2ee<'_> {
                     .and_then(the_key)
                     .ok_or_else(|| invalid("No self-signing key"))?;
                 if !has_valid_signature(object, signer, &self_signing.0, &self_signing.1) {
-                    return Err(invalid(
-                        "Signature does not verify with the self-signing key",
+                    return Err(Error::InvalidSignature(
+                        "Signature does not verify with the self-signing key".into(),
                     ));
                 }
                 let mut keys = parse_json(&record.keys_json, "device keys")?;
+                if !same_signed_content(&keys, object) {
+                    return Err(invalid(
+                        "The signed object differs from the stored device keys",
+                    ));
+                }
                 merge_signatures(&mut keys, &only_signer(object, signer));
                 let record = DeviceKeysRecord {
                     keys_json: keys.to_string(),
@@ -219,8 +225,8 @@ impl E2ee<'_> {
                 has_valid_signature(object, signer, &format!("ed25519:{}", d.device_id), &key)
             });
             if !verified {
-                return Err(invalid(
-                    "Signature does not verify with any of your devices",
+                return Err(Error::InvalidSignature(
+                    "Signature does not verify with any of your devices".into(),
                 ));
             }
             return self
@@ -245,8 +251,8 @@ impl E2ee<'_> {
             .and_then(the_key)
             .ok_or_else(|| invalid("No user-signing key"))?;
         if !has_valid_signature(object, signer, &user_signing.0, &user_signing.1) {
-            return Err(invalid(
-                "Signature does not verify with the user-signing key",
+            return Err(Error::InvalidSignature(
+                "Signature does not verify with the user-signing key".into(),
             ));
         }
         self.store_master_signature(
@@ -276,6 +282,27 @@ impl E2ee<'_> {
         self.tenant.store().set_cross_signing_key(&record).await?;
         self.device_list_changed(signer_user).await
     }
+}
+
+/// Whether two uploads of a cross-signing key are the same key (signatures may differ).
+fn same_key(a: &Value, b: &Value) -> bool {
+    ["user_id", "usage", "keys"]
+        .iter()
+        .all(|field| a.get(field) == b.get(field))
+}
+
+/// Whether a signed object is the stored key it claims to sign: equal but for `signatures`
+/// and `unsigned`, which are not part of what a signature covers.
+fn same_signed_content(stored: &Value, signed: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(object) = v.as_object_mut() {
+            object.remove("signatures");
+            object.remove("unsigned");
+        }
+        v
+    };
+    strip(stored) == strip(signed)
 }
 
 /// `object` with only `signer`'s signatures: nobody adds signatures in someone else's name.

@@ -102,10 +102,11 @@ pub(super) async fn delete_backup_version(
         return Ok(false);
     };
     let mut tx = begin_write(pool).await?;
-    // Only the number has to survive; the user asked for the backup's data to go.
+    // Only the number has to survive; the user asked for the backup's data to go. Deleting
+    // a deleted version again succeeds, as in Synapse: only never-created versions are unknown.
     let deleted = sqlx::query(
         "UPDATE backup_versions SET deleted = 1, auth_data = '{}' \
-         WHERE localpart = ? AND version = ? AND deleted = 0",
+         WHERE localpart = ? AND version = ?",
     )
     .bind(localpart)
     .bind(number)
