@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub database: DatabaseConfig,
     pub operator: OperatorConfig,
     pub passwords: PasswordConfig,
     pub rate_limits: RateLimitConfig,
@@ -36,6 +37,25 @@ impl Default for ServerConfig {
             federation_port: 443,
             behind_proxy: false,
         }
+    }
+}
+
+/// Where tenants are stored: SQLite files under the data dir unless a PostgreSQL URL is set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host/db` selects PostgreSQL: the control plane and every tenant in
+    /// schemas of that one database.
+    pub url: Option<String>,
+    /// Connections of the shared PostgreSQL pool.
+    pub max_connections: u32,
+    /// Connections one tenant may hold at once.
+    pub per_tenant_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 32, per_tenant_connections: 4 }
     }
 }
 

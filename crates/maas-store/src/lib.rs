@@ -6,6 +6,8 @@ mod e2ee;
 mod push;
 mod records;
 mod rooms;
+#[cfg(feature = "pg-wip")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;

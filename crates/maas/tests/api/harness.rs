@@ -89,8 +89,120 @@ pub struct TestServer {
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     http: reqwest::Client,
+    /// The PostgreSQL database of this server when the suite runs on PostgreSQL.
+    pub database: Option<TestDatabase>,
     // Last, so that it is removed after the child is gone.
     tmp: tempfile::TempDir,
+}
+
+/// The suite runs on SQLite unless `MAAS_TEST_POSTGRES` names a PostgreSQL server
+/// (`postgres://postgres@127.0.0.1:5432`); then every test server gets a fresh database.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("MAAS_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A database created for one test server and dropped with it.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    base_url: String,
+}
+
+impl TestDatabase {
+    fn create(base_url: &str) -> TestDatabase {
+        let name = format!("maas_it_{:016x}", rand_u64());
+        psql(base_url, &format!("CREATE DATABASE {name}"));
+        TestDatabase {
+            url: format!("{base_url}/{name}"),
+            name,
+            base_url: base_url.to_owned(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.base_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Unique enough for database names: time, process and a counter within the process.
+fn rand_u64() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32) ^ count.rotate_left(48)
+}
+
+impl TestServer {
+    /// Whether a tenant's storage exists: its directory on SQLite, its schema on PostgreSQL.
+    pub async fn tenant_storage_exists(&self, tenant_id: &str) -> bool {
+        match &self.database {
+            None => self.data_dir.join("tenants").join(tenant_id).is_dir(),
+            Some(database) => {
+                let pool = sqlx::PgPool::connect(&database.url)
+                    .await
+                    .expect("connect to test db");
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1",
+                )
+                .bind(format!("t_{tenant_id}"))
+                .fetch_optional(&pool)
+                .await
+                .expect("query schemata");
+                pool.close().await;
+                found.is_some()
+            }
+        }
+    }
+
+    /// Everything the server stored, as byte blobs with a name: every file of the data dir,
+    /// plus a dump of the database on PostgreSQL. For checks that secrets never hit storage.
+    pub fn stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut blobs = Vec::new();
+        let mut stack = vec![self.data_dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    blobs.push((path.display().to_string(), bytes));
+                }
+            }
+        }
+        if let Some(database) = &self.database {
+            let dump = std::process::Command::new("pg_dump")
+                .arg(&database.url)
+                .output()
+                .expect("running pg_dump");
+            assert!(dump.status.success(), "pg_dump failed");
+            blobs.push((format!("pg_dump {}", database.name), dump.stdout));
+        }
+        blobs
+    }
+}
+
+/// Runs one statement with `psql` against the server's `postgres` database.
+fn psql(base_url: &str, sql: &str) {
+    let status = std::process::Command::new("psql")
+        .arg(format!("{base_url}/postgres"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running psql");
+    assert!(status.success(), "psql failed: {sql}");
 }
 
 /// A fully read HTTP response.
@@ -313,6 +425,7 @@ impl TestServer {
             stdout: Arc::default(),
             stderr: Arc::default(),
             http: http_client(),
+            database: postgres_base_url().map(|base| TestDatabase::create(&base)),
             tmp,
         };
         server.spawn().await;
@@ -335,6 +448,9 @@ impl TestServer {
             .kill_on_drop(true);
         for (k, v) in base_env(&self.options) {
             cmd.env(k, v);
+        }
+        if let Some(database) = &self.database {
+            cmd.env("MAAS_DATABASE__URL", &database.url);
         }
         let mut child = cmd.spawn().expect("spawning maas serve");
         drain(child.stdout.take().unwrap(), self.stdout.clone());

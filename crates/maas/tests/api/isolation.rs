@@ -159,17 +159,18 @@ async fn deleted_tenant_is_gone_from_disk_and_routing() {
         .as_str()
         .unwrap_or_else(|| panic!("{tenant}"))
         .to_owned();
-    let dir = srv.data_dir.join("tenants").join(&tenant_id);
     assert!(
-        dir.is_dir(),
-        "{} should exist; tenants dir has {:?}",
-        dir.display(),
+        srv.tenant_storage_exists(&tenant_id).await,
+        "storage of {tenant_id} should exist; tenants dir has {:?}",
         tenant_dirs(&srv.data_dir)
     );
 
     let body = srv.op().delete(&format!("{OP}/tenants/a.test")).await.ok();
     assert_eq!(body, json!({}));
-    assert!(!dir.exists(), "{} still exists after delete", dir.display());
+    assert!(
+        !srv.tenant_storage_exists(&tenant_id).await,
+        "storage of {tenant_id} still exists after delete"
+    );
 
     assert_error(
         &srv.on("a.test").get("/_matrix/client/versions").await,

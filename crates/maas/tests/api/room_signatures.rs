@@ -54,6 +54,34 @@ async fn tenant_id(srv: &TestServer, server_name: &str) -> String {
 
 /// Reads the signing keys and every stored PDU of a tenant (with the server stopped).
 async fn read_tenant_db(srv: &TestServer, tenant_id: &str, server_name: &str) -> TenantDb {
+    let (keys, events) = match &srv.database {
+        Some(database) => read_postgres(&database.url, tenant_id).await,
+        None => read_sqlite(srv, tenant_id).await,
+    };
+    let events = events
+        .into_iter()
+        .map(|(event_id, room_id, pdu_text)| {
+            let pdu: CanonicalJsonObject = serde_json::from_str(&pdu_text)
+                .unwrap_or_else(|e| panic!("stored PDU isn't canonical JSON ({e}): {pdu_text}"));
+            Stored {
+                event_id,
+                room_id,
+                pdu,
+            }
+        })
+        .collect();
+    TenantDb {
+        server_name: server_name.to_owned(),
+        keys,
+        events,
+    }
+}
+
+type Keys = Vec<(String, Vec<u8>)>;
+/// `(event_id, room_id, pdu)` rows.
+type Events = Vec<(String, String, String)>;
+
+async fn read_sqlite(srv: &TestServer, tenant_id: &str) -> (Keys, Events) {
     let path = srv
         .data_dir
         .join("tenants")
@@ -77,22 +105,49 @@ async fn read_tenant_db(srv: &TestServer, tenant_id: &str, server_name: &str) ->
         .expect("reading events")
         .iter()
         .map(|r| {
-            let pdu_text = text_column(r, "pdu");
-            let pdu: CanonicalJsonObject = serde_json::from_str(&pdu_text)
-                .unwrap_or_else(|e| panic!("stored PDU isn't canonical JSON ({e}): {pdu_text}"));
-            Stored {
-                event_id: text_column(r, "event_id"),
-                room_id: text_column(r, "room_id"),
-                pdu,
-            }
+            (
+                text_column(r, "event_id"),
+                text_column(r, "room_id"),
+                text_column(r, "pdu"),
+            )
         })
         .collect();
     pool.close().await;
-    TenantDb {
-        server_name: server_name.to_owned(),
-        keys,
-        events,
-    }
+    (keys, events)
+}
+
+/// The same rows from the tenant's schema on PostgreSQL.
+async fn read_postgres(url: &str, tenant_id: &str) -> (Keys, Events) {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .expect("connect to test db");
+    let schema = format!("t_{tenant_id}");
+    let keys = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT key_id, pkcs8 FROM \"{schema}\".signing_keys"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("reading signing_keys")
+    .iter()
+    .map(|r| (r.get::<String, _>("key_id"), r.get::<Vec<u8>, _>("pkcs8")))
+    .collect();
+    let events = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT event_id, room_id, pdu FROM \"{schema}\".events"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("reading events")
+    .iter()
+    .map(|r| {
+        (
+            r.get::<String, _>("event_id"),
+            r.get::<String, _>("room_id"),
+            r.get::<String, _>("pdu"),
+        )
+    })
+    .collect();
+    pool.close().await;
+    (keys, events)
 }
 
 fn public_keys(server_name: &str, keys: &[(String, Vec<u8>)]) -> PublicKeyMap {

@@ -1,0 +1,146 @@
+//! `PushStore` on a tenant's PostgreSQL schema (tables in `0003_push.sql`). Notification counts
+//! are read per (user, room) from the primary key, never by scanning other users' rows; a
+//! batch of rows travels as one array per column, so any number of them is one statement.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PostgresTenantStore;
+use super::util::to_u64;
+use crate::{AccountDataRecord, PushActionRecord, PushStore, Result};
+
+/// `thread_id` of main-timeline rows: what threaded receipts of the main timeline carry.
+const MAIN_THREAD: &str = "main";
+
+#[async_trait]
+impl PushStore for PostgresTenantStore {
+    async fn insert_push_actions(&self, actions: &[PushActionRecord]) -> Result<()> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let user_ids: Vec<&str> = actions.iter().map(|a| a.user_id.as_str()).collect();
+        let room_ids: Vec<&str> = actions.iter().map(|a| a.room_id.as_str()).collect();
+        let streams: Vec<i64> = actions.iter().map(|a| a.stream).collect();
+        let event_ids: Vec<&str> = actions.iter().map(|a| a.event_id.as_str()).collect();
+        let thread_ids: Vec<&str> = actions
+            .iter()
+            .map(|a| a.thread_id.as_deref().unwrap_or(MAIN_THREAD))
+            .collect();
+        let highlights: Vec<bool> = actions.iter().map(|a| a.highlight).collect();
+        // One statement, so all rows or none; DO NOTHING also covers duplicates in the batch.
+        let mut conn = self.schema.conn().await?;
+        sqlx::query(
+            "INSERT INTO event_push_actions \
+                 (user_id, room_id, stream, event_id, thread_id, highlight) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], \
+                                  $5::text[], $6::boolean[]) \
+             ON CONFLICT (user_id, room_id, stream) DO NOTHING",
+        )
+        .bind(user_ids)
+        .bind(room_ids)
+        .bind(streams)
+        .bind(event_ids)
+        .bind(thread_ids)
+        .bind(highlights)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_push_actions(&self, event_id: &str) -> Result<()> {
+        let mut conn = self.schema.conn().await?;
+        sqlx::query("DELETE FROM event_push_actions WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn notification_counts(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        after_stream: i64,
+    ) -> Result<(u64, u64)> {
+        let mut conn = self.schema.conn().await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS notifications, COUNT(*) FILTER (WHERE highlight) AS highlights \
+             FROM event_push_actions WHERE user_id = $1 AND room_id = $2 AND stream > $3",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .bind(after_stream)
+        .fetch_one(&mut *conn)
+        .await?;
+        counts_from_row(&row)
+    }
+
+    async fn unread_notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
+        // `last_read` holds, per receipt thread ('' for unthreaded receipts), the stream of the
+        // newest event read: a few rows from the receipts' primary key. A notification is
+        // unread when it is after both the unthreaded receipt and the one of its thread.
+        let mut conn = self.schema.conn().await?;
+        let row = sqlx::query(
+            "WITH last_read (thread_id, stream) AS ( \
+                 SELECT r.thread_id, MAX(e.stream) \
+                 FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
+                 WHERE r.room_id = $1 AND r.user_id = $2 \
+                   AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = $1 \
+                 GROUP BY r.thread_id \
+             ) \
+             SELECT COUNT(*) AS notifications, COUNT(*) FILTER (WHERE a.highlight) AS highlights \
+             FROM event_push_actions AS a \
+             WHERE a.user_id = $2 AND a.room_id = $1 \
+               AND a.stream > COALESCE( \
+                   (SELECT stream FROM last_read WHERE thread_id = ''), 0) \
+               AND a.stream > COALESCE( \
+                   (SELECT stream FROM last_read WHERE last_read.thread_id = a.thread_id), 0)",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        counts_from_row(&row)
+    }
+
+    async fn global_account_data_of(
+        &self,
+        localparts: &[String],
+        data_type: &str,
+    ) -> Result<Vec<AccountDataRecord>> {
+        if localparts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One primary key lookup per listed user; global data has room_id ''.
+        let mut conn = self.schema.conn().await?;
+        let rows = sqlx::query(
+            "SELECT localpart, content, stream FROM account_data \
+             WHERE localpart = ANY($1) AND room_id = '' AND data_type = $2",
+        )
+        .bind(localparts)
+        .bind(data_type)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AccountDataRecord {
+                    localpart: row.try_get("localpart")?,
+                    room_id: None,
+                    data_type: data_type.to_owned(),
+                    content: row.try_get("content")?,
+                    stream: row.try_get("stream")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn counts_from_row(row: &PgRow) -> Result<(u64, u64)> {
+    let notifications: i64 = row.try_get("notifications")?;
+    let highlights: i64 = row.try_get("highlights")?;
+    Ok((
+        to_u64(notifications, "notifications")?,
+        to_u64(highlights, "highlights")?,
+    ))
+}
