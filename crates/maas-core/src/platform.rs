@@ -107,8 +107,7 @@ impl Platform {
             return Err(Error::Internal("no operator token configured".into()));
         };
         let operator_token_digest = digest(token);
-        let backend: Arc<dyn Backend> =
-            Arc::new(SqliteBackend::open(&config.server.data_dir).await?);
+        let backend = open_backend(&config).await?;
         let mut directory = Directory::default();
         for record in backend.control().tenants().await? {
             directory.insert(record);
@@ -397,6 +396,33 @@ impl Platform {
         }
         self.backend.close().await;
     }
+}
+
+/// The storage backend the configuration asks for: SQLite files under the data dir, or
+/// PostgreSQL when `database.url` is set.
+async fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
+    let Some(url) = config.database.url.as_deref() else {
+        return Ok(Arc::new(SqliteBackend::open(&config.server.data_dir).await?));
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(Error::InvalidParam("database.url must be a postgres:// URL".into()));
+    }
+    open_postgres(config, url).await
+}
+
+#[cfg(feature = "pg-wip")]
+async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn Backend>> {
+    use maas_store::postgres::{PostgresBackend, PostgresOptions};
+    let options = PostgresOptions {
+        max_connections: config.database.max_connections,
+        per_tenant_connections: config.database.per_tenant_connections,
+    };
+    Ok(Arc::new(PostgresBackend::open(url, options).await?))
+}
+
+#[cfg(not(feature = "pg-wip"))]
+async fn open_postgres(_config: &Config, _url: &str) -> Result<Arc<dyn Backend>> {
+    Err(Error::InvalidParam("this build has no PostgreSQL backend".into()))
 }
 
 fn spawn_reaper(platform: Weak<Platform>) {

@@ -24,6 +24,7 @@ mod push_rules;
 mod rate_limit;
 mod registration;
 mod registration_tokens;
+mod room_directory;
 mod room_events;
 mod room_isolation;
 mod room_scale;

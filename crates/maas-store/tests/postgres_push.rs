@@ -1,0 +1,449 @@
+//! `PushStore` on the PostgreSQL backend, against a database of its own per test (created on
+//! the local server, dropped when the test ends); the same cases as the SQLite `push` tests.
+#![cfg(feature = "pg-wip")]
+
+use std::sync::Arc;
+
+use maas_store::postgres::{PostgresBackend, PostgresOptions};
+use maas_store::{
+    AccountDataRecord, Backend, EventRecord, NewEvent, NewStateGroup, PushActionRecord,
+    ReceiptRecord, RelationRecord, RoomRecord, TenantStore,
+};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+const ROOM: &str = "!room:example.org";
+const OTHER_ROOM: &str = "!other:example.org";
+const BOB: &str = "@bob:example.org";
+const CAROL: &str = "@carol:example.org";
+
+/// The server the tests create their databases on (`.ci/run` starts it).
+const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const TENANT: &str = "t0123456789abcdef";
+
+/// A database of one test, dropped (with whatever still connects to it) when the test ends,
+/// passed or failed.
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        use std::hash::BuildHasher;
+        // Random per process and per call, so parallel tests and runs never share a database.
+        let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        let name = format!("maas_test_{random:016x}");
+        let mut server = PgConnection::connect(SERVER_URL)
+            .await
+            .expect("connect to PostgreSQL on 127.0.0.1:5432");
+        server
+            .execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create test database");
+        server.close().await.expect("close");
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // The test's runtime can't block on a future from within: a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut server = PgConnection::connect(SERVER_URL).await?;
+                server
+                    .execute(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .await?;
+                server.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+async fn open(db: &TestDb) -> (PostgresBackend, Arc<dyn TenantStore>) {
+    let backend = PostgresBackend::open(&db.url(), PostgresOptions::default())
+        .await
+        .expect("open backend");
+    let store = backend.open_tenant(TENANT).await.expect("open tenant");
+    (backend, store)
+}
+
+async fn tenant_store() -> (TestDb, PostgresBackend, Arc<dyn TenantStore>) {
+    let db = TestDb::create().await;
+    let (backend, store) = open(&db).await;
+    let group = NewStateGroup {
+        id: store.next_state_group_id().await.expect("group id"),
+        room_id: ROOM.to_owned(),
+        prev_group: None,
+        delta: Vec::new(),
+        chain_len: 0,
+    };
+    store.insert_state_group(&group).await.expect("state group");
+    let room = RoomRecord {
+        room_id: ROOM.to_owned(),
+        room_version: "12".to_owned(),
+        creator: "@alice:example.org".to_owned(),
+        created_ts: 0,
+        published: false,
+        state_group: group.id,
+    };
+    store.insert_room(&room).await.expect("room");
+    (db, backend, store)
+}
+
+/// `$e<stream>`, an event of `room_id` persisted at `stream` (for receipts to point at).
+async fn persist(store: &dyn TenantStore, room_id: &str, stream: i64, thread: Option<&str>) {
+    let event_id = format!("$e{stream}");
+    let event = EventRecord {
+        event_id: event_id.clone(),
+        room_id: room_id.to_owned(),
+        stream,
+        depth: stream,
+        event_type: "m.room.message".to_owned(),
+        state_key: None,
+        sender: "@alice:example.org".to_owned(),
+        origin_server_ts: stream * 10,
+        pdu: r#"{"content":{"body":"hi"},"type":"m.room.message"}"#.to_owned(),
+        state_before: 1,
+        state_after: 1,
+        redacted_by: None,
+        txn: None,
+        relation: thread.map(|root| RelationRecord {
+            rel_type: "m.thread".to_owned(),
+            parent_event_id: root.to_owned(),
+        }),
+    };
+    let new = NewEvent {
+        extremities: vec![event_id],
+        event,
+        new_state_group: None,
+        room_state_group: 1,
+        membership: None,
+        redaction: None,
+    };
+    store.persist_event(&new).await.expect("persist event");
+}
+
+fn action(room_id: &str, user_id: &str, stream: i64, highlight: bool) -> PushActionRecord {
+    PushActionRecord {
+        room_id: room_id.to_owned(),
+        user_id: user_id.to_owned(),
+        event_id: format!("$e{stream}"),
+        stream,
+        thread_id: None,
+        highlight,
+    }
+}
+
+fn threaded(mut action: PushActionRecord, root: &str) -> PushActionRecord {
+    action.thread_id = Some(root.to_owned());
+    action
+}
+
+fn receipt(user_id: &str, kind: &str, thread: Option<&str>, stream: i64) -> ReceiptRecord {
+    ReceiptRecord {
+        room_id: ROOM.to_owned(),
+        user_id: user_id.to_owned(),
+        receipt_type: kind.to_owned(),
+        thread_id: thread.map(str::to_owned),
+        event_id: format!("$e{stream}"),
+        ts: 0,
+        // The receipt's own position is far from its event's: counts must use the event's.
+        stream: 1_000 + stream,
+    }
+}
+
+#[tokio::test]
+async fn counts_after_a_stream_position_per_user_and_room() {
+    let (_db, _backend, store) = tenant_store().await;
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        (0, 0)
+    );
+    store.insert_push_actions(&[]).await.unwrap();
+
+    store
+        .insert_push_actions(&[
+            action(ROOM, BOB, 1, false),
+            action(ROOM, BOB, 2, true),
+            action(ROOM, BOB, 3, false),
+            action(ROOM, CAROL, 3, true),
+            action(OTHER_ROOM, BOB, 4, true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        (3, 1)
+    );
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 1).await.unwrap(),
+        (2, 1)
+    );
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 2).await.unwrap(),
+        (1, 0)
+    );
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 3).await.unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        store.notification_counts(ROOM, CAROL, 0).await.unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        store.notification_counts(OTHER_ROOM, BOB, 0).await.unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        store
+            .notification_counts(OTHER_ROOM, CAROL, 0)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+
+    // Inserting the same rows again (a retry) changes nothing.
+    store
+        .insert_push_actions(&[action(ROOM, BOB, 1, true), action(ROOM, BOB, 2, true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        (3, 1)
+    );
+
+    // A redacted event no longer notifies anyone.
+    store.delete_push_actions("$e3").await.unwrap();
+    assert_eq!(
+        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        (2, 1)
+    );
+    assert_eq!(
+        store.notification_counts(ROOM, CAROL, 0).await.unwrap(),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn many_actions_go_in_one_call() {
+    let (_db, _backend, store) = tenant_store().await;
+    let actions: Vec<_> = (0..1_200)
+        .map(|i| action(ROOM, &format!("@u{i}:example.org"), 7, i % 3 == 0))
+        .collect();
+    store.insert_push_actions(&actions).await.unwrap();
+    assert_eq!(
+        store
+            .notification_counts(ROOM, "@u0:example.org", 6)
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        store
+            .notification_counts(ROOM, "@u1199:example.org", 6)
+            .await
+            .unwrap(),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn unread_counts_start_after_the_read_receipt() {
+    let (_db, _backend, store) = tenant_store().await;
+    for stream in 1..=5 {
+        persist(store.as_ref(), ROOM, stream, None).await;
+    }
+    store
+        .insert_push_actions(&[
+            action(ROOM, BOB, 2, true),
+            action(ROOM, BOB, 3, false),
+            action(ROOM, BOB, 5, false),
+            action(ROOM, CAROL, 5, true),
+        ])
+        .await
+        .unwrap();
+    // No receipt: everything is unread.
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (3, 1)
+    );
+
+    store
+        .set_receipt(&receipt(BOB, "m.read", None, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (2, 0)
+    );
+    // The newer of public and private receipts counts, in either order.
+    store
+        .set_receipt(&receipt(BOB, "m.read.private", None, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (1, 0)
+    );
+    // Other receipt types don't read anything.
+    store
+        .set_receipt(&receipt(BOB, "m.fully_read", None, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (1, 0)
+    );
+    store
+        .set_receipt(&receipt(BOB, "m.read", None, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (0, 0)
+    );
+    // Bob's receipts are his own.
+    assert_eq!(
+        store.unread_notification_counts(ROOM, CAROL).await.unwrap(),
+        (1, 1)
+    );
+
+    // A receipt for an event the server doesn't have reads nothing.
+    let mut unknown = receipt(CAROL, "m.read", None, 5);
+    unknown.event_id = "$unknown".to_owned();
+    store.set_receipt(&unknown).await.unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, CAROL).await.unwrap(),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn threaded_receipts_read_their_own_thread() {
+    let (_db, _backend, store) = tenant_store().await;
+    // $e1 is a thread root; 2 and 4 are in its thread, 3 and 5 in the main timeline.
+    persist(store.as_ref(), ROOM, 1, None).await;
+    persist(store.as_ref(), ROOM, 2, Some("$e1")).await;
+    persist(store.as_ref(), ROOM, 3, None).await;
+    persist(store.as_ref(), ROOM, 4, Some("$e1")).await;
+    persist(store.as_ref(), ROOM, 5, None).await;
+    store
+        .insert_push_actions(&[
+            action(ROOM, BOB, 1, false),
+            threaded(action(ROOM, BOB, 2, false), "$e1"),
+            action(ROOM, BOB, 3, true),
+            threaded(action(ROOM, BOB, 4, true), "$e1"),
+            action(ROOM, BOB, 5, false),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (5, 2)
+    );
+
+    // Reading the thread up to its end leaves the main timeline unread.
+    store
+        .set_receipt(&receipt(BOB, "m.read", Some("$e1"), 4))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (3, 1)
+    );
+    // Reading the main timeline up to $e3 leaves $e5.
+    store
+        .set_receipt(&receipt(BOB, "m.read", Some("main"), 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (1, 0)
+    );
+    // An unthreaded receipt reads everything up to its event, in every thread.
+    store
+        .insert_push_actions(&[threaded(action(ROOM, BOB, 6, true), "$e1")])
+        .await
+        .unwrap();
+    persist(store.as_ref(), ROOM, 6, Some("$e1")).await;
+    store
+        .set_receipt(&receipt(BOB, "m.read", None, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (1, 1)
+    );
+    store
+        .set_receipt(&receipt(BOB, "m.read", None, 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn global_account_data_of_several_users() {
+    let (_db, _backend, store) = tenant_store().await;
+    let data =
+        |localpart: &str, room_id: Option<&str>, data_type: &str, stream| AccountDataRecord {
+            localpart: localpart.to_owned(),
+            room_id: room_id.map(str::to_owned),
+            data_type: data_type.to_owned(),
+            content: format!(r#"{{"owner":"{localpart}"}}"#),
+            stream,
+        };
+    store
+        .set_account_data(&data("bob", None, "m.push_rules", 1))
+        .await
+        .unwrap();
+    store
+        .set_account_data(&data("carol", None, "m.push_rules", 2))
+        .await
+        .unwrap();
+    store
+        .set_account_data(&data("carol", None, "m.other", 3))
+        .await
+        .unwrap();
+    store
+        .set_account_data(&data("dave", Some(ROOM), "m.push_rules", 4))
+        .await
+        .unwrap();
+
+    let users: Vec<String> = ["bob", "carol", "dave", "erin"].map(str::to_owned).to_vec();
+    let mut found = store
+        .global_account_data_of(&users, "m.push_rules")
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.localpart.cmp(&b.localpart));
+    assert_eq!(
+        found,
+        vec![
+            data("bob", None, "m.push_rules", 1),
+            data("carol", None, "m.push_rules", 2)
+        ]
+    );
+    assert!(
+        store
+            .global_account_data_of(&[], "m.push_rules")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
