@@ -55,7 +55,11 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 32, per_tenant_connections: 4 }
+        Self {
+            url: None,
+            max_connections: 32,
+            per_tenant_connections: 4,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod config;
 pub mod e2ee;
 mod error;
+pub mod export;
 pub mod filter;
 pub mod keys;
 pub mod platform;

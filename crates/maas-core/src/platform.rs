@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use maas_store::sqlite::SqliteBackend;
-use maas_store::{Backend, RegistrationPolicy, StoreError, TenantRecord, TenantSettings};
+use maas_store::{
+    Backend, RegistrationPolicy, StoreError, TableRows, TenantRecord, TenantSettings,
+};
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
+use crate::export::{self, ArchivedTenant};
 use crate::ratelimit::RateLimiter;
 use crate::tenants::{CreatedTenant, Tenant, normalize_host, parse_server_name};
 use crate::{Error, Result, keys, now_ms, secrets};
@@ -331,6 +334,86 @@ impl Platform {
         Ok(())
     }
 
+    /// The archive of a tenant: its record and every row of its database, read in one
+    /// snapshot while the tenant keeps serving.
+    pub async fn export_tenant(&self, server_name: &str) -> Result<Vec<u8>> {
+        let tenant = self.tenant_by_server_name(server_name).await?;
+        let tables = tenant.store().export_tables().await?;
+        export::write_archive(&ArchivedTenant::from(&tenant.record()), &tables, now_ms())
+    }
+
+    /// Recreates a tenant from its archive under a new tenant id, with the same server name,
+    /// hosts and settings. The archive is verified before anything changes; an existing tenant
+    /// of that server name is refused (`Conflict`) unless `replace`, and is then removed only
+    /// once the new database holds every row, so a failed import leaves it as it was.
+    pub async fn import_tenant(&self, archive: &[u8], replace: bool) -> Result<TenantRecord> {
+        let archive = export::read_archive(archive)?;
+        let tenant = &archive.tenant;
+        let server_name = parse_server_name(&tenant.server_name.to_ascii_lowercase())?.to_string();
+        let hosts = normalize_hosts(tenant.hosts.clone())?;
+        check_settings(&tenant.settings)?;
+        let _guard = self.operator_lock.lock().await;
+        let existing = {
+            let directory = self.directory.read();
+            let existing = directory.by_server_name.get(&server_name).cloned();
+            if existing.is_some() && !replace {
+                return Err(Error::Conflict(format!(
+                    "Tenant {server_name} already exists; import with replace to overwrite it"
+                )));
+            }
+            if let Some(host) = directory.taken_host(&hosts, existing.as_deref()) {
+                return Err(Error::Conflict(format!(
+                    "Host {host} is served by another tenant"
+                )));
+            }
+            existing
+        };
+        let record = TenantRecord {
+            tenant_id: secrets::new_tenant_id(),
+            server_name,
+            hosts,
+            settings: tenant.settings.clone(),
+            created_ts: tenant.created_ts,
+        };
+        // The new database is filled before the control plane knows it: until the record
+        // exists no request can reach it, and a failure leaves only storage to remove.
+        if let Err(e) = self.fill_imported(&record.tenant_id, &archive.tables).await {
+            self.discard_import(&record.tenant_id).await;
+            return Err(e);
+        }
+        if let Some(old) = existing {
+            self.directory.write().remove(&old);
+            self.remove_data(&old).await;
+        }
+        if let Err(e) = self.backend.control().insert_tenant(&record).await {
+            self.discard_import(&record.tenant_id).await;
+            return Err(conflict(e));
+        }
+        // A new tenant id: nothing loaded or cached under the old one can be served for it.
+        self.directory.write().insert(record.clone());
+        Ok(record)
+    }
+
+    /// Opens (migrates) a new tenant database and writes the archived rows into it.
+    async fn fill_imported(&self, tenant_id: &str, tables: &[TableRows]) -> Result<()> {
+        let store = self.backend.open_tenant(tenant_id).await?;
+        let result = store.import_tables(tables).await;
+        store.close().await;
+        result.map_err(|e| match e {
+            StoreError::Corrupt(m) => {
+                Error::InvalidParam(format!("The archive does not fit this server: {m}"))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// Removes the storage of an import that failed; it never had a record or a handle.
+    async fn discard_import(&self, tenant_id: &str) {
+        if let Err(e) = self.backend.destroy_tenant(tenant_id).await {
+            tracing::error!(tenant_id, error = %e, "could not remove a failed import");
+        }
+    }
+
     async fn remove_data(&self, tenant_id: &str) {
         if let Some((_, cell)) = self.loaded.remove(tenant_id)
             && let Some(tenant) = cell.get()
@@ -402,15 +485,18 @@ impl Platform {
 /// PostgreSQL when `database.url` is set.
 async fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     let Some(url) = config.database.url.as_deref() else {
-        return Ok(Arc::new(SqliteBackend::open(&config.server.data_dir).await?));
+        return Ok(Arc::new(
+            SqliteBackend::open(&config.server.data_dir).await?,
+        ));
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(Error::InvalidParam("database.url must be a postgres:// URL".into()));
+        return Err(Error::InvalidParam(
+            "database.url must be a postgres:// URL".into(),
+        ));
     }
     open_postgres(config, url).await
 }
 
-#[cfg(feature = "pg-wip")]
 async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn Backend>> {
     use maas_store::postgres::{PostgresBackend, PostgresOptions};
     let options = PostgresOptions {
@@ -418,11 +504,6 @@ async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn Backend>> {
         per_tenant_connections: config.database.per_tenant_connections,
     };
     Ok(Arc::new(PostgresBackend::open(url, options).await?))
-}
-
-#[cfg(not(feature = "pg-wip"))]
-async fn open_postgres(_config: &Config, _url: &str) -> Result<Arc<dyn Backend>> {
-    Err(Error::InvalidParam("this build has no PostgreSQL backend".into()))
 }
 
 fn spawn_reaper(platform: Weak<Platform>) {

@@ -25,9 +25,14 @@ pub fn routes() -> OpRouter {
     let base = "/_maas/operator/v1/tenants";
     Router::new()
         .route(base, get(list_tenants).post(create_tenant))
+        .route(&format!("{base}/import"), post(import_tenant))
         .route(
             &format!("{base}/{{server_name}}"),
             get(show_tenant).patch(update_tenant).delete(delete_tenant),
+        )
+        .route(
+            &format!("{base}/{{server_name}}/export"),
+            get(export_tenant),
         )
         .route(
             &format!("{base}/{{server_name}}/users"),
@@ -221,6 +226,63 @@ async fn delete_tenant(
     op(platform.delete_tenant(&server_name).await)?;
     tracing::info!(%server_name, "tenant deleted");
     Ok(Json(json!({})))
+}
+
+/// Tenant archives are far larger than JSON requests; this bounds the memory an import takes.
+const IMPORT_LIMIT_BYTES: usize = 1 << 30;
+
+/// `GET /_maas/operator/v1/tenants/{server_name}/export`
+async fn export_tenant(
+    State(platform): State<Arc<Platform>>,
+    Path(server_name): Path<String>,
+) -> Result<Response> {
+    let archive = op(platform.export_tenant(&server_name).await)?;
+    tracing::info!(%server_name, bytes = archive.len(), "tenant exported");
+    // Server names are host names, but the path segment is whatever the caller sent.
+    let file: String = server_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    let disposition = format!("attachment; filename=\"{file}.maas-export.jsonl\"");
+    let headers = [
+        (
+            http::header::CONTENT_TYPE,
+            "application/x-ndjson".to_owned(),
+        ),
+        (http::header::CONTENT_DISPOSITION, disposition),
+    ];
+    Ok((headers, archive).into_response())
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    replace: Option<String>,
+}
+
+/// `POST /_maas/operator/v1/tenants/import`
+async fn import_tenant(
+    State(platform): State<Arc<Platform>>,
+    Query(query): Query<ImportQuery>,
+    body: axum::body::Body,
+) -> Result<Json<Value>> {
+    let replace = match query.replace.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(HttpError::invalid_param(format!(
+                "replace must be true or false, not {other:?}"
+            )));
+        }
+    };
+    let archive = read_body(body, IMPORT_LIMIT_BYTES).await?;
+    let record = op(platform.import_tenant(&archive, replace).await)?;
+    tracing::info!(
+        server_name = %record.server_name,
+        tenant_id = %record.tenant_id,
+        replace,
+        "tenant imported"
+    );
+    Ok(Json(tenant_json(&platform, &record).await?))
 }
 
 fn user_json(tenant: &Tenant, user: &UserRecord) -> Value {

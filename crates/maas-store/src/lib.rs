@@ -3,11 +3,11 @@
 //! its own. Callers only ever see the traits, so a backend can be swapped without touching them.
 
 mod e2ee;
+mod export;
+pub mod postgres;
 mod push;
 mod records;
 mod rooms;
-#[cfg(feature = "pg-wip")]
-pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use e2ee::*;
+pub use export::{TENANT_TABLES, TableRows};
 pub use push::*;
 pub use records::*;
 pub use rooms::*;
@@ -126,6 +127,13 @@ pub trait TenantStore: RoomStore + E2eeStore + PushStore + Send + Sync {
     async fn pending_registration_token_uses(&self, token: &str, since_ts: i64) -> Result<u64>;
     /// Counts one completed registration if the token is still valid at `now_ts`; atomic.
     async fn complete_registration_token_use(&self, token: &str, now_ts: i64) -> Result<bool>;
+
+    // Export and import (`export::TableRows`).
+    /// Every table in `TENANT_TABLES` order, read in one consistent snapshot.
+    async fn export_tables(&self) -> Result<Vec<TableRows>>;
+    /// Writes exported rows into this freshly migrated tenant database in one transaction.
+    /// An unknown table or column is `Corrupt`; nothing is written on any error.
+    async fn import_tables(&self, tables: &[TableRows]) -> Result<()>;
 
     /// Closes the database cleanly.
     async fn close(&self);

@@ -4,6 +4,7 @@
 
 mod control;
 mod e2ee;
+mod export;
 mod push;
 mod rooms;
 mod tenant;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Executor};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Executor};
 
 use crate::{Backend, ControlStore, Result, StoreError, TenantStore};
 
@@ -37,7 +38,10 @@ pub struct PostgresOptions {
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { max_connections: 32, per_tenant_connections: 4 }
+        Self {
+            max_connections: 32,
+            per_tenant_connections: 4,
+        }
     }
 }
 
@@ -52,9 +56,13 @@ pub struct PostgresBackend {
 pub(crate) fn tenant_schema(tenant_id: &str) -> Result<String> {
     let safe = !tenant_id.is_empty()
         && tenant_id.len() <= 50
-        && tenant_id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && tenant_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !safe {
-        return Err(StoreError::NotFound(format!("invalid tenant id {tenant_id:?}")));
+        return Err(StoreError::NotFound(format!(
+            "invalid tenant id {tenant_id:?}"
+        )));
     }
     Ok(format!("t_{tenant_id}"))
 }
@@ -73,7 +81,11 @@ impl PostgresBackend {
             .await?;
         migrate_schema(&pool, CONTROL_SCHEMA, &CONTROL_MIGRATIONS).await?;
         let control = Arc::new(PostgresControlStore::new(pool.clone()));
-        Ok(Self { pool, options, control })
+        Ok(Self {
+            pool,
+            options,
+            control,
+        })
     }
 }
 
@@ -81,9 +93,31 @@ impl PostgresBackend {
 /// `search_path` is that schema (so sqlx's bookkeeping table lives there too).
 async fn migrate_schema(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))).await?;
-    conn.execute(AssertSqlSafe(format!("SET search_path TO \"{schema}\""))).await?;
-    let result = migrator.run(&mut *conn).await;
+    // Two nodes creating the schema at once: both pass the IF NOT EXISTS check and the later
+    // one fails on the catalog's unique index once the first commits. The schema exists then,
+    // which is all this step is for; the migrations below run under sqlx's advisory lock.
+    match conn
+        .execute(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .await
+    {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+        result => {
+            result?;
+        }
+    }
+    conn.execute(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
+        .await?;
+    // `run_direct` rather than `run`: `run`'s `Acquire<'a>` bound makes the future of every
+    // async-trait method calling this fail to prove `Send` ("implementation of `Acquire` is not
+    // general enough"); sqlx keeps `run_direct` public for exactly that.
+    let result = migrator.run_direct(None, &mut *conn, false).await;
+    if result.is_err() {
+        // sqlx returns early without releasing its session-level advisory lock; back in the
+        // shared pool, this connection would hold it and block every later migration.
+        conn.execute("SELECT pg_advisory_unlock_all()").await?;
+    }
     // The connection goes back to the shared pool: leave it in a neutral state.
     conn.execute("RESET search_path").await?;
     result.map_err(Into::into)
@@ -107,7 +141,11 @@ impl Backend for PostgresBackend {
 
     async fn destroy_tenant(&self, tenant_id: &str) -> Result<()> {
         let schema = tenant_schema(tenant_id)?;
-        self.pool.execute(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).await?;
+        self.pool
+            .execute(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+            )))
+            .await?;
         Ok(())
     }
 

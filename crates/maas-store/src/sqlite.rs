@@ -4,6 +4,7 @@
 
 mod control;
 mod e2ee;
+mod export;
 mod push;
 mod rooms;
 mod tenant;

@@ -1,6 +1,5 @@
 //! `E2eeStore` on the PostgreSQL backend, against a database of its own per test (created on
 //! the local server, dropped when the test ends); the same cases as the SQLite `e2ee` tests.
-#![cfg(feature = "pg-wip")]
 
 use std::sync::Arc;
 
@@ -51,7 +50,9 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // The test's runtime can't block on a future from within: a thread with its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let mut server = PgConnection::connect(SERVER_URL).await?;
                 server
@@ -86,7 +87,9 @@ async fn tenant_store() -> (TestDb, PostgresBackend, Arc<dyn TenantStore>) {
 
 /// A raw connection to the tenant's schema, to see rows the traits no longer show.
 async fn raw(db: &TestDb) -> PgConnection {
-    let mut conn = PgConnection::connect(&db.url()).await.expect("raw connection");
+    let mut conn = PgConnection::connect(&db.url())
+        .await
+        .expect("raw connection");
     conn.execute(AssertSqlSafe(format!("SET search_path TO \"t_{TENANT}\"")))
         .await
         .expect("search path");
@@ -1267,7 +1270,11 @@ async fn concurrent_claims_take_each_one_time_key_once_then_the_fallback_key() {
     let mut one_time = Vec::new();
     let mut fallbacks = 0;
     for claim in claims {
-        let claimed = claim.await.unwrap().unwrap().expect("a key for every claim");
+        let claimed = claim
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a key for every claim");
         if claimed == fallback {
             fallbacks += 1;
         } else {
@@ -1294,7 +1301,14 @@ async fn a_large_send_keeps_its_order() {
     add_device(&*store, "alice", "A").await;
     add_device(&*store, "alice", "B").await;
     let sent: Vec<_> = (0..500)
-        .map(|i| message("alice", if i % 3 == 0 { "A" } else { "B" }, 9, &i.to_string()))
+        .map(|i| {
+            message(
+                "alice",
+                if i % 3 == 0 { "A" } else { "B" },
+                9,
+                &i.to_string(),
+            )
+        })
         .collect();
     assert!(
         store

@@ -1,6 +1,5 @@
 //! `PushStore` on the PostgreSQL backend, against a database of its own per test (created on
 //! the local server, dropped when the test ends); the same cases as the SQLite `push` tests.
-#![cfg(feature = "pg-wip")]
 
 use std::sync::Arc;
 
@@ -53,7 +52,9 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // The test's runtime can't block on a future from within: a thread with its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let mut server = PgConnection::connect(SERVER_URL).await?;
                 server

@@ -97,6 +97,10 @@ pub enum TenantCommand {
     Resume(TenantName),
     /// Delete a tenant and ALL its data from disk (needs --yes).
     Delete(TenantDeleteArgs),
+    /// Write a tenant's archive (settings, users, rooms, keys …) to a file, while it serves.
+    Export(TenantExportArgs),
+    /// Recreate a tenant from its archive, on this or another server and backend.
+    Import(TenantImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +200,27 @@ pub struct TenantDeleteArgs {
     /// Confirm: all users, rooms and media of the tenant are removed for good.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantExportArgs {
+    /// Server name of the tenant, e.g. `example.org`.
+    pub server_name: String,
+
+    /// File to write the archive to (`-` for stdout); replaced only once complete.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantImportArgs {
+    /// Archive written by `maas tenant export`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Replace an existing tenant of the same server name (its current data is deleted).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +366,24 @@ mod tests {
         assert_eq!(args.hosts, ["a.test", "b.test"]);
         assert_eq!(args.registration, Some(Registration::Open));
         assert_eq!(args.max_users, Some(5));
+    }
+
+    #[test]
+    fn export_needs_a_file_and_import_takes_replace() {
+        assert!(Cli::try_parse_from(["maas", "tenant", "export", "x.test"]).is_err());
+        let cli = Cli::try_parse_from(["maas", "tenant", "export", "x.test", "--out", "a.jsonl"])
+            .expect("parses");
+        let Command::Tenant(TenantCommand::Export(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.out, PathBuf::from("a.jsonl"));
+        let cli = Cli::try_parse_from(["maas", "tenant", "import", "a.jsonl", "--replace"])
+            .expect("parses");
+        let Command::Tenant(TenantCommand::Import(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.file, PathBuf::from("a.jsonl"));
+        assert!(args.replace);
     }
 
     #[test]

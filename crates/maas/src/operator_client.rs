@@ -81,19 +81,58 @@ impl OperatorClient {
         self.request(Method::DELETE, path, None).await
     }
 
+    /// A `GET` whose answer is not JSON (a tenant archive): the raw bytes.
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = self.url(path);
+        let bytes = self.send(self.http.get(&url), &url).await?;
+        Ok(bytes.into())
+    }
+
+    /// A `POST` of raw bytes (a tenant archive); the answer is JSON.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> anyhow::Result<Value> {
+        let url = self.url(path);
+        let request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let bytes = self.send(request, &url).await?;
+        parse_body(&bytes).with_context(|| format!("{url} answered with invalid JSON"))
+    }
+
     /// `path` is relative to the API prefix and must already be percent-encoded.
+    fn url(&self, path: &str) -> String {
+        format!("{}{API_PREFIX}{path}", self.base_url)
+    }
+
     async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}{API_PREFIX}{path}", self.base_url);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        let url = self.url(path);
+        let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);
         }
+        let bytes = self.send(request, &url).await?;
+        parse_body(&bytes).with_context(|| format!("{url} answered with invalid JSON"))
+    }
+
+    /// Sends with the operator token; an error answer becomes `ApiError`.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> anyhow::Result<bytes::Bytes> {
         let response = request
+            .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|error| self.explain_send_error(error))?;
@@ -105,7 +144,7 @@ impl OperatorClient {
         if !status.is_success() {
             return Err(api_error(status, &bytes).into());
         }
-        parse_body(&bytes).with_context(|| format!("{url} answered with invalid JSON"))
+        Ok(bytes)
     }
 
     fn explain_send_error(&self, error: reqwest::Error) -> anyhow::Error {

@@ -34,13 +34,18 @@ pub struct PostgresControlStore {
 
 impl PostgresControlStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { schema: Schema::new(pool, CONTROL_SCHEMA.into(), CONTROL_MAX_CONNECTIONS) }
+        Self {
+            schema: Schema::new(pool, CONTROL_SCHEMA.into(), CONTROL_MAX_CONNECTIONS),
+        }
     }
 
     /// One tenant looked up by a unique column.
     async fn tenant_where(&self, sql: &'static str, key: &str) -> Result<Option<TenantRecord>> {
         let mut conn = self.schema.conn().await?;
-        let row = sqlx::query(sql).bind(key).fetch_optional(&mut *conn).await?;
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 }
@@ -49,16 +54,20 @@ impl PostgresControlStore {
 impl ControlStore for PostgresControlStore {
     async fn tenants(&self) -> Result<Vec<TenantRecord>> {
         let mut conn = self.schema.conn().await?;
-        let rows = sqlx::query(select_tenants!("ORDER BY tenant_id")).fetch_all(&mut *conn).await?;
+        let rows = sqlx::query(select_tenants!("ORDER BY tenant_id"))
+            .fetch_all(&mut *conn)
+            .await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
     async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>> {
-        self.tenant_where(select_tenants!("WHERE tenant_id = $1"), tenant_id).await
+        self.tenant_where(select_tenants!("WHERE tenant_id = $1"), tenant_id)
+            .await
     }
 
     async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantRecord>> {
-        self.tenant_where(select_tenants!("WHERE server_name = $1"), server_name).await
+        self.tenant_where(select_tenants!("WHERE server_name = $1"), server_name)
+            .await
     }
 
     async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()> {
@@ -96,7 +105,9 @@ impl ControlStore for PostgresControlStore {
             .bind(&tenant.tenant_id)
             .execute(&mut *tx)
             .await?;
-        found(updated.rows_affected(), || format!("tenant {}", tenant.tenant_id))?;
+        found(updated.rows_affected(), || {
+            format!("tenant {}", tenant.tenant_id)
+        })?;
         sqlx::query("DELETE FROM tenant_hosts WHERE tenant_id = $1")
             .bind(&tenant.tenant_id)
             .execute(&mut *tx)

@@ -35,7 +35,9 @@ pub struct PostgresTenantStore {
 
 impl PostgresTenantStore {
     pub(super) fn new(pool: PgPool, schema: String, max_connections: u32) -> Self {
-        Self { schema: Schema::new(pool, schema, max_connections) }
+        Self {
+            schema: Schema::new(pool, schema, max_connections),
+        }
     }
 
     /// Sets one nullable profile or account column of an existing user.
@@ -452,7 +454,9 @@ impl TenantStore for PostgresTenantStore {
         .bind(&session.session_id)
         .execute(&mut *conn)
         .await?;
-        found(updated.rows_affected(), || format!("UIA session {}", session.session_id))
+        found(updated.rows_affected(), || {
+            format!("UIA session {}", session.session_id)
+        })
     }
 
     async fn delete_uia_session(&self, session_id: &str) -> Result<()> {
@@ -544,6 +548,14 @@ impl TenantStore for PostgresTenantStore {
         Ok(updated.rows_affected() == 1)
     }
 
+    async fn export_tables(&self) -> Result<Vec<crate::TableRows>> {
+        self.export_tables_impl().await
+    }
+
+    async fn import_tables(&self, tables: &[crate::TableRows]) -> Result<()> {
+        self.import_tables_impl(tables).await
+    }
+
     /// Nothing to do: the pool is shared by every tenant and closed with the backend, and
     /// connections go back to it after each call.
     async fn close(&self) {}
@@ -615,7 +627,9 @@ fn registration_token_from_row(row: &PgRow) -> Result<RegistrationTokenRecord> {
     let uses_allowed: Option<i64> = row.try_get("uses_allowed")?;
     Ok(RegistrationTokenRecord {
         token: row.try_get("token")?,
-        uses_allowed: uses_allowed.map(|n| to_u64(n, "uses_allowed")).transpose()?,
+        uses_allowed: uses_allowed
+            .map(|n| to_u64(n, "uses_allowed"))
+            .transpose()?,
         completed: to_u64(row.try_get("completed")?, "completed")?,
         expiry_time: row.try_get("expiry_time")?,
         created_ts: row.try_get("created_ts")?,

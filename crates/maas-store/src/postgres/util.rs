@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use sqlx::{AssertSqlSafe, Executor, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -40,28 +40,54 @@ pub(super) struct Schema {
 impl Schema {
     pub(super) fn new(pool: PgPool, name: String, max_connections: u32) -> Self {
         let permits = Arc::new(Semaphore::new(max_connections.max(1) as usize));
-        Self { pool, name, permits }
+        Self {
+            pool,
+            name,
+            permits,
+        }
     }
 
     /// A connection set to this schema. Every use sets `search_path` afresh: pooled
     /// connections are shared by all tenants, and PostgreSQL re-plans prepared statements
     /// when `search_path` changes, so no statement can reach another tenant's tables.
     pub(super) async fn conn(&self) -> Result<SchemaConn> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Corrupt("connection limiter closed".into()))?;
+        let permit = self.permit().await?;
         let mut conn = self.pool.acquire().await?;
-        conn.execute(AssertSqlSafe(format!("SET search_path TO \"{}\"", self.name))).await?;
-        Ok(SchemaConn { conn, _permit: permit })
+        conn.execute(AssertSqlSafe(format!(
+            "SET search_path TO \"{}\"",
+            self.name
+        )))
+        .await?;
+        Ok(SchemaConn {
+            conn,
+            _permit: permit,
+        })
     }
 
     /// A transaction on a connection of this schema. Callers `commit()`; dropping rolls back.
     pub(super) async fn begin(&self) -> Result<SchemaTx> {
-        let conn = self.conn().await?;
-        SchemaTx::begin(conn).await
+        // Begun on the pool, because sqlx only hands out an owned (`'static`) transaction from
+        // there; `SET LOCAL` then binds the schema for exactly this transaction.
+        let permit = self.permit().await?;
+        let mut tx = self.pool.begin().await?;
+        tx.execute(AssertSqlSafe(format!(
+            "SET LOCAL search_path TO \"{}\"",
+            self.name
+        )))
+        .await?;
+        Ok(SchemaTx {
+            tx,
+            _permit: permit,
+        })
+    }
+
+    /// A place under this schema's connection cap.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Corrupt("connection limiter closed".into()))
     }
 }
 
@@ -74,12 +100,6 @@ pub(super) struct SchemaTx {
 }
 
 impl SchemaTx {
-    async fn begin(conn: SchemaConn) -> Result<Self> {
-        let SchemaConn { conn, _permit } = conn;
-        let tx = sqlx::Acquire::begin(conn).await?;
-        Ok(Self { tx, _permit })
-    }
-
     pub(super) async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
@@ -117,7 +137,11 @@ pub(super) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
 }
 
 pub(super) fn found(rows_affected: u64, what: impl FnOnce() -> String) -> Result<()> {
-    if rows_affected == 0 { Err(StoreError::NotFound(what())) } else { Ok(()) }
+    if rows_affected == 0 {
+        Err(StoreError::NotFound(what()))
+    } else {
+        Ok(())
+    }
 }
 
 pub(super) fn to_u64(value: i64, column: &str) -> Result<u64> {

@@ -11,7 +11,7 @@ use super::util::{
 };
 use crate::{
     AccessTokenRecord, DeviceRecord, RegistrationTokenRecord, Result, SigningKeyRecord, StoreError,
-    TenantStore, ThreepidRecord, UiaSessionRecord, UserRecord,
+    TableRows, TenantStore, ThreepidRecord, UiaSessionRecord, UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>`, as a `&'static str`.
@@ -500,6 +500,14 @@ impl TenantStore for SqliteTenantStore {
         .execute(&self.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    async fn export_tables(&self) -> Result<Vec<TableRows>> {
+        self.export_tables_impl().await
+    }
+
+    async fn import_tables(&self, tables: &[TableRows]) -> Result<()> {
+        self.import_tables_impl(tables).await
     }
 
     async fn close(&self) {

@@ -12,6 +12,7 @@ mod e2ee_sdk;
 mod e2ee_support;
 mod e2ee_to_device;
 mod errors;
+mod export;
 mod harness;
 mod isolation;
 mod login;

@@ -255,7 +255,10 @@ pub(super) async fn record_device_list_change(
     Ok(())
 }
 
-pub(super) async fn device_list_changes(schema: &Schema, range: StreamRange) -> Result<Vec<String>> {
+pub(super) async fn device_list_changes(
+    schema: &Schema,
+    range: StreamRange,
+) -> Result<Vec<String>> {
     let mut conn = schema.conn().await?;
     let users = sqlx::query_scalar(
         "SELECT DISTINCT user_id FROM device_list_changes \
