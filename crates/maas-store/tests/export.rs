@@ -1,11 +1,12 @@
-//! Export and import of tenant databases on SQLite: a filled tenant round-trips row for row
-//! into a fresh one, bad input is refused without writing anything, and `TENANT_TABLES`
-//! matches the migrated schema in foreign-key order.
+//! Export and import of tenant databases: a filled SQLite tenant round-trips row for row into
+//! a fresh one and through PostgreSQL and back, bad input is refused without writing anything,
+//! and `TENANT_TABLES` matches the migrated schema in foreign-key order.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use maas_store::postgres::{PostgresBackend, PostgresOptions};
 use maas_store::sqlite::SqliteBackend;
 use maas_store::{
     AccessTokenRecord, Backend, DeviceRecord, RegistrationTokenRecord, SigningKeyRecord,
@@ -13,7 +14,10 @@ use maas_store::{
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, Executor, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row, SqliteConnection};
+
+/// The server the PostgreSQL test creates its database on (`.ci/run` starts it).
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
 async fn open(dir: &Path, tenant_id: &str) -> (SqliteBackend, Arc<dyn TenantStore>) {
     let backend = SqliteBackend::open(dir).await.expect("open backend");
@@ -301,4 +305,152 @@ async fn tenant_tables_match_the_schema_in_foreign_key_order() {
     conn.close().await.expect("close");
     store.close().await;
     backend.close().await;
+}
+
+/// `value` with every boolean as the integer SQLite stores it as.
+fn booleans_as_integers(value: &mut Value) {
+    match value {
+        Value::Bool(b) => *value = json!(i64::from(*b)),
+        Value::Array(items) => items.iter_mut().for_each(booleans_as_integers),
+        Value::Object(map) => map.values_mut().for_each(booleans_as_integers),
+        _ => {}
+    }
+}
+
+/// A database of its own for the PostgreSQL test, dropped when the test ends, passed or not.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let name = format!("maas_export_test_{}", std::process::id());
+        let mut server = PgConnection::connect(&format!("{POSTGRES_URL}/postgres"))
+            .await
+            .expect("connect to PostgreSQL on 127.0.0.1:5432");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            format!("CREATE DATABASE \"{name}\""),
+        ] {
+            server
+                .execute(AssertSqlSafe(sql))
+                .await
+                .expect("create database");
+        }
+        server.close().await.expect("close");
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        format!("{POSTGRES_URL}/{}", self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // The test's runtime can't block on a future from within: a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut server = PgConnection::connect(&format!("{POSTGRES_URL}/postgres")).await?;
+                server.execute(AssertSqlSafe(sql)).await?;
+                server.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenants_move_from_sqlite_to_postgres_and_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sqlite, source) = open(dir.path(), "source").await;
+    fill(dir.path(), "source", source.as_ref()).await;
+    let exported = source.export_tables().await.expect("export");
+
+    let database = TestDatabase::create().await;
+    let url = database.url();
+    let postgres = PostgresBackend::open(&url, PostgresOptions::default())
+        .await
+        .expect("open PostgreSQL backend");
+    let pg = postgres
+        .open_tenant("tpg")
+        .await
+        .expect("PostgreSQL tenant");
+
+    // Refused input writes nothing there either.
+    let mut duplicate = exported.clone();
+    duplicate.push(exported[1].clone());
+    let refused = pg.import_tables(&duplicate).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    assert_eq!(user_count(pg.as_ref()).await, 0);
+
+    pg.import_tables(&through_json(&exported))
+        .await
+        .expect("import into PostgreSQL");
+    let from_pg = pg.export_tables().await.expect("export from PostgreSQL");
+    // Booleans come back as booleans; everything else exactly as SQLite had it.
+    assert_eq!(
+        column(table(&from_pg, "users"), "admin"),
+        [json!(true), json!(false)]
+    );
+    let mut normalized = serde_json::to_value(&from_pg).expect("json");
+    booleans_as_integers(&mut normalized);
+    assert_eq!(normalized, serde_json::to_value(&exported).expect("json"));
+    assert_eq!(
+        pg.signing_keys().await.expect("keys"),
+        source.signing_keys().await.expect("keys")
+    );
+    assert!(
+        pg.access_token("hash-of-bob")
+            .await
+            .expect("token")
+            .is_some()
+    );
+    assert_eq!(pg.stream_reserved().await.expect("stream"), 2000);
+
+    // Identity columns continue after the imported ids.
+    let mut raw_pg = PgConnection::connect(&url).await.expect("raw connection");
+    let next: i64 = sqlx::query_scalar(
+        "INSERT INTO t_tpg.one_time_keys (localpart, device_id, algorithm, key_id, key_json) \
+         VALUES ('alice', 'ALICEDEVICE', 'signed_curve25519', 'signed_curve25519:NEW', '{}') \
+         RETURNING id",
+    )
+    .fetch_one(&mut raw_pg)
+    .await
+    .expect("a new one-time key");
+    assert_eq!(next, 43);
+    sqlx::query("DELETE FROM t_tpg.one_time_keys WHERE id = 43")
+        .execute(&mut raw_pg)
+        .await
+        .expect("delete it again");
+    raw_pg.close().await.expect("close");
+
+    // PostgreSQL to PostgreSQL keeps the booleans, and back to SQLite gives the original.
+    let pg_copy = postgres.open_tenant("tcopy").await.expect("second tenant");
+    pg_copy
+        .import_tables(&through_json(&from_pg))
+        .await
+        .expect("import PostgreSQL rows into PostgreSQL");
+    assert_eq!(pg_copy.export_tables().await.expect("export"), from_pg);
+    let back = sqlite.open_tenant("back").await.expect("SQLite tenant");
+    back.import_tables(&through_json(&from_pg))
+        .await
+        .expect("import PostgreSQL rows into SQLite");
+    assert_eq!(back.export_tables().await.expect("export"), exported);
+
+    postgres.close().await;
+    source.close().await;
+    back.close().await;
+    sqlite.close().await;
 }

@@ -545,6 +545,120 @@ async fn importing_over_a_tenant_needs_replace() {
     dave_api.whoami().await.ok();
 }
 
+/// Every row of an archive by table, as `{column: value}` maps in a fixed order, booleans as
+/// the integers SQLite stores: archives of the same rows from either backend compare equal
+/// (their column order and text collation may differ).
+fn rows_by_table(archive: &[u8]) -> std::collections::BTreeMap<String, Vec<String>> {
+    fn booleans_as_integers(value: &mut Value) {
+        match value {
+            Value::Bool(b) => *value = json!(i64::from(*b)),
+            Value::Array(items) => items.iter_mut().for_each(booleans_as_integers),
+            Value::Object(map) => map.values_mut().for_each(booleans_as_integers),
+            _ => {}
+        }
+    }
+    let all = lines(archive);
+    let mut tables = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for line in &all[1..all.len() - 1] {
+        let mut chunk = line_json(line);
+        booleans_as_integers(&mut chunk);
+        let columns: Vec<String> = chunk["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c.as_str().expect("column name").to_owned())
+            .collect();
+        let rows = tables
+            .entry(chunk["table"].as_str().expect("table").to_owned())
+            .or_default();
+        for row in chunk["rows"].as_array().expect("rows") {
+            let values = row.as_array().expect("row");
+            let map: std::collections::BTreeMap<&String, &Value> =
+                columns.iter().zip(values).collect();
+            rows.push(serde_json::to_string(&map).expect("row json"));
+        }
+    }
+    tables.values_mut().for_each(|rows| rows.sort());
+    tables
+}
+
+/// Checks a tenant moved to `to` against what its users saw before the move.
+async fn assert_moved(to: &TestServer, name: &str, filled: &Filled, views: &(Value, Value, Value)) {
+    let api = to.on(name);
+    let (alice_api, bob_api) = (api.as_user(&filled.alice), api.as_user(&filled.bob));
+    for session in [&filled.alice, &filled.bob] {
+        let who = api.as_user(session).whoami().await.ok();
+        assert_eq!(who["user_id"], session.user_id.as_str(), "{who}");
+        assert_eq!(who["device_id"], session.device_id.as_str(), "{who}");
+    }
+    api.login("admin", &filled.admin_password).await;
+    api.login("alice", "pw-alice-1").await;
+    api.login("bob", "pw-bob-1").await;
+    let users = [filled.alice.user_id.as_str(), filled.bob.user_id.as_str()];
+    assert_eq!(view(&alice_api).await, views.0);
+    assert_eq!(view(&bob_api).await, views.1);
+    assert_eq!(keys_view(&alice_api, &users).await, views.2);
+}
+
+#[tokio::test]
+async fn a_tenant_moves_from_sqlite_to_postgres_and_back() {
+    let sqlite = TestServer::start_with(Options::default().on_backend(TestBackend::Sqlite)).await;
+    let postgres =
+        TestServer::start_with(Options::default().on_backend(TestBackend::Postgres)).await;
+    assert!(sqlite.database.is_none() && postgres.database.is_some());
+    let name = "moving.test";
+    let filled = fill(&sqlite, name).await;
+    let api = sqlite.on(name);
+    let users = [filled.alice.user_id.as_str(), filled.bob.user_id.as_str()];
+    let views = (
+        view(&api.as_user(&filled.alice)).await,
+        view(&api.as_user(&filled.bob)).await,
+        keys_view(&api.as_user(&filled.alice), &users).await,
+    );
+
+    // SQLite → PostgreSQL: the same rows, then the same answers.
+    let archive = export(&sqlite, name).await;
+    import_raw(&postgres, &archive, "").await.ok();
+    assert_eq!(
+        rows_by_table(&export(&postgres, name).await),
+        rows_by_table(&archive)
+    );
+    assert_moved(&postgres, name, &filled, &views).await;
+    let s = sync(
+        &postgres.on(name).as_user(&filled.bob),
+        Some(&filled.bob_since),
+        None,
+    )
+    .await;
+    assert!(
+        to_device_events(&s)
+            .iter()
+            .any(|e| e["content"]["note"] == "waiting in the archive"),
+        "{s}"
+    );
+    let alice_pg = postgres.on(name).as_user(&filled.alice);
+    let written = send_text(&alice_pg, &filled.room, "written on PostgreSQL").await;
+
+    // PostgreSQL → SQLite, over the tenant still there: it now has the new message too.
+    let back = export(&postgres, name).await;
+    assert_error(&import_raw(&sqlite, &back, "").await, 409, "M_CONFLICT");
+    import_raw(&sqlite, &back, "?replace=true").await.ok();
+    assert_eq!(
+        rows_by_table(&export(&sqlite, name).await),
+        rows_by_table(&back)
+    );
+    let alice_sqlite = sqlite.on(name).as_user(&filled.alice);
+    let event = get_event_raw(&alice_sqlite, &filled.room, &written)
+        .await
+        .ok();
+    assert_eq!(event["content"]["body"], "written on PostgreSQL", "{event}");
+    let reply = send_text(&sqlite.on(name).as_user(&filled.bob), &filled.room, "back").await;
+    get_event_raw(&alice_sqlite, &filled.room, &reply)
+        .await
+        .ok();
+    sqlite.login(name, "alice", "pw-alice-1").await;
+}
+
 /// Runs `maas <args>` against `srv` (its URL, the test operator token), bounded in time.
 async fn maas(srv: &TestServer, args: &[&str]) -> Output {
     let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));

@@ -56,7 +56,20 @@ pub struct Options {
     pub rate_limits: bool,
     /// Don't configure an operator token: the server generates `<data_dir>/operator.token`.
     pub generated_operator_token: bool,
+    /// Run on this backend whatever the suite's mode (for tests that move data between them).
+    pub backend: Option<TestBackend>,
 }
+
+/// A storage backend a test server can be pinned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    /// A fresh database on `MAAS_TEST_POSTGRES`, else on the local server `.ci/run` starts.
+    Postgres,
+}
+
+/// The PostgreSQL server of a pinned `TestBackend::Postgres` when the suite runs on SQLite.
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 
 impl Options {
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -71,6 +84,11 @@ impl Options {
 
     pub fn with_generated_operator_token(mut self) -> Self {
         self.generated_operator_token = true;
+        self
+    }
+
+    pub fn on_backend(mut self, backend: TestBackend) -> Self {
+        self.backend = Some(backend);
         self
     }
 }
@@ -414,6 +432,13 @@ impl TestServer {
             .tempdir()
             .expect("tempdir");
         let data_dir = tmp.path().join("data");
+        let database = match options.backend {
+            Some(TestBackend::Sqlite) => None,
+            Some(TestBackend::Postgres) => Some(TestDatabase::create(
+                &postgres_base_url().unwrap_or_else(|| LOCAL_POSTGRES.to_owned()),
+            )),
+            None => postgres_base_url().map(|base| TestDatabase::create(&base)),
+        };
         let mut server = TestServer {
             child: None,
             url: String::new(),
@@ -425,7 +450,7 @@ impl TestServer {
             stdout: Arc::default(),
             stderr: Arc::default(),
             http: http_client(),
-            database: postgres_base_url().map(|base| TestDatabase::create(&base)),
+            database,
             tmp,
         };
         server.spawn().await;
