@@ -508,7 +508,7 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
     accept_invite(&bob, &room_id).await;
     let alice_on_bob = wait_for(
         "Bob knows Alice's device",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || async {
             sdk_sync(&alice).await;
             sdk_sync(&bob).await;
@@ -537,7 +537,7 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
     let flow_id = bob_request.flow_id().to_owned();
     let alice_request = wait_for(
         "Alice receives the verification request",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || async {
             alice
                 .encryption()
@@ -551,7 +551,7 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
         .expect("accept");
     wait_for(
         "Bob sees the request ready",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || async {
             check_not_cancelled_request("bob", &bob_request);
             bob_request.is_ready().then_some(())
@@ -564,7 +564,7 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
         .await
         .expect("start_sas")
         .expect("SAS started");
-    let alice_sas = wait_for("Alice sees the SAS", Duration::from_secs(30), || async {
+    let alice_sas = wait_for("Alice sees the SAS", Duration::from_secs(90), || async {
         check_not_cancelled_request("alice", &alice_request);
         alice
             .encryption()
@@ -578,7 +578,7 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
         .expect("accept SAS");
 
     // Both show the same emojis, and both confirm.
-    wait_for("keys exchanged", Duration::from_secs(30), || async {
+    wait_for("keys exchanged", Duration::from_secs(90), || async {
         check_not_cancelled_sas("bob", &bob_sas);
         check_not_cancelled_sas("alice", &alice_sas);
         (bob_sas.can_be_presented() && alice_sas.can_be_presented()).then_some(())
@@ -599,7 +599,7 @@ async fn sdk_bob_verifies_alices_device_by_sas() {
     bounded("alice confirms", alice_sas.confirm())
         .await
         .expect("confirm");
-    wait_for("verification done", Duration::from_secs(30), || async {
+    wait_for("verification done", Duration::from_secs(90), || async {
         check_not_cancelled_sas("bob", &bob_sas);
         check_not_cancelled_sas("alice", &alice_sas);
         (bob_sas.is_done() && alice_sas.is_done()).then_some(())
