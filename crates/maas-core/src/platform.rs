@@ -445,11 +445,8 @@ impl Platform {
             let removed = self.loaded.remove_if(&id, |_, cell| {
                 cell.get().is_some_and(|t| t.last_used_ms() < cutoff)
             });
-            if let Some((_, cell)) = removed {
-                if let Some(tenant) = cell.get() {
-                    // Requests still holding the handle keep the pool alive until they finish.
-                    drop(tenant.store_arc());
-                }
+            // Dropping the handle closes its database once requests still holding it finish.
+            if removed.is_some() {
                 unloaded += 1;
             }
         }

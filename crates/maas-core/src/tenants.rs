@@ -129,10 +129,6 @@ impl Tenant {
         self.0.store.as_ref()
     }
 
-    pub(crate) fn store_arc(&self) -> Arc<dyn TenantStore> {
-        self.0.store.clone()
-    }
-
     pub fn config(&self) -> &Config {
         &self.0.config
     }
