@@ -51,6 +51,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Connections one tenant may hold at once.
     pub per_tenant_connections: u32,
+    /// SQLite: fsync every commit before acknowledging it, so acknowledged writes survive
+    /// power loss, not only a crash of the process. Concurrent writes share one fsync (group
+    /// commit). PostgreSQL follows its own server settings (`synchronous_commit`).
+    pub durable: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -59,6 +63,7 @@ impl Default for DatabaseConfig {
             url: None,
             max_connections: 32,
             per_tenant_connections: 4,
+            durable: false,
         }
     }
 }

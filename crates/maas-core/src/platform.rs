@@ -483,7 +483,7 @@ impl Platform {
 async fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     let Some(url) = config.database.url.as_deref() else {
         return Ok(Arc::new(
-            SqliteBackend::open(&config.server.data_dir).await?,
+            SqliteBackend::open_with(&config.server.data_dir, config.database.durable).await?,
         ));
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {

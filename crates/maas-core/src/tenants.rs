@@ -18,6 +18,8 @@ use crate::presence::PresenceState;
 use crate::ratelimit::RateLimiter;
 use crate::registration_tokens::RegistrationTokens;
 use crate::rooms::Rooms;
+use crate::rooms::commit::Committer;
+use crate::rooms::heads::RoomHeads;
 use crate::rooms::state::StateCache;
 use crate::stream::Stream;
 use crate::typing::TypingState;
@@ -32,6 +34,8 @@ struct TenantInner {
     server_name: OwnedServerName,
     stream: Stream,
     state_cache: StateCache,
+    room_heads: RoomHeads,
+    committer: Committer,
     typing: TypingState,
     presence: PresenceState,
     signing_key: OnceCell<Arc<Ed25519KeyPair>>,
@@ -63,6 +67,8 @@ impl Tenant {
             server_name,
             stream,
             state_cache: StateCache::default(),
+            room_heads: RoomHeads::default(),
+            committer: Committer::start(),
             typing: TypingState::default(),
             presence: PresenceState::default(),
             signing_key: OnceCell::new(),
@@ -159,6 +165,14 @@ impl Tenant {
 
     pub(crate) fn state_cache(&self) -> &StateCache {
         &self.0.state_cache
+    }
+
+    pub(crate) fn room_heads(&self) -> &RoomHeads {
+        &self.0.room_heads
+    }
+
+    pub(crate) fn committer(&self) -> &Committer {
+        &self.0.committer
     }
 
     /// The tenant's current signing key, loaded once.

@@ -195,7 +195,16 @@ pub trait RoomStore: Send + Sync {
     // Events.
     /// Persists an event and everything that changes with it in one transaction; `Conflict`
     /// when the event id or its client transaction is already stored.
-    async fn persist_event(&self, new: &NewEvent) -> Result<()>;
+    async fn persist_event(&self, new: &NewEvent) -> Result<()> {
+        self.persist_events(std::slice::from_ref(new), &[]).await
+    }
+    /// Persists events in order, everything that changes with them and their notifications, in
+    /// one transaction (group commit): all or nothing.
+    async fn persist_events(
+        &self,
+        batch: &[NewEvent],
+        push_actions: &[crate::PushActionRecord],
+    ) -> Result<()>;
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>>;
     /// The events among `event_ids` that exist, in no particular order.
     async fn events(&self, event_ids: &[String]) -> Result<Vec<EventRecord>>;
@@ -297,4 +306,19 @@ pub trait RoomStore: Send + Sync {
     /// Stores a filter; returns its id (unique per user).
     async fn insert_filter(&self, localpart: &str, filter_json: &str) -> Result<String>;
     async fn filter(&self, localpart: &str, filter_id: &str) -> Result<Option<String>>;
+}
+
+/// The last event of each room in `batch`, in order of first appearance.
+pub(crate) fn last_per_room(batch: &[NewEvent]) -> Vec<&NewEvent> {
+    let mut last: Vec<&NewEvent> = Vec::new();
+    for new in batch {
+        match last
+            .iter_mut()
+            .find(|n| n.event.room_id == new.event.room_id)
+        {
+            Some(slot) => *slot = new,
+            None => last.push(new),
+        }
+    }
+    last
 }

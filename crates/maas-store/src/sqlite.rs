@@ -38,20 +38,29 @@ const TENANT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SqliteBackend {
     data_dir: PathBuf,
     control: Arc<SqliteControlStore>,
+    durable: bool,
 }
 
 impl SqliteBackend {
-    /// Opens (creating and migrating when new) the control plane under `data_dir`.
+    /// Opens (creating and migrating when new) the control plane under `data_dir`; commits
+    /// survive a crash of the process, not necessarily of the machine.
     pub async fn open(data_dir: &Path) -> Result<SqliteBackend> {
+        Self::open_with(data_dir, false).await
+    }
+
+    /// As [`SqliteBackend::open`]; with `durable`, every commit is fsynced before it returns,
+    /// so it also survives power loss.
+    pub async fn open_with(data_dir: &Path, durable: bool) -> Result<SqliteBackend> {
         tokio::fs::create_dir_all(data_dir.join("tenants")).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(CONTROL_MAX_CONNECTIONS)
-            .connect_with(connect_options(&data_dir.join("control.db")))
+            .connect_with(connect_options(&data_dir.join("control.db"), durable))
             .await?;
         CONTROL_MIGRATIONS.run(&pool).await?;
         Ok(SqliteBackend {
             data_dir: data_dir.to_path_buf(),
             control: Arc::new(SqliteControlStore::new(pool)),
+            durable,
         })
     }
 
@@ -80,7 +89,7 @@ impl Backend for SqliteBackend {
             .max_connections(TENANT_MAX_CONNECTIONS)
             .min_connections(0)
             .idle_timeout(TENANT_IDLE_TIMEOUT)
-            .connect_with(connect_options(&dir.join("homeserver.db")))
+            .connect_with(connect_options(&dir.join("homeserver.db"), self.durable))
             .await?;
         if let Err(err) = TENANT_MIGRATIONS.run(&pool).await {
             pool.close().await;
@@ -104,13 +113,19 @@ impl Backend for SqliteBackend {
 }
 
 /// Connection settings shared by the control plane and the tenants.
-fn connect_options(path: &Path) -> SqliteConnectOptions {
+fn connect_options(path: &Path, durable: bool) -> SqliteConnectOptions {
+    // In WAL mode a commit is written to the log before it returns, so NORMAL survives the
+    // process being killed; only FULL also fsyncs the log, surviving power loss.
+    let synchronous = if durable {
+        SqliteSynchronous::Full
+    } else {
+        SqliteSynchronous::Normal
+    };
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // In WAL mode NORMAL loses no integrity on a crash, only the last commits on power loss.
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(synchronous)
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT)
 }

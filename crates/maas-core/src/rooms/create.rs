@@ -12,6 +12,7 @@ use ruma::{
 };
 use serde_json::{Map, Value, json};
 
+use super::heads::RoomHead;
 use super::pdu::{self, EventDraft, PduContext};
 use super::state::RoomState;
 use super::{DEFAULT_ROOM_VERSION, Rooms, is_supported_version};
@@ -136,11 +137,10 @@ impl Rooms<'_> {
             drafts.push(draft);
         }
         for draft in drafts {
-            let room = self.room(&room_id).await?;
-            self.append(&mut writer, &room, creator, draft, None)
+            self.append(&mut writer, &room_id, creator, draft, None)
                 .await?;
         }
-        drop(writer);
+        writer.finish().await?;
 
         let store = self.tenant.store();
         if let Some(alias) = alias {
@@ -260,17 +260,36 @@ impl Rooms<'_> {
             txn: None,
             relation: None,
         };
+        let state_after = group.id;
         let new = NewEvent {
             event: record,
             extremities: vec![pdu.event_id.to_string()],
-            room_state_group: group.id,
+            room_state_group: state_after,
             new_state_group: Some(group),
             membership: None,
             redaction: None,
         };
-        store.persist_event(&new).await?;
+        let epoch = self.tenant.committer().epoch();
+        let ticket = self.tenant.committer().enqueue(
+            self.tenant,
+            new,
+            room_id.clone(),
+            Arc::default(),
+            None,
+            epoch,
+        )?;
+        writer.hand_over(stream, ticket);
+        let head = RoomHead {
+            room_version: version.to_string(),
+            state_group: state_after,
+            extremities: vec![pdu.clone()],
+            joined: Arc::default(),
+            last_stream: stream,
+        };
+        self.tenant
+            .room_heads()
+            .set(self.tenant, writer, &room_id, head, epoch);
         cache.remember(pdu);
-        writer.publish(stream);
         Ok(room_id)
     }
 }

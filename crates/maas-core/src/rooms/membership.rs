@@ -66,9 +66,9 @@ impl Rooms<'_> {
         draft: EventDraft,
     ) -> Result<()> {
         let mut writer = self.tenant.stream().writer().await;
-        let room = self.room(room_id).await?;
-        self.append(&mut writer, &room, sender, draft, None).await?;
-        Ok(())
+        self.append(&mut writer, room_id, sender, draft, None)
+            .await?;
+        writer.finish().await
     }
 
     /// `POST /rooms/{roomId}/join`, `POST /join/{roomIdOrAlias}`. Joining a room one is in

@@ -4,8 +4,10 @@
 //! derived data in one step.
 
 pub mod auth;
+pub(crate) mod commit;
 mod create;
 pub mod directory;
+pub(crate) mod heads;
 mod membership;
 pub mod pdu;
 pub mod read;
@@ -70,36 +72,31 @@ impl<'a> Rooms<'a> {
             .ok_or_else(|| Error::NotFound("Room not found".into()))
     }
 
-    /// Appends an event by `sender` to the room. The caller holds the tenant's stream writer,
-    /// which serialises event creation so prev events and state never race.
+    /// Appends an event by `sender` to the room, building on its head, and queues it for the
+    /// committer. The caller holds the tenant's stream writer, which serialises event creation
+    /// so prev events and state never race; the event is durable once
+    /// [`StreamWriter::finish`] returns.
     pub(crate) async fn append(
         &self,
         writer: &mut StreamWriter<'_>,
-        room: &RoomRecord,
+        room_id: &RoomId,
         sender: &UserId,
         draft: EventDraft,
         txn: Option<TxnRecord>,
     ) -> Result<Arc<Pdu>> {
         let store = self.tenant.store();
         let cache = self.tenant.state_cache();
-        let rules = rules_of(&room.room_version)?;
-        let room_id = RoomId::parse(&room.room_id)
-            .map_err(|_| Error::Internal(format!("bad stored room id {}", room.room_id)))?;
-        let state = cache.group(store, room.state_group).await?;
+        let heads = self.tenant.room_heads();
+        let (mut head, epoch) = heads.get(self.tenant, writer, room_id).await?;
+        let rules = rules_of(&head.room_version)?;
+        let state = cache.group(store, head.state_group).await?;
 
-        let mut prev_events = Vec::new();
-        for id in store
-            .forward_extremities(&room.room_id)
-            .await?
+        let prev_events: Vec<Arc<Pdu>> = head
+            .extremities
             .iter()
             .take(MAX_PREV_EVENTS)
-        {
-            let id = OwnedEventId::try_from(id.as_str())
-                .map_err(|_| Error::Internal("bad extremity".into()))?;
-            if let Some(pdu) = cache.pdu(store, &id).await? {
-                prev_events.push(pdu);
-            }
-        }
+            .cloned()
+            .collect();
         let content = serde_json::value::to_raw_value(&draft.content)
             .map_err(|e| Error::BadJson(e.to_string()))?;
         let types = auth::auth_types(
@@ -129,7 +126,7 @@ impl<'a> Rooms<'a> {
             rules: &rules,
             server_name: self.tenant.server_name(),
             key: &key,
-            room_id: Some(&room_id),
+            room_id: Some(room_id),
             sender,
             prev_events: &prev_events,
             auth_events: &auth_events,
@@ -138,7 +135,7 @@ impl<'a> Rooms<'a> {
         let pdu = Arc::new(pdu::build(&ctx, draft)?);
         auth::check(&rules, &pdu, &state, &auth_map)?;
 
-        let redaction = self.redaction_of(&rules, &room_id, &pdu, &state).await?;
+        let redaction = self.redaction_of(&rules, room_id, &pdu, &state).await?;
         let (state_after, new_state_group) = match &pdu.state_key {
             Some(state_key) => {
                 let mut after = (*state).clone();
@@ -147,16 +144,16 @@ impl<'a> Rooms<'a> {
                     pdu.event_id.clone(),
                 );
                 let group = cache
-                    .new_group(store, &room.room_id, Some(room.state_group), &after)
+                    .new_group(store, room_id.as_str(), Some(head.state_group), &after)
                     .await?;
                 (group.id, Some(group))
             }
-            None => (room.state_group, None),
+            None => (head.state_group, None),
         };
         let stream = writer.next().await?;
         let record = EventRecord {
             event_id: pdu.event_id.to_string(),
-            room_id: room.room_id.clone(),
+            room_id: room_id.to_string(),
             stream,
             depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
             event_type: pdu.kind.to_string(),
@@ -164,50 +161,47 @@ impl<'a> Rooms<'a> {
             sender: sender.to_string(),
             origin_server_ts: pdu.origin_server_ts.get().into(),
             pdu: pdu.to_canonical_string(),
-            state_before: room.state_group,
+            state_before: head.state_group,
             state_after,
             redacted_by: None,
             txn,
             relation: relation_of(&pdu),
         };
         let membership = self.membership_of(&pdu, stream, state_after).await?;
+        if let Some(m) = &membership
+            && let Ok(user) = UserId::parse(&m.user_id)
+        {
+            head.set_membership(&user, &m.membership);
+        }
+        let redacts = redaction
+            .as_ref()
+            .and_then(|r| OwnedEventId::try_from(r.event_id.as_str()).ok());
         let new = NewEvent {
             event: record,
             extremities: vec![pdu.event_id.to_string()],
             new_state_group,
             room_state_group: state_after,
             membership,
-            redaction: redaction.clone(),
+            redaction,
         };
-        store.persist_event(&new).await?;
-        self.record_push_actions(&room_id, &new.event).await?;
+        let ticket = self.tenant.committer().enqueue(
+            self.tenant,
+            new,
+            room_id.to_owned(),
+            head.joined.clone(),
+            redacts.clone(),
+            epoch,
+        )?;
+        writer.hand_over(stream, ticket);
         cache.remember(pdu.clone());
-        if let Some(redaction) = redaction {
-            // A redacted event no longer notifies anyone.
-            store.delete_push_actions(&redaction.event_id).await?;
-            if let Ok(id) = OwnedEventId::try_from(redaction.event_id.as_str()) {
-                cache.forget(&id);
-            }
+        if let Some(id) = &redacts {
+            cache.forget(id);
         }
-        writer.publish(stream);
+        head.state_group = state_after;
+        head.extremities = vec![pdu.clone()];
+        head.last_stream = stream;
+        heads.set(self.tenant, writer, room_id, head, epoch);
         Ok(pdu)
-    }
-
-    /// Evaluates the members' push rules on a new event and stores what notifies whom, for
-    /// the unread counts of sync.
-    async fn record_push_actions(&self, room_id: &RoomId, event: &EventRecord) -> Result<()> {
-        let store = self.tenant.store();
-        let members: Vec<ruma::OwnedUserId> = store
-            .room_members(room_id.as_str(), Some("join"))
-            .await?
-            .into_iter()
-            .filter_map(|m| ruma::OwnedUserId::try_from(m.user_id).ok())
-            .collect();
-        let actions = crate::push::push_actions(self.tenant, room_id, event, &members).await?;
-        if !actions.is_empty() {
-            store.insert_push_actions(&actions).await?;
-        }
-        Ok(())
     }
 
     /// For an `m.room.redaction` of an event in this room: its redacted form, once the sender
@@ -321,32 +315,59 @@ impl<'a> Rooms<'a> {
         draft: EventDraft,
         txn: Option<TxnRecord>,
     ) -> Result<OwnedEventId> {
-        let mut writer = self.tenant.stream().writer().await;
-        if let Some(txn) = &txn
-            && let Some(existing) = self.tenant.store().event_id_by_txn(txn).await?
-        {
-            return OwnedEventId::try_from(existing)
-                .map_err(|_| Error::Internal("bad stored event id".into()));
+        let stream = self.tenant.stream();
+        let mut writer = stream.writer().await;
+        if let Some(txn) = &txn {
+            if let Some(position) = self.tenant.committer().pending_txn(txn) {
+                // A retry while the first attempt commits: answer once that one has ended.
+                drop(writer);
+                stream.settled(position).await;
+                writer = stream.writer().await;
+            }
+            // Under the lock, a transaction that isn't queued is either stored or not sent yet
+            // (or failed): the store tells.
+            if let Some(existing) = self.tenant.store().event_id_by_txn(txn).await? {
+                return OwnedEventId::try_from(existing)
+                    .map_err(|_| Error::Internal("bad stored event id".into()));
+            }
         }
-        let room = self.room_for_member(sender, room_id).await?;
-        let pdu = self.append(&mut writer, &room, sender, draft, txn).await?;
+        let joined = match self
+            .tenant
+            .room_heads()
+            .get(self.tenant, &writer, room_id)
+            .await
+        {
+            Ok((head, _)) => head.is_joined(sender),
+            Err(Error::NotFound(_)) => false,
+            Err(other) => return Err(other),
+        };
+        if !joined {
+            return Err(not_joined(room_id));
+        }
+        let pdu = self
+            .append(&mut writer, room_id, sender, draft, txn)
+            .await?;
+        writer.finish().await?;
         Ok(pdu.event_id.clone())
     }
 
     /// The room, when `user` is joined to it; `403` otherwise, as for a room that doesn't exist
     /// (so non-members learn nothing about it).
     async fn room_for_member(&self, user: &UserId, room_id: &RoomId) -> Result<RoomRecord> {
-        let not_member = || Error::Forbidden(format!("You are not joined to {room_id}"));
         let membership = self
             .tenant
             .store()
             .membership(room_id.as_str(), user.as_str())
             .await?;
         if membership.is_none_or(|m| m.membership != "join") {
-            return Err(not_member());
+            return Err(not_joined(room_id));
         }
         self.room(room_id).await
     }
+}
+
+fn not_joined(room_id: &RoomId) -> Error {
+    Error::Forbidden(format!("You are not joined to {room_id}"))
 }
 
 fn relation_of(pdu: &Pdu) -> Option<RelationRecord> {

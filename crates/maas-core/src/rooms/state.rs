@@ -118,6 +118,13 @@ impl StateCache {
         self.pdus.lock().put(pdu.event_id.clone(), pdu);
     }
 
+    /// Drops everything: after a failed commit, cached entries may describe events that were
+    /// never stored.
+    pub fn clear(&self) {
+        self.groups.lock().clear();
+        self.pdus.lock().clear();
+    }
+
     /// Drops a cached PDU whose stored form changed (a redaction).
     pub fn forget(&self, id: &EventId) {
         self.pdus.lock().pop(id);

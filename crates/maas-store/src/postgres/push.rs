@@ -3,8 +3,8 @@
 //! batch of rows travels as one array per column, so any number of them is one statement.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 use super::PostgresTenantStore;
 use super::util::to_u64;
@@ -13,39 +13,50 @@ use crate::{AccountDataRecord, PushActionRecord, PushStore, Result};
 /// `thread_id` of main-timeline rows: what threaded receipts of the main timeline carry.
 const MAIN_THREAD: &str = "main";
 
+/// Inserts notifications with one statement (all rows or none) on the caller's connection or
+/// transaction; `DO NOTHING` also covers duplicates in the batch.
+pub(crate) async fn write_push_actions(
+    conn: &mut PgConnection,
+    actions: &[PushActionRecord],
+) -> Result<()> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let user_ids: Vec<&str> = actions.iter().map(|a| a.user_id.as_str()).collect();
+    let room_ids: Vec<&str> = actions.iter().map(|a| a.room_id.as_str()).collect();
+    let streams: Vec<i64> = actions.iter().map(|a| a.stream).collect();
+    let event_ids: Vec<&str> = actions.iter().map(|a| a.event_id.as_str()).collect();
+    let thread_ids: Vec<&str> = actions
+        .iter()
+        .map(|a| a.thread_id.as_deref().unwrap_or(MAIN_THREAD))
+        .collect();
+    let highlights: Vec<bool> = actions.iter().map(|a| a.highlight).collect();
+    sqlx::query(
+        "INSERT INTO event_push_actions \
+             (user_id, room_id, stream, event_id, thread_id, highlight) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], \
+                              $5::text[], $6::boolean[]) \
+         ON CONFLICT (user_id, room_id, stream) DO NOTHING",
+    )
+    .bind(user_ids)
+    .bind(room_ids)
+    .bind(streams)
+    .bind(event_ids)
+    .bind(thread_ids)
+    .bind(highlights)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl PushStore for PostgresTenantStore {
     async fn insert_push_actions(&self, actions: &[PushActionRecord]) -> Result<()> {
         if actions.is_empty() {
             return Ok(());
         }
-        let user_ids: Vec<&str> = actions.iter().map(|a| a.user_id.as_str()).collect();
-        let room_ids: Vec<&str> = actions.iter().map(|a| a.room_id.as_str()).collect();
-        let streams: Vec<i64> = actions.iter().map(|a| a.stream).collect();
-        let event_ids: Vec<&str> = actions.iter().map(|a| a.event_id.as_str()).collect();
-        let thread_ids: Vec<&str> = actions
-            .iter()
-            .map(|a| a.thread_id.as_deref().unwrap_or(MAIN_THREAD))
-            .collect();
-        let highlights: Vec<bool> = actions.iter().map(|a| a.highlight).collect();
-        // One statement, so all rows or none; DO NOTHING also covers duplicates in the batch.
         let mut conn = self.schema.conn().await?;
-        sqlx::query(
-            "INSERT INTO event_push_actions \
-                 (user_id, room_id, stream, event_id, thread_id, highlight) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], \
-                                  $5::text[], $6::boolean[]) \
-             ON CONFLICT (user_id, room_id, stream) DO NOTHING",
-        )
-        .bind(user_ids)
-        .bind(room_ids)
-        .bind(streams)
-        .bind(event_ids)
-        .bind(thread_ids)
-        .bind(highlights)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        write_push_actions(&mut conn, actions).await
     }
 
     async fn delete_push_actions(&self, event_id: &str) -> Result<()> {

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use super::PostgresTenantStore;
 use crate::{
     AccountDataRecord, AliasRecord, Direction, EventRecord, MembershipRecord, NewEvent,
-    NewStateGroup, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry, StreamRange,
-    TxnRecord,
+    NewStateGroup, PushActionRecord, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry,
+    StreamRange, TxnRecord,
 };
 
 #[async_trait]
@@ -62,8 +62,12 @@ impl RoomStore for PostgresTenantStore {
         state::state_group_info(&self.schema, id).await
     }
 
-    async fn persist_event(&self, new: &NewEvent) -> Result<()> {
-        events::persist_event(&self.schema, new).await
+    async fn persist_events(
+        &self,
+        batch: &[NewEvent],
+        push_actions: &[PushActionRecord],
+    ) -> Result<()> {
+        events::persist_events(&self.schema, batch, push_actions).await
     }
 
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {

@@ -2,7 +2,7 @@
 //! are read per (user, room) from the primary key, never by scanning other users' rows.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::SqliteTenantStore;
 use super::util::{begin_write, to_json, to_u64};
@@ -14,6 +14,41 @@ const CHUNK: usize = 500;
 /// `thread_id` of main-timeline rows: what threaded receipts of the main timeline carry.
 const MAIN_THREAD: &str = "main";
 
+/// Inserts notifications inside the caller's transaction; existing rows stay as they are.
+pub(crate) async fn write_push_actions(
+    conn: &mut SqliteConnection,
+    actions: &[PushActionRecord],
+) -> Result<()> {
+    for chunk in actions.chunks(CHUNK) {
+        let rows: Vec<(&str, &str, i64, &str, &str, i64)> = chunk
+            .iter()
+            .map(|a| {
+                (
+                    a.user_id.as_str(),
+                    a.room_id.as_str(),
+                    a.stream,
+                    a.event_id.as_str(),
+                    a.thread_id.as_deref().unwrap_or(MAIN_THREAD),
+                    i64::from(a.highlight),
+                )
+            })
+            .collect();
+        // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.
+        sqlx::query(
+            "INSERT INTO event_push_actions \
+                 (user_id, room_id, stream, event_id, thread_id, highlight) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                    value ->> 5 \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT (user_id, room_id, stream) DO NOTHING",
+        )
+        .bind(to_json(&rows, "push actions")?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl PushStore for SqliteTenantStore {
     async fn insert_push_actions(&self, actions: &[PushActionRecord]) -> Result<()> {
@@ -21,33 +56,7 @@ impl PushStore for SqliteTenantStore {
             return Ok(());
         }
         let mut tx = begin_write(&self.pool).await?;
-        for chunk in actions.chunks(CHUNK) {
-            let rows: Vec<(&str, &str, i64, &str, &str, i64)> = chunk
-                .iter()
-                .map(|a| {
-                    (
-                        a.user_id.as_str(),
-                        a.room_id.as_str(),
-                        a.stream,
-                        a.event_id.as_str(),
-                        a.thread_id.as_deref().unwrap_or(MAIN_THREAD),
-                        i64::from(a.highlight),
-                    )
-                })
-                .collect();
-            // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.
-            sqlx::query(
-                "INSERT INTO event_push_actions \
-                     (user_id, room_id, stream, event_id, thread_id, highlight) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                        value ->> 5 \
-                 FROM json_each(?) WHERE true \
-                 ON CONFLICT (user_id, room_id, stream) DO NOTHING",
-            )
-            .bind(to_json(&rows, "push actions")?)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_push_actions(&mut tx, actions).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use super::SqliteTenantStore;
 use crate::{
     AccountDataRecord, AliasRecord, Direction, EventRecord, MembershipRecord, NewEvent,
-    NewStateGroup, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry, StreamRange,
-    TxnRecord,
+    NewStateGroup, PushActionRecord, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry,
+    StreamRange, TxnRecord,
 };
 
 /// Ids passed to one statement as a JSON array. One bind parameter holds any number of them;
@@ -66,8 +66,12 @@ impl RoomStore for SqliteTenantStore {
         state::state_group_info(&self.pool, id).await
     }
 
-    async fn persist_event(&self, new: &NewEvent) -> Result<()> {
-        events::persist_event(&self.pool, new).await
+    async fn persist_events(
+        &self,
+        batch: &[NewEvent],
+        push_actions: &[PushActionRecord],
+    ) -> Result<()> {
+        events::persist_events(&self.pool, batch, push_actions).await
     }
 
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {

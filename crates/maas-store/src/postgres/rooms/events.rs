@@ -1,4 +1,4 @@
-//! Events: persisting one event with everything derived from it in a single transaction, and
+//! Events: persisting batches of events with everything derived from them in one transaction, and
 //! the timeline, relation, thread and timestamp queries. The stream position is the primary
 //! key of `events`, and every range query reads an index that ends in it.
 
@@ -7,10 +7,10 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{members, state};
-use crate::postgres::util::{Schema, conflict, found, violates};
+use crate::postgres::util::{Schema, conflict, violates};
 use crate::{
-    Direction, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError, StreamRange,
-    TxnRecord,
+    Direction, EventRecord, NewEvent, PushActionRecord, Redaction, RelationRecord, Result,
+    StoreError, StreamRange, TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -26,49 +26,77 @@ macro_rules! select_events {
     };
 }
 
-pub(super) async fn persist_event(schema: &Schema, new: &NewEvent) -> Result<()> {
-    let event = &new.event;
+/// Persists a batch of events, in order, with their notifications in one transaction: one
+/// commit (one WAL flush) for the whole batch.
+pub(super) async fn persist_events(
+    schema: &Schema,
+    batch: &[NewEvent],
+    push_actions: &[PushActionRecord],
+) -> Result<()> {
     // Everything below commits together or not at all: an error returns before the commit and
     // dropping the transaction rolls it back.
     let mut tx = schema.begin().await?;
-    // The room row first: its lock, held until commit, serializes the events of one room, as
-    // SQLite's write lock does. Without it, two events persisted at once could each delete the
-    // extremities they saw and both insert theirs. Whether the room exists is reported below,
-    // after the event's own conflicts, in the order SQLite reports them.
-    let updated = sqlx::query("UPDATE rooms SET state_group = $1 WHERE room_id = $2")
-        .bind(new.room_state_group)
-        .bind(&event.room_id)
-        .execute(&mut *tx)
-        .await?;
-    if let Some(group) = &new.new_state_group {
-        state::write_state_group(&mut tx, group).await?;
+    let heads = crate::rooms::last_per_room(batch);
+    // The room rows first, in a fixed order: their locks, held until commit, serialize the
+    // events of one room, as SQLite's write lock does. Without them, two batches persisted at
+    // once could each delete the extremities they saw and both insert theirs. Whether a room
+    // exists is reported below, after the events' own conflicts, in the order SQLite reports
+    // them.
+    let mut room_ids: Vec<&str> = heads.iter().map(|n| n.event.room_id.as_str()).collect();
+    room_ids.sort_unstable();
+    let mut missing = Vec::new();
+    for room_id in room_ids {
+        let head = heads
+            .iter()
+            .find(|n| n.event.room_id == room_id)
+            .ok_or_else(|| StoreError::NotFound(format!("room {room_id}")))?;
+        let updated = sqlx::query("UPDATE rooms SET state_group = $1 WHERE room_id = $2")
+            .bind(head.room_state_group)
+            .bind(room_id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            missing.push(room_id);
+        }
     }
-    insert_event(&mut tx, event).await?;
+    for new in batch {
+        if let Some(group) = &new.new_state_group {
+            state::write_state_group(&mut tx, group).await?;
+        }
+        insert_event(&mut tx, &new.event).await?;
+    }
+    if let Some(room_id) = missing.first() {
+        return Err(StoreError::NotFound(format!("room {room_id}")));
+    }
+    for new in &heads {
+        write_extremities(&mut tx, new).await?;
+    }
+    for new in batch {
+        if let Some(membership) = &new.membership {
+            members::write_membership(&mut tx, membership).await?;
+        }
+        if let Some(redaction) = &new.redaction {
+            redact(&mut tx, &new.event.room_id, redaction).await?;
+        }
+    }
+    crate::postgres::push::write_push_actions(&mut tx, push_actions).await?;
+    tx.commit().await
+}
 
+async fn write_extremities(conn: &mut PgConnection, new: &NewEvent) -> Result<()> {
     sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1")
-        .bind(&event.room_id)
-        .execute(&mut *tx)
+        .bind(&new.event.room_id)
+        .execute(&mut *conn)
         .await?;
     sqlx::query(
         "INSERT INTO forward_extremities (room_id, event_id) \
          SELECT DISTINCT $1, e FROM unnest($2::text[]) AS e",
     )
-    .bind(&event.room_id)
+    .bind(&new.event.room_id)
     .bind(&new.extremities)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-
-    found(updated.rows_affected(), || {
-        format!("room {}", event.room_id)
-    })?;
-
-    if let Some(membership) = &new.membership {
-        members::write_membership(&mut tx, membership).await?;
-    }
-    if let Some(redaction) = &new.redaction {
-        redact(&mut tx, &event.room_id, redaction).await?;
-    }
-    tx.commit().await
+    Ok(())
 }
 
 /// Inserts the event row; `Conflict` naming what was taken (event id, transaction, position).
@@ -140,6 +168,11 @@ async fn redact(conn: &mut PgConnection, room_id: &str, redaction: &Redaction) -
     .bind(room_id)
     .execute(&mut *conn)
     .await?;
+    // A redacted event no longer notifies anyone.
+    sqlx::query("DELETE FROM event_push_actions WHERE event_id = $1")
+        .bind(&redaction.event_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

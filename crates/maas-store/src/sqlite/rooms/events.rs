@@ -1,4 +1,4 @@
-//! Events: persisting one event with everything derived from it in a single write transaction,
+//! Events: persisting batches of events with everything derived from them in one write transaction,
 //! and the timeline, relation, thread and timestamp queries. The stream position is the rowid
 //! of `events`, so every range query reads an index in stream order.
 
@@ -9,8 +9,8 @@ use sqlx::{Row, SqliteConnection};
 use super::{ID_CHUNK, members, state};
 use crate::sqlite::util::{begin_write, conflict, found, to_json, violates};
 use crate::{
-    Direction, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError, StreamRange,
-    TxnRecord,
+    Direction, EventRecord, NewEvent, PushActionRecord, Redaction, RelationRecord, Result,
+    StoreError, StreamRange, TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -26,46 +26,63 @@ macro_rules! select_events {
     };
 }
 
-pub(super) async fn persist_event(pool: &SqlitePool, new: &NewEvent) -> Result<()> {
-    let event = &new.event;
+/// Persists a batch of events, in order, with their notifications in one write transaction:
+/// one commit (and, when durable, one fsync) for the whole batch.
+pub(super) async fn persist_events(
+    pool: &SqlitePool,
+    batch: &[NewEvent],
+    push_actions: &[PushActionRecord],
+) -> Result<()> {
     // Everything below commits together or not at all: an error returns before the commit and
     // dropping the transaction rolls it back.
     let mut tx = begin_write(pool).await?;
-    if let Some(group) = &new.new_state_group {
-        state::write_state_group(&mut tx, group).await?;
+    for new in batch {
+        write_event(&mut tx, new).await?;
     }
-    insert_event(&mut tx, event).await?;
+    // Only the last event of each room decides its extremities and current state.
+    for new in crate::rooms::last_per_room(batch) {
+        write_room_head(&mut tx, new).await?;
+    }
+    crate::sqlite::push::write_push_actions(&mut tx, push_actions).await?;
+    tx.commit().await?;
+    Ok(())
+}
 
+async fn write_event(conn: &mut SqliteConnection, new: &NewEvent) -> Result<()> {
+    if let Some(group) = &new.new_state_group {
+        state::write_state_group(conn, group).await?;
+    }
+    insert_event(conn, &new.event).await?;
+    if let Some(membership) = &new.membership {
+        members::write_membership(conn, membership).await?;
+    }
+    if let Some(redaction) = &new.redaction {
+        redact(conn, &new.event.room_id, redaction).await?;
+    }
+    Ok(())
+}
+
+/// The room's forward extremities and current state group after `new`.
+async fn write_room_head(conn: &mut SqliteConnection, new: &NewEvent) -> Result<()> {
+    let room_id = &new.event.room_id;
     sqlx::query("DELETE FROM forward_extremities WHERE room_id = ?")
-        .bind(&event.room_id)
-        .execute(&mut *tx)
+        .bind(room_id)
+        .execute(&mut *conn)
         .await?;
     sqlx::query(
         "INSERT INTO forward_extremities (room_id, event_id) \
          SELECT DISTINCT ?1, value FROM json_each(?2)",
     )
-    .bind(&event.room_id)
+    .bind(room_id)
     .bind(to_json(&new.extremities, "forward extremities")?)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-
     let updated = sqlx::query("UPDATE rooms SET state_group = ? WHERE room_id = ?")
         .bind(new.room_state_group)
-        .bind(&event.room_id)
-        .execute(&mut *tx)
+        .bind(room_id)
+        .execute(&mut *conn)
         .await?;
-    found(updated.rows_affected(), || {
-        format!("room {}", event.room_id)
-    })?;
-
-    if let Some(membership) = &new.membership {
-        members::write_membership(&mut tx, membership).await?;
-    }
-    if let Some(redaction) = &new.redaction {
-        redact(&mut tx, &event.room_id, redaction).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    found(updated.rows_affected(), || format!("room {room_id}"))
 }
 
 /// Inserts the event row; `Conflict` naming what was taken (event id, transaction, position).
@@ -136,6 +153,11 @@ async fn redact(conn: &mut SqliteConnection, room_id: &str, redaction: &Redactio
     .bind(room_id)
     .execute(&mut *conn)
     .await?;
+    // A redacted event no longer notifies anyone.
+    sqlx::query("DELETE FROM event_push_actions WHERE event_id = ?")
+        .bind(&redaction.event_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -1,0 +1,143 @@
+//! Room heads: what the next event of a room builds on (its version, current state group,
+//! forward extremities and joined members), kept in memory for the rooms being written to.
+//! Events are committed after the write lock is released, so the store may lag behind; under
+//! the lock, the heads are the truth.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use ruma::{OwnedEventId, OwnedUserId, RoomId};
+
+use super::pdu::Pdu;
+use crate::stream::StreamWriter;
+use crate::{Error, Result, Tenant};
+
+/// Heads kept at most before those of committed rooms are dropped (they reload from the store).
+const MAX_HEADS: usize = 4096;
+
+#[derive(Clone)]
+pub(crate) struct RoomHead {
+    pub(crate) room_version: String,
+    pub(crate) state_group: i64,
+    pub(crate) extremities: Vec<Arc<Pdu>>,
+    /// Joined members, sorted.
+    pub(crate) joined: Arc<Vec<OwnedUserId>>,
+    /// Stream position of the room's newest event.
+    pub(crate) last_stream: i64,
+}
+
+impl RoomHead {
+    pub(crate) fn is_joined(&self, user: &ruma::UserId) -> bool {
+        self.joined
+            .binary_search_by(|m| m.as_str().cmp(user.as_str()))
+            .is_ok()
+    }
+
+    /// Records a membership change of `user`.
+    pub(crate) fn set_membership(&mut self, user: &ruma::UserId, membership: &str) {
+        let joined = Arc::make_mut(&mut self.joined);
+        match joined.binary_search_by(|m| m.as_str().cmp(user.as_str())) {
+            Ok(at) if membership != "join" => {
+                joined.remove(at);
+            }
+            Err(at) if membership == "join" => joined.insert(at, user.to_owned()),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct RoomHeads {
+    inner: Mutex<Heads>,
+}
+
+#[derive(Default)]
+struct Heads {
+    /// The committer epoch these heads were built in.
+    epoch: u64,
+    rooms: HashMap<String, RoomHead>,
+}
+
+impl RoomHeads {
+    /// The head of `room_id` and the committer epoch it belongs to; `writer` proves the caller
+    /// holds the tenant's write lock.
+    pub(crate) async fn get(
+        &self,
+        tenant: &Tenant,
+        _writer: &StreamWriter<'_>,
+        room_id: &RoomId,
+    ) -> Result<(RoomHead, u64)> {
+        let epoch = tenant.committer().epoch();
+        if let Some(head) = self.current(tenant).rooms.get(room_id.as_str()) {
+            return Ok((head.clone(), epoch));
+        }
+        Ok((load(tenant, room_id).await?, epoch))
+    }
+
+    /// Replaces the head of `room_id` after an event built in `epoch` was queued on it.
+    pub(crate) fn set(
+        &self,
+        tenant: &Tenant,
+        _writer: &StreamWriter<'_>,
+        room_id: &RoomId,
+        head: RoomHead,
+        epoch: u64,
+    ) {
+        let mut heads = self.current(tenant);
+        if heads.epoch != epoch {
+            // The event is stale already: it will fail, and so must not be built on.
+            return;
+        }
+        if heads.rooms.len() >= MAX_HEADS {
+            // Rooms whose newest event is visible to readers are committed: the store has them.
+            let committed = tenant.stream().current();
+            heads.rooms.retain(|_, h| h.last_stream > committed);
+        }
+        heads.rooms.insert(room_id.as_str().to_owned(), head);
+    }
+
+    /// The heads, emptied first when a batch failed since they were built: they may cite
+    /// events that were never stored.
+    fn current(&self, tenant: &Tenant) -> parking_lot::MutexGuard<'_, Heads> {
+        let mut heads = self.inner.lock();
+        let now = tenant.committer().epoch();
+        if heads.epoch != now {
+            heads.rooms.clear();
+            heads.epoch = now;
+            tenant.state_cache().clear();
+        }
+        heads
+    }
+}
+
+/// A room's head as stored; only called for rooms with no uncommitted events.
+async fn load(tenant: &Tenant, room_id: &RoomId) -> Result<RoomHead> {
+    let store = tenant.store();
+    let room = store
+        .room(room_id.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound("Room not found".into()))?;
+    let mut extremities = Vec::new();
+    for id in store.forward_extremities(room_id.as_str()).await? {
+        let id = OwnedEventId::try_from(id.as_str())
+            .map_err(|_| Error::Internal("bad extremity".into()))?;
+        if let Some(pdu) = tenant.state_cache().pdu(store, &id).await? {
+            extremities.push(pdu);
+        }
+    }
+    let mut joined: Vec<OwnedUserId> = store
+        .room_members(room_id.as_str(), Some("join"))
+        .await?
+        .into_iter()
+        .filter_map(|m| OwnedUserId::try_from(m.user_id).ok())
+        .collect();
+    joined.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    Ok(RoomHead {
+        room_version: room.room_version,
+        state_group: room.state_group,
+        extremities,
+        joined: Arc::new(joined),
+        last_stream: 0,
+    })
+}
