@@ -1,0 +1,286 @@
+//! The command line (clap derive) and the checks on it that need no network: only loopback
+//! URLs are accepted, so a benchmark can never load someone else's server by a typo.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Url;
+
+/// Drives any Matrix homeserver through the public Client-Server API and reports latency,
+/// throughput and (with --pid) server memory.
+#[derive(Debug, Parser)]
+#[command(name = "maas-bench", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct GlobalArgs {
+    /// Homeserver base URL; its host must be a loopback address or `localhost`.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8008")]
+    pub url: String,
+
+    /// Host header to send (maas routes tenants by it).
+    #[arg(long, global = true)]
+    pub host: Option<String>,
+
+    /// Name printed in results, e.g. "maas" or "synapse" [default: the URL].
+    #[arg(long, global = true)]
+    pub label: Option<String>,
+
+    /// Register through the m.login.registration_token stage (else m.login.dummy).
+    #[arg(long, global = true)]
+    pub registration_token: Option<String>,
+
+    /// Server pid: VmRSS/VmHWM from /proc/<pid>/status before and after each scenario.
+    #[arg(long, global = true)]
+    pub pid: Option<u32>,
+
+    /// Append one JSON object per scenario result to FILE (JSON lines).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Hard time bound of each scenario [default: 120, tenants: 1800].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_seconds: Option<u64>,
+}
+
+fn positive() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Register N fresh users, one after the other.
+    Register(UsersArgs),
+    /// Register N users (not timed), then time N password logins.
+    Login(UsersArgs),
+    /// One user creates M rooms (private_chat preset, with a name).
+    CreateRooms(CreateRoomsArgs),
+    /// A creator makes a public room; N users join it one after the other.
+    Join(UsersArgs),
+    /// C users in one room send K messages in total.
+    Send(SendArgs),
+    /// User B sends, user A's long-poll /sync receives: delivery latency.
+    Fanout(FanoutArgs),
+    /// One user in R rooms times N initial /sync requests.
+    InitialSync(InitialSyncArgs),
+    /// maas only: spawns `maas serve` and measures many tenants (memory, start-up, cold tenants).
+    Tenants(TenantsArgs),
+    /// register, login, create-rooms, join, send (C=1, C=10), fanout, initial-sync.
+    Suite(SuiteArgs),
+    /// Per-figure ratios A/B of two result files.
+    Compare(CompareArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct UsersArgs {
+    #[arg(long, default_value_t = 100, value_parser = positive())]
+    pub users: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CreateRoomsArgs {
+    #[arg(long, default_value_t = 200, value_parser = positive())]
+    pub rooms: u32,
+    #[arg(long, default_value_t = 10, value_parser = positive())]
+    pub concurrency: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SendArgs {
+    #[arg(long, default_value_t = 2000, value_parser = positive())]
+    pub messages: u32,
+    /// Senders, one user each; 1 sends sequentially.
+    #[arg(long, default_value_t = 10, value_parser = positive())]
+    pub concurrency: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct FanoutArgs {
+    #[arg(long, default_value_t = 200, value_parser = positive())]
+    pub rounds: u32,
+    /// Pause between re-arming A's long-poll and B's send, so the poll has reached the server.
+    #[arg(long, default_value_t = 5)]
+    pub settle_ms: u64,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct InitialSyncArgs {
+    #[arg(long, default_value_t = 300, value_parser = positive())]
+    pub rooms: u32,
+    #[arg(long, default_value_t = 20, value_parser = positive())]
+    pub repeats: u32,
+    /// Parallel createRoom requests during the (untimed) setup.
+    #[arg(long, default_value_t = 10, value_parser = positive())]
+    pub setup_concurrency: u32,
+    /// Give each request a different no-op filter, so a server's cache of identical /sync
+    /// requests (Synapse: `sync_response_cache_duration`) can't answer the repeats.
+    #[arg(long)]
+    pub distinct_requests: bool,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct TenantsArgs {
+    /// The `maas` binary to spawn.
+    #[arg(long, value_name = "PATH")]
+    pub maas_bin: PathBuf,
+    #[arg(long, default_value_t = 1000, value_parser = positive())]
+    pub tenants: u32,
+    /// A new or empty directory for the spawned server's data.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 8, value_parser = positive())]
+    pub create_concurrency: u32,
+    /// Tenants whose first request after the restart is timed.
+    #[arg(long, default_value_t = 100, value_parser = positive())]
+    pub cold_samples: u32,
+    /// Idle period after which the server unloads a tenant; 0 skips the idle measurement.
+    #[arg(long, default_value_t = 30)]
+    pub idle_unload_secs: u64,
+    /// argon2 memory cost for the spawned server: this scenario is about memory, not hashing.
+    #[arg(long, default_value_t = 1024)]
+    pub argon2_memory_kib: u32,
+    #[arg(long, default_value_t = 1)]
+    pub argon2_iterations: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SuiteArgs {
+    /// Multiplies every count of the default suite (users, rooms, messages, rounds, repeats).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CompareArgs {
+    pub a: PathBuf,
+    pub b: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum UrlError {
+    #[error("--url {0:?} is not a valid URL")]
+    Invalid(String),
+    #[error("--url must be http:// or https://, not {0}://")]
+    Scheme(String),
+    #[error(
+        "refusing --url host {0:?}: only loopback addresses (127.0.0.0/8, ::1, localhost) may be benchmarked"
+    )]
+    NotLoopback(String),
+}
+
+/// Parses `url` and accepts it only when its host is a loopback address or `localhost`.
+pub fn loopback_url(url: &str) -> Result<Url, UrlError> {
+    let parsed = Url::parse(url).map_err(|_| UrlError::Invalid(url.to_owned()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(UrlError::Scheme(parsed.scheme().to_owned()));
+    }
+    let host = parsed.host_str().unwrap_or_default();
+    if is_loopback_host(host) {
+        Ok(parsed)
+    } else {
+        Err(UrlError::NotLoopback(host.to_owned()))
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    // IPv6 hosts come bracketed from the URL parser.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A default count of the suite multiplied by `scale`, at least 1.
+pub fn scaled(count: u32, scale: f64) -> u32 {
+    let value = (f64::from(count) * scale).round();
+    if value.is_finite() && value >= 1.0 {
+        value.min(f64::from(u32::MAX)) as u32
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_loopback_urls() {
+        for url in [
+            "http://127.0.0.1:8008",
+            "http://127.1.2.3/",
+            "http://localhost:8008",
+            "https://LOCALHOST",
+            "http://[::1]:8008",
+        ] {
+            assert!(loopback_url(url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for url in [
+            "http://example.com",
+            "http://10.0.0.1:8008",
+            "http://0.0.0.0:8008",
+            "http://[::ffff:127.0.0.1]:8008",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://[::2]",
+        ] {
+            assert!(
+                matches!(loopback_url(url), Err(UrlError::NotLoopback(_))),
+                "{url}"
+            );
+        }
+        assert!(matches!(
+            loopback_url("ftp://127.0.0.1"),
+            Err(UrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            loopback_url("not a url"),
+            Err(UrlError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn scaling_rounds_and_never_reaches_zero() {
+        assert_eq!(scaled(100, 0.1), 10);
+        assert_eq!(scaled(20, 0.01), 1);
+        assert_eq!(scaled(200, 1.5), 300);
+        assert_eq!(scaled(5, f64::NAN), 1);
+    }
+
+    #[test]
+    fn cli_shape_parses() {
+        let cli = Cli::try_parse_from([
+            "maas-bench",
+            "--url",
+            "http://127.0.0.1:9",
+            "--label",
+            "maas",
+            "send",
+            "--messages",
+            "5",
+            "--concurrency",
+            "1",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            cli.scenario,
+            Scenario::Send(SendArgs {
+                messages: 5,
+                concurrency: 1
+            })
+        ));
+        assert!(Cli::try_parse_from(["maas-bench", "send", "--concurrency", "0"]).is_err());
+    }
+}
