@@ -3,6 +3,7 @@
 //! `maas-http` call into this crate; this crate calls `maas-store`.
 
 pub mod accounts;
+mod cache;
 pub mod config;
 pub mod e2ee;
 mod error;

@@ -11,6 +11,7 @@
 //! counts the rows after the recipient's read receipt.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use maas_store::{AccountDataRecord, EventRecord, PushActionRecord};
 use ruma::events::room::power_levels::{
@@ -37,6 +38,15 @@ use crate::{Error, Result, Tenant};
 
 /// The account data type holding a user's ruleset.
 pub const PUSH_RULES_TYPE: &str = "m.push_rules";
+
+/// Parsed rulesets cached per tenant, by localpart: evaluated for every recipient of every
+/// event.
+pub(crate) type RulesetCache = crate::cache::GuardedLru<String, Arc<Ruleset>>;
+const CACHED_RULESETS: usize = 4096;
+
+pub(crate) fn ruleset_cache() -> RulesetCache {
+    crate::cache::GuardedLru::new(CACHED_RULESETS)
+}
 
 /// The spec's predefined rules for `user_id`, in the spec's order.
 ///
@@ -330,6 +340,7 @@ impl PushRules<'_> {
             stream,
         };
         self.tenant.store().set_account_data(&record).await?;
+        self.tenant.rulesets().invalidate();
         writer.publish(stream);
         Ok(())
     }
@@ -370,16 +381,7 @@ pub async fn push_actions(
     let needs_display_names = content.and_then(|c| c.get("body")).is_some()
         && content.and_then(|c| c.get("m.mentions")).is_none();
 
-    let localparts: Vec<String> = recipients
-        .iter()
-        .map(|u| u.localpart().to_owned())
-        .collect();
-    let stored: HashMap<String, String> = store
-        .global_account_data_of(&localparts, PUSH_RULES_TYPE)
-        .await?
-        .into_iter()
-        .map(|r| (r.localpart, r.content))
-        .collect();
+    let rulesets = rulesets_of(tenant, &recipients).await?;
 
     let member_count = UInt::new_saturating(u64::try_from(members.len()).unwrap_or(u64::MAX));
     let thread_id = event
@@ -388,8 +390,7 @@ pub async fn push_actions(
         .filter(|r| r.rel_type == "m.thread")
         .map(|r| r.parent_event_id.clone());
     let mut records = Vec::new();
-    for user_id in recipients {
-        let ruleset = ruleset_from(stored.get(user_id.localpart()).map(String::as_str), user_id);
+    for (user_id, ruleset) in recipients.into_iter().zip(rulesets) {
         let display_name = if needs_display_names {
             display_name(tenant, &state, user_id).await?
         } else {
@@ -417,6 +418,38 @@ pub async fn push_actions(
         }
     }
     Ok(records)
+}
+
+/// The rulesets of `users` (local), in order: cached, else read in one query and cached.
+async fn rulesets_of(tenant: &Tenant, users: &[&OwnedUserId]) -> Result<Vec<Arc<Ruleset>>> {
+    let cache = tenant.rulesets();
+    let generation = cache.generation();
+    let mut found: Vec<Option<Arc<Ruleset>>> =
+        users.iter().map(|u| cache.get(u.localpart())).collect();
+    let missing: Vec<String> = users
+        .iter()
+        .zip(&found)
+        .filter(|(_, r)| r.is_none())
+        .map(|(u, _)| u.localpart().to_owned())
+        .collect();
+    if !missing.is_empty() {
+        let stored: HashMap<String, String> = tenant
+            .store()
+            .global_account_data_of(&missing, PUSH_RULES_TYPE)
+            .await?
+            .into_iter()
+            .map(|r| (r.localpart, r.content))
+            .collect();
+        for (user_id, slot) in users.iter().zip(found.iter_mut()) {
+            if slot.is_none() {
+                let content = stored.get(user_id.localpart()).map(String::as_str);
+                let ruleset = Arc::new(ruleset_from(content, user_id));
+                cache.put(generation, user_id.localpart().to_owned(), ruleset.clone());
+                *slot = Some(ruleset);
+            }
+        }
+    }
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// `(notification_count, highlight_count)` of `user` in `room_id`: notifications after their

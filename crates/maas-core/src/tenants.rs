@@ -12,9 +12,11 @@ use ruma::signatures::Ed25519KeyPair;
 use tokio::sync::OnceCell;
 
 use crate::accounts::Accounts;
+use crate::accounts::sessions::{self, SessionCache};
 use crate::config::Config;
 use crate::keys;
 use crate::presence::PresenceState;
+use crate::push::{self, RulesetCache};
 use crate::ratelimit::RateLimiter;
 use crate::registration_tokens::RegistrationTokens;
 use crate::rooms::Rooms;
@@ -35,6 +37,8 @@ struct TenantInner {
     stream: Stream,
     state_cache: StateCache,
     room_heads: RoomHeads,
+    sessions: SessionCache,
+    push_rules: RulesetCache,
     committer: Committer,
     typing: TypingState,
     presence: PresenceState,
@@ -68,6 +72,8 @@ impl Tenant {
             stream,
             state_cache: StateCache::default(),
             room_heads: RoomHeads::default(),
+            sessions: sessions::session_cache(),
+            push_rules: push::ruleset_cache(),
             committer: Committer::start(),
             typing: TypingState::default(),
             presence: PresenceState::default(),
@@ -169,6 +175,14 @@ impl Tenant {
 
     pub(crate) fn room_heads(&self) -> &RoomHeads {
         &self.0.room_heads
+    }
+
+    pub(crate) fn sessions(&self) -> &SessionCache {
+        &self.0.sessions
+    }
+
+    pub(crate) fn rulesets(&self) -> &RulesetCache {
+        &self.0.push_rules
     }
 
     pub(crate) fn committer(&self) -> &Committer {

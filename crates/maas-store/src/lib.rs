@@ -9,6 +9,7 @@ mod push;
 mod records;
 mod rooms;
 pub mod sqlite;
+mod sync;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use export::{TENANT_TABLES, TableRows};
 pub use push::*;
 pub use records::*;
 pub use rooms::*;
+pub use sync::*;
 
 /// Errors every backend maps its own failures to.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub trait ControlStore: Send + Sync {
 
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
-pub trait TenantStore: RoomStore + E2eeStore + PushStore + Send + Sync {
+pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sync {
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;

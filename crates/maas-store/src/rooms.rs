@@ -99,6 +99,17 @@ pub struct NewEvent {
     pub redaction: Option<Redaction>,
 }
 
+/// What one group commit writes.
+#[derive(Clone, Debug, Default)]
+pub struct EventBatch {
+    /// State groups that no event of the batch brings (a new room's empty state).
+    pub state_groups: Vec<NewStateGroup>,
+    /// Rooms the batch's events create.
+    pub rooms: Vec<RoomRecord>,
+    pub events: Vec<NewEvent>,
+    pub push_actions: Vec<crate::PushActionRecord>,
+}
+
 #[derive(Clone, Debug)]
 pub struct NewStateGroup {
     pub id: i64,
@@ -184,7 +195,12 @@ pub trait RoomStore: Send + Sync {
 
     // State groups.
     /// A fresh state group id, unique in the tenant.
-    async fn next_state_group_id(&self) -> Result<i64>;
+    async fn next_state_group_id(&self) -> Result<i64> {
+        self.reserve_state_groups(1).await
+    }
+    /// Reserves `count` (≥ 1) fresh state group ids at once and returns the last; the caller
+    /// hands out the ids down to `last - count + 1` from memory.
+    async fn reserve_state_groups(&self, count: i64) -> Result<i64>;
     /// Stores a group outside of an event (e.g. the state of a room's first event).
     async fn insert_state_group(&self, group: &NewStateGroup) -> Result<()>;
     /// The full state of a group, its delta chain applied; `NotFound` for an unknown group.
@@ -196,15 +212,16 @@ pub trait RoomStore: Send + Sync {
     /// Persists an event and everything that changes with it in one transaction; `Conflict`
     /// when the event id or its client transaction is already stored.
     async fn persist_event(&self, new: &NewEvent) -> Result<()> {
-        self.persist_events(std::slice::from_ref(new), &[]).await
+        let batch = EventBatch {
+            events: vec![new.clone()],
+            ..EventBatch::default()
+        };
+        self.persist_events(&batch).await
     }
-    /// Persists events in order, everything that changes with them and their notifications, in
-    /// one transaction (group commit): all or nothing.
-    async fn persist_events(
-        &self,
-        batch: &[NewEvent],
-        push_actions: &[crate::PushActionRecord],
-    ) -> Result<()>;
+    /// Persists a batch in one transaction (group commit), all or nothing: its state groups
+    /// and rooms, then its events in order with everything that changes with them, then their
+    /// notifications.
+    async fn persist_events(&self, batch: &EventBatch) -> Result<()>;
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>>;
     /// The events among `event_ids` that exist, in no particular order.
     async fn events(&self, event_ids: &[String]) -> Result<Vec<EventRecord>>;

@@ -4,6 +4,7 @@
 mod devices;
 pub mod passwords;
 mod profile;
+pub(crate) mod sessions;
 pub mod usernames;
 
 use maas_store::{AccessTokenRecord, DeviceRecord, StoreError, ThreepidRecord, UserRecord};
@@ -13,6 +14,7 @@ use ruma::{OwnedDeviceId, OwnedUserId};
 
 use crate::uia::{self, UiaFlows};
 use crate::{Error, Result, Tenant, now_ms, secrets};
+use sessions::CachedSession;
 
 pub use profile::{DirectoryUser, Profile};
 
@@ -66,6 +68,11 @@ const MAX_DEVICE_ID_LEN: usize = 255;
 const MAX_DISPLAY_NAME_LEN: usize = 256;
 /// A device's `last_seen` is written at most this often, not on every request.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+/// Whether the device's `last_seen` is worth a write: stale, or seen from another address.
+fn needs_touch(last_seen_ts: i64, last_seen_ip: &str, ip: &str) -> bool {
+    now_ms() - last_seen_ts > TOUCH_INTERVAL_MS || last_seen_ip != ip
+}
 
 pub struct Accounts<'a> {
     tenant: &'a Tenant,
@@ -338,8 +345,16 @@ impl<'a> Accounts<'a> {
 
     /// The user behind an access token; also records when and from where the device was seen.
     pub async fn authenticate(&self, access_token: &str, ip: &str) -> Result<AuthedUser> {
-        let store = self.tenant.store();
         let hash = secrets::token_hash(access_token);
+        let cache = self.tenant.sessions();
+        if let Some(session) = cache.get(&hash) {
+            if needs_touch(session.last_seen_ts, &session.last_seen_ip, ip) {
+                self.touch(&session.user, ip, &hash).await?;
+            }
+            return Ok(session.user);
+        }
+        let generation = cache.generation();
+        let store = self.tenant.store();
         let Some(token) = store.access_token(&hash).await? else {
             return Err(Error::UnknownToken);
         };
@@ -349,29 +364,50 @@ impl<'a> Accounts<'a> {
         if user.deactivated {
             return Err(Error::UnknownToken);
         }
-        self.touch_device(&token, ip).await?;
-        Ok(AuthedUser {
+        let device = store.device(&token.localpart, &token.device_id).await?;
+        let authed = AuthedUser {
             user_id: self.user_id(&user.localpart)?,
             localpart: user.localpart,
             device_id: token.device_id.into(),
             admin: user.admin,
             guest: user.guest,
-        })
+        };
+        let (last_seen_ts, last_seen_ip) = match device {
+            Some(d) => (
+                d.last_seen_ts.unwrap_or(0),
+                d.last_seen_ip.unwrap_or_default(),
+            ),
+            // No device row to record the visit in: nothing to write.
+            None => (now_ms(), ip.to_owned()),
+        };
+        if needs_touch(last_seen_ts, &last_seen_ip, ip) {
+            self.touch(&authed, ip, &hash).await?;
+        } else {
+            let session = CachedSession {
+                user: authed.clone(),
+                last_seen_ts,
+                last_seen_ip,
+            };
+            cache.put(generation, hash, session);
+        }
+        Ok(authed)
     }
 
-    async fn touch_device(&self, token: &AccessTokenRecord, ip: &str) -> Result<()> {
-        let store = self.tenant.store();
-        let device = store.device(&token.localpart, &token.device_id).await?;
+    /// Records that the device was seen now from `ip`, in the store and the cache.
+    async fn touch(&self, user: &AuthedUser, ip: &str, token_hash: &str) -> Result<()> {
+        let cache = self.tenant.sessions();
+        let generation = cache.generation();
         let now = now_ms();
-        let stale = device.as_ref().is_some_and(|d| {
-            d.last_seen_ts.is_none_or(|ts| now - ts > TOUCH_INTERVAL_MS)
-                || d.last_seen_ip.as_deref() != Some(ip)
-        });
-        if stale {
-            store
-                .touch_device(&token.localpart, &token.device_id, now, ip)
-                .await?;
-        }
+        self.tenant
+            .store()
+            .touch_device(&user.localpart, user.device_id.as_str(), now, ip)
+            .await?;
+        let session = CachedSession {
+            user: user.clone(),
+            last_seen_ts: now,
+            last_seen_ip: ip.to_owned(),
+        };
+        cache.put(generation, token_hash.to_owned(), session);
         Ok(())
     }
 
@@ -396,6 +432,8 @@ impl<'a> Accounts<'a> {
 
     /// Users sharing a room learn of removed devices through `device_lists.changed`.
     pub(crate) async fn devices_changed(&self, localpart: &str) -> Result<()> {
+        // Deleted devices took their tokens along; deactivation ends every session.
+        self.tenant.sessions().invalidate();
         let user_id = self.user_id(localpart)?;
         self.tenant.e2ee().device_list_changed(&user_id).await
     }
@@ -518,6 +556,7 @@ impl<'a> Accounts<'a> {
     pub async fn set_admin(&self, localpart: &str, admin: bool) -> Result<UserRecord> {
         self.user(localpart).await?;
         self.tenant.store().set_admin(localpart, admin).await?;
+        self.tenant.sessions().invalidate();
         self.user(localpart).await
     }
 

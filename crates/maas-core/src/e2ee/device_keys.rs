@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use maas_store::{DeviceKeysRecord, OneTimeKeyRecord, StreamRange};
+use maas_store::{DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 
@@ -253,14 +253,6 @@ fn visible_signatures(key: &mut Value, owner: &str, requester: &str) {
     }
 }
 
-/// Whether `other` is joined to one of `joined`.
-async fn shares_room(e2ee: &E2ee<'_>, other: &str, joined: &HashSet<String>) -> Result<bool> {
-    let memberships = e2ee.tenant.store().memberships_of_user(other).await?;
-    Ok(memberships
-        .iter()
-        .any(|m| m.membership == "join" && joined.contains(&m.room_id)))
-}
-
 /// `device_lists` of sync and `keys/changes`. `changed`: users sharing a room with `user`
 /// whose devices changed in range, or who came to share a room in range; `left`: users who
 /// stopped sharing every room in range. Only rooms with events in range are looked at, so the
@@ -270,23 +262,31 @@ pub(crate) async fn device_list_delta(
     user: &UserId,
     range: StreamRange,
 ) -> Result<(Vec<String>, Vec<String>)> {
+    let memberships = e2ee
+        .tenant
+        .store()
+        .memberships_of_user(user.as_str())
+        .await?;
+    device_list_delta_of(e2ee, user, range, &memberships).await
+}
+
+/// [`device_list_delta`] with the user's current memberships already read (sync has them).
+pub(crate) async fn device_list_delta_of(
+    e2ee: &E2ee<'_>,
+    user: &UserId,
+    range: StreamRange,
+    memberships: &[MembershipRecord],
+) -> Result<(Vec<String>, Vec<String>)> {
     let store = e2ee.tenant.store();
-    let memberships = store.memberships_of_user(user.as_str()).await?;
-    let joined: HashSet<String> = memberships
+    let joined: Vec<String> = memberships
         .iter()
         .filter(|m| m.membership == "join")
         .map(|m| m.room_id.clone())
         .collect();
     let in_range = |stream: i64| stream > range.after && stream <= range.up_to;
-    let mut changed = HashSet::new();
-    for other in store.device_list_changes(range).await? {
-        if other == user.as_str() || shares_room(e2ee, &other, &joined).await? {
-            changed.insert(other);
-        }
-    }
-    let joined_ids: Vec<String> = joined.iter().cloned().collect();
+    let device_changes = store.device_list_changes(range).await?;
     let mut rooms: HashSet<String> = store
-        .rooms_with_events(&joined_ids, range)
+        .rooms_with_events(&joined, range)
         .await?
         .into_iter()
         .collect();
@@ -296,21 +296,46 @@ pub(crate) async fn device_list_delta(
             .filter(|m| in_range(m.stream))
             .map(|m| m.room_id.clone()),
     );
-    let mut left = HashSet::new();
+    // Members whose membership changed in range, or all members of a room the user's own
+    // membership changed in.
+    let mut moved = Vec::new();
     for room_id in rooms {
         let mine = memberships.iter().find(|m| m.room_id == room_id);
         let i_changed = mine.is_some_and(|m| in_range(m.stream));
         for member in store.room_members(&room_id, None).await? {
-            if member.user_id == user.as_str() || !(i_changed || in_range(member.stream)) {
-                continue;
+            if member.user_id != user.as_str() && (i_changed || in_range(member.stream)) {
+                moved.push(member);
             }
-            if shares_room(e2ee, &member.user_id, &joined).await? {
-                changed.insert(member.user_id);
-            } else if member.membership == "join"
-                || matches!(member.membership.as_str(), "leave" | "ban")
-            {
-                left.insert(member.user_id);
-            }
+        }
+    }
+    // Who of everyone concerned shares a room with the user: one read for all of them.
+    let asked: Vec<String> = device_changes
+        .iter()
+        .filter(|u| u.as_str() != user.as_str())
+        .chain(moved.iter().map(|m| &m.user_id))
+        .cloned()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let sharing: HashSet<String> = if asked.is_empty() || joined.is_empty() {
+        HashSet::new()
+    } else {
+        store
+            .users_joined_to_any(&asked, &joined)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut changed: HashSet<String> = device_changes
+        .into_iter()
+        .filter(|other| other == user.as_str() || sharing.contains(other))
+        .collect();
+    let mut left = HashSet::new();
+    for member in moved {
+        if sharing.contains(&member.user_id) {
+            changed.insert(member.user_id);
+        } else if matches!(member.membership.as_str(), "join" | "leave" | "ban") {
+            left.insert(member.user_id);
         }
     }
     let mut changed: Vec<String> = changed.into_iter().collect();

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use maas_store::{NewEvent, TxnRecord};
+use maas_store::{EventBatch, NewEvent, NewStateGroup, RoomRecord, TxnRecord};
 use parking_lot::Mutex;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use tokio::sync::{mpsc, oneshot};
@@ -22,19 +22,30 @@ const MAX_BATCH: usize = 256;
 /// A client transaction, as `(localpart, device id, txn id)`.
 type TxnKey = (String, String, String);
 
+/// An event built under the write lock, with what its commit needs besides the event.
+pub(crate) struct Built {
+    pub(crate) new: NewEvent,
+    pub(crate) room_id: OwnedRoomId,
+    /// Joined members when the event was sent: who its notifications are for.
+    pub(crate) members: Arc<Vec<OwnedUserId>>,
+    /// The event this one redacts, whose cached PDU changes with the commit.
+    pub(crate) redacts: Option<OwnedEventId>,
+    /// For a room's create event: the room row and its empty state group.
+    pub(crate) creates: Option<(RoomRecord, NewStateGroup)>,
+}
+
 /// An event waiting for its commit.
-pub(crate) struct Pending {
+struct Pending {
     new: NewEvent,
+    creates: Option<(RoomRecord, NewStateGroup)>,
     sender: Sender,
 }
 
-/// Who waits for an event's commit, and what the commit needs besides the event.
+/// Who waits for an event's commit.
 struct Sender {
     tenant: Tenant,
     room_id: OwnedRoomId,
-    /// Joined members when the event was sent: who its notifications are for.
     members: Arc<Vec<OwnedUserId>>,
-    /// The event this one redacts, whose cached PDU changes with the commit.
     redacts: Option<OwnedEventId>,
     epoch: u64,
     done: oneshot::Sender<Result<()>>,
@@ -86,27 +97,21 @@ impl Committer {
 
     /// Queues an event built under the write lock; `epoch` is the one its room head was
     /// built in.
-    pub(crate) fn enqueue(
-        &self,
-        tenant: &Tenant,
-        new: NewEvent,
-        room_id: OwnedRoomId,
-        members: Arc<Vec<OwnedUserId>>,
-        redacts: Option<OwnedEventId>,
-        epoch: u64,
-    ) -> Result<Ticket> {
+    pub(crate) fn enqueue(&self, tenant: &Tenant, built: Built, epoch: u64) -> Result<Ticket> {
         let (done, receipt) = oneshot::channel();
+        let new = built.new;
         if let Some(txn) = &new.event.txn {
             self.txns.lock().insert(txn_key(txn), new.event.stream);
         }
         let txn = new.event.txn.clone();
         let pending = Pending {
             new,
+            creates: built.creates,
             sender: Sender {
                 tenant: tenant.clone(),
-                room_id,
-                members,
-                redacts,
+                room_id: built.room_id,
+                members: built.members,
+                redacts: built.redacts,
                 epoch,
                 done,
             },
@@ -155,15 +160,21 @@ async fn commit(batch: Vec<Pending>) {
     if live.is_empty() {
         return;
     }
-    let (events, senders): (Vec<NewEvent>, Vec<Sender>) =
-        live.into_iter().map(|p| (p.new, p.sender)).unzip();
-
-    let mut actions = Vec::new();
-    for (new, sender) in events.iter().zip(&senders) {
+    let mut batch = EventBatch::default();
+    let mut senders = Vec::with_capacity(live.len());
+    for pending in live {
+        if let Some((room, group)) = pending.creates {
+            batch.rooms.push(room);
+            batch.state_groups.push(group);
+        }
+        batch.events.push(pending.new);
+        senders.push(pending.sender);
+    }
+    for (new, sender) in batch.events.iter().zip(&senders) {
         // Notifications are derived data: failing to compute them must not lose the event.
         match crate::push::push_actions(&tenant, &sender.room_id, &new.event, &sender.members).await
         {
-            Ok(found) => actions.extend(found),
+            Ok(found) => batch.push_actions.extend(found),
             Err(err) => tracing::warn!(
                 event_id = %new.event.event_id,
                 error = %err,
@@ -171,7 +182,7 @@ async fn commit(batch: Vec<Pending>) {
             ),
         }
     }
-    let outcome = match tenant.store().persist_events(&events, &actions).await {
+    let outcome = match tenant.store().persist_events(&batch).await {
         Ok(()) => {
             for id in senders.iter().filter_map(|s| s.redacts.as_ref()) {
                 // A reader may have cached the unredacted form while the commit ran.
@@ -180,12 +191,12 @@ async fn commit(batch: Vec<Pending>) {
             Ok(())
         }
         Err(err) => {
-            tracing::error!(error = %err, events = events.len(), "storing events failed");
+            tracing::error!(error = %err, events = batch.events.len(), "storing events failed");
             tenant.committer().epoch.fetch_add(1, Ordering::AcqRel);
             Err(err.to_string())
         }
     };
-    settle(&tenant, &events, senders, outcome);
+    settle(&tenant, &batch.events, senders, outcome);
 }
 
 /// Releases the events' positions and client transactions (published when they were stored,

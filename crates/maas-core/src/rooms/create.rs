@@ -12,6 +12,7 @@ use ruma::{
 };
 use serde_json::{Map, Value, json};
 
+use super::commit::Built;
 use super::heads::RoomHead;
 use super::pdu::{self, EventDraft, PduContext};
 use super::state::RoomState;
@@ -216,13 +217,12 @@ impl Rooms<'_> {
         let store = self.tenant.store();
         let cache = self.tenant.state_cache();
         let empty = NewStateGroup {
-            id: store.next_state_group_id().await?,
+            id: cache.next_group_id(store).await?,
             room_id: room_id.to_string(),
             prev_group: None,
             delta: Vec::new(),
             chain_len: 0,
         };
-        store.insert_state_group(&empty).await?;
         let mut after = RoomState::new();
         after.insert(
             (StateEventType::RoomCreate, String::new()),
@@ -239,10 +239,6 @@ impl Rooms<'_> {
             published: false,
             state_group: empty.id,
         };
-        store.insert_room(&room).await.map_err(|e| match e {
-            StoreError::Conflict(_) => Error::Internal("room id collision".into()),
-            other => other.into(),
-        })?;
         let stream = writer.next().await?;
         let record = EventRecord {
             event_id: pdu.event_id.to_string(),
@@ -270,14 +266,15 @@ impl Rooms<'_> {
             redaction: None,
         };
         let epoch = self.tenant.committer().epoch();
-        let ticket = self.tenant.committer().enqueue(
-            self.tenant,
+        // The room row and its empty state are stored with the create event, in its batch.
+        let built = Built {
             new,
-            room_id.clone(),
-            Arc::default(),
-            None,
-            epoch,
-        )?;
+            room_id: room_id.clone(),
+            members: Arc::default(),
+            redacts: None,
+            creates: Some((room, empty)),
+        };
+        let ticket = self.tenant.committer().enqueue(self.tenant, built, epoch)?;
         writer.hand_over(stream, ticket);
         let head = RoomHead {
             room_version: version.to_string(),

@@ -184,14 +184,14 @@ impl<'a> Rooms<'a> {
             membership,
             redaction,
         };
-        let ticket = self.tenant.committer().enqueue(
-            self.tenant,
+        let built = commit::Built {
             new,
-            room_id.to_owned(),
-            head.joined.clone(),
-            redacts.clone(),
-            epoch,
-        )?;
+            room_id: room_id.to_owned(),
+            members: head.joined.clone(),
+            redacts: redacts.clone(),
+            creates: None,
+        };
+        let ticket = self.tenant.committer().enqueue(self.tenant, built, epoch)?;
         writer.hand_over(stream, ticket);
         cache.remember(pdu.clone());
         if let Some(id) = &redacts {

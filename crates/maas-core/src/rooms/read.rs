@@ -9,9 +9,11 @@ use maas_store::{EventRecord, MembershipRecord, StreamRange};
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::pdu::Pdu;
+use super::relations::Bundles;
 use super::state::RoomState;
 use super::{Rooms, rules_of};
 use crate::accounts::AuthedUser;
@@ -442,10 +444,39 @@ pub async fn client_event(
     event: &EventRecord,
     viewer: Option<&AuthedUser>,
 ) -> Value {
-    let pdu: Value = serde_json::from_str(&event.pdu).unwrap_or_else(|_| json!({}));
+    // The event itself is worth sending without its bundles when they can't be read.
+    let bundles = Bundles::load(tenant, &[event])
+        .await
+        .inspect_err(|e| tracing::warn!("bundled aggregations of {}: {e}", event.event_id))
+        .unwrap_or_default();
+    format_event(&bundles, event, viewer, 0)
+}
+
+/// The client format of several events, in order; what they bundle is read for all at once.
+pub async fn client_events(
+    tenant: &Tenant,
+    events: &[&EventRecord],
+    viewer: Option<&AuthedUser>,
+) -> Result<Vec<Value>> {
+    let bundles = Bundles::load(tenant, events).await?;
+    Ok(events
+        .iter()
+        .map(|event| format_event(&bundles, event, viewer, 0))
+        .collect())
+}
+
+/// The client format of `event`, with what `bundles` holds for it; `depth` counts the bundles
+/// it is nested in.
+pub(crate) fn format_event(
+    bundles: &Bundles,
+    event: &EventRecord,
+    viewer: Option<&AuthedUser>,
+    depth: usize,
+) -> Value {
+    let pdu = ClientFields::of(&event.pdu);
     let mut out = json!({
         "type": event.event_type,
-        "content": pdu.get("content").cloned().unwrap_or_else(|| json!({})),
+        "content": pdu.content,
         "event_id": event.event_id,
         "sender": event.sender,
         "origin_server_ts": event.origin_server_ts,
@@ -456,10 +487,10 @@ pub async fn client_event(
     }
     if event.event_type == TimelineEventType::RoomRedaction.to_string() {
         let redacts = pdu
-            .get("redacts")
-            .or_else(|| pdu.get("content").and_then(|c| c.get("redacts")));
+            .redacts
+            .or_else(|| out["content"].get("redacts").cloned());
         if let Some(redacts) = redacts {
-            out["redacts"] = redacts.clone();
+            out["redacts"] = redacts;
         }
     }
     let mut unsigned = json!({ "age": now_ms().saturating_sub(event.origin_server_ts) });
@@ -470,28 +501,56 @@ pub async fn client_event(
     {
         unsigned["transaction_id"] = json!(txn.txn_id);
     }
-    if let Some(redacted_by) = &event.redacted_by
-        && let Ok(Some(redaction)) = tenant.store().event(redacted_by).await
-    {
-        let because: Value = serde_json::from_str(&redaction.pdu).unwrap_or_else(|_| json!({}));
+    if let Some(redaction) = bundles.redaction_of(event) {
         unsigned["redacted_because"] = json!({
             "type": redaction.event_type,
-            "content": because.get("content").cloned().unwrap_or_else(|| json!({})),
+            "content": ClientFields::of(&redaction.pdu).content,
             "event_id": redaction.event_id,
             "sender": redaction.sender,
             "origin_server_ts": redaction.origin_server_ts,
             "room_id": redaction.room_id,
         });
     }
-    if let Ok(Some(relations)) = Box::pin(super::relations::bundled_aggregations(
-        tenant, event, viewer,
-    ))
-    .await
-    {
+    if let Some(relations) = bundles.aggregations(event, viewer, depth) {
         unsigned["m.relations"] = relations;
     }
     out["unsigned"] = unsigned;
     out
+}
+
+/// The parts of a stored PDU that the client format copies. Deserialising only these skips
+/// the rest (hashes, signatures, DAG fields) without building it, which is most of a PDU.
+#[derive(Deserialize)]
+struct ClientFields {
+    #[serde(default = "empty_object")]
+    content: Value,
+    /// Top-level `redacts` (room versions before 11), `null` included when present.
+    #[serde(default, deserialize_with = "present")]
+    redacts: Option<Value>,
+}
+
+impl ClientFields {
+    /// The fields of a PDU; a PDU that is not a JSON object has none.
+    fn of(pdu: &str) -> Self {
+        let parsed = pdu
+            .trim_start()
+            .starts_with('{')
+            .then(|| serde_json::from_str(pdu).ok())
+            .flatten();
+        parsed.unwrap_or_else(|| Self {
+            content: empty_object(),
+            redacts: None,
+        })
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// A field that is present, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Event ids of a state map, for callers outside this module.

@@ -2,11 +2,13 @@
 //! children of an event by relation, thread roots, the bundled aggregations served in
 //! `unsigned.m.relations`, and looking events up by context or timestamp.
 
+use std::collections::{HashMap, HashSet};
+
 use maas_store::{Direction, EventRecord};
 use ruma::{EventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use super::read::client_event;
+use super::read::format_event;
 use super::{Page, Rooms};
 use crate::accounts::AuthedUser;
 use crate::{Error, Result, Tenant};
@@ -201,73 +203,183 @@ fn page(from: i64, direction: Direction, limit: u32) -> Page {
     }
 }
 
-/// The bundled aggregations of an event (spec: "Aggregations of child events"): the newest
-/// edit by the original sender, the thread summary, and references.
-pub async fn bundled_aggregations(
-    tenant: &Tenant,
-    event: &EventRecord,
-    viewer: Option<&AuthedUser>,
-) -> Result<Option<Value>> {
+/// Relation types bundled into their parent (spec: "Aggregations of child events"). Others
+/// (annotations above all, which can be thousands per event) are never read for it.
+const BUNDLED_RELATIONS: [&str; 3] = ["m.replace", "m.thread", "m.reference"];
+/// Children read per parent for its aggregations.
+const MAX_BUNDLED_CHILDREN: u32 = 1000;
+/// How deep bundles nest (an edit of a thread's latest event …). Only rooms whose event ids
+/// are not hashes could relate events in a cycle; this bound ends it.
+pub(crate) const MAX_BUNDLE_DEPTH: usize = 8;
+
+/// What the client format of a set of events needs besides the events themselves, read for all
+/// of them at once: the children bundled into each (`unsigned.m.relations`), and the redaction
+/// of each redacted one (`unsigned.redacted_because`).
+#[derive(Default)]
+pub(crate) struct Bundles {
+    /// Bundled children by parent, oldest first; parents read without children map to `[]`.
+    children: HashMap<String, Vec<EventRecord>>,
+    redactions: HashMap<String, EventRecord>,
+}
+
+impl Bundles {
+    /// Reads what formatting `events` needs: a query for their children and one for their
+    /// redactions, then the same for the events their bundles embed, level by level.
+    pub(crate) async fn load(tenant: &Tenant, events: &[&EventRecord]) -> Result<Self> {
+        let mut bundles = Self::default();
+        let mut embedded = bundles.load_level(tenant, events).await?;
+        for _ in 1..MAX_BUNDLE_DEPTH {
+            if embedded.is_empty() {
+                break;
+            }
+            let level: Vec<&EventRecord> = embedded.iter().collect();
+            embedded = bundles.load_level(tenant, &level).await?;
+        }
+        Ok(bundles)
+    }
+
+    /// Reads the children and redactions of `events` not read yet; returns the events that
+    /// their bundles embed (edits, latest thread events), whose own bundles are needed next.
+    async fn load_level(
+        &mut self,
+        tenant: &Tenant,
+        events: &[&EventRecord],
+    ) -> Result<Vec<EventRecord>> {
+        let store = tenant.store();
+        // A redacted event has no bundle, only its redaction.
+        let parents: Vec<String> = events
+            .iter()
+            .filter(|e| e.redacted_by.is_none() && !self.children.contains_key(&e.event_id))
+            .map(|e| e.event_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let redactions: Vec<String> = events
+            .iter()
+            .filter_map(|e| e.redacted_by.clone())
+            .filter(|id| !self.redactions.contains_key(id))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !redactions.is_empty() {
+            for redaction in store.events(&redactions).await? {
+                self.redactions
+                    .insert(redaction.event_id.clone(), redaction);
+            }
+        }
+        if parents.is_empty() {
+            return Ok(Vec::new());
+        }
+        for parent in &parents {
+            self.children.insert(parent.clone(), Vec::new());
+        }
+        let children = store
+            .children_of(&parents, &BUNDLED_RELATIONS, MAX_BUNDLED_CHILDREN)
+            .await?;
+        for child in children {
+            let parent = child.relation.as_ref().map(|r| r.parent_event_id.clone());
+            if let Some(siblings) = parent.and_then(|p| self.children.get_mut(&p)) {
+                siblings.push(child);
+            }
+        }
+        // Only the events read just now: the others' embedded events were read before.
+        let fresh: HashSet<&String> = parents.iter().collect();
+        let mut embedded = Vec::new();
+        for event in events.iter().filter(|e| fresh.contains(&e.event_id)) {
+            let children = self.children_of(event);
+            embedded.extend(edit_of(event, children).cloned());
+            embedded.extend(thread_of(children).last().map(|e| (*e).clone()));
+        }
+        Ok(embedded)
+    }
+
+    fn children_of(&self, event: &EventRecord) -> &[EventRecord] {
+        self.children
+            .get(&event.event_id)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The redaction of a redacted event, when it is stored.
+    pub(crate) fn redaction_of(&self, event: &EventRecord) -> Option<&EventRecord> {
+        event
+            .redacted_by
+            .as_ref()
+            .and_then(|id| self.redactions.get(id))
+    }
+
+    /// The bundled aggregations of an event (spec: "Aggregations of child events"): the newest
+    /// edit by the original sender, the thread summary, and references. `depth` counts the
+    /// bundles this one is nested in.
+    pub(crate) fn aggregations(
+        &self,
+        event: &EventRecord,
+        viewer: Option<&AuthedUser>,
+        depth: usize,
+    ) -> Option<Value> {
+        if event.redacted_by.is_some() || depth >= MAX_BUNDLE_DEPTH {
+            return None;
+        }
+        let children = self.children_of(event);
+        if children.is_empty() {
+            return None;
+        }
+        let mut relations = Map::new();
+        if let Some(edit) = edit_of(event, children) {
+            relations.insert(
+                "m.replace".into(),
+                format_event(self, edit, viewer, depth + 1),
+            );
+        }
+        let thread = thread_of(children);
+        if let Some(latest) = thread.last() {
+            let participated = viewer.is_some_and(|v| {
+                event.sender == v.user_id.as_str()
+                    || thread.iter().any(|c| c.sender == v.user_id.as_str())
+            });
+            relations.insert(
+                "m.thread".into(),
+                json!({
+                    "latest_event": format_event(self, latest, viewer, depth + 1),
+                    "count": thread.len(),
+                    "current_user_participated": participated,
+                }),
+            );
+        }
+        let references: Vec<Value> = children
+            .iter()
+            .filter(|c| has_relation(c, "m.reference"))
+            .map(|c| json!({ "event_id": c.event_id }))
+            .collect();
+        if !references.is_empty() {
+            relations.insert("m.reference".into(), json!({ "chunk": references }));
+        }
+        (!relations.is_empty()).then_some(Value::Object(relations))
+    }
+}
+
+fn has_relation(event: &EventRecord, rel_type: &str) -> bool {
+    event
+        .relation
+        .as_ref()
+        .is_some_and(|r| r.rel_type == rel_type)
+}
+
+/// The newest unredacted edit of `event` by its own sender.
+fn edit_of<'a>(event: &EventRecord, children: &'a [EventRecord]) -> Option<&'a EventRecord> {
     if event.redacted_by.is_some() {
-        return Ok(None);
+        return None;
     }
-    let store = tenant.store();
-    let children = store
-        .relations(&event.event_id, None, None, Direction::Forward, None, 1000)
-        .await?;
-    if children.is_empty() {
-        return Ok(None);
-    }
-    let mut relations = Map::new();
-    let edit = children
+    children
         .iter()
         .filter(|c| c.redacted_by.is_none())
-        .filter(|c| {
-            c.relation
-                .as_ref()
-                .is_some_and(|r| r.rel_type == "m.replace")
-                && c.sender == event.sender
-        })
-        .max_by_key(|c| (c.origin_server_ts, c.stream));
-    if let Some(edit) = edit {
-        relations.insert(
-            "m.replace".into(),
-            Box::pin(client_event(tenant, edit, viewer)).await,
-        );
-    }
-    let thread: Vec<&EventRecord> = children
+        .filter(|c| has_relation(c, "m.replace") && c.sender == event.sender)
+        .max_by_key(|c| (c.origin_server_ts, c.stream))
+}
+
+/// The thread replies among `children`, oldest first.
+fn thread_of(children: &[EventRecord]) -> Vec<&EventRecord> {
+    children
         .iter()
-        .filter(|c| {
-            c.relation
-                .as_ref()
-                .is_some_and(|r| r.rel_type == "m.thread")
-        })
-        .collect();
-    if let Some(latest) = thread.last() {
-        let participated = viewer.is_some_and(|v| {
-            event.sender == v.user_id.as_str()
-                || thread.iter().any(|c| c.sender == v.user_id.as_str())
-        });
-        relations.insert(
-            "m.thread".into(),
-            json!({
-                "latest_event": Box::pin(client_event(tenant, latest, viewer)).await,
-                "count": thread.len(),
-                "current_user_participated": participated,
-            }),
-        );
-    }
-    let references: Vec<Value> = children
-        .iter()
-        .filter(|c| {
-            c.relation
-                .as_ref()
-                .is_some_and(|r| r.rel_type == "m.reference")
-        })
-        .map(|c| json!({ "event_id": c.event_id }))
-        .collect();
-    if !references.is_empty() {
-        relations.insert("m.reference".into(), json!({ "chunk": references }));
-    }
-    Ok((!relations.is_empty()).then_some(Value::Object(relations)))
+        .filter(|c| has_relation(c, "m.thread"))
+        .collect()
 }

@@ -3,7 +3,6 @@
 //! when a room has several forward extremities.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -21,22 +20,36 @@ use crate::{Error, Result};
 /// group costs at most this many extra lookups, storing one costs one row per change.
 const MAX_DELTA_CHAIN: u32 = 32;
 const STATE_CACHE_ENTRIES: usize = 256;
+/// Bounds of the cached state maps: a count, and a total of entries, because a state map is as
+/// big as its room (a handful of entries or tens of thousands, ~150 bytes each). The count
+/// covers a user syncing a few thousand small rooms; the total keeps a tenant's cache to a few
+/// megabytes, however big its rooms.
+const CACHED_GROUPS: usize = 4096;
+const CACHED_GROUP_ENTRIES: usize = 32 * 1024;
 const PDU_CACHE_ENTRIES: usize = 4096;
+/// State group ids reserved in the store at once.
+const GROUP_ID_BLOCK: i64 = 64;
 
 pub type RoomState = StateMap<OwnedEventId>;
 
 /// Per-tenant caches of state maps and PDUs.
 pub struct StateCache {
-    groups: Mutex<LruCache<i64, Arc<RoomState>>>,
+    groups: Mutex<GroupCache>,
+    /// Delta chain length of recent groups: new groups are built on them before the store
+    /// has them.
+    chains: Mutex<LruCache<i64, u32>>,
     pdus: Mutex<LruCache<OwnedEventId, Arc<Pdu>>>,
+    /// State group ids reserved in the store and not handed out yet: `(next, last)`.
+    ids: Mutex<(i64, i64)>,
 }
 
 impl Default for StateCache {
     fn default() -> Self {
-        let cap = |n| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         Self {
-            groups: Mutex::new(LruCache::new(cap(STATE_CACHE_ENTRIES))),
-            pdus: Mutex::new(LruCache::new(cap(PDU_CACHE_ENTRIES))),
+            groups: Mutex::new(GroupCache::default()),
+            chains: Mutex::new(crate::cache::growing_lru(STATE_CACHE_ENTRIES)),
+            pdus: Mutex::new(crate::cache::growing_lru(PDU_CACHE_ENTRIES)),
+            ids: Mutex::new((1, 0)),
         }
     }
 }
@@ -53,6 +66,36 @@ impl StateCache {
         Ok(state)
     }
 
+    /// The full state of each group in `ids`: those not cached are read in one query.
+    pub async fn groups(
+        &self,
+        store: &dyn TenantStore,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Arc<RoomState>>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let mut cache = self.groups.lock();
+            for id in ids {
+                match cache.get(id) {
+                    Some(state) => {
+                        found.insert(*id, state.clone());
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        for (id, entries) in store.state_groups(&missing).await? {
+            let state = Arc::new(to_state_map(entries)?);
+            self.groups.lock().put(id, state.clone());
+            found.insert(id, state);
+        }
+        Ok(found)
+    }
+
     /// Stores `state` under a new group id, as a delta on `base` when the chain allows.
     pub async fn new_group(
         &self,
@@ -61,12 +104,9 @@ impl StateCache {
         base: Option<i64>,
         state: &RoomState,
     ) -> Result<NewStateGroup> {
-        let id = store.next_state_group_id().await?;
+        let id = self.next_group_id(store).await?;
         let base_info = match base {
-            Some(base) => store
-                .state_group_info(base)
-                .await?
-                .map(|(_, len)| (base, len)),
+            Some(base) => self.chain_len(store, base).await?.map(|len| (base, len)),
             None => None,
         };
         let group = match base_info {
@@ -94,7 +134,36 @@ impl StateCache {
             },
         };
         self.groups.lock().put(id, Arc::new(state.clone()));
+        self.chains.lock().put(id, group.chain_len);
         Ok(group)
+    }
+
+    /// A fresh state group id, from a block reserved in the store: one write per block, not
+    /// per state event.
+    pub async fn next_group_id(&self, store: &dyn TenantStore) -> Result<i64> {
+        {
+            let mut ids = self.ids.lock();
+            if ids.0 <= ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let last = store.reserve_state_groups(GROUP_ID_BLOCK).await?;
+        let first = last - GROUP_ID_BLOCK + 1;
+        *self.ids.lock() = (first + 1, last);
+        Ok(first)
+    }
+
+    /// The delta chain length of group `id`, `None` when it doesn't exist.
+    async fn chain_len(&self, store: &dyn TenantStore, id: i64) -> Result<Option<u32>> {
+        if let Some(len) = self.chains.lock().get(&id) {
+            return Ok(Some(*len));
+        }
+        let len = store.state_group_info(id).await?.map(|(_, len)| len);
+        if let Some(len) = len {
+            self.chains.lock().put(id, len);
+        }
+        Ok(len)
     }
 
     /// A PDU by id, from the cache or the store.
@@ -122,12 +191,56 @@ impl StateCache {
     /// never stored.
     pub fn clear(&self) {
         self.groups.lock().clear();
+        self.chains.lock().clear();
         self.pdus.lock().clear();
     }
 
     /// Drops a cached PDU whose stored form changed (a redaction).
     pub fn forget(&self, id: &EventId) {
         self.pdus.lock().pop(id);
+    }
+}
+
+/// State maps of recent groups, least recently used first out, within both bounds.
+struct GroupCache {
+    maps: LruCache<i64, Arc<RoomState>>,
+    /// Entries of all cached maps together.
+    entries: usize,
+}
+
+impl Default for GroupCache {
+    fn default() -> Self {
+        Self {
+            maps: crate::cache::growing_lru(CACHED_GROUPS),
+            entries: 0,
+        }
+    }
+}
+
+impl GroupCache {
+    fn get(&mut self, id: &i64) -> Option<&Arc<RoomState>> {
+        self.maps.get(id)
+    }
+
+    fn put(&mut self, id: i64, state: Arc<RoomState>) {
+        self.entries += state.len();
+        // `push` hands back what it displaced: the old map of `id`, or the least recently
+        // used one when the count was reached.
+        if let Some((_, old)) = self.maps.push(id, state) {
+            self.entries -= old.len();
+        }
+        // The newest map stays even when it alone is over the total: it is about to be used.
+        while self.entries > CACHED_GROUP_ENTRIES && self.maps.len() > 1 {
+            match self.maps.pop_lru() {
+                Some((_, old)) => self.entries -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.maps.clear();
+        self.entries = 0;
     }
 }
 

@@ -5,15 +5,16 @@
 mod events;
 mod members;
 mod state;
+mod sync;
 mod user_data;
 
 use async_trait::async_trait;
 
 use super::PostgresTenantStore;
 use crate::{
-    AccountDataRecord, AliasRecord, Direction, EventRecord, MembershipRecord, NewEvent,
-    NewStateGroup, PushActionRecord, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry,
-    StreamRange, TxnRecord,
+    AccountDataRecord, AliasRecord, Direction, EventBatch, EventRecord, MembershipRecord,
+    NewStateGroup, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry, StreamRange,
+    TxnRecord,
 };
 
 #[async_trait]
@@ -46,8 +47,8 @@ impl RoomStore for PostgresTenantStore {
         state::count_published_rooms(&self.schema).await
     }
 
-    async fn next_state_group_id(&self) -> Result<i64> {
-        state::next_state_group_id(&self.schema).await
+    async fn reserve_state_groups(&self, count: i64) -> Result<i64> {
+        state::reserve_state_groups(&self.schema, count).await
     }
 
     async fn insert_state_group(&self, group: &NewStateGroup) -> Result<()> {
@@ -62,12 +63,8 @@ impl RoomStore for PostgresTenantStore {
         state::state_group_info(&self.schema, id).await
     }
 
-    async fn persist_events(
-        &self,
-        batch: &[NewEvent],
-        push_actions: &[PushActionRecord],
-    ) -> Result<()> {
-        events::persist_events(&self.schema, batch, push_actions).await
+    async fn persist_events(&self, batch: &EventBatch) -> Result<()> {
+        events::persist_events(&self.schema, batch).await
     }
 
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {

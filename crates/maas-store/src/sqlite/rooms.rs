@@ -5,15 +5,16 @@
 mod events;
 mod members;
 mod state;
+mod sync;
 mod user_data;
 
 use async_trait::async_trait;
 
 use super::SqliteTenantStore;
 use crate::{
-    AccountDataRecord, AliasRecord, Direction, EventRecord, MembershipRecord, NewEvent,
-    NewStateGroup, PushActionRecord, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry,
-    StreamRange, TxnRecord,
+    AccountDataRecord, AliasRecord, Direction, EventBatch, EventRecord, MembershipRecord,
+    NewStateGroup, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry, StreamRange,
+    TxnRecord,
 };
 
 /// Ids passed to one statement as a JSON array. One bind parameter holds any number of them;
@@ -50,8 +51,8 @@ impl RoomStore for SqliteTenantStore {
         state::count_published_rooms(&self.pool).await
     }
 
-    async fn next_state_group_id(&self) -> Result<i64> {
-        state::next_state_group_id(&self.pool).await
+    async fn reserve_state_groups(&self, count: i64) -> Result<i64> {
+        state::reserve_state_groups(&self.pool, count).await
     }
 
     async fn insert_state_group(&self, group: &NewStateGroup) -> Result<()> {
@@ -66,12 +67,8 @@ impl RoomStore for SqliteTenantStore {
         state::state_group_info(&self.pool, id).await
     }
 
-    async fn persist_events(
-        &self,
-        batch: &[NewEvent],
-        push_actions: &[PushActionRecord],
-    ) -> Result<()> {
-        events::persist_events(&self.pool, batch, push_actions).await
+    async fn persist_events(&self, batch: &EventBatch) -> Result<()> {
+        events::persist_events(&self.pool, batch).await
     }
 
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {

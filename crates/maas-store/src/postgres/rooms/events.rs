@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnection, PgRow};
 use super::{members, state};
 use crate::postgres::util::{Schema, conflict, violates};
 use crate::{
-    Direction, EventRecord, NewEvent, PushActionRecord, Redaction, RelationRecord, Result,
-    StoreError, StreamRange, TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
+    StreamRange, TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -28,15 +28,17 @@ macro_rules! select_events {
 
 /// Persists a batch of events, in order, with their notifications in one transaction: one
 /// commit (one WAL flush) for the whole batch.
-pub(super) async fn persist_events(
-    schema: &Schema,
-    batch: &[NewEvent],
-    push_actions: &[PushActionRecord],
-) -> Result<()> {
+pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Result<()> {
     // Everything below commits together or not at all: an error returns before the commit and
     // dropping the transaction rolls it back.
     let mut tx = schema.begin().await?;
-    let heads = crate::rooms::last_per_room(batch);
+    for group in &batch.state_groups {
+        state::write_state_group(&mut tx, group).await?;
+    }
+    for room in &batch.rooms {
+        state::write_room(&mut tx, room).await?;
+    }
+    let heads = crate::rooms::last_per_room(&batch.events);
     // The room rows first, in a fixed order: their locks, held until commit, serialize the
     // events of one room, as SQLite's write lock does. Without them, two batches persisted at
     // once could each delete the extremities they saw and both insert theirs. Whether a room
@@ -59,7 +61,7 @@ pub(super) async fn persist_events(
             missing.push(room_id);
         }
     }
-    for new in batch {
+    for new in &batch.events {
         if let Some(group) = &new.new_state_group {
             state::write_state_group(&mut tx, group).await?;
         }
@@ -71,7 +73,7 @@ pub(super) async fn persist_events(
     for new in &heads {
         write_extremities(&mut tx, new).await?;
     }
-    for new in batch {
+    for new in &batch.events {
         if let Some(membership) = &new.membership {
             members::write_membership(&mut tx, membership).await?;
         }
@@ -79,7 +81,7 @@ pub(super) async fn persist_events(
             redact(&mut tx, &new.event.room_id, redaction).await?;
         }
     }
-    crate::postgres::push::write_push_actions(&mut tx, push_actions).await?;
+    crate::postgres::push::write_push_actions(&mut tx, &batch.push_actions).await?;
     tx.commit().await
 }
 
@@ -408,7 +410,7 @@ pub(super) async fn thread_roots(
     rows.iter().map(event_from_row).collect()
 }
 
-fn event_from_row(row: &PgRow) -> Result<EventRecord> {
+pub(super) fn event_from_row(row: &PgRow) -> Result<EventRecord> {
     let event_id: String = row.try_get("event_id")?;
     let txn = match (
         row.try_get::<Option<String>, _>("txn_localpart")?,

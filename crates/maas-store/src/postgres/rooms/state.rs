@@ -49,6 +49,11 @@ pub(super) async fn reserve_stream(schema: &Schema, up_to: i64) -> Result<()> {
 
 pub(super) async fn insert_room(schema: &Schema, room: &RoomRecord) -> Result<()> {
     let mut conn = schema.conn().await?;
+    write_room(&mut conn, room).await
+}
+
+/// Inserts a room row on the caller's connection or transaction; `Conflict` when it exists.
+pub(super) async fn write_room(conn: &mut PgConnection, room: &RoomRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO rooms (room_id, room_version, creator, created_ts, published, state_group) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -114,7 +119,7 @@ pub(super) async fn count_published_rooms(schema: &Schema) -> Result<u64> {
     to_u64(count, "published room count")
 }
 
-pub(super) async fn next_state_group_id(schema: &Schema) -> Result<i64> {
+pub(super) async fn reserve_state_groups(schema: &Schema, count: i64) -> Result<i64> {
     // Incrementing and reading in one statement keeps ids unique under concurrent calls: a
     // second caller waits for the row lock and recomputes from the committed value. Ids stored
     // by other means (a restored backup, a caller's own id) are skipped as well.
@@ -122,10 +127,11 @@ pub(super) async fn next_state_group_id(schema: &Schema) -> Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "UPDATE counters \
          SET last_state_group = \
-             GREATEST(last_state_group, COALESCE((SELECT MAX(id) FROM state_groups), 0)) + 1 \
+             GREATEST(last_state_group, COALESCE((SELECT MAX(id) FROM state_groups), 0)) + $1 \
          WHERE id = 0 \
          RETURNING last_state_group",
     )
+    .bind(count.max(1))
     .fetch_one(&mut *conn)
     .await?;
     Ok(id)

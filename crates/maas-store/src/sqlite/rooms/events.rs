@@ -9,8 +9,8 @@ use sqlx::{Row, SqliteConnection};
 use super::{ID_CHUNK, members, state};
 use crate::sqlite::util::{begin_write, conflict, found, to_json, violates};
 use crate::{
-    Direction, EventRecord, NewEvent, PushActionRecord, Redaction, RelationRecord, Result,
-    StoreError, StreamRange, TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
+    StreamRange, TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -28,38 +28,99 @@ macro_rules! select_events {
 
 /// Persists a batch of events, in order, with their notifications in one write transaction:
 /// one commit (and, when durable, one fsync) for the whole batch.
-pub(super) async fn persist_events(
-    pool: &SqlitePool,
-    batch: &[NewEvent],
-    push_actions: &[PushActionRecord],
-) -> Result<()> {
+pub(super) async fn persist_events(pool: &SqlitePool, batch: &EventBatch) -> Result<()> {
     // Everything below commits together or not at all: an error returns before the commit and
     // dropping the transaction rolls it back.
     let mut tx = begin_write(pool).await?;
-    for new in batch {
-        write_event(&mut tx, new).await?;
+    for group in &batch.state_groups {
+        state::write_state_group(&mut tx, group).await?;
+    }
+    for room in &batch.rooms {
+        state::write_room(&mut tx, room).await?;
+    }
+    for group in batch
+        .events
+        .iter()
+        .filter_map(|n| n.new_state_group.as_ref())
+    {
+        state::write_state_group(&mut tx, group).await?;
+    }
+    insert_events(&mut tx, &batch.events).await?;
+    for new in &batch.events {
+        if let Some(membership) = &new.membership {
+            members::write_membership(&mut tx, membership).await?;
+        }
+        if let Some(redaction) = &new.redaction {
+            redact(&mut tx, &new.event.room_id, redaction).await?;
+        }
     }
     // Only the last event of each room decides its extremities and current state.
-    for new in crate::rooms::last_per_room(batch) {
+    for new in crate::rooms::last_per_room(&batch.events) {
         write_room_head(&mut tx, new).await?;
     }
-    crate::sqlite::push::write_push_actions(&mut tx, push_actions).await?;
+    crate::sqlite::push::write_push_actions(&mut tx, &batch.push_actions).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn write_event(conn: &mut SqliteConnection, new: &NewEvent) -> Result<()> {
-    if let Some(group) = &new.new_state_group {
-        state::write_state_group(conn, group).await?;
+/// Inserts the events' rows with one statement (one round trip to SQLite's thread whatever
+/// the batch size). When a row conflicts, SQLite undoes just that statement, so inserting one
+/// by one then names the conflict exactly.
+async fn insert_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
+    if let [single] = events {
+        return insert_event(conn, &single.event).await;
     }
-    insert_event(conn, &new.event).await?;
-    if let Some(membership) = &new.membership {
-        members::write_membership(conn, membership).await?;
-    }
-    if let Some(redaction) = &new.redaction {
-        redact(conn, &new.event.room_id, redaction).await?;
+    for chunk in events.chunks(ID_CHUNK) {
+        let rows: Vec<serde_json::Value> = chunk.iter().map(|n| event_row(&n.event)).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
+                                 origin_server_ts, pdu, state_before, state_after, redacted_by, \
+                                 txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                    value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, \
+                    value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, \
+                    value ->> 15, value ->> 16 \
+             FROM json_each(?) ORDER BY key",
+        )
+        .bind(to_json(&rows, "events")?)
+        .execute(&mut *conn)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) => {
+                for new in chunk {
+                    insert_event(conn, &new.event).await?;
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
     Ok(())
+}
+
+/// An event's columns as a JSON array, in `insert_events`' column order.
+fn event_row(event: &EventRecord) -> serde_json::Value {
+    let txn = event.txn.as_ref();
+    let relation = event.relation.as_ref();
+    serde_json::json!([
+        event.stream,
+        event.event_id,
+        event.room_id,
+        event.depth,
+        event.event_type,
+        event.state_key,
+        event.sender,
+        event.origin_server_ts,
+        event.pdu,
+        event.state_before,
+        event.state_after,
+        event.redacted_by,
+        txn.map(|t| t.localpart.as_str()),
+        txn.map(|t| t.device_id.as_str()),
+        txn.map(|t| t.txn_id.as_str()),
+        relation.map(|r| r.rel_type.as_str()),
+        relation.map(|r| r.parent_event_id.as_str()),
+    ])
 }
 
 /// The room's forward extremities and current state group after `new`.
@@ -386,7 +447,7 @@ pub(super) async fn thread_roots(
     rows.iter().map(event_from_row).collect()
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
+pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
     let event_id: String = row.try_get("event_id")?;
     let txn = match (
         row.try_get::<Option<String>, _>("txn_localpart")?,

@@ -64,6 +64,12 @@ pub(super) async fn reserve_stream(pool: &SqlitePool, up_to: i64) -> Result<()> 
 }
 
 pub(super) async fn insert_room(pool: &SqlitePool, room: &RoomRecord) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    write_room(&mut conn, room).await
+}
+
+/// Inserts a room row on the caller's connection or transaction; `Conflict` when it exists.
+pub(super) async fn write_room(conn: &mut sqlx::SqliteConnection, room: &RoomRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO rooms (room_id, room_version, creator, created_ts, published, state_group) \
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -74,7 +80,7 @@ pub(super) async fn insert_room(pool: &SqlitePool, room: &RoomRecord) -> Result<
     .bind(room.created_ts)
     .bind(room.published)
     .bind(room.state_group)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(|err| conflict(err, || format!("room {}", room.room_id)))?;
     Ok(())
@@ -125,16 +131,17 @@ pub(super) async fn count_published_rooms(pool: &SqlitePool) -> Result<u64> {
     to_u64(count, "published room count")
 }
 
-pub(super) async fn next_state_group_id(pool: &SqlitePool) -> Result<i64> {
+pub(super) async fn reserve_state_groups(pool: &SqlitePool, count: i64) -> Result<i64> {
     // Incrementing and reading in one statement keeps ids unique under concurrent calls. Ids
     // stored by other means (a restored backup, a caller's own id) are skipped as well.
     let id: i64 = sqlx::query_scalar(
         "UPDATE counters \
          SET last_state_group = \
-             MAX(last_state_group, COALESCE((SELECT MAX(id) FROM state_groups), 0)) + 1 \
+             MAX(last_state_group, COALESCE((SELECT MAX(id) FROM state_groups), 0)) + ? \
          WHERE id = 0 \
          RETURNING last_state_group",
     )
+    .bind(count.max(1))
     .fetch_one(pool)
     .await?;
     Ok(id)

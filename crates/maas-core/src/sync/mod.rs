@@ -1,0 +1,250 @@
+//! `/sync` (spec: Client-Server API, "Syncing"): what changed for a user between two positions
+//! of the tenant's stream. Long-polls wait on the tenant's notifier, never by polling; an
+//! incremental sync only reads what changed in its range.
+//!
+//! Reads are batched across rooms: the timelines, state, bundled aggregations, unread counts,
+//! receipts and summaries of all rooms in a response each come from one query (`SyncStore`),
+//! so a response costs a handful of round trips to the database however many rooms it holds.
+
+mod account;
+mod ephemeral;
+mod joined;
+mod others;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use maas_store::{MembershipRecord, ReceiptRecord, StreamRange};
+use ruma::UserId;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::accounts::AuthedUser;
+use crate::e2ee::device_keys::device_list_delta_of;
+use crate::filter::Filter;
+use crate::{Error, Result, Tenant};
+
+use joined::RoomPlan;
+
+/// Longest a client may make a sync wait.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct SyncRequest {
+    pub since: Option<i64>,
+    /// `set_presence`: `online` unless the client says otherwise.
+    pub set_presence: Option<String>,
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub filter: Filter,
+}
+
+/// Sync tokens are stream positions: `s<position>`.
+pub fn token(position: i64) -> String {
+    format!("s{position}")
+}
+
+pub fn parse_token(token: &str) -> Result<i64> {
+    token
+        .strip_prefix('s')
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| Error::InvalidParam(format!("Invalid stream token {token:?}")))
+}
+
+/// One sync response under construction.
+struct Builder<'a> {
+    tenant: &'a Tenant,
+    viewer: &'a AuthedUser,
+    user: &'a UserId,
+    since: Option<i64>,
+    up_to: i64,
+    full_state: bool,
+    filter: &'a Filter,
+}
+
+impl Tenant {
+    /// `GET /sync`.
+    pub async fn sync(&self, user: &AuthedUser, req: SyncRequest) -> Result<Value> {
+        let presence = req.set_presence.as_deref().unwrap_or("online");
+        self.mark_presence_from_sync(user, presence).await?;
+        let mut positions = self.stream().subscribe();
+        let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
+        let mut expired = false;
+        loop {
+            let up_to = *positions.borrow_and_update();
+            let since = req.since.map(|s| s.min(up_to));
+            let initial = since.is_none() || req.full_state;
+            // With no time left to wait (`timeout=0`), nothing new is answered at once rather
+            // than after a timer that can only fire on its next tick.
+            let out_of_time = Instant::now() >= deadline;
+            if initial || expired || out_of_time || since.is_some_and(|s| s < up_to) {
+                let builder = Builder {
+                    tenant: self,
+                    viewer: user,
+                    user: &user.user_id,
+                    since,
+                    up_to,
+                    full_state: req.full_state,
+                    filter: &req.filter,
+                };
+                let (response, changed) = builder.build().await?;
+                if initial || changed || expired || Instant::now() >= deadline {
+                    return Ok(response);
+                }
+            }
+            // Past the deadline, one last (usually empty) response goes out: it still carries
+            // the device's key counts.
+            expired = !matches!(
+                tokio::time::timeout_at(deadline, positions.changed()).await,
+                Ok(Ok(()))
+            );
+        }
+    }
+}
+
+impl Builder<'_> {
+    fn range(&self) -> StreamRange {
+        StreamRange {
+            after: self.since.unwrap_or(0),
+            up_to: self.up_to,
+        }
+    }
+
+    fn in_range(&self, stream: i64) -> bool {
+        self.since.is_none_or(|s| stream > s) && stream <= self.up_to
+    }
+
+    /// Whether every joined room is sent whole: an initial sync or `full_state`.
+    fn sends_everything(&self) -> bool {
+        self.since.is_none() || self.full_state
+    }
+
+    /// The response, and whether it carries anything new for the user.
+    async fn build(&self) -> Result<(Value, bool)> {
+        let store = self.tenant.store();
+        let t0 = std::time::Instant::now();
+        let all_memberships = store.memberships_of_user(self.user.as_str()).await?;
+        let memberships: Vec<&MembershipRecord> = all_memberships
+            .iter()
+            .filter(|m| self.filter.room.accepts_room(&m.room_id) && m.stream <= self.up_to)
+            .collect();
+        let joined: Vec<&MembershipRecord> = memberships
+            .iter()
+            .copied()
+            .filter(|m| m.membership == "join")
+            .collect();
+        let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
+        let account_data = self.account_data().await?;
+        let receipts = self.receipts(&joined_ids).await?;
+        let active = self.active_rooms(&joined_ids, &receipts).await?;
+
+        let plans: Vec<RoomPlan> = joined
+            .iter()
+            .filter(|m| active.contains(&m.room_id) || account_data.rooms.contains_key(&m.room_id))
+            .map(|m| RoomPlan {
+                room_id: &m.room_id,
+                // A room joined within the range is new to the client: send all of it.
+                fresh: self.sends_everything() || self.in_range(m.stream),
+            })
+            .collect();
+        let tj = t0.elapsed();
+        let join = self
+            .joined_rooms(&plans, &account_data.rooms, &receipts)
+            .await?;
+        let tj2 = t0.elapsed();
+        let mut changed = !join.is_empty();
+        let others = self.other_rooms(&memberships).await?;
+        changed |= !others.is_empty();
+
+        changed |= !account_data.global.is_empty();
+        let presence = self.presence(&joined_ids).await?;
+        changed |= !presence.is_empty();
+        let e2ee = self.tenant.e2ee();
+        let (to_device, delivered_up_to) = e2ee
+            .to_device_for_sync(self.viewer, self.since, self.up_to)
+            .await?;
+        changed |= !to_device.is_empty();
+        let (device_changed, device_left) = match self.since {
+            Some(_) => {
+                device_list_delta_of(&e2ee, self.user, self.range(), &all_memberships).await?
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        changed |= !device_changed.is_empty() || !device_left.is_empty();
+        let device = self.viewer.device_id.as_str();
+        let otk_counts: Map<String, Value> = store
+            .count_one_time_keys(self.user.localpart(), device)
+            .await?
+            .into_iter()
+            .map(|(algorithm, count)| (algorithm, json!(count)))
+            .collect();
+        let fallback_types = store
+            .unused_fallback_key_types(self.user.localpart(), device)
+            .await?;
+        if std::env::var_os("SYNC_TRACE").is_some() { eprintln!("before join {tj:?} join {tj2:?} total {:?}", t0.elapsed()); }
+        let response = json!({
+            "next_batch": token(delivered_up_to.min(self.up_to)),
+            "to_device": { "events": to_device },
+            "device_lists": { "changed": device_changed, "left": device_left },
+            "device_one_time_keys_count": otk_counts,
+            "device_unused_fallback_key_types": fallback_types,
+            "rooms": {
+                "join": join,
+                "invite": others.invite,
+                "leave": others.leave,
+                "knock": others.knock,
+            },
+            "account_data": { "events": account_data.global },
+            "presence": { "events": presence },
+        });
+        Ok((response, changed))
+    }
+
+    /// Receipts of the joined rooms changed in range, by room, each room's in stream order.
+    async fn receipts(&self, joined: &[String]) -> Result<HashMap<String, Vec<ReceiptRecord>>> {
+        let mut by_room: HashMap<String, Vec<ReceiptRecord>> = HashMap::new();
+        if joined.is_empty() {
+            return Ok(by_room);
+        }
+        let receipts = self
+            .tenant
+            .store()
+            .receipts_in(joined, self.range())
+            .await?;
+        for receipt in receipts {
+            by_room
+                .entry(receipt.room_id.clone())
+                .or_default()
+                .push(receipt);
+        }
+        Ok(by_room)
+    }
+
+    /// The joined rooms to send: all of them when sending everything, else those with
+    /// events, typing or receipts in range.
+    async fn active_rooms(
+        &self,
+        joined: &[String],
+        receipts: &HashMap<String, Vec<ReceiptRecord>>,
+    ) -> Result<HashSet<String>> {
+        if self.sends_everything() {
+            return Ok(joined.iter().cloned().collect());
+        }
+        let mut rooms: HashSet<String> = self
+            .tenant
+            .store()
+            .rooms_with_events(joined, self.range())
+            .await?
+            .into_iter()
+            .collect();
+        let typing = self.tenant.typing();
+        rooms.extend(
+            joined
+                .iter()
+                .filter(|id| typing.changed_since(id, self.range().after).is_some())
+                .cloned(),
+        );
+        rooms.extend(receipts.keys().cloned());
+        Ok(rooms)
+    }
+}

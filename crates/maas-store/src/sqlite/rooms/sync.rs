@@ -1,0 +1,333 @@
+//! `SyncStore` on a tenant's SQLite database: the per-room reads of sync for many rooms in one
+//! statement. The ids go in as a JSON array (one bind parameter, fixed statement text, so the
+//! prepared statement is reused); SQLite has no LATERAL join, so "the newest N of each room"
+//! is a correlated subquery per listed room that finds where that room's window starts, followed
+//! by one index range read per room.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqlitePool;
+
+use super::ID_CHUNK;
+use super::events::event_from_row;
+use crate::sqlite::SqliteTenantStore;
+use crate::sqlite::util::{to_json, to_u64};
+use crate::{
+    EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
+    UnreadCounts,
+};
+
+/// Chains longer than this can only come from a damaged database (or a cycle); as in `state`.
+const MAX_CHAIN: i64 = 10_000;
+
+/// Every event column, of the events table aliased `e`.
+macro_rules! event_columns {
+    () => {
+        "e.stream, e.event_id, e.room_id, e.depth, e.event_type, e.state_key, e.sender, \
+         e.origin_server_ts, e.pdu, e.state_before, e.state_after, e.redacted_by, \
+         e.txn_localpart, e.txn_device_id, e.txn_id, e.rel_type, e.parent_event_id"
+    };
+}
+
+#[async_trait]
+impl SyncStore for SqliteTenantStore {
+    async fn latest_room_events(
+        &self,
+        room_ids: &[String],
+        range: StreamRange,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>> {
+        let mut events = Vec::new();
+        for chunk in distinct(room_ids).chunks(ID_CHUNK) {
+            events.extend(latest_room_events(&self.pool, chunk, range, limit).await?);
+        }
+        events.sort_by_key(|e| e.stream);
+        Ok(events)
+    }
+
+    async fn children_of(
+        &self,
+        parent_event_ids: &[String],
+        rel_types: &[&str],
+        limit: u32,
+    ) -> Result<Vec<EventRecord>> {
+        let mut events = Vec::new();
+        for chunk in distinct(parent_event_ids).chunks(ID_CHUNK) {
+            events.extend(children_of(&self.pool, chunk, rel_types, limit).await?);
+        }
+        events.sort_by_key(|e| e.stream);
+        Ok(events)
+    }
+
+    async fn state_groups(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<StateEntry>)>> {
+        let ids: Vec<i64> = ids
+            .iter()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut groups = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ID_CHUNK) {
+            groups.extend(state_groups(&self.pool, chunk).await?);
+        }
+        Ok(groups)
+    }
+
+    async fn member_summaries(
+        &self,
+        room_ids: &[String],
+        user_id: &str,
+        max_heroes: u32,
+    ) -> Result<Vec<MemberSummary>> {
+        let mut summaries = Vec::new();
+        for chunk in distinct(room_ids).chunks(ID_CHUNK) {
+            summaries.extend(member_summaries(&self.pool, chunk, user_id, max_heroes).await?);
+        }
+        Ok(summaries)
+    }
+
+    async fn unread_counts_in(
+        &self,
+        room_ids: &[String],
+        user_id: &str,
+    ) -> Result<Vec<UnreadCounts>> {
+        let mut counts = Vec::new();
+        for chunk in distinct(room_ids).chunks(ID_CHUNK) {
+            counts.extend(unread_counts_in(&self.pool, chunk, user_id).await?);
+        }
+        Ok(counts)
+    }
+
+    async fn users_joined_to_any(
+        &self,
+        user_ids: &[String],
+        room_ids: &[String],
+    ) -> Result<Vec<String>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The rooms go in whole: each listed user is one range read of the by-user index,
+        // checked against them.
+        let rooms = to_json(&room_ids, "room ids")?;
+        let mut users = Vec::new();
+        for chunk in distinct(user_ids).chunks(ID_CHUNK) {
+            let found: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT user_id FROM room_memberships \
+                 WHERE user_id IN (SELECT value FROM json_each(?1)) AND membership = 'join' \
+                   AND room_id IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(to_json(&chunk, "user ids")?)
+            .bind(&rooms)
+            .fetch_all(&self.pool)
+            .await?;
+            users.extend(found);
+        }
+        Ok(users)
+    }
+}
+
+/// `ids` without repeats, in first-seen order: a repeated id must not be answered twice when
+/// its copies fall into different chunks.
+fn distinct(ids: &[String]) -> Vec<&str> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+async fn latest_room_events(
+    pool: &SqlitePool,
+    room_ids: &[&str],
+    range: StreamRange,
+    limit: u32,
+) -> Result<Vec<EventRecord>> {
+    // `bounds.low` is the stream of the room's (limit+1)-th newest event in range (or the
+    // range's start when there are fewer): the events above it are the newest `limit`. Both
+    // reads walk the (room_id, stream) index of one room; CROSS JOIN keeps the rooms outside.
+    let rows = sqlx::query(concat!(
+        "WITH bounds (room_id, low) AS ( \
+             SELECT r.value, COALESCE( \
+                 (SELECT stream FROM events \
+                  WHERE room_id = r.value AND stream > ?2 AND stream <= ?3 \
+                  ORDER BY stream DESC LIMIT 1 OFFSET ?4), \
+                 ?2) \
+             FROM json_each(?1) AS r \
+         ) \
+         SELECT ",
+        event_columns!(),
+        " FROM bounds AS b CROSS JOIN events AS e \
+         WHERE e.room_id = b.room_id AND e.stream > b.low AND e.stream <= ?3"
+    ))
+    .bind(to_json(&room_ids, "room ids")?)
+    .bind(range.after)
+    .bind(range.up_to)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+async fn children_of(
+    pool: &SqlitePool,
+    parent_event_ids: &[&str],
+    rel_types: &[&str],
+    limit: u32,
+) -> Result<Vec<EventRecord>> {
+    // Both lists are probed on the (parent_event_id, rel_type, stream) index; the window
+    // numbers each parent's children oldest first. Most events have no children at all, so
+    // this reads little more than the index entries it finds.
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY parent_event_id ORDER BY stream) AS n \
+                FROM events \
+                WHERE parent_event_id IN (SELECT value FROM json_each(?1)) \
+                  AND rel_type IN (SELECT value FROM json_each(?2))) AS e \
+         WHERE e.n <= ?3"
+    ))
+    .bind(to_json(&parent_event_ids, "event ids")?)
+    .bind(to_json(&rel_types, "relation types")?)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+async fn state_groups(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<(i64, Vec<StateEntry>)>> {
+    // One statement, so one snapshot. `chain` follows every listed group (`start`) down to its
+    // snapshot. The first part gives one row per reached group with the `prev_group` of the
+    // last group of its chain (SQLite fills bare columns of a MAX() aggregate from the row
+    // holding the maximum), which must be NULL; the second each group's entries, each key
+    // taking the entry of the newest group (the smallest depth) that sets it.
+    let rows = sqlx::query(
+        "WITH RECURSIVE chain (start, id, prev_group, depth) AS ( \
+             SELECT id, id, prev_group, 0 FROM state_groups \
+             WHERE id IN (SELECT value FROM json_each(?1)) \
+             UNION ALL \
+             SELECT c.start, g.id, g.prev_group, c.depth + 1 \
+             FROM chain AS c JOIN state_groups AS g ON g.id = c.prev_group \
+             WHERE c.depth < ?2 \
+         ) \
+         SELECT start, prev_group AS oldest_prev, NULL AS event_type, NULL AS state_key, \
+                NULL AS event_id, MAX(depth) \
+         FROM chain GROUP BY start \
+         UNION ALL \
+         SELECT c.start, NULL, e.event_type, e.state_key, e.event_id, MIN(c.depth) \
+         FROM chain AS c JOIN state_group_entries AS e ON e.group_id = c.id \
+         GROUP BY c.start, e.event_type, e.state_key",
+    )
+    .bind(to_json(&ids, "state group ids")?)
+    .bind(MAX_CHAIN)
+    .fetch_all(pool)
+    .await?;
+    let mut groups: HashMap<i64, Vec<StateEntry>> = HashMap::with_capacity(ids.len());
+    for row in &rows {
+        let start: i64 = row.try_get("start")?;
+        // Rows without an entry are the chain ends.
+        let Some(event_type) = row.try_get::<Option<String>, _>("event_type")? else {
+            if row.try_get::<Option<i64>, _>("oldest_prev")?.is_some() {
+                return Err(StoreError::Corrupt(format!(
+                    "state group {start} does not reach a snapshot within {MAX_CHAIN} groups"
+                )));
+            }
+            groups.entry(start).or_default();
+            continue;
+        };
+        groups.entry(start).or_default().push(StateEntry {
+            event_type,
+            state_key: row.try_get("state_key")?,
+            event_id: row.try_get("event_id")?,
+        });
+    }
+    if let Some(missing) = ids.iter().find(|id| !groups.contains_key(id)) {
+        return Err(StoreError::NotFound(format!("state group {missing}")));
+    }
+    Ok(groups.into_iter().collect())
+}
+
+async fn member_summaries(
+    pool: &SqlitePool,
+    room_ids: &[&str],
+    user_id: &str,
+    max_heroes: u32,
+) -> Result<Vec<MemberSummary>> {
+    // Per room: two counts and the first heroes, each from the room's rows of the primary key
+    // (room_id, user_id), whose order is the heroes' order.
+    let rows = sqlx::query(
+        "SELECT r.value AS room_id, \
+                (SELECT COUNT(*) FROM room_memberships \
+                 WHERE room_id = r.value AND membership = 'join') AS joined, \
+                (SELECT COUNT(*) FROM room_memberships \
+                 WHERE room_id = r.value AND membership = 'invite') AS invited, \
+                (SELECT json_group_array(user_id) FROM ( \
+                     SELECT user_id FROM room_memberships \
+                     WHERE room_id = r.value AND membership IN ('join', 'invite') \
+                       AND user_id <> ?2 \
+                     ORDER BY user_id LIMIT ?3)) AS heroes \
+         FROM json_each(?1) AS r",
+    )
+    .bind(to_json(&room_ids, "room ids")?)
+    .bind(user_id)
+    .bind(i64::from(max_heroes))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let heroes: String = row.try_get("heroes")?;
+            let mut heroes: Vec<String> = serde_json::from_str(&heroes)
+                .map_err(|e| StoreError::Corrupt(format!("heroes: {e}")))?;
+            // The aggregate's input order is the subquery's in practice; sorting makes it so.
+            heroes.sort_unstable();
+            Ok(MemberSummary {
+                room_id: row.try_get("room_id")?,
+                joined: to_u64(row.try_get("joined")?, "joined members")?,
+                invited: to_u64(row.try_get("invited")?, "invited members")?,
+                heroes,
+            })
+        })
+        .collect()
+}
+
+async fn unread_counts_in(
+    pool: &SqlitePool,
+    room_ids: &[&str],
+    user_id: &str,
+) -> Result<Vec<UnreadCounts>> {
+    // As `PushStore::unread_notification_counts`, for many rooms: `read` holds per room and
+    // receipt thread ('' for unthreaded receipts) the stream of the newest event read. It is
+    // unique per (room, thread), so each left join adds at most one row to a notification.
+    let rows = sqlx::query(
+        "WITH rooms (room_id) AS (SELECT value FROM json_each(?1)), \
+         read (room_id, thread_id, stream) AS ( \
+             SELECT r.room_id, r.thread_id, MAX(e.stream) \
+             FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
+             WHERE r.room_id IN (SELECT room_id FROM rooms) AND r.user_id = ?2 \
+               AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = r.room_id \
+             GROUP BY r.room_id, r.thread_id \
+         ) \
+         SELECT a.room_id, COUNT(*) AS notifications, COALESCE(SUM(a.highlight), 0) AS highlights \
+         FROM event_push_actions AS a \
+         LEFT JOIN read AS unthreaded \
+             ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
+         LEFT JOIN read AS own ON own.room_id = a.room_id AND own.thread_id = a.thread_id \
+         WHERE a.user_id = ?2 AND a.room_id IN (SELECT room_id FROM rooms) \
+           AND a.stream > COALESCE(unthreaded.stream, 0) AND a.stream > COALESCE(own.stream, 0) \
+         GROUP BY a.room_id",
+    )
+    .bind(to_json(&room_ids, "room ids")?)
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UnreadCounts {
+                room_id: row.try_get("room_id")?,
+                notifications: to_u64(row.try_get("notifications")?, "notifications")?,
+                highlights: to_u64(row.try_get("highlights")?, "highlights")?,
+            })
+        })
+        .collect()
+}

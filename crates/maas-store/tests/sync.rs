@@ -1,0 +1,624 @@
+//! `SyncStore` on both backends: each batched read answers, for every room (event, group) it
+//! is asked about, what the per-room reads of `RoomStore` and `PushStore` answer. Every case runs
+//! on SQLite (a temporary directory) and on PostgreSQL (a database of its own per test, on the
+//! local server that `.ci/run` starts).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use maas_store::postgres::{PostgresBackend, PostgresOptions};
+use maas_store::sqlite::SqliteBackend;
+use maas_store::{
+    Backend, Direction, EventRecord, MemberSummary, MembershipRecord, NewEvent, NewStateGroup,
+    PushActionRecord, ReceiptRecord, RelationRecord, RoomRecord, StateEntry, StoreError,
+    StreamRange, TenantStore, UnreadCounts,
+};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+const ROOM_A: &str = "!a:example.org";
+const ROOM_B: &str = "!b:example.org";
+/// A room without events or members.
+const ROOM_C: &str = "!c:example.org";
+const ALICE: &str = "@alice:example.org";
+/// Sorts before the lower-case ids in byte order, after them in most locales.
+const ZED: &str = "@Zed:example.org";
+
+/// The server the PostgreSQL cases create their databases on.
+const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const TENANT: &str = "t0123456789abcdef";
+
+/// A PostgreSQL database of one test, dropped when the test ends, passed or failed.
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        use std::hash::BuildHasher;
+        // Random per process and per call, so parallel tests and runs never share a database.
+        let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        let name = format!("maas_test_{random:016x}");
+        let mut server = PgConnection::connect(SERVER_URL)
+            .await
+            .expect("connect to PostgreSQL on 127.0.0.1:5432");
+        server
+            .execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create test database");
+        server.close().await.expect("close");
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // The test's runtime can't block on a future from within: a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut server = PgConnection::connect(SERVER_URL).await?;
+                server
+                    .execute(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .await?;
+                server.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// A tenant store and what keeps it alive.
+struct Fixture {
+    store: Arc<dyn TenantStore>,
+    _backend: Box<dyn Backend>,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDb>,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path()).await.expect("open backend");
+    let store = backend.open_tenant("t1").await.expect("open tenant");
+    Fixture {
+        store,
+        _backend: Box::new(backend),
+        _dir: Some(dir),
+        _db: None,
+    }
+}
+
+async fn postgres() -> Fixture {
+    let db = TestDb::create().await;
+    let backend = PostgresBackend::open(&db.url(), PostgresOptions::default())
+        .await
+        .expect("open backend");
+    let store = backend.open_tenant(TENANT).await.expect("open tenant");
+    Fixture {
+        store,
+        _backend: Box::new(backend),
+        _dir: None,
+        _db: Some(db),
+    }
+}
+
+/// Runs one case on SQLite, then on PostgreSQL.
+macro_rules! on_both_backends {
+    ($case:ident) => {
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case(&*super::sqlite().await.store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$case(&*super::postgres().await.store).await;
+            }
+        }
+    };
+}
+
+on_both_backends!(latest_room_events_are_the_newest_of_each_room);
+on_both_backends!(children_of_many_parents);
+on_both_backends!(state_groups_resolve_each_chain);
+on_both_backends!(member_summaries_count_and_pick_heroes);
+on_both_backends!(unread_counts_of_many_rooms);
+on_both_backends!(users_joined_to_any_of_the_rooms);
+
+fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
+    StateEntry {
+        event_type: event_type.to_owned(),
+        state_key: state_key.to_owned(),
+        event_id: event_id.to_owned(),
+    }
+}
+
+fn group(
+    id: i64,
+    prev_group: Option<i64>,
+    chain_len: u32,
+    delta: Vec<StateEntry>,
+) -> NewStateGroup {
+    NewStateGroup {
+        id,
+        room_id: ROOM_A.to_owned(),
+        prev_group,
+        delta,
+        chain_len,
+    }
+}
+
+/// A message event of `room_id` at `stream`.
+fn event(room_id: &str, stream: i64) -> EventRecord {
+    let event_id = format!("$e{stream}");
+    EventRecord {
+        pdu: format!(r#"{{"content":{{"body":"{event_id}"}},"type":"m.room.message"}}"#),
+        event_id,
+        room_id: room_id.to_owned(),
+        stream,
+        depth: stream,
+        event_type: "m.room.message".to_owned(),
+        state_key: None,
+        sender: ALICE.to_owned(),
+        origin_server_ts: stream * 10,
+        state_before: 1,
+        state_after: 1,
+        redacted_by: None,
+        txn: None,
+        relation: None,
+    }
+}
+
+fn related(mut event: EventRecord, rel_type: &str, parent: &str) -> EventRecord {
+    event.relation = Some(RelationRecord {
+        rel_type: rel_type.to_owned(),
+        parent_event_id: parent.to_owned(),
+    });
+    event.pdu = format!(
+        r#"{{"content":{{"m.relates_to":{{"event_id":"{parent}","rel_type":"{rel_type}"}}}}}}"#
+    );
+    event
+}
+
+fn plain(event: EventRecord) -> NewEvent {
+    NewEvent {
+        extremities: vec![event.event_id.clone()],
+        event,
+        new_state_group: None,
+        room_state_group: 1,
+        membership: None,
+        redaction: None,
+    }
+}
+
+/// A member event of `user_id` at `stream`, persisted with its membership.
+fn member(room_id: &str, user_id: &str, value: &str, stream: i64) -> NewEvent {
+    let mut ev = event(room_id, stream);
+    ev.event_type = "m.room.member".to_owned();
+    ev.state_key = Some(user_id.to_owned());
+    let mut new = plain(ev);
+    new.membership = Some(MembershipRecord {
+        room_id: room_id.to_owned(),
+        user_id: user_id.to_owned(),
+        membership: value.to_owned(),
+        event_id: format!("$e{stream}"),
+        stream,
+        sender: user_id.to_owned(),
+        stripped_state: None,
+    });
+    new
+}
+
+/// The three rooms, sharing an empty snapshot as group 1.
+async fn with_rooms(store: &dyn TenantStore) {
+    store
+        .insert_state_group(&group(1, None, 0, Vec::new()))
+        .await
+        .unwrap();
+    for room_id in [ROOM_A, ROOM_B, ROOM_C] {
+        store
+            .insert_room(&RoomRecord {
+                room_id: room_id.to_owned(),
+                room_version: "12".to_owned(),
+                creator: ALICE.to_owned(),
+                created_ts: 1_000,
+                published: false,
+                state_group: 1,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+async fn persist(store: &dyn TenantStore, events: Vec<NewEvent>) {
+    for new in &events {
+        store.persist_event(new).await.unwrap();
+    }
+}
+
+fn ids(events: &[EventRecord]) -> Vec<&str> {
+    events.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+fn rooms(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| (*id).to_owned()).collect()
+}
+
+async fn latest_room_events_are_the_newest_of_each_room(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    let layout = [
+        (ROOM_A, 1),
+        (ROOM_A, 2),
+        (ROOM_A, 3),
+        (ROOM_A, 4),
+        (ROOM_A, 5),
+        (ROOM_B, 6),
+        (ROOM_B, 7),
+        (ROOM_A, 8),
+    ];
+    persist(
+        store,
+        layout.iter().map(|(r, s)| plain(event(r, *s))).collect(),
+    )
+    .await;
+    let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A, "!unknown:example.org"]);
+    let range = |after, up_to| StreamRange { after, up_to };
+
+    let latest = store
+        .latest_room_events(&all, range(0, 8), 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&latest), ["$e4", "$e5", "$e6", "$e7", "$e8"]);
+    // The same events as the per-room read, whole records included.
+    for (r, limit, window) in [(ROOM_A, 3, range(0, 8)), (ROOM_B, 1, range(0, 6))] {
+        let mut one = store
+            .room_events(r, window, Direction::Backward, limit)
+            .await
+            .unwrap();
+        one.reverse();
+        let batched = store
+            .latest_room_events(&all, window, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.room_id == r)
+            .collect::<Vec<_>>();
+        assert_eq!(batched, one);
+    }
+
+    let since = store
+        .latest_room_events(&all, range(4, 7), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&since), ["$e5", "$e6", "$e7"]);
+    assert!(
+        store
+            .latest_room_events(&all, range(0, 8), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .latest_room_events(&[], range(0, 8), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn children_of_many_parents(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    persist(
+        store,
+        vec![
+            plain(event(ROOM_A, 1)),
+            plain(event(ROOM_A, 2)),
+            plain(related(event(ROOM_A, 3), "m.replace", "$e1")),
+            plain(related(event(ROOM_A, 4), "m.thread", "$e1")),
+            plain(related(event(ROOM_A, 5), "m.annotation", "$e1")),
+            plain(related(event(ROOM_A, 6), "m.reference", "$e2")),
+            plain(related(event(ROOM_A, 7), "m.thread", "$e1")),
+            // A child in another room counts too, as for `relations`.
+            plain(related(event(ROOM_B, 8), "m.thread", "$e2")),
+        ],
+    )
+    .await;
+    let parents = rooms(&["$e1", "$e2", "$e1", "$none"]);
+    let bundled = ["m.replace", "m.thread", "m.reference"];
+
+    let children = store.children_of(&parents, &bundled, 1000).await.unwrap();
+    assert_eq!(ids(&children), ["$e3", "$e4", "$e6", "$e7", "$e8"]);
+    // Whole records, as the per-parent read returns them.
+    let one = store
+        .relations("$e1", Some("m.thread"), None, Direction::Forward, None, 10)
+        .await
+        .unwrap();
+    let batched: Vec<EventRecord> = store
+        .children_of(&parents, &["m.thread"], 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.relation.as_ref().unwrap().parent_event_id == "$e1")
+        .collect();
+    assert_eq!(batched, one);
+
+    // The limit is per parent, oldest first.
+    let first = store.children_of(&parents, &bundled, 1).await.unwrap();
+    assert_eq!(ids(&first), ["$e3", "$e6"]);
+    assert!(
+        store
+            .children_of(&[], &bundled, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .children_of(&parents, &[], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn state_groups_resolve_each_chain(store: &dyn TenantStore) {
+    store
+        .insert_state_group(&group(1, None, 0, Vec::new()))
+        .await
+        .unwrap();
+    store
+        .insert_state_group(&group(2, Some(1), 1, vec![entry("m.room.topic", "", "$t")]))
+        .await
+        .unwrap();
+    store
+        .insert_state_group(&group(
+            3,
+            None,
+            0,
+            vec![
+                entry("m.room.create", "", "$c"),
+                entry("m.room.name", "", "$n"),
+                entry("m.room.member", ALICE, "$m"),
+            ],
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_state_group(&group(4, Some(3), 1, vec![entry("m.room.name", "", "$n2")]))
+        .await
+        .unwrap();
+    store
+        .insert_state_group(&group(
+            5,
+            Some(4),
+            2,
+            vec![entry("m.room.member", ZED, "$z")],
+        ))
+        .await
+        .unwrap();
+
+    let groups: HashMap<i64, Vec<StateEntry>> = store
+        .state_groups(&[5, 2, 1, 4, 5, 3])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(groups.len(), 5);
+    for (id, mut entries) in groups {
+        let mut one = store.state_group(id).await.unwrap();
+        entries.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
+        one.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
+        assert_eq!(entries, one, "group {id}");
+    }
+    assert!(store.state_groups(&[]).await.unwrap().is_empty());
+    assert!(matches!(
+        store.state_groups(&[2, 99]).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn member_summaries_count_and_pick_heroes(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    let people = [
+        (ROOM_A, ALICE, "join"),
+        (ROOM_A, "@bob:example.org", "join"),
+        (ROOM_A, "@carol:example.org", "invite"),
+        (ROOM_A, "@dave:example.org", "leave"),
+        (ROOM_A, "@erin:example.org", "ban"),
+        (ROOM_A, "@frank:example.org", "knock"),
+        (ROOM_A, ZED, "join"),
+        (ROOM_B, ALICE, "join"),
+    ];
+    let events = people
+        .iter()
+        .zip(1..)
+        .map(|((room, user, value), stream)| member(room, user, value, stream))
+        .collect();
+    persist(store, events).await;
+    let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A]);
+
+    let mut summaries = store.member_summaries(&all, ALICE, 2).await.unwrap();
+    summaries.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    let summary = |room: &str, joined, invited, heroes: &[&str]| MemberSummary {
+        room_id: room.to_owned(),
+        joined,
+        invited,
+        heroes: rooms(heroes),
+    };
+    assert_eq!(
+        summaries,
+        [
+            summary(ROOM_A, 3, 1, &[ZED, "@bob:example.org"]),
+            summary(ROOM_B, 1, 0, &[]),
+            summary(ROOM_C, 0, 0, &[]),
+        ]
+    );
+    let more = store.member_summaries(&all[..1], ALICE, 5).await.unwrap();
+    assert_eq!(
+        more[0].heroes,
+        [ZED, "@bob:example.org", "@carol:example.org"]
+    );
+    assert!(
+        store
+            .member_summaries(&[], ALICE, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn action(room_id: &str, stream: i64, thread: Option<&str>, highlight: bool) -> PushActionRecord {
+    PushActionRecord {
+        room_id: room_id.to_owned(),
+        user_id: ALICE.to_owned(),
+        event_id: format!("$e{stream}"),
+        stream,
+        thread_id: thread.map(str::to_owned),
+        highlight,
+    }
+}
+
+fn receipt(room_id: &str, thread: Option<&str>, stream: i64) -> ReceiptRecord {
+    ReceiptRecord {
+        room_id: room_id.to_owned(),
+        user_id: ALICE.to_owned(),
+        receipt_type: "m.read".to_owned(),
+        thread_id: thread.map(str::to_owned),
+        event_id: format!("$e{stream}"),
+        ts: 0,
+        stream: 100 + stream,
+    }
+}
+
+async fn unread_counts_of_many_rooms(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    persist(
+        store,
+        [
+            (ROOM_A, 1),
+            (ROOM_A, 2),
+            (ROOM_A, 3),
+            (ROOM_B, 4),
+            (ROOM_B, 5),
+            (ROOM_B, 6),
+        ]
+        .iter()
+        .map(|(r, s)| plain(event(r, *s)))
+        .collect(),
+    )
+    .await;
+    store
+        .insert_push_actions(&[
+            action(ROOM_A, 1, None, false),
+            action(ROOM_A, 2, None, true),
+            action(ROOM_A, 3, None, true),
+            action(ROOM_B, 4, None, false),
+            action(ROOM_B, 5, Some("$e4"), true),
+            action(ROOM_B, 6, Some("$e4"), false),
+        ])
+        .await
+        .unwrap();
+    // Room A is read up to its second event; in room B only the thread, up to its first reply.
+    store.set_receipt(&receipt(ROOM_A, None, 2)).await.unwrap();
+    store
+        .set_receipt(&receipt(ROOM_B, Some("$e4"), 5))
+        .await
+        .unwrap();
+    let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A]);
+
+    let mut counts = store.unread_counts_in(&all, ALICE).await.unwrap();
+    counts.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    let unread = |room: &str, notifications, highlights| UnreadCounts {
+        room_id: room.to_owned(),
+        notifications,
+        highlights,
+    };
+    assert_eq!(counts, [unread(ROOM_A, 1, 1), unread(ROOM_B, 2, 0)]);
+    // The same as the per-room read, rooms with nothing unread left out.
+    for count in &counts {
+        assert_eq!(
+            store
+                .unread_notification_counts(&count.room_id, ALICE)
+                .await
+                .unwrap(),
+            (count.notifications, count.highlights)
+        );
+    }
+    assert_eq!(
+        store
+            .unread_notification_counts(ROOM_C, ALICE)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+    assert!(
+        store
+            .unread_counts_in(&all, "@bob:example.org")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn users_joined_to_any_of_the_rooms(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    persist(
+        store,
+        vec![
+            member(ROOM_A, ALICE, "join", 1),
+            member(ROOM_A, "@carol:example.org", "invite", 2),
+            member(ROOM_A, "@dave:example.org", "leave", 3),
+            member(ROOM_B, ZED, "join", 4),
+            member(ROOM_A, ZED, "join", 5),
+        ],
+    )
+    .await;
+    let users = rooms(&[
+        ALICE,
+        "@carol:example.org",
+        "@dave:example.org",
+        ZED,
+        ZED,
+        "@nobody:example.org",
+    ]);
+
+    let mut joined = store
+        .users_joined_to_any(&users, &rooms(&[ROOM_A, ROOM_B]))
+        .await
+        .unwrap();
+    joined.sort_unstable();
+    assert_eq!(joined, [ZED, ALICE]);
+    let only_b = store
+        .users_joined_to_any(&users, &rooms(&[ROOM_B, ROOM_C]))
+        .await
+        .unwrap();
+    assert_eq!(only_b, [ZED]);
+    assert!(
+        store
+            .users_joined_to_any(&users, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .users_joined_to_any(&[], &rooms(&[ROOM_A]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
