@@ -55,6 +55,8 @@ pub struct DatabaseConfig {
     /// power loss, not only a crash of the process. Concurrent writes share one fsync (group
     /// commit). PostgreSQL follows its own server settings (`synchronous_commit`).
     pub durable: bool,
+    /// How each tenant's SQLite database is opened (not used with PostgreSQL).
+    pub sqlite: SqliteTenantConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -64,6 +66,34 @@ impl Default for DatabaseConfig {
             max_connections: 32,
             per_tenant_connections: 4,
             durable: false,
+            sqlite: SqliteTenantConfig::default(),
+        }
+    }
+}
+
+/// Sizing of the connections to one tenant's SQLite file. Every open connection has a thread,
+/// two file descriptors and its own caches, and thousands of tenants may be loaded at once;
+/// the control database keeps SQLite's defaults.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SqliteTenantConfig {
+    /// Connections one tenant may hold at once: one writes, the others read alongside.
+    pub connections: u32,
+    /// An unused connection is closed after between this and twice this many seconds.
+    pub idle_connection_secs: u64,
+    /// SQLite page cache of each connection, in KiB.
+    pub cache_kib: u32,
+    /// Prepared statements each connection keeps.
+    pub statement_cache: usize,
+}
+
+impl Default for SqliteTenantConfig {
+    fn default() -> Self {
+        Self {
+            connections: 2,
+            idle_connection_secs: 15,
+            cache_kib: 512,
+            statement_cache: 40,
         }
     }
 }

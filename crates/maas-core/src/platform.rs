@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use maas_store::sqlite::SqliteBackend;
+use maas_store::sqlite::{SqliteBackend, SqliteOptions};
 use maas_store::{
     Backend, RegistrationPolicy, StoreError, TableRows, TenantRecord, TenantSettings,
 };
@@ -115,6 +115,13 @@ impl Platform {
         for record in backend.control().tenants().await? {
             directory.insert(record);
         }
+        // Every loaded SQLite tenant holds file descriptors; the binary raises the soft limit
+        // to the hard one, and this is the number that bounds how many can be active at once.
+        tracing::info!(
+            tenants = directory.records.len(),
+            open_files_limit = open_files_limit().as_deref().unwrap_or("unknown"),
+            "tenant directory loaded"
+        );
         let platform = Arc::new(Platform {
             limiter: Arc::new(RateLimiter::new(config.rate_limits.enabled)),
             config: Arc::new(config),
@@ -482,8 +489,16 @@ impl Platform {
 /// PostgreSQL when `database.url` is set.
 async fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     let Some(url) = config.database.url.as_deref() else {
+        let sqlite = &config.database.sqlite;
+        let options = SqliteOptions {
+            durable: config.database.durable,
+            tenant_connections: sqlite.connections,
+            tenant_idle_timeout: Duration::from_secs(sqlite.idle_connection_secs.max(1)),
+            tenant_cache_kib: sqlite.cache_kib,
+            tenant_statement_cache: sqlite.statement_cache,
+        };
         return Ok(Arc::new(
-            SqliteBackend::open_with(&config.server.data_dir, config.database.durable).await?,
+            SqliteBackend::open_with_options(&config.server.data_dir, options).await?,
         ));
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -501,6 +516,13 @@ async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn Backend>> {
         per_tenant_connections: config.database.per_tenant_connections,
     };
     Ok(Arc::new(PostgresBackend::open(url, options).await?))
+}
+
+/// The soft limit on open files of this process, as `/proc/self/limits` shows it (Linux).
+fn open_files_limit() -> Option<String> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3).map(str::to_owned)
 }
 
 fn spawn_reaper(platform: Weak<Platform>) {

@@ -15,11 +15,24 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc rather than glibc's malloc. One process serves thousands of tenants whose memory
+/// comes and goes (tenants loaded and unloaded, a SQLite connection and its thread per active
+/// tenant, 19 MiB argon2 blocks), and glibc keeps most of what is freed: measured with 1000
+/// loaded tenants, RSS fell only from 848 to 775 MiB after all were unloaded (its per-thread
+/// arenas fragment, and its mmap threshold grows so large blocks stop going back to the
+/// system). mimalloc returns freed pages to the system and packs small objects tighter.
+/// jemalloc also returned memory but used far more per loaded tenant (one thread per SQLite
+/// connection, each with its own cache) and is slower to build (figures in the crate's
+/// commit notes).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long a finished process waits for stray blocking tasks before exiting anyway.
 const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +52,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, &args).await,
         command => commands::run(&cli.global, command).await,
+    }
+}
+
+/// Lifts the soft limit on open files to the hard limit, before any thread exists so every
+/// thread shares it. Each loaded SQLite tenant holds a few descriptors (database, WAL, shared
+/// memory, per connection), and the usual soft limit of 1024 would stop the server at a few
+/// hundred active tenants. The platform logs the resulting limit when it starts; failing to
+/// raise it is not fatal.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+        }
     }
 }
 

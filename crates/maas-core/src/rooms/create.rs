@@ -7,8 +7,7 @@ use maas_store::{AliasRecord, EventRecord, NewEvent, NewStateGroup, RoomRecord, 
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomIdFormatVersion;
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId,
-    RoomVersionId, UserId,
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, UserId,
 };
 use serde_json::{Map, Value, json};
 
@@ -201,17 +200,39 @@ impl Rooms<'_> {
             _ => None,
         };
         let key = self.tenant.signing_key().await?;
-        let ctx = PduContext {
-            rules: &rules,
-            server_name: self.tenant.server_name(),
-            key: &key,
-            room_id: room_id.as_deref(),
-            sender: creator,
-            prev_events: &[],
-            auth_events: &[],
-            origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
+        let heads = self.tenant.room_heads();
+        let mut attempts = 0;
+        let pdu = loop {
+            // From version 12 the room id is the create event's hash: two rooms created with
+            // the same content in the same millisecond would be one. Create events of a tenant
+            // get strictly increasing timestamps (under the write lock), and an id already
+            // taken (a clock that went back across a restart) moves on to the next one.
+            let ctx = PduContext {
+                rules: &rules,
+                server_name: self.tenant.server_name(),
+                key: &key,
+                room_id: room_id.as_deref(),
+                sender: creator,
+                prev_events: &[],
+                auth_events: &[],
+                origin_server_ts: heads.next_create_ts(),
+            };
+            let pdu = Arc::new(pdu::build(&ctx, draft.clone())?);
+            let taken = heads.contains(&pdu.room_id)
+                || self
+                    .tenant
+                    .store()
+                    .room(pdu.room_id.as_str())
+                    .await?
+                    .is_some();
+            attempts += 1;
+            if !taken {
+                break pdu;
+            }
+            if attempts >= 8 {
+                return Err(Error::Internal("no free room id".into()));
+            }
         };
-        let pdu = Arc::new(pdu::build(&ctx, draft)?);
         let room_id = pdu.room_id.clone();
 
         let store = self.tenant.store();

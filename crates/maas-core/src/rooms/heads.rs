@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use ruma::{OwnedEventId, OwnedUserId, RoomId};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, UInt};
 
 use super::pdu::Pdu;
 use crate::stream::StreamWriter;
@@ -50,6 +51,8 @@ impl RoomHead {
 #[derive(Default)]
 pub(crate) struct RoomHeads {
     inner: Mutex<Heads>,
+    /// `origin_server_ts` of the tenant's newest create event.
+    last_create_ts: AtomicU64,
 }
 
 #[derive(Default)]
@@ -60,6 +63,20 @@ struct Heads {
 }
 
 impl RoomHeads {
+    /// A timestamp for a create event: now, or just after the previous one. Called under
+    /// the tenant's write lock, so the load and store can't interleave.
+    pub(crate) fn next_create_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        let now = u64::from(MilliSecondsSinceUnixEpoch::now().get());
+        let ts = now.max(self.last_create_ts.load(Ordering::Acquire) + 1);
+        self.last_create_ts.store(ts, Ordering::Release);
+        MilliSecondsSinceUnixEpoch(UInt::new_saturating(ts))
+    }
+
+    /// Whether a head exists for `room_id` (a room being written to, committed or not).
+    pub(crate) fn contains(&self, room_id: &RoomId) -> bool {
+        self.inner.lock().rooms.contains_key(room_id.as_str())
+    }
+
     /// The head of `room_id` and the committer epoch it belongs to; `writer` proves the caller
     /// holds the tenant's write lock.
     pub(crate) async fn get(

@@ -67,22 +67,17 @@ impl Builder<'_> {
             return Ok(join);
         }
         let loaded = self.load(plans).await?;
-        let t0 = std::time::Instant::now();
         for plan in plans {
             let room = self.joined_room(plan, &loaded, account_data, receipts);
             join.insert(plan.room_id.to_owned(), room);
         }
-        if std::env::var_os("SYNC_TRACE").is_some() { eprintln!("assemble {:?}", t0.elapsed()); }
         Ok(join)
     }
 
     async fn load(&self, plans: &[RoomPlan<'_>]) -> Result<Loaded> {
         let store = self.tenant.store();
-        let t0 = std::time::Instant::now();
         let timelines = self.timelines(plans).await?;
-        let t1 = t0.elapsed();
         let states = self.states(plans, &timelines).await?;
-        let t2 = t0.elapsed();
         let timeline_filter = &self.filter.room.timeline;
         let to_send: Vec<&EventRecord> = timelines
             .values()
@@ -91,7 +86,6 @@ impl Builder<'_> {
             .chain(states.values().flatten())
             .collect();
         let bundles = Bundles::load(self.tenant, &to_send).await?;
-        let t3 = t0.elapsed();
 
         let room_ids: Vec<String> = plans.iter().map(|p| p.room_id.to_owned()).collect();
         let unread = store
@@ -121,7 +115,6 @@ impl Builder<'_> {
                 .map(|s| (s.room_id.clone(), s))
                 .collect()
         };
-        if std::env::var_os("SYNC_TRACE").is_some() { eprintln!("timelines {t1:?} states {t2:?} bundles {t3:?} rest {:?}", t0.elapsed()); }
         Ok(Loaded {
             timelines,
             states,

@@ -122,7 +122,6 @@ impl Builder<'_> {
     /// The response, and whether it carries anything new for the user.
     async fn build(&self) -> Result<(Value, bool)> {
         let store = self.tenant.store();
-        let t0 = std::time::Instant::now();
         let all_memberships = store.memberships_of_user(self.user.as_str()).await?;
         let memberships: Vec<&MembershipRecord> = all_memberships
             .iter()
@@ -147,11 +146,9 @@ impl Builder<'_> {
                 fresh: self.sends_everything() || self.in_range(m.stream),
             })
             .collect();
-        let tj = t0.elapsed();
         let join = self
             .joined_rooms(&plans, &account_data.rooms, &receipts)
             .await?;
-        let tj2 = t0.elapsed();
         let mut changed = !join.is_empty();
         let others = self.other_rooms(&memberships).await?;
         changed |= !others.is_empty();
@@ -181,7 +178,6 @@ impl Builder<'_> {
         let fallback_types = store
             .unused_fallback_key_types(self.user.localpart(), device)
             .await?;
-        if std::env::var_os("SYNC_TRACE").is_some() { eprintln!("before join {tj:?} join {tj2:?} total {:?}", t0.elapsed()); }
         let response = json!({
             "next_batch": token(delivered_up_to.min(self.up_to)),
             "to_device": { "events": to_device },

@@ -205,3 +205,38 @@ async fn acknowledged_events_survive_kill_9_when_durable() {
     acknowledged_events_survive_kill(Options::default().env("MAAS_DATABASE__DURABLE", "true"))
         .await;
 }
+
+#[tokio::test]
+async fn identical_rooms_created_at_once_are_distinct() {
+    let srv = TestServer::start().await;
+    let alice = local_user(&srv, "alice").await;
+    let mut tasks = JoinSet::new();
+    for _ in 0..10 {
+        // Same creator, same content: only the timestamp can tell the create events apart.
+        let request = srv
+            .on("localhost")
+            .as_user(&alice)
+            .builder(Method::POST, &format!("{CS}/createRoom"))
+            .json(&json!({"preset": "private_chat", "name": "same"}));
+        tasks.spawn(async move {
+            let resp = request.send().await.expect("createRoom");
+            assert!(resp.status().is_success(), "createRoom failed: {resp:?}");
+            let body: Value = resp.json().await.expect("json");
+            body["room_id"].as_str().map(str::to_owned)
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        ids.push(joined.expect("task").expect("room id"));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "ten distinct rooms: {ids:?}");
+    let joined = srv
+        .on("localhost")
+        .as_user(&alice)
+        .get(&format!("{CS}/joined_rooms"))
+        .await
+        .ok();
+    assert_eq!(joined["joined_rooms"].as_array().map(Vec::len), Some(10));
+}
