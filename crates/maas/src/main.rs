@@ -15,18 +15,6 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
-/// mimalloc rather than glibc's malloc. One process serves thousands of tenants whose memory
-/// comes and goes (tenants loaded and unloaded, a SQLite connection and its thread per active
-/// tenant, 19 MiB argon2 blocks), and glibc keeps most of what is freed: measured with 1000
-/// loaded tenants, RSS fell only from 848 to 775 MiB after all were unloaded (its per-thread
-/// arenas fragment, and its mmap threshold grows so large blocks stop going back to the
-/// system). mimalloc returns freed pages to the system and packs small objects tighter.
-/// jemalloc also returned memory but used far more per loaded tenant (one thread per SQLite
-/// connection, each with its own cache) and is slower to build (figures in the crate's
-/// commit notes).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How long a finished process waits for stray blocking tasks before exiting anyway.
 const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
