@@ -77,7 +77,8 @@ impl Default for DatabaseConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SqliteTenantConfig {
-    /// Connections one tenant may hold at once: one writes, the others read alongside.
+    /// Connections one tenant may hold at once: one writes, the others read (or checkpoint
+    /// the write-ahead log) alongside.
     pub connections: u32,
     /// An unused connection is closed after between this and twice this many seconds.
     pub idle_connection_secs: u64,
@@ -90,7 +91,7 @@ pub struct SqliteTenantConfig {
 impl Default for SqliteTenantConfig {
     fn default() -> Self {
         Self {
-            connections: 2,
+            connections: 3,
             idle_connection_secs: 15,
             cache_kib: 512,
             statement_cache: 40,
@@ -182,6 +183,9 @@ impl Default for LimitsConfig {
 pub struct TenantsConfig {
     /// A loaded tenant unused this long is unloaded (its database closed).
     pub idle_unload_secs: u64,
+    /// Tenants loaded at once at most; loading one more first unloads the least recently
+    /// used. 0 derives it from the limit on open files (each loaded SQLite tenant holds a few).
+    pub max_loaded: usize,
     /// How long a user-interactive auth session stays valid.
     pub uia_session_secs: u64,
 }
@@ -190,6 +194,7 @@ impl Default for TenantsConfig {
     fn default() -> Self {
         Self {
             idle_unload_secs: 600,
+            max_loaded: 0,
             uia_session_secs: 900,
         }
     }

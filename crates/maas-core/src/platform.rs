@@ -25,11 +25,18 @@ use crate::{Error, Result, keys, now_ms, secrets};
 /// How often idle tenants are looked for.
 const REAPER_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Open files one loaded SQLite tenant may hold (database and log per connection, shared
+/// memory), rounded up; and files kept for everything else (control plane, sockets).
+const FILES_PER_LOADED_TENANT: usize = 10;
+const FILES_RESERVED: usize = 1024;
+
 pub struct Platform {
     config: Arc<Config>,
     backend: Arc<dyn Backend>,
     directory: RwLock<Directory>,
     loaded: DashMap<String, Arc<OnceCell<Tenant>>>,
+    /// Tenants loaded at once at most (`tenants.max_loaded`, or what the open files allow).
+    max_loaded: usize,
     limiter: Arc<RateLimiter>,
     operator_token_digest: [u8; 32],
     /// Serialises operator changes to tenants, so two of them can't interleave.
@@ -117,9 +124,17 @@ impl Platform {
         }
         // Every loaded SQLite tenant holds file descriptors; the binary raises the soft limit
         // to the hard one, and this is the number that bounds how many can be active at once.
+        let files = open_files_limit();
+        let max_loaded = match config.tenants.max_loaded {
+            0 => files.map_or(usize::MAX, |limit| {
+                (limit.saturating_sub(FILES_RESERVED) / FILES_PER_LOADED_TENANT).max(16)
+            }),
+            configured => configured,
+        };
         tracing::info!(
             tenants = directory.records.len(),
-            open_files_limit = open_files_limit().as_deref().unwrap_or("unknown"),
+            open_files_limit = files,
+            max_loaded,
             "tenant directory loaded"
         );
         let platform = Arc::new(Platform {
@@ -128,6 +143,7 @@ impl Platform {
             backend,
             directory: RwLock::new(directory),
             loaded: DashMap::new(),
+            max_loaded,
             operator_token_digest,
             operator_lock: tokio::sync::Mutex::new(()),
         });
@@ -172,6 +188,9 @@ impl Platform {
     }
 
     async fn load(&self, record: TenantRecord) -> Result<Tenant> {
+        if !self.loaded.contains_key(&record.tenant_id) {
+            self.make_room();
+        }
         let cell = self
             .loaded
             .entry(record.tenant_id.clone())
@@ -467,6 +486,32 @@ impl Platform {
         unloaded
     }
 
+    /// Unloads the least recently used tenants when the loaded ones are at the limit, so
+    /// loading one more can't exhaust the open files. A sixteenth of the limit goes at once,
+    /// so a stream of new tenants doesn't scan the loaded ones for every load.
+    fn make_room(&self) {
+        if self.loaded.len() < self.max_loaded {
+            return;
+        }
+        let excess = self.loaded.len() + 1 - self.max_loaded + self.max_loaded / 16;
+        let mut by_use: Vec<(i64, String)> = self
+            .loaded
+            .iter()
+            .filter_map(|e| e.value().get().map(|t| (t.last_used_ms(), e.key().clone())))
+            .collect();
+        by_use.sort_unstable();
+        for (last_used, id) in by_use.into_iter().take(excess) {
+            // Dropping the handle closes its database once requests still holding it finish.
+            self.loaded.remove_if(&id, |_, cell| {
+                cell.get().is_some_and(|t| t.last_used_ms() == last_used)
+            });
+        }
+        tracing::debug!(
+            loaded = self.loaded.len(),
+            "unloaded least recently used tenants"
+        );
+    }
+
     /// Number of tenants whose handle is loaded now.
     pub fn loaded_tenants(&self) -> usize {
         self.loaded.len()
@@ -518,11 +563,12 @@ async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(PostgresBackend::open(url, options).await?))
 }
 
-/// The soft limit on open files of this process, as `/proc/self/limits` shows it (Linux).
-fn open_files_limit() -> Option<String> {
+/// The soft limit on open files of this process, as `/proc/self/limits` shows it (Linux);
+/// `None` when unknown or unlimited.
+fn open_files_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3).map(str::to_owned)
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 fn spawn_reaper(platform: Weak<Platform>) {

@@ -21,11 +21,12 @@ use ruma::events::{AnySyncTimelineEvent, StateEventType};
 use ruma::power_levels::NotificationPowerLevelsKey;
 use ruma::push::{
     Action, AnyPushRule, ConditionalPushRule, ConditionalPushRuleInit, EventMatchConditionData,
-    HighlightTweakValue, InsertPushRuleError, NewPushRule, PatternedPushRule,
+    FlattenedJson, HighlightTweakValue, InsertPushRuleError, NewPushRule, PatternedPushRule,
     PatternedPushRuleInit, PredefinedContentRuleId, PredefinedOverrideRuleId, PushCondition,
     PushConditionPowerLevelsCtx, PushConditionRoomCtx, RemovePushRuleError, RuleKind, Ruleset,
     SenderNotificationPermissionConditionData, SoundTweakValue, Tweak,
 };
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::serde::Raw;
 use ruma::{OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
@@ -359,6 +360,21 @@ pub async fn push_actions(
     event: &EventRecord,
     members: &[OwnedUserId],
 ) -> Result<Vec<PushActionRecord>> {
+    let Some(room) = tenant.store().room(room_id.as_str()).await? else {
+        return Ok(Vec::new());
+    };
+    let rules = rules_of(&room.room_version)?;
+    evaluate(tenant, room_id, &rules, event, members).await
+}
+
+/// [`push_actions`] for a room of known version: what the committer calls for every event.
+pub(crate) async fn evaluate(
+    tenant: &Tenant,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    event: &EventRecord,
+    members: &[OwnedUserId],
+) -> Result<Vec<PushActionRecord>> {
     let recipients: Vec<&OwnedUserId> = members
         .iter()
         .filter(|m| m.server_name() == tenant.server_name() && m.as_str() != event.sender)
@@ -367,8 +383,9 @@ pub async fn push_actions(
         return Ok(Vec::new());
     }
     let client_event = client_format(event);
-    let raw = serde_json::value::to_raw_value(&client_event)
-        .map(Raw::<AnySyncTimelineEvent>::from_json)
+    // Flattened once for all recipients (ruma's `Ruleset::get_actions` flattens per call).
+    let flattened = serde_json::value::to_raw_value(&client_event)
+        .map(|raw| FlattenedJson::from_raw(&Raw::<AnySyncTimelineEvent>::from_json(raw)))
         .map_err(|e| Error::Internal(format!("event {}: {e}", event.event_id)))?;
 
     let store = tenant.store();
@@ -376,7 +393,7 @@ pub async fn push_actions(
         .state_cache()
         .group(store, event.state_before)
         .await?;
-    let power_levels = power_levels(tenant, room_id, &state).await?;
+    let power_levels = power_levels(tenant, rules, &state).await?;
     let content = client_event.get("content");
     let needs_display_names = content.and_then(|c| c.get("body")).is_some()
         && content.and_then(|c| c.get("m.mentions")).is_none();
@@ -396,16 +413,16 @@ pub async fn push_actions(
         } else {
             String::new()
         };
-        let mut ctx = PushConditionRoomCtx::new(
+        let ctx = PushConditionRoomCtx::new(
             room_id.to_owned(),
             member_count,
             user_id.clone(),
             display_name,
-        );
-        if let Some(levels) = &power_levels {
-            ctx = ctx.with_power_levels(levels.clone());
-        }
-        let actions = ruleset.get_actions(&raw, &ctx).await;
+        )
+        .with_power_levels(power_levels.clone());
+        let Some(actions) = first_match(&ruleset, &flattened, &ctx).await else {
+            continue;
+        };
         if actions.iter().any(Action::should_notify) {
             records.push(PushActionRecord {
                 room_id: room_id.to_string(),
@@ -418,6 +435,21 @@ pub async fn push_actions(
         }
     }
     Ok(records)
+}
+
+/// The actions of the first rule of `ruleset` that applies to the event, in the spec's rule
+/// order. Recipients never get their own events: callers leave the sender out.
+async fn first_match<'r>(
+    ruleset: &'r Ruleset,
+    event: &FlattenedJson,
+    ctx: &PushConditionRoomCtx,
+) -> Option<&'r [Action]> {
+    for rule in ruleset {
+        if rule.applies(event, ctx).await {
+            return Some(rule.actions());
+        }
+    }
+    None
 }
 
 /// The rulesets of `users` (local), in order: cached, else read in one query and cached.
@@ -481,21 +513,14 @@ fn client_format(event: &EventRecord) -> Value {
     out
 }
 
-/// The power levels in `state`, for the `sender_notification_permission` condition; `None`
-/// when the room or its version is unknown.
+/// The power levels in `state`, for the `sender_notification_permission` condition.
 async fn power_levels(
     tenant: &Tenant,
-    room_id: &RoomId,
+    rules: &RoomVersionRules,
     state: &RoomState,
-) -> Result<Option<PushConditionPowerLevelsCtx>> {
+) -> Result<PushConditionPowerLevelsCtx> {
     let store = tenant.store();
     let cache = tenant.state_cache();
-    let Some(room) = store.room(room_id.as_str()).await? else {
-        return Ok(None);
-    };
-    let Ok(rules) = rules_of(&room.room_version) else {
-        return Ok(None);
-    };
     let mut creators = Vec::new();
     if let Some(id) = state.get(&(StateEventType::RoomCreate, String::new()))
         && let Some(create) = cache.pdu(store, id).await?
@@ -520,7 +545,7 @@ async fn power_levels(
     };
     let source = content.map_or(RoomPowerLevelsSource::None, RoomPowerLevelsSource::Original);
     let levels = RoomPowerLevels::new(source, &rules.authorization, creators);
-    Ok(Some(levels.into()))
+    Ok(levels.into())
 }
 
 /// The user's display name in the room (from their member event in `state`); their localpart

@@ -2,10 +2,12 @@
 //! `<data_dir>/tenants/<tenant_id>/homeserver.db`, so a tenant can be backed up, measured or
 //! removed on its own and tenants never wait on each other's write lock.
 
+mod checkpoint;
 mod control;
 mod e2ee;
 mod export;
 mod push;
+mod raw;
 mod rooms;
 mod tenant;
 mod util;
@@ -44,7 +46,7 @@ pub struct SqliteOptions {
     /// fsync every commit (`synchronous = FULL`), so it survives power loss too.
     pub durable: bool,
     /// Connections one tenant's pool may hold: one writes at a time (SQLite's write lock),
-    /// the others read alongside it.
+    /// the others read or checkpoint alongside it.
     pub tenant_connections: u32,
     /// An unused tenant connection is closed after between this and twice this long.
     pub tenant_idle_timeout: Duration,
@@ -61,7 +63,7 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
             durable: false,
-            tenant_connections: 2,
+            tenant_connections: 3,
             tenant_idle_timeout: Duration::from_secs(15),
             tenant_cache_kib: 512,
             tenant_statement_cache: 40,
@@ -142,17 +144,28 @@ impl Backend for SqliteBackend {
         tokio::fs::create_dir_all(&dir).await?;
         let options = &self.options;
         let connect = connect_options(&dir.join("homeserver.db"), options.durable)
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::AUTOCHECKPOINT_PAGES.to_string(),
+            )
             .statement_cache_capacity(options.tenant_statement_cache)
             // Negative: a size in KiB rather than in pages.
             .pragma("cache_size", format!("-{}", options.tenant_cache_kib));
         // Lazy: the first connection is opened by the migration check below, and is then the
         // one the tenant's first requests reuse.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.tenant_connections)
-            .min_connections(0)
-            .idle_timeout(options.tenant_idle_timeout)
-            .test_before_acquire(false)
-            .connect_lazy_with(connect);
+        let pool_of = |connections| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .min_connections(0)
+                .idle_timeout(options.tenant_idle_timeout)
+                .test_before_acquire(false)
+                .connect_lazy_with(connect.clone())
+        };
+        let pool = pool_of(options.tenant_connections);
+        // Event batches always commit on the same connection: in WAL mode a connection drops
+        // its whole page cache whenever another one has written, so a writer that moved
+        // between connections would read the indexes it updates from the file every time.
+        let writer = pool_of(1);
         let migrated = match pool.acquire().await {
             Ok(mut conn) => migrate_tenant(&mut conn).await,
             Err(err) => Err(err.into()),
@@ -161,7 +174,7 @@ impl Backend for SqliteBackend {
             pool.close().await;
             return Err(err);
         }
-        Ok(Arc::new(SqliteTenantStore::new(pool)))
+        Ok(Arc::new(SqliteTenantStore::new(pool, writer)))
     }
 
     async fn destroy_tenant(&self, tenant_id: &str) -> Result<()> {

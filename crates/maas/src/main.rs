@@ -1,6 +1,7 @@
 //! The `maas` binary: parses the command line, runs `serve` or a client command on a tokio
 //! runtime, and maps failures to `error: …` on stderr with a non-zero exit code.
 
+mod allocator;
 mod cli;
 mod commands;
 mod data_dir;
@@ -21,6 +22,7 @@ const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_open_files_limit();
+    allocator::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

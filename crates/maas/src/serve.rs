@@ -32,6 +32,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     data_dir::create(&dir)?;
     config.operator.token = Some(operator_token(&config, &dir)?);
     let platform = start_platform(config.clone()).await?;
+    crate::allocator::spawn_trimmer(Arc::downgrade(&platform));
     let result = serve_until_signal(&platform, &config, shutdown).await;
     data_dir::remove_server_info(&dir);
     platform.shutdown().await;

@@ -291,6 +291,7 @@ impl Rooms<'_> {
         let built = Built {
             new,
             room_id: room_id.clone(),
+            rules: super::rules_of(version.as_str())?,
             members: Arc::default(),
             redacts: None,
             creates: Some((room, empty)),

@@ -27,6 +27,7 @@ use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, User
 
 use crate::stream::StreamWriter;
 use crate::{Error, Result, Tenant};
+use commit::TxnState;
 
 pub use create::{CreateRoom, Preset};
 pub use pdu::{EventDraft, Pdu};
@@ -187,6 +188,7 @@ impl<'a> Rooms<'a> {
         let built = commit::Built {
             new,
             room_id: room_id.to_owned(),
+            rules,
             members: head.joined.clone(),
             redacts: redacts.clone(),
             creates: None,
@@ -316,19 +318,29 @@ impl<'a> Rooms<'a> {
         txn: Option<TxnRecord>,
     ) -> Result<OwnedEventId> {
         let stream = self.tenant.stream();
+        let committer = self.tenant.committer();
+        // Looked up before the write lock, so senders don't read the store one after another.
+        let since = committer.committed_txns();
+        if let Some(txn) = &txn
+            && let Some(existing) = self.tenant.store().event_id_by_txn(txn).await?
+        {
+            return parse_event_id(existing);
+        }
         let mut writer = stream.writer().await;
-        if let Some(txn) = &txn {
-            if let Some(position) = self.tenant.committer().pending_txn(txn) {
-                // A retry while the first attempt commits: answer once that one has ended.
-                drop(writer);
-                stream.settled(position).await;
-                writer = stream.writer().await;
-            }
-            // Under the lock, a transaction that isn't queued is either stored or not sent yet
-            // (or failed): the store tells.
-            if let Some(existing) = self.tenant.store().event_id_by_txn(txn).await? {
-                return OwnedEventId::try_from(existing)
-                    .map_err(|_| Error::Internal("bad stored event id".into()));
+        while let Some(txn) = &txn {
+            match committer.txn_state(txn, since) {
+                TxnState::New => break,
+                TxnState::Committed(event_id) => return parse_event_id(event_id),
+                TxnState::Pending(position) => {
+                    // A retry while the first attempt commits: look again once it has ended.
+                    drop(writer);
+                    stream.settled(position).await;
+                    writer = stream.writer().await;
+                }
+                TxnState::Unknown => match self.tenant.store().event_id_by_txn(txn).await? {
+                    Some(existing) => return parse_event_id(existing),
+                    None => break,
+                },
             }
         }
         let joined = match self
@@ -364,6 +376,10 @@ impl<'a> Rooms<'a> {
         }
         self.room(room_id).await
     }
+}
+
+fn parse_event_id(stored: String) -> Result<OwnedEventId> {
+    OwnedEventId::try_from(stored).map_err(|_| Error::Internal("bad stored event id".into()))
 }
 
 fn not_joined(room_id: &RoomId) -> Error {

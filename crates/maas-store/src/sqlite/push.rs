@@ -2,10 +2,10 @@
 //! are read per (user, room) from the primary key, never by scanning other users' rows.
 
 use async_trait::async_trait;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::SqliteTenantStore;
-use super::util::{begin_write, to_json, to_u64};
+use super::util::{to_json, to_u64};
 use crate::{AccountDataRecord, PushActionRecord, PushStore, Result};
 
 /// Rows or ids passed to one statement as a JSON array; chunks keep each statement bounded.
@@ -15,36 +15,27 @@ const CHUNK: usize = 500;
 const MAIN_THREAD: &str = "main";
 
 /// Inserts notifications inside the caller's transaction; existing rows stay as they are.
-pub(crate) async fn write_push_actions(
-    conn: &mut SqliteConnection,
+pub(crate) fn write_push_actions(
+    tx: &rusqlite::Connection,
     actions: &[PushActionRecord],
 ) -> Result<()> {
-    for chunk in actions.chunks(CHUNK) {
-        let rows: Vec<(&str, &str, i64, &str, &str, i64)> = chunk
-            .iter()
-            .map(|a| {
-                (
-                    a.user_id.as_str(),
-                    a.room_id.as_str(),
-                    a.stream,
-                    a.event_id.as_str(),
-                    a.thread_id.as_deref().unwrap_or(MAIN_THREAD),
-                    i64::from(a.highlight),
-                )
-            })
-            .collect();
-        // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.
-        sqlx::query(
-            "INSERT INTO event_push_actions \
-                 (user_id, room_id, stream, event_id, thread_id, highlight) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                    value ->> 5 \
-             FROM json_each(?) WHERE true \
-             ON CONFLICT (user_id, room_id, stream) DO NOTHING",
-        )
-        .bind(to_json(&rows, "push actions")?)
-        .execute(&mut *conn)
-        .await?;
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO event_push_actions (user_id, room_id, stream, event_id, thread_id, highlight) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (user_id, room_id, stream) DO NOTHING",
+    )?;
+    for a in actions {
+        insert.execute((
+            &a.user_id,
+            &a.room_id,
+            a.stream,
+            &a.event_id,
+            a.thread_id.as_deref().unwrap_or(MAIN_THREAD),
+            i64::from(a.highlight),
+        ))?;
     }
     Ok(())
 }
@@ -55,10 +46,7 @@ impl PushStore for SqliteTenantStore {
         if actions.is_empty() {
             return Ok(());
         }
-        let mut tx = begin_write(&self.pool).await?;
-        write_push_actions(&mut tx, actions).await?;
-        tx.commit().await?;
-        Ok(())
+        super::raw::write(&self.writer, |tx| write_push_actions(tx, actions)).await
     }
 
     async fn delete_push_actions(&self, event_id: &str) -> Result<()> {

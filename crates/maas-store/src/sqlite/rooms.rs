@@ -32,7 +32,7 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn insert_room(&self, room: &RoomRecord) -> Result<()> {
-        state::insert_room(&self.pool, room).await
+        state::insert_room(&self.writer, room).await
     }
 
     async fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
@@ -56,7 +56,7 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn insert_state_group(&self, group: &NewStateGroup) -> Result<()> {
-        state::insert_state_group(&self.pool, group).await
+        state::insert_state_group(&self.writer, group).await
     }
 
     async fn state_group(&self, id: i64) -> Result<Vec<StateEntry>> {
@@ -68,7 +68,9 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn persist_events(&self, batch: &EventBatch) -> Result<()> {
-        events::persist_events(&self.pool, batch).await
+        events::persist_events(&self.writer, batch).await?;
+        self.checkpoints.after_commit(&self.pool);
+        Ok(())
     }
 
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {

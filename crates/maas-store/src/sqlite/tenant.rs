@@ -29,11 +29,18 @@ macro_rules! select_users {
 pub struct SqliteTenantStore {
     /// Shared with the `RoomStore` implementation in `super::rooms`.
     pub(super) pool: SqlitePool,
+    /// One connection, for the writes that run on SQLite's handle directly (event batches).
+    pub(super) writer: SqlitePool,
+    pub(super) checkpoints: super::checkpoint::Checkpoints,
 }
 
 impl SqliteTenantStore {
-    pub(super) fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: SqlitePool, writer: SqlitePool) -> Self {
+        Self {
+            pool,
+            writer,
+            checkpoints: Default::default(),
+        }
     }
 
     /// Sets one nullable profile or account column of an existing user.
@@ -511,6 +518,7 @@ impl TenantStore for SqliteTenantStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

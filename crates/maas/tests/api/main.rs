@@ -36,3 +36,4 @@ mod rooms;
 mod sdk;
 mod sdk_rooms;
 mod sync;
+mod tenant_loading;

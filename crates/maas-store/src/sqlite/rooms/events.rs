@@ -2,12 +2,14 @@
 //! and the timeline, relation, thread and timestamp queries. The stream position is the rowid
 //! of `events`, so every range query reads an index in stream order.
 
+use rusqlite::Connection;
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, SqliteConnection};
 
 use super::{ID_CHUNK, members, state};
-use crate::sqlite::util::{begin_write, conflict, found, to_json, violates};
+use crate::sqlite::raw;
+use crate::sqlite::util::{found, to_json};
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
     StreamRange, TxnRecord,
@@ -27,82 +29,70 @@ macro_rules! select_events {
 }
 
 /// Persists a batch of events, in order, with their notifications in one write transaction:
-/// one commit (and, when durable, one fsync) for the whole batch.
+/// one commit (and, when durable, one fsync) for the whole batch, its statements run back to
+/// back on the connection's handle.
 pub(super) async fn persist_events(pool: &SqlitePool, batch: &EventBatch) -> Result<()> {
-    // Everything below commits together or not at all: an error returns before the commit and
-    // dropping the transaction rolls it back.
-    let mut tx = begin_write(pool).await?;
-    for group in &batch.state_groups {
-        state::write_state_group(&mut tx, group).await?;
-    }
-    for room in &batch.rooms {
-        state::write_room(&mut tx, room).await?;
-    }
-    for group in batch
-        .events
-        .iter()
-        .filter_map(|n| n.new_state_group.as_ref())
-    {
-        state::write_state_group(&mut tx, group).await?;
-    }
-    insert_events(&mut tx, &batch.events).await?;
-    for new in &batch.events {
-        if let Some(membership) = &new.membership {
-            members::write_membership(&mut tx, membership).await?;
+    raw::write(pool, |tx| {
+        for group in &batch.state_groups {
+            state::write_state_group(tx, group)?;
         }
-        if let Some(redaction) = &new.redaction {
-            redact(&mut tx, &new.event.room_id, redaction).await?;
+        for room in &batch.rooms {
+            state::write_room(tx, room)?;
         }
-    }
-    // Only the last event of each room decides its extremities and current state.
-    for new in crate::rooms::last_per_room(&batch.events) {
-        write_room_head(&mut tx, new).await?;
-    }
-    crate::sqlite::push::write_push_actions(&mut tx, &batch.push_actions).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Inserts the events' rows with one statement (one round trip to SQLite's thread whatever
-/// the batch size). When a row conflicts, SQLite undoes just that statement, so inserting one
-/// by one then names the conflict exactly.
-async fn insert_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
-    if let [single] = events {
-        return insert_event(conn, &single.event).await;
-    }
-    for chunk in events.chunks(ID_CHUNK) {
-        let rows: Vec<serde_json::Value> = chunk.iter().map(|n| event_row(&n.event)).collect();
-        let inserted = sqlx::query(
-            "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
-                                 origin_server_ts, pdu, state_before, state_after, redacted_by, \
-                                 txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                    value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, \
-                    value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, \
-                    value ->> 15, value ->> 16 \
-             FROM json_each(?) ORDER BY key",
-        )
-        .bind(to_json(&rows, "events")?)
-        .execute(&mut *conn)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(err) if matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()) => {
-                for new in chunk {
-                    insert_event(conn, &new.event).await?;
-                }
+        for group in batch
+            .events
+            .iter()
+            .filter_map(|n| n.new_state_group.as_ref())
+        {
+            state::write_state_group(tx, group)?;
+        }
+        for new in &batch.events {
+            insert_event(tx, &new.event)?;
+            if let Some(membership) = &new.membership {
+                members::write_membership(tx, membership)?;
             }
-            Err(err) => return Err(err.into()),
+            if let Some(redaction) = &new.redaction {
+                redact(tx, &new.event.room_id, redaction)?;
+            }
         }
-    }
-    Ok(())
+        // Only the last event of each room decides its extremities and current state.
+        for new in crate::rooms::last_per_room(&batch.events) {
+            write_room_head(tx, new)?;
+        }
+        crate::sqlite::push::write_push_actions(tx, &batch.push_actions)
+    })
+    .await
 }
 
-/// An event's columns as a JSON array, in `insert_events`' column order.
-fn event_row(event: &EventRecord) -> serde_json::Value {
+/// The room's forward extremities and current state group after `new`.
+fn write_room_head(tx: &Connection, new: &NewEvent) -> Result<()> {
+    let room_id = &new.event.room_id;
+    tx.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?")?
+        .execute([room_id])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?) \
+         ON CONFLICT DO NOTHING",
+    )?;
+    for event_id in &new.extremities {
+        insert.execute((room_id, event_id))?;
+    }
+    let updated = tx
+        .prepare_cached("UPDATE rooms SET state_group = ? WHERE room_id = ?")?
+        .execute((new.room_state_group, room_id))?;
+    found(updated as u64, || format!("room {room_id}"))
+}
+
+/// Inserts the event row; `Conflict` naming what was taken (event id, transaction, position).
+fn insert_event(tx: &Connection, event: &EventRecord) -> Result<()> {
     let txn = event.txn.as_ref();
     let relation = event.relation.as_ref();
-    serde_json::json!([
+    tx.prepare_cached(
+        "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
+                             origin_server_ts, pdu, state_before, state_after, redacted_by, \
+                             txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(rusqlite::params![
         event.stream,
         event.event_id,
         event.room_id,
@@ -121,62 +111,8 @@ fn event_row(event: &EventRecord) -> serde_json::Value {
         relation.map(|r| r.rel_type.as_str()),
         relation.map(|r| r.parent_event_id.as_str()),
     ])
-}
-
-/// The room's forward extremities and current state group after `new`.
-async fn write_room_head(conn: &mut SqliteConnection, new: &NewEvent) -> Result<()> {
-    let room_id = &new.event.room_id;
-    sqlx::query("DELETE FROM forward_extremities WHERE room_id = ?")
-        .bind(room_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO forward_extremities (room_id, event_id) \
-         SELECT DISTINCT ?1, value FROM json_each(?2)",
-    )
-    .bind(room_id)
-    .bind(to_json(&new.extremities, "forward extremities")?)
-    .execute(&mut *conn)
-    .await?;
-    let updated = sqlx::query("UPDATE rooms SET state_group = ? WHERE room_id = ?")
-        .bind(new.room_state_group)
-        .bind(room_id)
-        .execute(&mut *conn)
-        .await?;
-    found(updated.rows_affected(), || format!("room {room_id}"))
-}
-
-/// Inserts the event row; `Conflict` naming what was taken (event id, transaction, position).
-async fn insert_event(conn: &mut SqliteConnection, event: &EventRecord) -> Result<()> {
-    let txn = event.txn.as_ref();
-    let relation = event.relation.as_ref();
-    sqlx::query(
-        "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
-                             origin_server_ts, pdu, state_before, state_after, redacted_by, \
-                             txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.stream)
-    .bind(&event.event_id)
-    .bind(&event.room_id)
-    .bind(event.depth)
-    .bind(&event.event_type)
-    .bind(&event.state_key)
-    .bind(&event.sender)
-    .bind(event.origin_server_ts)
-    .bind(&event.pdu)
-    .bind(event.state_before)
-    .bind(event.state_after)
-    .bind(&event.redacted_by)
-    .bind(txn.map(|t| t.localpart.as_str()))
-    .bind(txn.map(|t| t.device_id.as_str()))
-    .bind(txn.map(|t| t.txn_id.as_str()))
-    .bind(relation.map(|r| r.rel_type.as_str()))
-    .bind(relation.map(|r| r.parent_event_id.as_str()))
-    .execute(&mut *conn)
-    .await
     .map_err(|err| {
-        let what = if violates(&err, "events.txn_id") {
+        let what = if raw::violates(&err, "events.txn_id") {
             match txn {
                 Some(t) => format!(
                     "transaction {} of {} on device {}",
@@ -184,41 +120,39 @@ async fn insert_event(conn: &mut SqliteConnection, event: &EventRecord) -> Resul
                 ),
                 None => "transaction".to_owned(),
             }
-        } else if violates(&err, "events.stream") {
+        } else if raw::violates(&err, "events.stream") {
             format!("stream position {}", event.stream)
         } else {
             format!("event {}", event.event_id)
         };
-        conflict(err, || what)
+        raw::conflict(err, || what)
     })?;
     Ok(())
 }
 
 /// Replaces the redacted event's PDU with its redacted form. A target that isn't stored (yet)
 /// is no error: redactions may arrive before their target, which is then redacted on arrival.
-async fn redact(conn: &mut SqliteConnection, room_id: &str, redaction: &Redaction) -> Result<()> {
+fn redact(tx: &Connection, room_id: &str, redaction: &Redaction) -> Result<()> {
     // The relation columns mirror `content.m.relates_to`; stable room versions strip it on
     // redaction (a redacted edit or thread reply no longer counts), later ones may keep it.
     let relation = relation_of(&redaction.redacted_pdu);
-    sqlx::query(
+    tx.prepare_cached(
         "UPDATE events SET pdu = ?, redacted_by = COALESCE(redacted_by, ?), \
                            rel_type = ?, parent_event_id = ? \
          WHERE event_id = ? AND room_id = ?",
-    )
-    .bind(&redaction.redacted_pdu)
-    .bind(&redaction.redacted_by)
-    .bind(relation.as_ref().map(|r| r.rel_type.as_str()))
-    .bind(relation.as_ref().map(|r| r.parent_event_id.as_str()))
-    .bind(&redaction.event_id)
-    // A redaction only ever applies within its own room.
-    .bind(room_id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute((
+        &redaction.redacted_pdu,
+        &redaction.redacted_by,
+        relation.as_ref().map(|r| r.rel_type.as_str()),
+        relation.as_ref().map(|r| r.parent_event_id.as_str()),
+        &redaction.event_id,
+        // A redaction only ever applies within its own room.
+        room_id,
+    ))?;
     // A redacted event no longer notifies anyone.
-    sqlx::query("DELETE FROM event_push_actions WHERE event_id = ?")
-        .bind(&redaction.event_id)
-        .execute(&mut *conn)
-        .await?;
+    tx.prepare_cached("DELETE FROM event_push_actions WHERE event_id = ?")?
+        .execute([&redaction.event_id])?;
     Ok(())
 }
 

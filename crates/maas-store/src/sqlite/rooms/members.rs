@@ -2,8 +2,8 @@
 //! (room, user), replaced by each membership event, and indexed by user and stream so that
 //! "what changed for this user" never reads other users' rows.
 
+use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, SqliteConnection};
 
 use crate::sqlite::util::{begin_write, conflict};
 use crate::{AliasRecord, MembershipRecord, Result, StoreError, StreamRange};
@@ -20,11 +20,11 @@ macro_rules! select_memberships {
 }
 
 /// Replaces the user's membership of the room, inside the caller's transaction.
-pub(super) async fn write_membership(
-    conn: &mut SqliteConnection,
+pub(super) fn write_membership(
+    tx: &rusqlite::Connection,
     membership: &MembershipRecord,
 ) -> Result<()> {
-    sqlx::query(
+    tx.prepare_cached(
         "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream, sender, \
                                        stripped_state) \
          VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -32,23 +32,20 @@ pub(super) async fn write_membership(
          SET membership = excluded.membership, event_id = excluded.event_id, \
              stream = excluded.stream, sender = excluded.sender, \
              stripped_state = excluded.stripped_state",
-    )
-    .bind(&membership.room_id)
-    .bind(&membership.user_id)
-    .bind(&membership.membership)
-    .bind(&membership.event_id)
-    .bind(membership.stream)
-    .bind(&membership.sender)
-    .bind(&membership.stripped_state)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute((
+        &membership.room_id,
+        &membership.user_id,
+        &membership.membership,
+        &membership.event_id,
+        membership.stream,
+        &membership.sender,
+        &membership.stripped_state,
+    ))?;
     // A forgotten room comes back once the user's membership changes again (a new invite,
     // a rejoin), as the spec asks.
-    sqlx::query("DELETE FROM forgotten_rooms WHERE room_id = ? AND user_id = ?")
-        .bind(&membership.room_id)
-        .bind(&membership.user_id)
-        .execute(&mut *conn)
-        .await?;
+    tx.prepare_cached("DELETE FROM forgotten_rooms WHERE room_id = ? AND user_id = ?")?
+        .execute((&membership.room_id, &membership.user_id))?;
     Ok(())
 }
 

@@ -2,12 +2,12 @@
 //! or a delta against an older group; reading one walks the chain in a recursive query and lets
 //! SQLite pick the newest entry per key, so only the resolved state leaves the database.
 
+use rusqlite::Connection;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use crate::sqlite::util::{
-    begin_write, conflict, found, is_foreign_key_violation, to_json, to_u64,
-};
+use crate::sqlite::raw;
+use crate::sqlite::util::{found, to_u64};
 use crate::{NewStateGroup, Result, RoomRecord, StateEntry, StoreError};
 
 /// Chains longer than this can only come from a damaged database (or a cycle); callers bound
@@ -64,25 +64,24 @@ pub(super) async fn reserve_stream(pool: &SqlitePool, up_to: i64) -> Result<()> 
 }
 
 pub(super) async fn insert_room(pool: &SqlitePool, room: &RoomRecord) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    write_room(&mut conn, room).await
+    raw::write(pool, |tx| write_room(tx, room)).await
 }
 
-/// Inserts a room row on the caller's connection or transaction; `Conflict` when it exists.
-pub(super) async fn write_room(conn: &mut sqlx::SqliteConnection, room: &RoomRecord) -> Result<()> {
-    sqlx::query(
+/// Inserts a room row inside the caller's transaction; `Conflict` when it exists.
+pub(super) fn write_room(tx: &Connection, room: &RoomRecord) -> Result<()> {
+    tx.prepare_cached(
         "INSERT INTO rooms (room_id, room_version, creator, created_ts, published, state_group) \
          VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&room.room_id)
-    .bind(&room.room_version)
-    .bind(&room.creator)
-    .bind(room.created_ts)
-    .bind(room.published)
-    .bind(room.state_group)
-    .execute(&mut *conn)
-    .await
-    .map_err(|err| conflict(err, || format!("room {}", room.room_id)))?;
+    )?
+    .execute((
+        &room.room_id,
+        &room.room_version,
+        &room.creator,
+        room.created_ts,
+        room.published,
+        room.state_group,
+    ))
+    .map_err(|err| raw::conflict(err, || format!("room {}", room.room_id)))?;
     Ok(())
 }
 
@@ -148,61 +147,46 @@ pub(super) async fn reserve_state_groups(pool: &SqlitePool, count: i64) -> Resul
 }
 
 pub(super) async fn insert_state_group(pool: &SqlitePool, group: &NewStateGroup) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    write_state_group(&mut tx, group).await?;
-    tx.commit().await?;
-    Ok(())
+    raw::write(pool, |tx| write_state_group(tx, group)).await
 }
 
 /// Writes a group and its entries inside the caller's transaction: `Conflict` when the id is
 /// taken, `NotFound` when `prev_group` doesn't exist.
-pub(super) async fn write_state_group(
-    conn: &mut sqlx::SqliteConnection,
-    group: &NewStateGroup,
-) -> Result<()> {
-    sqlx::query(
+pub(super) fn write_state_group(tx: &Connection, group: &NewStateGroup) -> Result<()> {
+    tx.prepare_cached(
         "INSERT INTO state_groups (id, room_id, prev_group, chain_len) VALUES (?, ?, ?, ?)",
-    )
-    .bind(group.id)
-    .bind(&group.room_id)
-    .bind(group.prev_group)
-    .bind(i64::from(group.chain_len))
-    .execute(&mut *conn)
-    .await
+    )?
+    .execute((
+        group.id,
+        &group.room_id,
+        group.prev_group,
+        i64::from(group.chain_len),
+    ))
     .map_err(|err| {
-        if is_foreign_key_violation(&err) {
+        if raw::is_foreign_key_violation(&err) {
             StoreError::NotFound(format!(
                 "state group {} (previous group of {})",
                 group.prev_group.unwrap_or_default(),
                 group.id
             ))
         } else {
-            conflict(err, || format!("state group {}", group.id))
+            raw::conflict(err, || format!("state group {}", group.id))
         }
     })?;
-    // All entries in one statement from a JSON array: a snapshot of a large room has
-    // thousands. A key given twice keeps its last entry, as applying the delta in order would.
-    // (`WHERE true` is SQLite's required disambiguation between an upsert and a join's ON.)
-    let entries: Vec<[&str; 3]> = group
-        .delta
-        .iter()
-        .map(|e| {
-            [
-                e.event_type.as_str(),
-                e.state_key.as_str(),
-                e.event_id.as_str(),
-            ]
-        })
-        .collect();
-    sqlx::query(
+    // A key given twice keeps its last entry, as applying the delta in order would.
+    let mut insert = tx.prepare_cached(
         "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) \
-         SELECT ?1, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2) WHERE true \
+         VALUES (?, ?, ?, ?) \
          ON CONFLICT (group_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
-    )
-    .bind(group.id)
-    .bind(to_json(&entries, "state entries")?)
-    .execute(&mut *conn)
-    .await?;
+    )?;
+    for entry in &group.delta {
+        insert.execute((
+            group.id,
+            &entry.event_type,
+            &entry.state_key,
+            &entry.event_id,
+        ))?;
+    }
     Ok(())
 }
 
