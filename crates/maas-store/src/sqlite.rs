@@ -153,19 +153,13 @@ impl Backend for SqliteBackend {
             .pragma("cache_size", format!("-{}", options.tenant_cache_kib));
         // Lazy: the first connection is opened by the migration check below, and is then the
         // one the tenant's first requests reuse.
-        let pool_of = |connections| {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                .min_connections(0)
-                .idle_timeout(options.tenant_idle_timeout)
-                .test_before_acquire(false)
-                .connect_lazy_with(connect.clone())
-        };
-        let pool = pool_of(options.tenant_connections);
-        // Event batches always commit on the same connection: in WAL mode a connection drops
-        // its whole page cache whenever another one has written, so a writer that moved
-        // between connections would read the indexes it updates from the file every time.
-        let writer = pool_of(1);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.tenant_connections)
+            .min_connections(0)
+            .idle_timeout(options.tenant_idle_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(connect);
+        let writer = raw::Writer::new(dir.join("homeserver.db"), *options);
         let migrated = match pool.acquire().await {
             Ok(mut conn) => migrate_tenant(&mut conn).await,
             Err(err) => Err(err.into()),

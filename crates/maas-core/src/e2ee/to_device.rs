@@ -82,14 +82,21 @@ impl E2ee<'_> {
     ) -> Result<(Vec<Value>, i64)> {
         let store = self.tenant.store();
         let device = user.device_id.as_str();
-        if let Some(since) = since {
+        let mut messages = store
+            .to_device_messages(&user.localpart, device, up_to, MAX_PER_SYNC + 1)
+            .await?;
+        // Messages come oldest first. Deleting only when some were delivered keeps the usual
+        // sync (nothing to acknowledge) from taking the database's write lock.
+        if let Some(since) = since
+            && messages.first().is_some_and(|m| m.stream <= since)
+        {
             store
                 .delete_to_device(&user.localpart, device, since)
                 .await?;
+            messages = store
+                .to_device_messages(&user.localpart, device, up_to, MAX_PER_SYNC + 1)
+                .await?;
         }
-        let messages = store
-            .to_device_messages(&user.localpart, device, up_to, MAX_PER_SYNC + 1)
-            .await?;
         // Messages of one send share a position: never cut a position in half.
         let delivered_up_to = if messages.len() > MAX_PER_SYNC as usize {
             let cut = messages[MAX_PER_SYNC as usize].stream;

@@ -102,6 +102,14 @@ impl Tenant {
     }
 }
 
+/// The device's own part of a sync response.
+struct DevicePart {
+    to_device: Vec<Value>,
+    delivered_up_to: i64,
+    otk_counts: Map<String, Value>,
+    fallback_types: Vec<String>,
+}
+
 impl Builder<'_> {
     fn range(&self) -> StreamRange {
         StreamRange {
@@ -119,10 +127,15 @@ impl Builder<'_> {
         self.since.is_none() || self.full_state
     }
 
-    /// The response, and whether it carries anything new for the user.
+    /// The response, and whether it carries anything new for the user. Parts that don't
+    /// depend on each other are read concurrently (each is a database round trip or a few).
     async fn build(&self) -> Result<(Value, bool)> {
         let store = self.tenant.store();
-        let all_memberships = store.memberships_of_user(self.user.as_str()).await?;
+        let (all_memberships, account_data, device) = tokio::try_join!(
+            async { Ok(store.memberships_of_user(self.user.as_str()).await?) },
+            self.account_data(),
+            self.device_part(),
+        )?;
         let memberships: Vec<&MembershipRecord> = all_memberships
             .iter()
             .filter(|m| self.filter.room.accepts_room(&m.room_id) && m.stream <= self.up_to)
@@ -133,7 +146,6 @@ impl Builder<'_> {
             .filter(|m| m.membership == "join")
             .collect();
         let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
-        let account_data = self.account_data().await?;
         let receipts = self.receipts(&joined_ids).await?;
         let active = self.active_rooms(&joined_ids, &receipts).await?;
 
@@ -146,44 +158,33 @@ impl Builder<'_> {
                 fresh: self.sends_everything() || self.in_range(m.stream),
             })
             .collect();
-        let join = self
-            .joined_rooms(&plans, &account_data.rooms, &receipts)
-            .await?;
-        let mut changed = !join.is_empty();
-        let others = self.other_rooms(&memberships).await?;
-        changed |= !others.is_empty();
-
-        changed |= !account_data.global.is_empty();
-        let presence = self.presence(&joined_ids).await?;
-        changed |= !presence.is_empty();
         let e2ee = self.tenant.e2ee();
-        let (to_device, delivered_up_to) = e2ee
-            .to_device_for_sync(self.viewer, self.since, self.up_to)
-            .await?;
-        changed |= !to_device.is_empty();
-        let (device_changed, device_left) = match self.since {
-            Some(_) => {
-                device_list_delta_of(&e2ee, self.user, self.range(), &all_memberships).await?
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        changed |= !device_changed.is_empty() || !device_left.is_empty();
-        let device = self.viewer.device_id.as_str();
-        let otk_counts: Map<String, Value> = store
-            .count_one_time_keys(self.user.localpart(), device)
-            .await?
-            .into_iter()
-            .map(|(algorithm, count)| (algorithm, json!(count)))
-            .collect();
-        let fallback_types = store
-            .unused_fallback_key_types(self.user.localpart(), device)
-            .await?;
+        let (join, others, presence, (device_changed, device_left)) = tokio::try_join!(
+            self.joined_rooms(&plans, &account_data.rooms, &receipts),
+            self.other_rooms(&memberships),
+            self.presence(&joined_ids),
+            async {
+                match self.since {
+                    Some(_) => {
+                        device_list_delta_of(&e2ee, self.user, self.range(), &all_memberships).await
+                    }
+                    None => Ok((Vec::new(), Vec::new())),
+                }
+            },
+        )?;
+        let changed = !join.is_empty()
+            || !others.is_empty()
+            || !account_data.global.is_empty()
+            || !presence.is_empty()
+            || !device.to_device.is_empty()
+            || !device_changed.is_empty()
+            || !device_left.is_empty();
         let response = json!({
-            "next_batch": token(delivered_up_to.min(self.up_to)),
-            "to_device": { "events": to_device },
+            "next_batch": token(device.delivered_up_to.min(self.up_to)),
+            "to_device": { "events": device.to_device },
             "device_lists": { "changed": device_changed, "left": device_left },
-            "device_one_time_keys_count": otk_counts,
-            "device_unused_fallback_key_types": fallback_types,
+            "device_one_time_keys_count": device.otk_counts,
+            "device_unused_fallback_key_types": device.fallback_types,
             "rooms": {
                 "join": join,
                 "invite": others.invite,
@@ -194,6 +195,29 @@ impl Builder<'_> {
             "presence": { "events": presence },
         });
         Ok((response, changed))
+    }
+
+    /// What the syncing device gets for itself: to-device messages (and the position they
+    /// were delivered up to), its one-time key counts and unused fallback key types.
+    async fn device_part(&self) -> Result<DevicePart> {
+        let store = self.tenant.store();
+        let e2ee = self.tenant.e2ee();
+        let localpart = self.user.localpart();
+        let device = self.viewer.device_id.as_str();
+        let ((to_device, delivered_up_to), otk_counts, fallback_types) = tokio::try_join!(
+            e2ee.to_device_for_sync(self.viewer, self.since, self.up_to),
+            async { Ok(store.count_one_time_keys(localpart, device).await?) },
+            async { Ok(store.unused_fallback_key_types(localpart, device).await?) },
+        )?;
+        Ok(DevicePart {
+            to_device,
+            delivered_up_to,
+            otk_counts: otk_counts
+                .into_iter()
+                .map(|(algorithm, count)| (algorithm, json!(count)))
+                .collect(),
+            fallback_types,
+        })
     }
 
     /// Receipts of the joined rooms changed in range, by room, each room's in stream order.

@@ -46,7 +46,9 @@ impl PushStore for SqliteTenantStore {
         if actions.is_empty() {
             return Ok(());
         }
-        super::raw::write(&self.writer, |tx| write_push_actions(tx, actions)).await
+        self.writer
+            .write(|tx| write_push_actions(tx, actions))
+            .await
     }
 
     async fn delete_push_actions(&self, event_id: &str) -> Result<()> {

@@ -1,31 +1,121 @@
-//! Writes of several statements on a pooled connection's own SQLite handle. sqlx runs every
-//! statement on the connection's thread, one hand-off there and back each, which under load
-//! costs more than the statements; holding the handle runs them back to back on this thread.
+//! Writes of several statements straight on SQLite. sqlx runs every statement on its
+//! connection's own thread, one hand-off there and back each, which under load costs more than
+//! the statements; here they run back to back on the caller's thread.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 use rusqlite::{ErrorCode, TransactionBehavior};
-use sqlx::sqlite::SqlitePool;
 
+use super::SqliteOptions;
 use crate::{Result, StoreError};
 
-/// Runs `write` in one `BEGIN IMMEDIATE` transaction on a connection of `pool`, committing
-/// when it returns `Ok` and rolling back otherwise.
-pub(crate) async fn write<T>(
-    pool: &SqlitePool,
-    write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    let mut conn = pool.acquire().await?;
-    let mut handle = conn.lock_handle().await?;
-    let raw = handle.as_raw_handle();
-    blocking(|| {
-        // SAFETY: sqlx's connection thread is locked out of the handle until `handle` drops,
-        // which is after `db` and every statement prepared on it are gone; a connection made
-        // from a handle doesn't close it.
-        let mut db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }?;
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = write(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    })
+/// A tenant's connection for writes of several statements (event batches), opened directly
+/// with rusqlite rather than through sqlx, and used under a lock on the caller's thread. It is
+/// always the same connection, which matters in WAL mode: a connection drops its whole page
+/// cache whenever another one has written, so a writer moving between connections would read
+/// the indexes it updates from the file every time. It opens on first use and closes after
+/// being unused for the tenant's idle connection timeout.
+pub(crate) struct Writer {
+    path: PathBuf,
+    options: SqliteOptions,
+    conn: Mutex<Option<Open>>,
+}
+
+struct Open {
+    db: rusqlite::Connection,
+    last_used: Instant,
+}
+
+impl Writer {
+    pub(crate) fn new(path: PathBuf, options: SqliteOptions) -> Arc<Writer> {
+        Arc::new(Writer {
+            path,
+            options,
+            conn: Mutex::new(None),
+        })
+    }
+
+    /// Runs `write` in one `BEGIN IMMEDIATE` transaction, committing when it returns `Ok`
+    /// and rolling back otherwise.
+    pub(crate) async fn write<T>(
+        self: &Arc<Self>,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        blocking(|| {
+            let mut conn = self.conn.lock();
+            let open = match conn.take() {
+                Some(open) => open,
+                None => {
+                    let db = self.open()?;
+                    self.close_when_idle();
+                    Open {
+                        db,
+                        last_used: Instant::now(),
+                    }
+                }
+            };
+            let open = conn.insert(open);
+            open.last_used = Instant::now();
+            let tx = open
+                .db
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = write(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Closes the connection now (it opens again on the next write).
+    pub(crate) fn close(&self) {
+        *self.conn.lock() = None;
+    }
+
+    /// The settings sqlx gives the tenant's other connections (see `connect_options`); the
+    /// journal mode (WAL) is stored in the database itself.
+    fn open(&self) -> Result<rusqlite::Connection> {
+        let db = rusqlite::Connection::open(&self.path)?;
+        db.busy_timeout(super::BUSY_TIMEOUT)?;
+        let synchronous = if self.options.durable {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        db.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = {};",
+            self.options.tenant_cache_kib,
+            super::checkpoint::AUTOCHECKPOINT_PAGES,
+        ))?;
+        Ok(db)
+    }
+
+    /// Closes the connection once it has been unused for the idle timeout.
+    fn close_when_idle(self: &Arc<Self>) {
+        let writer: Weak<Writer> = Arc::downgrade(self);
+        let idle = self.options.tenant_idle_timeout;
+        tokio::spawn(async move {
+            let mut wait = idle;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(writer) = writer.upgrade() else {
+                    return;
+                };
+                let mut conn = writer.conn.lock();
+                let Some(open) = conn.as_ref() else {
+                    return;
+                };
+                let unused = open.last_used.elapsed();
+                if unused >= idle {
+                    *conn = None;
+                    return;
+                }
+                wait = idle - unused + Duration::from_millis(1);
+            }
+        });
+    }
 }
 
 /// Runs `f`, which blocks on SQLite (and, when durable, an fsync), without stalling the other

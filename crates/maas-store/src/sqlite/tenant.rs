@@ -2,6 +2,8 @@
 //! transactions; tokens hang off devices and devices off users with ON DELETE CASCADE, so
 //! removing a device can't leave a token that still logs in.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
@@ -29,13 +31,13 @@ macro_rules! select_users {
 pub struct SqliteTenantStore {
     /// Shared with the `RoomStore` implementation in `super::rooms`.
     pub(super) pool: SqlitePool,
-    /// One connection, for the writes that run on SQLite's handle directly (event batches).
-    pub(super) writer: SqlitePool,
+    /// Event batches and the other writes of several statements.
+    pub(super) writer: Arc<super::raw::Writer>,
     pub(super) checkpoints: super::checkpoint::Checkpoints,
 }
 
 impl SqliteTenantStore {
-    pub(super) fn new(pool: SqlitePool, writer: SqlitePool) -> Self {
+    pub(super) fn new(pool: SqlitePool, writer: Arc<super::raw::Writer>) -> Self {
         Self {
             pool,
             writer,
@@ -518,7 +520,7 @@ impl TenantStore for SqliteTenantStore {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
+        self.writer.close();
         self.pool.close().await;
     }
 }

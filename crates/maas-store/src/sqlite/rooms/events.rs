@@ -2,13 +2,15 @@
 //! and the timeline, relation, thread and timestamp queries. The stream position is the rowid
 //! of `events`, so every range query reads an index in stream order.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::{ID_CHUNK, members, state};
-use crate::sqlite::raw;
+use crate::sqlite::raw::{self, Writer};
 use crate::sqlite::util::{found, to_json};
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
@@ -31,37 +33,38 @@ macro_rules! select_events {
 /// Persists a batch of events, in order, with their notifications in one write transaction:
 /// one commit (and, when durable, one fsync) for the whole batch, its statements run back to
 /// back on the connection's handle.
-pub(super) async fn persist_events(pool: &SqlitePool, batch: &EventBatch) -> Result<()> {
-    raw::write(pool, |tx| {
-        for group in &batch.state_groups {
-            state::write_state_group(tx, group)?;
-        }
-        for room in &batch.rooms {
-            state::write_room(tx, room)?;
-        }
-        for group in batch
-            .events
-            .iter()
-            .filter_map(|n| n.new_state_group.as_ref())
-        {
-            state::write_state_group(tx, group)?;
-        }
-        for new in &batch.events {
-            insert_event(tx, &new.event)?;
-            if let Some(membership) = &new.membership {
-                members::write_membership(tx, membership)?;
+pub(super) async fn persist_events(writer: &Arc<Writer>, batch: &EventBatch) -> Result<()> {
+    writer
+        .write(|tx| {
+            for group in &batch.state_groups {
+                state::write_state_group(tx, group)?;
             }
-            if let Some(redaction) = &new.redaction {
-                redact(tx, &new.event.room_id, redaction)?;
+            for room in &batch.rooms {
+                state::write_room(tx, room)?;
             }
-        }
-        // Only the last event of each room decides its extremities and current state.
-        for new in crate::rooms::last_per_room(&batch.events) {
-            write_room_head(tx, new)?;
-        }
-        crate::sqlite::push::write_push_actions(tx, &batch.push_actions)
-    })
-    .await
+            for group in batch
+                .events
+                .iter()
+                .filter_map(|n| n.new_state_group.as_ref())
+            {
+                state::write_state_group(tx, group)?;
+            }
+            for new in &batch.events {
+                insert_event(tx, &new.event)?;
+                if let Some(membership) = &new.membership {
+                    members::write_membership(tx, membership)?;
+                }
+                if let Some(redaction) = &new.redaction {
+                    redact(tx, &new.event.room_id, redaction)?;
+                }
+            }
+            // Only the last event of each room decides its extremities and current state.
+            for new in crate::rooms::last_per_room(&batch.events) {
+                write_room_head(tx, new)?;
+            }
+            crate::sqlite::push::write_push_actions(tx, &batch.push_actions)
+        })
+        .await
 }
 
 /// The room's forward extremities and current state group after `new`.

@@ -6,7 +6,9 @@ use rusqlite::Connection;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use crate::sqlite::raw;
+use std::sync::Arc;
+
+use crate::sqlite::raw::{self, Writer};
 use crate::sqlite::util::{found, to_u64};
 use crate::{NewStateGroup, Result, RoomRecord, StateEntry, StoreError};
 
@@ -63,8 +65,8 @@ pub(super) async fn reserve_stream(pool: &SqlitePool, up_to: i64) -> Result<()> 
     Ok(())
 }
 
-pub(super) async fn insert_room(pool: &SqlitePool, room: &RoomRecord) -> Result<()> {
-    raw::write(pool, |tx| write_room(tx, room)).await
+pub(super) async fn insert_room(writer: &Arc<Writer>, room: &RoomRecord) -> Result<()> {
+    writer.write(|tx| write_room(tx, room)).await
 }
 
 /// Inserts a room row inside the caller's transaction; `Conflict` when it exists.
@@ -146,8 +148,8 @@ pub(super) async fn reserve_state_groups(pool: &SqlitePool, count: i64) -> Resul
     Ok(id)
 }
 
-pub(super) async fn insert_state_group(pool: &SqlitePool, group: &NewStateGroup) -> Result<()> {
-    raw::write(pool, |tx| write_state_group(tx, group)).await
+pub(super) async fn insert_state_group(writer: &Arc<Writer>, group: &NewStateGroup) -> Result<()> {
+    writer.write(|tx| write_state_group(tx, group)).await
 }
 
 /// Writes a group and its entries inside the caller's transaction: `Conflict` when the id is
