@@ -159,7 +159,8 @@ impl Backend for SqliteBackend {
             .idle_timeout(options.tenant_idle_timeout)
             .test_before_acquire(false)
             .connect_lazy_with(connect);
-        let writer = raw::Writer::new(dir.join("homeserver.db"), *options);
+        let writer = raw::Direct::new(dir.join("homeserver.db"), *options);
+        let reader = raw::Direct::new(dir.join("homeserver.db"), *options);
         let migrated = match pool.acquire().await {
             Ok(mut conn) => migrate_tenant(&mut conn).await,
             Err(err) => Err(err.into()),
@@ -168,7 +169,7 @@ impl Backend for SqliteBackend {
             pool.close().await;
             return Err(err);
         }
-        Ok(Arc::new(SqliteTenantStore::new(pool, writer)))
+        Ok(Arc::new(SqliteTenantStore::new(pool, writer, reader)))
     }
 
     async fn destroy_tenant(&self, tenant_id: &str) -> Result<()> {

@@ -12,13 +12,14 @@ use rusqlite::{ErrorCode, TransactionBehavior};
 use super::SqliteOptions;
 use crate::{Result, StoreError};
 
-/// A tenant's connection for writes of several statements (event batches), opened directly
-/// with rusqlite rather than through sqlx, and used under a lock on the caller's thread. It is
-/// always the same connection, which matters in WAL mode: a connection drops its whole page
-/// cache whenever another one has written, so a writer moving between connections would read
-/// the indexes it updates from the file every time. It opens on first use and closes after
-/// being unused for the tenant's idle connection timeout.
-pub(crate) struct Writer {
+/// One of a tenant's connections opened directly with rusqlite rather than through sqlx, and
+/// used under a lock on the caller's thread. A tenant has two: its writer, for writes of
+/// several statements (event batches), and a reader for the point lookups on the send path.
+/// The writer is always the same connection, which matters in WAL mode: a connection drops its
+/// whole page cache whenever another one has written, so a writer moving between connections
+/// would read the indexes it updates from the file every time. Each opens on first use and
+/// closes after being unused for the tenant's idle connection timeout.
+pub(crate) struct Direct {
     path: PathBuf,
     options: SqliteOptions,
     conn: Mutex<Option<Open>>,
@@ -29,9 +30,9 @@ struct Open {
     last_used: Instant,
 }
 
-impl Writer {
-    pub(crate) fn new(path: PathBuf, options: SqliteOptions) -> Arc<Writer> {
-        Arc::new(Writer {
+impl Direct {
+    pub(crate) fn new(path: PathBuf, options: SqliteOptions) -> Arc<Direct> {
+        Arc::new(Direct {
             path,
             options,
             conn: Mutex::new(None),
@@ -45,27 +46,44 @@ impl Writer {
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         blocking(|| {
-            let mut conn = self.conn.lock();
-            let open = match conn.take() {
-                Some(open) => open,
-                None => {
-                    let db = self.open()?;
-                    self.close_when_idle();
-                    Open {
-                        db,
-                        last_used: Instant::now(),
-                    }
-                }
-            };
-            let open = conn.insert(open);
-            open.last_used = Instant::now();
-            let tx = open
-                .db
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = write(&tx)?;
-            tx.commit()?;
-            Ok(out)
+            self.with(|db| {
+                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = write(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })
         })
+    }
+
+    /// Runs `read`, a lookup of a few rows by index, right here: in WAL mode a read never
+    /// waits for writers, and such a lookup takes microseconds, less than handing it to
+    /// another thread.
+    pub(crate) async fn read<T>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.with(|db| read(db))
+    }
+
+    fn with<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let open = match conn.take() {
+            Some(open) => open,
+            None => {
+                let db = self.open()?;
+                self.close_when_idle();
+                Open {
+                    db,
+                    last_used: Instant::now(),
+                }
+            }
+        };
+        let open = conn.insert(open);
+        open.last_used = Instant::now();
+        f(&mut open.db)
     }
 
     /// Closes the connection now (it opens again on the next write).
@@ -94,16 +112,16 @@ impl Writer {
 
     /// Closes the connection once it has been unused for the idle timeout.
     fn close_when_idle(self: &Arc<Self>) {
-        let writer: Weak<Writer> = Arc::downgrade(self);
+        let this: Weak<Direct> = Arc::downgrade(self);
         let idle = self.options.tenant_idle_timeout;
         tokio::spawn(async move {
             let mut wait = idle;
             loop {
                 tokio::time::sleep(wait).await;
-                let Some(writer) = writer.upgrade() else {
+                let Some(this) = this.upgrade() else {
                     return;
                 };
-                let mut conn = writer.conn.lock();
+                let mut conn = this.conn.lock();
                 let Some(open) = conn.as_ref() else {
                     return;
                 };

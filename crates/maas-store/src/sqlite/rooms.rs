@@ -82,7 +82,7 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn event_id_by_txn(&self, txn: &TxnRecord) -> Result<Option<String>> {
-        events::event_id_by_txn(&self.pool, txn).await
+        events::event_id_by_txn(&self.reader, txn).await
     }
 
     async fn forward_extremities(&self, room_id: &str) -> Result<Vec<String>> {

@@ -32,15 +32,22 @@ pub struct SqliteTenantStore {
     /// Shared with the `RoomStore` implementation in `super::rooms`.
     pub(super) pool: SqlitePool,
     /// Event batches and the other writes of several statements.
-    pub(super) writer: Arc<super::raw::Writer>,
+    pub(super) writer: Arc<super::raw::Direct>,
+    /// Point lookups on the send path.
+    pub(super) reader: Arc<super::raw::Direct>,
     pub(super) checkpoints: super::checkpoint::Checkpoints,
 }
 
 impl SqliteTenantStore {
-    pub(super) fn new(pool: SqlitePool, writer: Arc<super::raw::Writer>) -> Self {
+    pub(super) fn new(
+        pool: SqlitePool,
+        writer: Arc<super::raw::Direct>,
+        reader: Arc<super::raw::Direct>,
+    ) -> Self {
         Self {
             pool,
             writer,
+            reader,
             checkpoints: Default::default(),
         }
     }
@@ -521,6 +528,7 @@ impl TenantStore for SqliteTenantStore {
 
     async fn close(&self) {
         self.writer.close();
+        self.reader.close();
         self.pool.close().await;
     }
 }

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::{ID_CHUNK, members, state};
-use crate::sqlite::raw::{self, Writer};
+use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_json};
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
@@ -33,7 +33,7 @@ macro_rules! select_events {
 /// Persists a batch of events, in order, with their notifications in one write transaction:
 /// one commit (and, when durable, one fsync) for the whole batch, its statements run back to
 /// back on the connection's handle.
-pub(super) async fn persist_events(writer: &Arc<Writer>, batch: &EventBatch) -> Result<()> {
+pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> Result<()> {
     writer
         .write(|tx| {
             for group in &batch.state_groups {
@@ -195,17 +195,25 @@ pub(super) async fn events(pool: &SqlitePool, event_ids: &[String]) -> Result<Ve
     Ok(events)
 }
 
-pub(super) async fn event_id_by_txn(pool: &SqlitePool, txn: &TxnRecord) -> Result<Option<String>> {
-    let event_id = sqlx::query_scalar(
-        "SELECT event_id FROM events \
-         WHERE txn_localpart = ? AND txn_device_id = ? AND txn_id = ?",
-    )
-    .bind(&txn.localpart)
-    .bind(&txn.device_id)
-    .bind(&txn.txn_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(event_id)
+/// On every send, before the write lock: a point lookup, run directly.
+pub(super) async fn event_id_by_txn(
+    reader: &Arc<Direct>,
+    txn: &TxnRecord,
+) -> Result<Option<String>> {
+    reader
+        .read(|db| {
+            let event_id = db
+                .prepare_cached(
+                    "SELECT event_id FROM events \
+                     WHERE txn_localpart = ? AND txn_device_id = ? AND txn_id = ?",
+                )?
+                .query_row((&txn.localpart, &txn.device_id, &txn.txn_id), |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            Ok(event_id)
+        })
+        .await
 }
 
 pub(super) async fn forward_extremities(pool: &SqlitePool, room_id: &str) -> Result<Vec<String>> {

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use std::sync::Arc;
 
-use crate::sqlite::raw::{self, Writer};
+use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_u64};
 use crate::{NewStateGroup, Result, RoomRecord, StateEntry, StoreError};
 
@@ -65,7 +65,7 @@ pub(super) async fn reserve_stream(pool: &SqlitePool, up_to: i64) -> Result<()> 
     Ok(())
 }
 
-pub(super) async fn insert_room(writer: &Arc<Writer>, room: &RoomRecord) -> Result<()> {
+pub(super) async fn insert_room(writer: &Arc<Direct>, room: &RoomRecord) -> Result<()> {
     writer.write(|tx| write_room(tx, room)).await
 }
 
@@ -148,7 +148,7 @@ pub(super) async fn reserve_state_groups(pool: &SqlitePool, count: i64) -> Resul
     Ok(id)
 }
 
-pub(super) async fn insert_state_group(writer: &Arc<Writer>, group: &NewStateGroup) -> Result<()> {
+pub(super) async fn insert_state_group(writer: &Arc<Direct>, group: &NewStateGroup) -> Result<()> {
     writer.write(|tx| write_state_group(tx, group)).await
 }
 
