@@ -1,6 +1,7 @@
-//! Writes of several statements straight on SQLite. sqlx runs every statement on its
-//! connection's own thread, one hand-off there and back each, which under load costs more than
-//! the statements; here they run back to back on the caller's thread.
+//! Tenant connections used straight on SQLite, for event batches and the send path's point
+//! lookups. sqlx runs every statement on its connection's own thread, one hand-off there and
+//! back each, which under load costs more than the statements; here they run back to back on
+//! the caller's thread.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -174,4 +175,59 @@ const FOREIGN_KEY: i32 = 787;
 fn is_constraint(err: &rusqlite::Error, extended: &[i32]) -> bool {
     matches!(err, rusqlite::Error::SqliteFailure(e, _)
         if e.code == ErrorCode::ConstraintViolation && extended.contains(&e.extended_code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(dir: &tempfile::TempDir, idle: Duration) -> Arc<Direct> {
+        let options = SqliteOptions {
+            tenant_idle_timeout: idle,
+            ..SqliteOptions::default()
+        };
+        Direct::new(dir.path().join("t.db"), options)
+    }
+
+    #[tokio::test]
+    async fn writes_commit_or_roll_back_as_a_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = direct(&dir, Duration::from_secs(60));
+        db.write(|tx| Ok(tx.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")?))
+            .await
+            .expect("create");
+        let failed = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t VALUES (1)", [])?;
+                tx.execute("INSERT INTO t VALUES (1)", [])
+                    .map_err(|e| conflict(e, || "row 1".into()))?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Conflict(what)) if what == "row 1"));
+        let count: i64 = db
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .expect("count");
+        assert_eq!(count, 0, "the first insert was rolled back with the second");
+    }
+
+    #[tokio::test]
+    async fn the_connection_closes_when_idle_and_opens_again_on_use() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = direct(&dir, Duration::from_millis(100));
+        db.write(|tx| Ok(tx.execute_batch("CREATE TABLE t (v INTEGER)")?))
+            .await
+            .expect("create");
+        assert!(db.conn.lock().is_some());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            db.conn.lock().is_none(),
+            "still open after the idle timeout"
+        );
+        db.write(|tx| Ok(tx.execute("INSERT INTO t VALUES (1)", []).map(|_| ())?))
+            .await
+            .expect("insert after reopening");
+        assert!(db.conn.lock().is_some());
+    }
 }
