@@ -16,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use http::{HeaderName, Method, StatusCode, header};
 use maas_core::Platform;
 use tower_http::cors::{Any, CorsLayer};
@@ -50,6 +51,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(platform).into_make_service_with_connect_info::<SocketAddr>();
+    // Responses go out as soon as they are written, not when the client acknowledges the
+    // previous segment (Nagle's algorithm against delayed ACKs costs up to 40 ms).
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
