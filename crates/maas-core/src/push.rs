@@ -10,30 +10,25 @@
 //! Evaluation records one row per (event, recipient) whose actions include `notify`; sync
 //! counts the rows after the recipient's read receipt.
 
-use std::collections::HashMap;
+mod evaluation;
+
 use std::sync::Arc;
 
-use maas_store::{AccountDataRecord, EventRecord, PushActionRecord};
-use ruma::events::room::power_levels::{
-    RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource,
-};
-use ruma::events::{AnySyncTimelineEvent, StateEventType};
+use maas_store::AccountDataRecord;
 use ruma::power_levels::NotificationPowerLevelsKey;
 use ruma::push::{
     Action, AnyPushRule, ConditionalPushRule, ConditionalPushRuleInit, EventMatchConditionData,
-    FlattenedJson, HighlightTweakValue, InsertPushRuleError, NewPushRule, PatternedPushRule,
+    HighlightTweakValue, InsertPushRuleError, NewPushRule, PatternedPushRule,
     PatternedPushRuleInit, PredefinedContentRuleId, PredefinedOverrideRuleId, PushCondition,
-    PushConditionPowerLevelsCtx, PushConditionRoomCtx, RemovePushRuleError, RuleKind, Ruleset,
-    SenderNotificationPermissionConditionData, SoundTweakValue, Tweak,
+    RemovePushRuleError, RuleKind, Ruleset, SenderNotificationPermissionConditionData,
+    SoundTweakValue, Tweak,
 };
-use ruma::room_version_rules::RoomVersionRules;
-use ruma::serde::Raw;
-use ruma::{OwnedUserId, RoomId, UInt, UserId};
+use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 
+pub use self::evaluation::push_actions;
+pub(crate) use self::evaluation::{StateInputs, evaluate};
 use crate::accounts::AuthedUser;
-use crate::rooms::rules_of;
-use crate::rooms::state::RoomState;
 use crate::stream::StreamWriter;
 use crate::{Error, Result, Tenant};
 
@@ -347,143 +342,6 @@ impl PushRules<'_> {
     }
 }
 
-/// Evaluates a new event of `room_id` against the push rules of every local user among
-/// `members` (the room's joined members, remote ones included: their number is the
-/// `room_member_count`) except its sender, and returns a record for each one it notifies.
-///
-/// Cost: one read of all recipients' stored rulesets; the room's state before the event (from
-/// the state cache) for the power levels; and, only for events with a `body` but no
-/// `m.mentions` (the legacy display-name rule), each recipient's member event (PDU cache).
-pub async fn push_actions(
-    tenant: &Tenant,
-    room_id: &RoomId,
-    event: &EventRecord,
-    members: &[OwnedUserId],
-) -> Result<Vec<PushActionRecord>> {
-    let Some(room) = tenant.store().room(room_id.as_str()).await? else {
-        return Ok(Vec::new());
-    };
-    let rules = rules_of(&room.room_version)?;
-    evaluate(tenant, room_id, &rules, event, members).await
-}
-
-/// [`push_actions`] for a room of known version: what the committer calls for every event.
-pub(crate) async fn evaluate(
-    tenant: &Tenant,
-    room_id: &RoomId,
-    rules: &RoomVersionRules,
-    event: &EventRecord,
-    members: &[OwnedUserId],
-) -> Result<Vec<PushActionRecord>> {
-    let recipients: Vec<&OwnedUserId> = members
-        .iter()
-        .filter(|m| m.server_name() == tenant.server_name() && m.as_str() != event.sender)
-        .collect();
-    if recipients.is_empty() {
-        return Ok(Vec::new());
-    }
-    let client_event = client_format(event);
-    // Flattened once for all recipients (ruma's `Ruleset::get_actions` flattens per call).
-    let flattened = serde_json::value::to_raw_value(&client_event)
-        .map(|raw| FlattenedJson::from_raw(&Raw::<AnySyncTimelineEvent>::from_json(raw)))
-        .map_err(|e| Error::Internal(format!("event {}: {e}", event.event_id)))?;
-
-    let store = tenant.store();
-    let state = tenant
-        .state_cache()
-        .group(store, event.state_before)
-        .await?;
-    let power_levels = power_levels(tenant, rules, &state).await?;
-    let content = client_event.get("content");
-    let needs_display_names = content.and_then(|c| c.get("body")).is_some()
-        && content.and_then(|c| c.get("m.mentions")).is_none();
-
-    let rulesets = rulesets_of(tenant, &recipients).await?;
-
-    let member_count = UInt::new_saturating(u64::try_from(members.len()).unwrap_or(u64::MAX));
-    let thread_id = event
-        .relation
-        .as_ref()
-        .filter(|r| r.rel_type == "m.thread")
-        .map(|r| r.parent_event_id.clone());
-    let mut records = Vec::new();
-    for (user_id, ruleset) in recipients.into_iter().zip(rulesets) {
-        let display_name = if needs_display_names {
-            display_name(tenant, &state, user_id).await?
-        } else {
-            String::new()
-        };
-        let ctx = PushConditionRoomCtx::new(
-            room_id.to_owned(),
-            member_count,
-            user_id.clone(),
-            display_name,
-        )
-        .with_power_levels(power_levels.clone());
-        let Some(actions) = first_match(&ruleset, &flattened, &ctx).await else {
-            continue;
-        };
-        if actions.iter().any(Action::should_notify) {
-            records.push(PushActionRecord {
-                room_id: room_id.to_string(),
-                user_id: user_id.to_string(),
-                event_id: event.event_id.clone(),
-                stream: event.stream,
-                thread_id: thread_id.clone(),
-                highlight: actions.iter().any(Action::is_highlight),
-            });
-        }
-    }
-    Ok(records)
-}
-
-/// The actions of the first rule of `ruleset` that applies to the event, in the spec's rule
-/// order. Recipients never get their own events: callers leave the sender out.
-async fn first_match<'r>(
-    ruleset: &'r Ruleset,
-    event: &FlattenedJson,
-    ctx: &PushConditionRoomCtx,
-) -> Option<&'r [Action]> {
-    for rule in ruleset {
-        if rule.applies(event, ctx).await {
-            return Some(rule.actions());
-        }
-    }
-    None
-}
-
-/// The rulesets of `users` (local), in order: cached, else read in one query and cached.
-async fn rulesets_of(tenant: &Tenant, users: &[&OwnedUserId]) -> Result<Vec<Arc<Ruleset>>> {
-    let cache = tenant.rulesets();
-    let generation = cache.generation();
-    let mut found: Vec<Option<Arc<Ruleset>>> =
-        users.iter().map(|u| cache.get(u.localpart())).collect();
-    let missing: Vec<String> = users
-        .iter()
-        .zip(&found)
-        .filter(|(_, r)| r.is_none())
-        .map(|(u, _)| u.localpart().to_owned())
-        .collect();
-    if !missing.is_empty() {
-        let stored: HashMap<String, String> = tenant
-            .store()
-            .global_account_data_of(&missing, PUSH_RULES_TYPE)
-            .await?
-            .into_iter()
-            .map(|r| (r.localpart, r.content))
-            .collect();
-        for (user_id, slot) in users.iter().zip(found.iter_mut()) {
-            if slot.is_none() {
-                let content = stored.get(user_id.localpart()).map(String::as_str);
-                let ruleset = Arc::new(ruleset_from(content, user_id));
-                cache.put(generation, user_id.localpart().to_owned(), ruleset.clone());
-                *slot = Some(ruleset);
-            }
-        }
-    }
-    Ok(found.into_iter().flatten().collect())
-}
-
 /// `(notification_count, highlight_count)` of `user` in `room_id`: notifications after their
 /// newest `m.read`/`m.read.private` receipt (unthreaded, or of the notification's thread).
 pub async fn unread_counts(tenant: &Tenant, user: &UserId, room_id: &RoomId) -> Result<(u64, u64)> {
@@ -493,90 +351,12 @@ pub async fn unread_counts(tenant: &Tenant, user: &UserId, room_id: &RoomId) -> 
         .await?)
 }
 
-/// The fields of the client event format that push rules can look at (no `unsigned`).
-fn client_format(event: &EventRecord) -> Value {
-    let pdu: Value = serde_json::from_str(&event.pdu).unwrap_or_else(|_| json!({}));
-    let mut out = json!({
-        "type": event.event_type,
-        "content": pdu.get("content").cloned().unwrap_or_else(|| json!({})),
-        "event_id": event.event_id,
-        "sender": event.sender,
-        "origin_server_ts": event.origin_server_ts,
-        "room_id": event.room_id,
-    });
-    if let Some(state_key) = &event.state_key {
-        out["state_key"] = json!(state_key);
-    }
-    if let Some(redacts) = pdu.get("redacts") {
-        out["redacts"] = redacts.clone();
-    }
-    out
-}
-
-/// The power levels in `state`, for the `sender_notification_permission` condition.
-async fn power_levels(
-    tenant: &Tenant,
-    rules: &RoomVersionRules,
-    state: &RoomState,
-) -> Result<PushConditionPowerLevelsCtx> {
-    let store = tenant.store();
-    let cache = tenant.state_cache();
-    let mut creators = Vec::new();
-    if let Some(id) = state.get(&(StateEventType::RoomCreate, String::new()))
-        && let Some(create) = cache.pdu(store, id).await?
-    {
-        creators.push(create.sender.clone());
-        if rules.authorization.additional_room_creators
-            && let Some(Value::Array(more)) = create.content_value().get("additional_creators")
-        {
-            creators.extend(
-                more.iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(|u| OwnedUserId::try_from(u).ok()),
-            );
-        }
-    }
-    let content = match state.get(&(StateEventType::RoomPowerLevels, String::new())) {
-        Some(id) => cache
-            .pdu(store, id)
-            .await?
-            .and_then(|pdu| pdu.content_as::<RoomPowerLevelsEventContent>()),
-        None => None,
-    };
-    let source = content.map_or(RoomPowerLevelsSource::None, RoomPowerLevelsSource::Original);
-    let levels = RoomPowerLevels::new(source, &rules.authorization, creators);
-    Ok(levels.into())
-}
-
-/// The user's display name in the room (from their member event in `state`); their localpart
-/// when they have none, which the `.m.rule.contains_user_name` rule matches anyway, rather than
-/// an empty name that would match an empty body.
-async fn display_name(tenant: &Tenant, state: &RoomState, user_id: &UserId) -> Result<String> {
-    let key = (StateEventType::RoomMember, user_id.to_string());
-    let name = match state.get(&key) {
-        Some(id) => tenant
-            .state_cache()
-            .pdu(tenant.store(), id)
-            .await?
-            .and_then(|pdu| {
-                pdu.content_value()
-                    .get("displayname")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            }),
-        None => None,
-    };
-    Ok(name
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| user_id.localpart().to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use ruma::push::{NewSimplePushRule, PredefinedUnderrideRuleId};
-    use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, owned_user_id};
+    use ruma::push::{NewConditionalPushRule, NewSimplePushRule, PredefinedUnderrideRuleId};
+    use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, owned_user_id};
 
     use super::*;
     use crate::Platform;
@@ -992,6 +772,48 @@ mod tests {
                 .await,
             Err(Error::NotFound(_))
         ));
+    }
+
+    /// Sent through the committer, which keeps the room's power levels and display names from
+    /// one event to the next: a state change between two events must be seen by the second.
+    #[tokio::test]
+    async fn committed_events_see_the_state_they_were_sent_in() {
+        let f = fixture().await;
+        let counts = || unread_counts(&f.tenant, &f.bob.user_id, &f.room_id);
+        f.send(&f.alice, "m.room.message", text("ask Bobby")).await;
+        assert_eq!(counts().await.expect("counts"), (1, 1));
+
+        let renamed = json!({"membership": "join", "displayname": "Robert"});
+        let member = EventDraft::state("m.room.member", f.bob.user_id.as_str(), renamed);
+        f.tenant
+            .rooms()
+            .send(&f.bob.user_id, &f.room_id, member, None)
+            .await
+            .expect("rename");
+        f.send(&f.alice, "m.room.message", text("ask Bobby")).await;
+        assert_eq!(counts().await.expect("counts"), (2, 1));
+        f.send(&f.alice, "m.room.message", text("ask Robert")).await;
+        assert_eq!(counts().await.expect("counts"), (3, 2));
+
+        // Only Bob's own rule matches `hello`; Carol's ruleset shares every other condition.
+        let rule: NewConditionalPushRule = serde_json::from_value(json!({"rule_id": "quiet",
+            "conditions": [{"kind": "event_match", "key": "content.body", "pattern": "hello"}],
+            "actions": []}))
+        .expect("rule");
+        f.tenant
+            .push_rules()
+            .set_rule(&f.bob, NewPushRule::Override(rule), None, None)
+            .await
+            .expect("set rule");
+        f.send(&f.alice, "m.room.message", text("hello")).await;
+        assert_eq!(counts().await.expect("counts"), (3, 2));
+        let carol = owned_user_id!("@carol:localhost");
+        assert_eq!(
+            unread_counts(&f.tenant, &carol, &f.room_id)
+                .await
+                .expect("counts"),
+            (4, 0)
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::push::StateInputs;
 use crate::{Error, Result, Tenant};
 
 /// Events persisted in one transaction at most: bounds the transaction while staying far above
@@ -215,10 +216,11 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Pending>) {
     let (prepared, to_store) = mpsc::unbounded_channel();
     tokio::spawn(store(to_store));
     let mut batch = Vec::new();
+    let mut inputs = StateInputs::default();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut ready = Vec::with_capacity(batch.len());
         for pending in batch.drain(..) {
-            ready.push(prepare(pending).await);
+            ready.push(prepare(pending, &mut inputs).await);
         }
         if prepared.send(ready).is_err() {
             return;
@@ -228,7 +230,7 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Pending>) {
 
 /// Evaluates an event's push rules. Notifications are derived data: failing to compute them
 /// must not lose the event.
-async fn prepare(pending: Pending) -> Prepared {
+async fn prepare(pending: Pending, inputs: &mut StateInputs) -> Prepared {
     let sender = &pending.sender;
     let push_actions = match crate::push::evaluate(
         &sender.tenant,
@@ -236,6 +238,7 @@ async fn prepare(pending: Pending) -> Prepared {
         &sender.rules,
         &pending.new.event,
         &sender.members,
+        inputs,
     )
     .await
     {
