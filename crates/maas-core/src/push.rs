@@ -805,15 +805,21 @@ mod tests {
             .set_rule(&f.bob, NewPushRule::Override(rule), None, None)
             .await
             .expect("set rule");
-        f.send(&f.alice, "m.room.message", text("hello")).await;
+        let hello = f.send(&f.alice, "m.room.message", text("hello")).await;
         assert_eq!(counts().await.expect("counts"), (3, 2));
         let carol = owned_user_id!("@carol:localhost");
-        assert_eq!(
-            unread_counts(&f.tenant, &carol, &f.room_id)
-                .await
-                .expect("counts"),
-            (4, 0)
-        );
+        let carols = || unread_counts(&f.tenant, &carol, &f.room_id);
+        assert_eq!(carols().await.expect("counts"), (4, 0));
+
+        // A redacted event no longer counts.
+        let mut redaction = EventDraft::message("m.room.redaction", json!({"redacts": hello}));
+        redaction.redacts = Some(hello);
+        f.tenant
+            .rooms()
+            .send(&f.alice.user_id, &f.room_id, redaction, None)
+            .await
+            .expect("redact");
+        assert_eq!(carols().await.expect("counts"), (3, 0));
     }
 
     #[tokio::test]

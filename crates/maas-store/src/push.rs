@@ -27,7 +27,7 @@ pub trait PushStore: Send + Sync {
     /// Records notifications in one transaction; a row that exists already (same user, room
     /// and stream) is left as it is, so a retried insert is harmless.
     async fn insert_push_actions(&self, actions: &[PushActionRecord]) -> Result<()>;
-    /// Removes every notification of an event (for a redacted event).
+    /// Removes every notification of a stored event (for a redacted event).
     async fn delete_push_actions(&self, event_id: &str) -> Result<()>;
     /// `(notifications, highlights)` of the user in the room at streams above `after_stream`.
     async fn notification_counts(

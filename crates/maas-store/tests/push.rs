@@ -109,6 +109,10 @@ async fn counts_after_a_stream_position_per_user_and_room() {
     );
     store.insert_push_actions(&[]).await.unwrap();
 
+    // The events notified about: redactions find an event's notifications through it.
+    for stream in 1..=3 {
+        persist(&*store, ROOM, stream, None).await;
+    }
     store
         .insert_push_actions(&[
             action(ROOM, BOB, 1, false),

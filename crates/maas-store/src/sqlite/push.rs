@@ -52,10 +52,13 @@ impl PushStore for SqliteTenantStore {
     }
 
     async fn delete_push_actions(&self, event_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM event_push_actions WHERE event_id = ?")
-            .bind(event_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM event_push_actions \
+             WHERE stream = (SELECT stream FROM events WHERE event_id = ?)",
+        )
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

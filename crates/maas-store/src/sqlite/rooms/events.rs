@@ -154,8 +154,11 @@ fn redact(tx: &Connection, room_id: &str, redaction: &Redaction) -> Result<()> {
         room_id,
     ))?;
     // A redacted event no longer notifies anyone.
-    tx.prepare_cached("DELETE FROM event_push_actions WHERE event_id = ?")?
-        .execute([&redaction.event_id])?;
+    tx.prepare_cached(
+        "DELETE FROM event_push_actions \
+         WHERE stream = (SELECT stream FROM events WHERE event_id = ?)",
+    )?
+    .execute([&redaction.event_id])?;
     Ok(())
 }
 
