@@ -87,12 +87,10 @@ impl Pdu {
         let kind = string_field(&json, "type")
             .ok_or_else(|| corrupt("type"))?
             .into();
-        let content_value = json
-            .get("content")
-            .cloned()
-            .unwrap_or(CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+        let empty = CanonicalJsonValue::Object(CanonicalJsonObject::new());
+        let content_value = json.get("content").unwrap_or(&empty);
         let content =
-            serde_json::value::to_raw_value(&content_value).map_err(|_| corrupt("content"))?;
+            serde_json::value::to_raw_value(content_value).map_err(|_| corrupt("content"))?;
         let origin_server_ts = match json.get("origin_server_ts") {
             Some(CanonicalJsonValue::Integer(ts)) => UInt::try_from(i64::from(*ts))
                 .map(MilliSecondsSinceUnixEpoch)
@@ -105,7 +103,7 @@ impl Pdu {
             _ => None,
         }
         .ok_or_else(|| corrupt("depth"))?;
-        let redacts = match &content_value {
+        let redacts = match content_value {
             CanonicalJsonValue::Object(c) => string_field(c, "redacts"),
             _ => None,
         }
@@ -151,7 +149,7 @@ impl Pdu {
     }
 
     pub fn to_canonical_string(&self) -> String {
-        CanonicalJsonValue::Object(self.json.clone()).to_string()
+        canonical_string(&self.json)
     }
 }
 
@@ -335,7 +333,7 @@ pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<Pdu> {
         ruma::signatures::JsonError::PduTooLarge => too_large(),
         other => Error::Internal(format!("signing failed: {other}")),
     })?;
-    if CanonicalJsonValue::Object(json.clone()).to_string().len() > MAX_PDU_BYTES {
+    if canonical_string(&json).len() > MAX_PDU_BYTES {
         return Err(too_large());
     }
     let event_id = event_id_of(&json, ctx.rules)?;
@@ -352,6 +350,13 @@ fn too_large() -> Error {
 
 fn int(value: u64) -> Result<ruma::Int> {
     ruma::Int::try_from(value).map_err(|_| Error::InvalidParam("integer out of range".into()))
+}
+
+/// The canonical JSON of an object: the bytes `CanonicalJsonValue`'s `Display` gives, without
+/// first copying the whole tree into a value. A map of canonical values (string keys, integers,
+/// no floats) always serialises.
+fn canonical_string(json: &CanonicalJsonObject) -> String {
+    serde_json::to_string(json).unwrap_or_default()
 }
 
 /// The event id of a PDU: carried inside for v1/v2, the reference hash otherwise.
@@ -371,4 +376,24 @@ pub fn room_id_from_create(create_event_id: &EventId) -> Result<OwnedRoomId> {
     let hash = create_event_id.as_str().trim_start_matches('$');
     RoomId::parse(format!("!{hash}"))
         .map_err(|e| Error::Internal(format!("room id from create event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_string_is_the_canonical_form() {
+        let value = serde_json::json!({
+            "b": [1, -2, {"z": null, "a": true}],
+            "a": "quote \" backslash \\ control \u{1} unicode é 😀",
+            "content": {"body": "hi", "m.mentions": {}},
+        });
+        let Ok(CanonicalJsonValue::Object(object)) = CanonicalJsonValue::try_from(value) else {
+            panic!("not a canonical object");
+        };
+        let expected = CanonicalJsonValue::Object(object.clone()).to_string();
+        assert_eq!(canonical_string(&object), expected);
+        assert!(expected.starts_with(r#"{"a":"quote \" backslash \\ control \u0001"#));
+    }
 }
