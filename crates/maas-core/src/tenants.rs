@@ -74,7 +74,7 @@ impl Tenant {
             room_heads: RoomHeads::default(),
             sessions: sessions::session_cache(),
             push_rules: push::ruleset_cache(),
-            committer: Committer::start(),
+            committer: Committer::start(store.commits_inline()),
             typing: TypingState::default(),
             presence: PresenceState::default(),
             signing_key: OnceCell::new(),

@@ -142,4 +142,12 @@ pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sy
 
     /// Closes the database cleanly.
     async fn close(&self);
+
+    /// Whether `persist_events` does its work on the calling thread, blocking it briefly and
+    /// never for a flush to disk (SQLite without `durable`). Such commits are cheapest run
+    /// back to back on a thread that may block, rather than handed off by the async runtime
+    /// one at a time.
+    fn commits_inline(&self) -> bool {
+        false
+    }
 }

@@ -6,6 +6,8 @@
 //! two tasks: one evaluates the push rules of the events queued, the other stores what the
 //! first has prepared, so rule evaluation overlaps with the previous batch's write.
 
+mod threads;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,10 +119,12 @@ pub(crate) enum TxnState {
 }
 
 impl Committer {
-    /// A committer and the task that drains its queue; the task ends with the tenant.
-    pub(crate) fn start() -> Self {
+    /// A committer and the tasks that drain its queue; they end with the tenant. With
+    /// `commits_inline` (the store commits on the calling thread), batches are stored on one
+    /// of the commit threads.
+    pub(crate) fn start(commits_inline: bool) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(receiver));
+        tokio::spawn(run(receiver, commits_inline));
         Self {
             queue,
             epoch: AtomicU64::new(0),
@@ -212,9 +216,13 @@ fn txn_key(txn: &TxnRecord) -> TxnKey {
     )
 }
 
-async fn run(mut queue: mpsc::UnboundedReceiver<Pending>) {
+async fn run(mut queue: mpsc::UnboundedReceiver<Pending>, commits_inline: bool) {
     let (prepared, to_store) = mpsc::unbounded_channel();
-    tokio::spawn(store(to_store));
+    if commits_inline {
+        threads::spawn(store(to_store));
+    } else {
+        tokio::spawn(store(to_store));
+    }
     let mut batch = Vec::new();
     let mut inputs = StateInputs::default();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -372,7 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn transactions_are_pending_then_committed_then_looked_up_again() {
-        let committer = Committer::start();
+        let committer = Committer::start(false);
         let since = committer.committed_txns();
         committer.txns.lock().pending.insert(txn_key(&txn("a")), 7);
         assert_eq!(state(&committer, "a", since), "pending 7");

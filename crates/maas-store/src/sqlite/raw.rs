@@ -87,6 +87,11 @@ impl Direct {
         f(&mut open.db)
     }
 
+    /// Whether the connection waits for a flush to disk on every commit.
+    pub(crate) fn durable(&self) -> bool {
+        self.options.durable
+    }
+
     /// Closes the connection now (it opens again on the next write).
     pub(crate) fn close(&self) {
         *self.conn.lock() = None;
@@ -138,7 +143,8 @@ impl Direct {
 }
 
 /// Runs `f`, which blocks on SQLite (and, when durable, an fsync), without stalling the other
-/// tasks of a multi-threaded runtime.
+/// tasks of a multi-threaded runtime; right here on any other thread (the committer's own
+/// threads run a current-thread runtime each, for exactly this).
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {

@@ -531,6 +531,10 @@ impl TenantStore for SqliteTenantStore {
         self.reader.close();
         self.pool.close().await;
     }
+
+    fn commits_inline(&self) -> bool {
+        !self.writer.durable()
+    }
 }
 
 fn signing_key_from_row(row: &SqliteRow) -> Result<SigningKeyRecord> {
