@@ -140,7 +140,8 @@ impl RoomBuilder {
             };
             Arc::new(
                 pdu::build(&ctx, EventDraft::state("m.room.create", "", content))
-                    .expect("create event"),
+                    .expect("create event")
+                    .0,
             )
         };
         let mut state = RoomState::new();
@@ -237,7 +238,7 @@ impl RoomBuilder {
             auth_events: &auth_events,
             origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::try_from(self.ts).expect("ts")),
         };
-        pdu::build(&ctx, draft).expect("build pdu")
+        pdu::build(&ctx, draft).expect("build pdu").0
     }
 
     /// Builds, checks and adds `draft` on top of `branch`.

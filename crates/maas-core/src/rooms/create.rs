@@ -202,7 +202,7 @@ impl Rooms<'_> {
         let key = self.tenant.signing_key().await?;
         let heads = self.tenant.room_heads();
         let mut attempts = 0;
-        let pdu = loop {
+        let (pdu, canonical) = loop {
             // From version 12 the room id is the create event's hash: two rooms created with
             // the same content in the same millisecond would be one. Create events of a tenant
             // get strictly increasing timestamps (under the write lock), and an id already
@@ -217,7 +217,8 @@ impl Rooms<'_> {
                 auth_events: &[],
                 origin_server_ts: heads.next_create_ts(),
             };
-            let pdu = Arc::new(pdu::build(&ctx, draft.clone())?);
+            let (pdu, canonical) = pdu::build(&ctx, draft.clone())?;
+            let pdu = Arc::new(pdu);
             let taken = heads.contains(&pdu.room_id)
                 || self
                     .tenant
@@ -227,7 +228,7 @@ impl Rooms<'_> {
                     .is_some();
             attempts += 1;
             if !taken {
-                break pdu;
+                break (pdu, canonical);
             }
             if attempts >= 8 {
                 return Err(Error::Internal("no free room id".into()));
@@ -270,7 +271,7 @@ impl Rooms<'_> {
             state_key: Some(String::new()),
             sender: creator.to_string(),
             origin_server_ts: pdu.origin_server_ts.get().into(),
-            pdu: pdu.to_canonical_string(),
+            pdu: canonical,
             state_before: empty.id,
             state_after: group.id,
             redacted_by: None,

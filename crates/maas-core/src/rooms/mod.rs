@@ -133,7 +133,8 @@ impl<'a> Rooms<'a> {
             auth_events: &auth_events,
             origin_server_ts: MilliSecondsSinceUnixEpoch::now(),
         };
-        let pdu = Arc::new(pdu::build(&ctx, draft)?);
+        let (pdu, canonical) = pdu::build(&ctx, draft)?;
+        let pdu = Arc::new(pdu);
         auth::check(&rules, &pdu, &state, &auth_map)?;
 
         let redaction = self.redaction_of(&rules, room_id, &pdu, &state).await?;
@@ -161,7 +162,7 @@ impl<'a> Rooms<'a> {
             state_key: pdu.state_key.clone(),
             sender: sender.to_string(),
             origin_server_ts: pdu.origin_server_ts.get().into(),
-            pdu: pdu.to_canonical_string(),
+            pdu: canonical,
             state_before: head.state_group,
             state_after,
             redacted_by: None,

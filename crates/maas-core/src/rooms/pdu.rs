@@ -147,10 +147,6 @@ impl Pdu {
     pub fn content_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         Raw::<T>::from_json(self.content.clone()).deserialize().ok()
     }
-
-    pub fn to_canonical_string(&self) -> String {
-        canonical_string(&self.json)
-    }
 }
 
 impl ruma::state_res::Event for Pdu {
@@ -266,8 +262,9 @@ fn to_canonical(value: serde_json::Value) -> Result<CanonicalJsonValue> {
         .map_err(|e| Error::BadJson(format!("Content is not canonical JSON: {e}")))
 }
 
-/// Builds, hashes and signs a PDU; its event id follows the room version.
-pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<Pdu> {
+/// Builds, hashes and signs a PDU; its event id follows the room version. Returns it with its
+/// canonical JSON (the stored form), serialised once for the size check and the store.
+pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<(Pdu, String)> {
     let mut json = CanonicalJsonObject::new();
     let refs = |events: &[Arc<Pdu>]| -> Result<CanonicalJsonValue> {
         events
@@ -333,7 +330,8 @@ pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<Pdu> {
         ruma::signatures::JsonError::PduTooLarge => too_large(),
         other => Error::Internal(format!("signing failed: {other}")),
     })?;
-    if canonical_string(&json).len() > MAX_PDU_BYTES {
+    let canonical = canonical_string(&json);
+    if canonical.len() > MAX_PDU_BYTES {
         return Err(too_large());
     }
     let event_id = event_id_of(&json, ctx.rules)?;
@@ -341,7 +339,7 @@ pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<Pdu> {
         Some(room_id) => room_id.to_owned(),
         None => room_id_from_create(&event_id)?,
     };
-    Pdu::from_json(event_id, &room_id, json)
+    Ok((Pdu::from_json(event_id, &room_id, json)?, canonical))
 }
 
 fn too_large() -> Error {
