@@ -7,8 +7,9 @@
 //! server-default rules apply. Reads merge the stored rules with the current server defaults,
 //! so new predefined rules reach every user without a migration.
 //!
-//! Evaluation records one row per (event, recipient) whose actions include `notify`; sync
-//! counts the rows after the recipient's read receipt.
+//! Evaluation records which recipients an event notifies (one row for the whole room when most
+//! get a plain notification, rows for the others); sync counts those after the recipient's
+//! read receipt.
 
 mod evaluation;
 
@@ -27,7 +28,7 @@ use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 
 pub use self::evaluation::push_actions;
-pub(crate) use self::evaluation::{StateInputs, evaluate};
+pub(crate) use self::evaluation::{Notifications, StateInputs, evaluate};
 use crate::accounts::AuthedUser;
 use crate::stream::StreamWriter;
 use crate::{Error, Result, Tenant};
@@ -820,6 +821,118 @@ mod tests {
             .await
             .expect("redact");
         assert_eq!(carols().await.expect("counts"), (3, 0));
+    }
+
+    /// The stored form of what `event_id` does: who has rows of their own (with `notify` and
+    /// `highlight`), and whether the room has a row.
+    async fn stored_form(
+        f: &Fixture,
+        event_id: &OwnedEventId,
+    ) -> (bool, Vec<(String, bool, bool)>) {
+        let event = f
+            .tenant
+            .store()
+            .event(event_id.as_str())
+            .await
+            .expect("event")
+            .expect("stored");
+        let rules = crate::rooms::rules_of("12").expect("rules");
+        let members = f.members().await;
+        let mut inputs = StateInputs::default();
+        let found = evaluate(&f.tenant, &f.room_id, &rules, &event, &members, &mut inputs)
+            .await
+            .expect("evaluate");
+        if let Some(room) = &found.room {
+            assert_eq!(
+                (room.event_id.as_str(), room.stream, room.sender.as_str()),
+                (event_id.as_str(), event.stream, event.sender.as_str())
+            );
+        }
+        let mut users: Vec<_> = found
+            .users
+            .into_iter()
+            .map(|r| {
+                let user = r.user_id.trim_end_matches(":localhost").to_owned();
+                (user, r.notify, r.highlight)
+            })
+            .collect();
+        users.sort();
+        (found.room.is_some(), users)
+    }
+
+    #[tokio::test]
+    async fn events_most_members_get_alike_are_one_row_for_the_room() {
+        let f = fixture().await;
+        let bob = || ("@bob".to_owned(), true, true);
+
+        // Both others get a plain notification: the room's row says it for them.
+        let plain = f.send(&f.alice, "m.room.message", text("hello")).await;
+        assert_eq!(stored_form(&f, &plain).await, (true, vec![]));
+        let mention = json!({"msgtype": "m.text", "body": "hi B",
+            "m.mentions": {"user_ids": [f.bob.user_id]}});
+        let mention = f.send(&f.alice, "m.room.message", mention).await;
+        // One plain notification is a row either way: Carol's own, with Bob's.
+        assert_eq!(
+            stored_form(&f, &mention).await,
+            (false, vec![bob(), ("@carol".to_owned(), true, false)])
+        );
+        let notice = json!({"msgtype": "m.notice", "body": "bot"});
+        let notice = f.send(&f.alice, "m.room.message", notice).await;
+        assert_eq!(stored_form(&f, &notice).await, (false, vec![]));
+
+        // Two more members make a mention a room row with Bob's highlight as his own row.
+        let dave = authed(&f.tenant, "dave", "Dave").await;
+        let erin = authed(&f.tenant, "erin", "Erin").await;
+        for user in [&dave, &erin] {
+            f.tenant
+                .rooms()
+                .join(&user.user_id, &f.room_id, None)
+                .await
+                .expect("join");
+        }
+        let mention = json!({"msgtype": "m.text", "body": "hi B",
+            "m.mentions": {"user_ids": [f.bob.user_id]}});
+        let mention = f.send(&f.alice, "m.room.message", mention).await;
+        assert_eq!(stored_form(&f, &mention).await, (true, vec![bob()]));
+        // Bob mutes the room: his own row says the room's is not for him.
+        let mute = NewPushRule::Room(NewSimplePushRule::new(f.room_id.clone(), vec![]));
+        f.tenant
+            .push_rules()
+            .set_rule(&f.bob, mute, None, None)
+            .await
+            .expect("mute");
+        let hello = f.send(&f.alice, "m.room.message", text("hello")).await;
+        assert_eq!(
+            stored_form(&f, &hello).await,
+            (true, vec![("@bob".to_owned(), false, false)])
+        );
+
+        // What the committer stored counts the same: Bob has his highlights, Carol everything
+        // but the notice, and Dave and Erin nothing from before they joined.
+        let (tenant, room_id) = (&f.tenant, &f.room_id);
+        let counts = |user: OwnedUserId| async move {
+            unread_counts(tenant, &user, room_id).await.expect("counts")
+        };
+        assert_eq!(counts(f.bob.user_id.clone()).await, (3, 2));
+        assert_eq!(counts(owned_user_id!("@carol:localhost")).await, (4, 0));
+        assert_eq!(counts(dave.user_id.clone()).await, (2, 0));
+        assert_eq!(counts(erin.user_id.clone()).await, (2, 0));
+
+        // Dave leaves and comes back: what notified him before counts no more.
+        f.tenant
+            .rooms()
+            .leave(&dave.user_id, &f.room_id, None)
+            .await
+            .expect("leave");
+        f.tenant
+            .rooms()
+            .join(&dave.user_id, &f.room_id, None)
+            .await
+            .expect("rejoin");
+        assert_eq!(counts(dave.user_id.clone()).await, (0, 0));
+        f.send(&f.alice, "m.room.message", text("welcome back"))
+            .await;
+        assert_eq!(counts(dave.user_id.clone()).await, (1, 0));
     }
 
     #[tokio::test]

@@ -33,6 +33,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "receipts",
     "filters",
     "event_push_actions",
+    "room_push_actions",
     "device_keys",
     "one_time_keys",
     "fallback_keys",

@@ -108,6 +108,7 @@ pub struct EventBatch {
     pub rooms: Vec<RoomRecord>,
     pub events: Vec<NewEvent>,
     pub push_actions: Vec<crate::PushActionRecord>,
+    pub room_push_actions: Vec<crate::RoomPushActionRecord>,
 }
 
 #[derive(Clone, Debug)]

@@ -114,10 +114,12 @@ async fn fill(dir: &Path, tenant_id: &str, store: &dyn TenantStore) {
             NULL, NULL, NULL, 'm.replace', '$msg');
         INSERT INTO forward_extremities VALUES ('!r:example.org', '$edit');
         INSERT INTO room_memberships VALUES ('!r:example.org', '@alice:example.org', 'join',
-            '$create', 1, '@alice:example.org', NULL);
+            '$create', 1, '@alice:example.org', NULL, 1);
         INSERT INTO account_data VALUES ('alice', '', 'm.direct', '{}', 8);
         INSERT INTO event_push_actions VALUES ('@bob:example.org', '!r:example.org', 5, '$msg',
-            'main', 1);
+            'main', 1, 1);
+        INSERT INTO room_push_actions VALUES ('!r:example.org', 7, '$edit', '@alice:example.org',
+            'main');
         INSERT INTO device_keys VALUES ('alice', 'ALICEDEVICE', '{"keys":{}}');
         INSERT INTO one_time_keys VALUES (41, 'alice', 'ALICEDEVICE', 'signed_curve25519',
             'signed_curve25519:AAAA', '{"key":"k1"}');

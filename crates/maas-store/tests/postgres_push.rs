@@ -144,6 +144,7 @@ fn action(room_id: &str, user_id: &str, stream: i64, highlight: bool) -> PushAct
         event_id: format!("$e{stream}"),
         stream,
         thread_id: None,
+        notify: true,
         highlight,
     }
 }
@@ -167,10 +168,10 @@ fn receipt(user_id: &str, kind: &str, thread: Option<&str>, stream: i64) -> Rece
 }
 
 #[tokio::test]
-async fn counts_after_a_stream_position_per_user_and_room() {
+async fn counts_per_user_and_room() {
     let (_db, _backend, store) = tenant_store().await;
     assert_eq!(
-        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
         (0, 0)
     );
     store.insert_push_actions(&[]).await.unwrap();
@@ -186,32 +187,23 @@ async fn counts_after_a_stream_position_per_user_and_room() {
         .await
         .unwrap();
     assert_eq!(
-        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
         (3, 1)
     );
     assert_eq!(
-        store.notification_counts(ROOM, BOB, 1).await.unwrap(),
-        (2, 1)
-    );
-    assert_eq!(
-        store.notification_counts(ROOM, BOB, 2).await.unwrap(),
-        (1, 0)
-    );
-    assert_eq!(
-        store.notification_counts(ROOM, BOB, 3).await.unwrap(),
-        (0, 0)
-    );
-    assert_eq!(
-        store.notification_counts(ROOM, CAROL, 0).await.unwrap(),
-        (1, 1)
-    );
-    assert_eq!(
-        store.notification_counts(OTHER_ROOM, BOB, 0).await.unwrap(),
+        store.unread_notification_counts(ROOM, CAROL).await.unwrap(),
         (1, 1)
     );
     assert_eq!(
         store
-            .notification_counts(OTHER_ROOM, CAROL, 0)
+            .unread_notification_counts(OTHER_ROOM, BOB)
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        store
+            .unread_notification_counts(OTHER_ROOM, CAROL)
             .await
             .unwrap(),
         (0, 0)
@@ -223,18 +215,18 @@ async fn counts_after_a_stream_position_per_user_and_room() {
         .await
         .unwrap();
     assert_eq!(
-        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
         (3, 1)
     );
 
     // A redacted event no longer notifies anyone.
     store.delete_push_actions("$e3").await.unwrap();
     assert_eq!(
-        store.notification_counts(ROOM, BOB, 0).await.unwrap(),
+        store.unread_notification_counts(ROOM, BOB).await.unwrap(),
         (2, 1)
     );
     assert_eq!(
-        store.notification_counts(ROOM, CAROL, 0).await.unwrap(),
+        store.unread_notification_counts(ROOM, CAROL).await.unwrap(),
         (0, 0)
     );
 }
@@ -248,14 +240,14 @@ async fn many_actions_go_in_one_call() {
     store.insert_push_actions(&actions).await.unwrap();
     assert_eq!(
         store
-            .notification_counts(ROOM, "@u0:example.org", 6)
+            .unread_notification_counts(ROOM, "@u0:example.org")
             .await
             .unwrap(),
         (1, 1)
     );
     assert_eq!(
         store
-            .notification_counts(ROOM, "@u1199:example.org", 6)
+            .unread_notification_counts(ROOM, "@u1199:example.org")
             .await
             .unwrap(),
         (1, 0)

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use maas_store::postgres::{PostgresBackend, PostgresOptions};
 use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    Backend, Direction, EventRecord, MemberSummary, MembershipRecord, NewEvent, NewStateGroup,
-    PushActionRecord, ReceiptRecord, RelationRecord, RoomRecord, StateEntry, StoreError,
-    StreamRange, TenantStore, UnreadCounts,
+    Backend, Direction, EventBatch, EventRecord, MemberSummary, MembershipRecord, NewEvent,
+    NewStateGroup, PushActionRecord, ReceiptRecord, Redaction, RelationRecord,
+    RoomPushActionRecord, RoomRecord, StateEntry, StoreError, StreamRange, TenantStore,
+    UnreadCounts,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -136,6 +137,7 @@ on_both_backends!(children_of_many_parents);
 on_both_backends!(state_groups_resolve_each_chain);
 on_both_backends!(member_summaries_count_and_pick_heroes);
 on_both_backends!(unread_counts_of_many_rooms);
+on_both_backends!(room_wide_notifications_count_while_joined);
 on_both_backends!(users_joined_to_any_of_the_rooms);
 
 fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
@@ -488,6 +490,7 @@ fn action(room_id: &str, stream: i64, thread: Option<&str>, highlight: bool) -> 
         event_id: format!("$e{stream}"),
         stream,
         thread_id: thread.map(str::to_owned),
+        notify: true,
         highlight,
     }
 }
@@ -572,6 +575,153 @@ async fn unread_counts_of_many_rooms(store: &dyn TenantStore) {
             .unwrap()
             .is_empty()
     );
+}
+
+const BOB: &str = "@bob:example.org";
+const CAROL: &str = "@carol:example.org";
+
+/// A message of room A at `stream` from `sender` that notifies the room, with its room row.
+fn room_message(
+    stream: i64,
+    sender: &str,
+    thread: Option<&str>,
+) -> (NewEvent, RoomPushActionRecord) {
+    let mut ev = event(ROOM_A, stream);
+    ev.sender = sender.to_owned();
+    let room = RoomPushActionRecord {
+        room_id: ROOM_A.to_owned(),
+        event_id: ev.event_id.clone(),
+        stream,
+        sender: sender.to_owned(),
+        thread_id: thread.map(str::to_owned),
+    };
+    (plain(ev), room)
+}
+
+/// Commits room messages with their room rows and `users`' own rows, as the committer does.
+async fn commit(
+    store: &dyn TenantStore,
+    messages: Vec<(NewEvent, RoomPushActionRecord)>,
+    users: Vec<PushActionRecord>,
+) {
+    let (events, room_push_actions) = messages.into_iter().unzip();
+    let batch = EventBatch {
+        events,
+        room_push_actions,
+        push_actions: users,
+        ..EventBatch::default()
+    };
+    store.persist_events(&batch).await.unwrap();
+}
+
+fn own(user_id: &str, stream: i64, notify: bool, highlight: bool) -> PushActionRecord {
+    PushActionRecord {
+        room_id: ROOM_A.to_owned(),
+        user_id: user_id.to_owned(),
+        event_id: format!("$e{stream}"),
+        stream,
+        thread_id: None,
+        notify,
+        highlight,
+    }
+}
+
+/// `(notifications, highlights)` of `user_id` in room A, checked against the batched read.
+async fn unread(store: &dyn TenantStore, user_id: &str) -> (u64, u64) {
+    let counts = store
+        .unread_notification_counts(ROOM_A, user_id)
+        .await
+        .unwrap();
+    let batched = store
+        .unread_counts_in(&rooms(&[ROOM_A, ROOM_B]), user_id)
+        .await
+        .unwrap();
+    let expected: Vec<UnreadCounts> = (counts != (0, 0))
+        .then(|| UnreadCounts {
+            room_id: ROOM_A.to_owned(),
+            notifications: counts.0,
+            highlights: counts.1,
+        })
+        .into_iter()
+        .collect();
+    assert_eq!(batched, expected, "batched counts of {user_id}");
+    counts
+}
+
+async fn room_wide_notifications_count_while_joined(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    persist(
+        store,
+        vec![
+            member(ROOM_A, ALICE, "join", 1),
+            member(ROOM_A, BOB, "join", 2),
+            member(ROOM_A, CAROL, "join", 3),
+        ],
+    )
+    .await;
+    // 4 notifies everyone but its sender. 5 too, except that Carol's rules mute it and Bob's
+    // highlight it; 6 is Alice's new display name (her join goes on); 7 is in a thread.
+    commit(
+        store,
+        vec![room_message(4, BOB, None), room_message(5, ALICE, None)],
+        vec![own(CAROL, 5, false, false), own(BOB, 5, true, true)],
+    )
+    .await;
+    persist(store, vec![member(ROOM_A, ALICE, "join", 6)]).await;
+    commit(store, vec![room_message(7, CAROL, Some("$e4"))], vec![]).await;
+    assert_eq!(unread(store, ALICE).await, (2, 0));
+    assert_eq!(unread(store, BOB).await, (2, 1));
+    assert_eq!(unread(store, CAROL).await, (1, 0));
+    // Nobody else: a stranger, or a user who never joined, has no notifications.
+    assert_eq!(unread(store, "@dave:example.org").await, (0, 0));
+
+    // Receipts read room-wide rows as they read a user's own: by thread, and unthreaded.
+    store
+        .set_receipt(&receipt(ROOM_A, Some("$e4"), 7))
+        .await
+        .unwrap();
+    assert_eq!(unread(store, ALICE).await, (1, 0));
+    let mut bobs = receipt(ROOM_A, None, 5);
+    bobs.user_id = BOB.to_owned();
+    store.set_receipt(&bobs).await.unwrap();
+    assert_eq!(unread(store, BOB).await, (1, 0));
+
+    // Carol leaves: what notified her counts no more, nor does what is sent while she is
+    // away once she is back. What comes after her return does.
+    persist(store, vec![member(ROOM_A, CAROL, "leave", 8)]).await;
+    assert_eq!(unread(store, CAROL).await, (0, 0));
+    commit(store, vec![room_message(9, ALICE, None)], vec![]).await;
+    persist(store, vec![member(ROOM_A, CAROL, "join", 10)]).await;
+    commit(store, vec![room_message(11, BOB, None)], vec![]).await;
+    assert_eq!(unread(store, CAROL).await, (1, 0));
+    // Alice sent 9 herself, and read the thread 7 is in: 4 and 11.
+    assert_eq!(unread(store, ALICE).await, (2, 0));
+
+    // Storing a room row again (a retry) changes nothing.
+    store
+        .insert_room_push_actions(&[room_message(11, BOB, None).1])
+        .await
+        .unwrap();
+    assert_eq!(unread(store, CAROL).await, (1, 0));
+
+    // A redacted event notifies nobody, whether redacted later or in its own batch.
+    store.delete_push_actions("$e11").await.unwrap();
+    assert_eq!(unread(store, CAROL).await, (0, 0));
+    assert_eq!(unread(store, ALICE).await, (1, 0));
+    let (message, room) = room_message(12, BOB, None);
+    let (mut redaction, _) = room_message(13, BOB, None);
+    redaction.redaction = Some(Redaction {
+        event_id: "$e12".to_owned(),
+        redacted_pdu: r#"{"content":{},"type":"m.room.message"}"#.to_owned(),
+        redacted_by: "$e13".to_owned(),
+    });
+    let batch = EventBatch {
+        events: vec![message, redaction],
+        room_push_actions: vec![room],
+        ..EventBatch::default()
+    };
+    store.persist_events(&batch).await.unwrap();
+    assert_eq!(unread(store, CAROL).await, (0, 0));
 }
 
 async fn users_joined_to_any_of_the_rooms(store: &dyn TenantStore) {

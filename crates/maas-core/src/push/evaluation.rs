@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use maas_store::{EventRecord, PushActionRecord};
+use maas_store::{EventRecord, PushActionRecord, RoomPushActionRecord};
 use ruma::events::room::power_levels::{
     RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource,
 };
@@ -40,7 +40,92 @@ pub async fn push_actions(
     };
     let rules = rules_of(&room.room_version)?;
     let mut inputs = StateInputs::default();
-    evaluate(tenant, room_id, &rules, event, members, &mut inputs).await
+    let outcomes = outcomes(tenant, room_id, &rules, event, members, &mut inputs).await?;
+    Ok(rows(room_id, event, &outcomes, Outcome::Silent))
+}
+
+/// What one event does for one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Silent,
+    Notify,
+    Highlight,
+}
+
+/// What an event's evaluation leaves to store. When most recipients get a plain notification
+/// (an ordinary message), one room-wide row says so and only the others get rows of their own;
+/// otherwise each notified recipient gets one.
+#[derive(Debug, Default)]
+pub(crate) struct Notifications {
+    pub(crate) room: Option<RoomPushActionRecord>,
+    pub(crate) users: Vec<PushActionRecord>,
+}
+
+/// [`push_actions`] for a room of known version, with what the previous events taught about
+/// their state, in the form the store keeps: what the committer calls for every event.
+///
+/// `members` must be the room's joined members right after the event, as stored memberships
+/// will say once it is committed: a room-wide row covers exactly the local ones among them.
+pub(crate) async fn evaluate(
+    tenant: &Tenant,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    event: &EventRecord,
+    members: &[OwnedUserId],
+    inputs: &mut StateInputs,
+) -> Result<Notifications> {
+    let outcomes = outcomes(tenant, room_id, rules, event, members, inputs).await?;
+    let count = |wanted| outcomes.iter().filter(|(_, o)| *o == wanted).count();
+    let (plain, silent) = (count(Outcome::Notify), count(Outcome::Silent));
+    // Rows written: 1 + silent + highlighted with a room row, plain + highlighted without.
+    if plain <= silent + 1 {
+        let users = rows(room_id, event, &outcomes, Outcome::Silent);
+        return Ok(Notifications { room: None, users });
+    }
+    let users = rows(room_id, event, &outcomes, Outcome::Notify);
+    let room = RoomPushActionRecord {
+        room_id: room_id.to_string(),
+        event_id: event.event_id.clone(),
+        stream: event.stream,
+        sender: event.sender.clone(),
+        thread_id: thread_of(event),
+    };
+    Ok(Notifications {
+        room: Some(room),
+        users,
+    })
+}
+
+/// A row of their own for each recipient whose outcome is not `unstored`: what the room's row
+/// (or, without one, the absence of a row) does not already say.
+fn rows(
+    room_id: &RoomId,
+    event: &EventRecord,
+    outcomes: &[(OwnedUserId, Outcome)],
+    unstored: Outcome,
+) -> Vec<PushActionRecord> {
+    outcomes
+        .iter()
+        .filter(|(_, outcome)| *outcome != unstored)
+        .map(|(user_id, outcome)| PushActionRecord {
+            room_id: room_id.to_string(),
+            user_id: user_id.to_string(),
+            event_id: event.event_id.clone(),
+            stream: event.stream,
+            thread_id: thread_of(event),
+            notify: *outcome != Outcome::Silent,
+            highlight: *outcome == Outcome::Highlight,
+        })
+        .collect()
+}
+
+/// The thread root of an event in a thread: whose threaded receipts read its notifications.
+fn thread_of(event: &EventRecord) -> Option<String> {
+    event
+        .relation
+        .as_ref()
+        .filter(|r| r.rel_type == "m.thread")
+        .map(|r| r.parent_event_id.clone())
 }
 
 /// What evaluation takes from the room's state before an event: its power levels, and the
@@ -65,20 +150,19 @@ impl StateInputs {
     }
 }
 
-/// [`push_actions`] for a room of known version, with what the previous events taught about
-/// their state: what the committer calls for every event.
+/// The outcome of the event for every local member but its sender.
 ///
 /// Cost: the recipients' rulesets (cached); the room's state before the event (state cache),
 /// and from it the power levels and, for events with a `body` but no `m.mentions`, each
 /// recipient's display name, once per state group; one flattening of the event.
-pub(crate) async fn evaluate(
+async fn outcomes(
     tenant: &Tenant,
     room_id: &RoomId,
     rules: &RoomVersionRules,
     event: &EventRecord,
     members: &[OwnedUserId],
     inputs: &mut StateInputs,
-) -> Result<Vec<PushActionRecord>> {
+) -> Result<Vec<(OwnedUserId, Outcome)>> {
     let recipients: Vec<&OwnedUserId> = members
         .iter()
         .filter(|m| m.server_name() == tenant.server_name() && m.as_str() != event.sender)
@@ -108,13 +192,8 @@ pub(crate) async fn evaluate(
         String::new(),
     );
     ctx.power_levels = inputs.power_levels.clone();
-    let thread_id = event
-        .relation
-        .as_ref()
-        .filter(|r| r.rel_type == "m.thread")
-        .map(|r| r.parent_event_id.clone());
     let mut shared = SharedOutcomes::default();
-    let mut records = Vec::new();
+    let mut outcomes = Vec::with_capacity(recipients.len());
     for (user_id, ruleset) in recipients.into_iter().zip(&rulesets) {
         ctx.user_id = user_id.clone();
         ctx.user_display_name = if needs_display_names {
@@ -122,22 +201,20 @@ pub(crate) async fn evaluate(
         } else {
             String::new()
         };
-        let Some(actions) = first_match(ruleset, &flattened, &ctx, mentions, &mut shared).await
-        else {
-            continue;
+        let actions = first_match(ruleset, &flattened, &ctx, mentions, &mut shared).await;
+        let outcome = match actions {
+            Some(actions) if actions.iter().any(Action::should_notify) => {
+                if actions.iter().any(Action::is_highlight) {
+                    Outcome::Highlight
+                } else {
+                    Outcome::Notify
+                }
+            }
+            _ => Outcome::Silent,
         };
-        if actions.iter().any(Action::should_notify) {
-            records.push(PushActionRecord {
-                room_id: room_id.to_string(),
-                user_id: user_id.to_string(),
-                event_id: event.event_id.clone(),
-                stream: event.stream,
-                thread_id: thread_id.clone(),
-                highlight: actions.iter().any(Action::is_highlight),
-            });
-        }
+        outcomes.push((user_id.clone(), outcome));
     }
-    Ok(records)
+    Ok(outcomes)
 }
 
 /// Outcomes of glob matches (`event_match` conditions) for one event. A match depends on the

@@ -12,13 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use maas_store::{EventBatch, NewEvent, NewStateGroup, PushActionRecord, RoomRecord, TxnRecord};
+use maas_store::{EventBatch, NewEvent, NewStateGroup, RoomRecord, TxnRecord};
 use parking_lot::Mutex;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::push::StateInputs;
+use crate::push::{Notifications, StateInputs};
 use crate::{Error, Result, Tenant};
 
 /// Events persisted in one transaction at most: bounds the transaction while staying far above
@@ -39,7 +39,8 @@ pub(crate) struct Built {
     pub(crate) new: NewEvent,
     pub(crate) room_id: OwnedRoomId,
     pub(crate) rules: RoomVersionRules,
-    /// Joined members when the event was sent: who its notifications are for.
+    /// Joined members right after the event (with its own membership change): who its
+    /// notifications are for, as the memberships stored with it say.
     pub(crate) members: Arc<Vec<OwnedUserId>>,
     /// The event this one redacts, whose cached PDU changes with the commit.
     pub(crate) redacts: Option<OwnedEventId>,
@@ -57,7 +58,7 @@ struct Pending {
 /// An event whose notifications are known, waiting to be stored.
 struct Prepared {
     pending: Pending,
-    push_actions: Vec<PushActionRecord>,
+    notifications: Notifications,
 }
 
 /// Who waits for an event's commit.
@@ -240,7 +241,7 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Pending>, commits_inline: bool) 
 /// must not lose the event.
 async fn prepare(pending: Pending, inputs: &mut StateInputs) -> Prepared {
     let sender = &pending.sender;
-    let push_actions = match crate::push::evaluate(
+    let notifications = match crate::push::evaluate(
         &sender.tenant,
         &sender.room_id,
         &sender.rules,
@@ -257,12 +258,12 @@ async fn prepare(pending: Pending, inputs: &mut StateInputs) -> Prepared {
                 error = %err,
                 "push rules could not be evaluated"
             );
-            Vec::new()
+            Notifications::default()
         }
     };
     Prepared {
         pending,
-        push_actions,
+        notifications,
     }
 }
 
@@ -305,7 +306,7 @@ async fn commit(batch: Vec<Prepared>) {
     let mut senders = Vec::with_capacity(live.len());
     for Prepared {
         pending,
-        push_actions,
+        notifications,
     } in live
     {
         if let Some((room, group)) = pending.creates {
@@ -313,7 +314,8 @@ async fn commit(batch: Vec<Prepared>) {
             batch.state_groups.push(group);
         }
         batch.events.push(pending.new);
-        batch.push_actions.extend(push_actions);
+        batch.push_actions.extend(notifications.users);
+        batch.room_push_actions.extend(notifications.room);
         senders.push(pending.sender);
     }
     let outcome = match tenant.store().persist_events(&batch).await {

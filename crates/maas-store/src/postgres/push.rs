@@ -1,5 +1,6 @@
-//! `PushStore` on a tenant's PostgreSQL schema (tables in `0003_push.sql`). Notification counts
-//! are read per (user, room) from the primary key, never by scanning other users' rows; a
+//! `PushStore` on a tenant's PostgreSQL schema (tables in `0003_push.sql` and
+//! `0005_room_push_actions.sql`). Notification counts read the user's own rows from the
+//! primary key, and of the room-wide rows only those after the user's read receipt; a
 //! batch of rows travels as one array per column, so any number of them is one statement.
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use sqlx::{PgConnection, Row};
 
 use super::PostgresTenantStore;
 use super::util::to_u64;
-use crate::{AccountDataRecord, PushActionRecord, PushStore, Result};
+use crate::{AccountDataRecord, PushActionRecord, PushStore, Result, RoomPushActionRecord};
 
 /// `thread_id` of main-timeline rows: what threaded receipts of the main timeline carry.
 const MAIN_THREAD: &str = "main";
@@ -30,12 +31,13 @@ pub(crate) async fn write_push_actions(
         .iter()
         .map(|a| a.thread_id.as_deref().unwrap_or(MAIN_THREAD))
         .collect();
+    let notifies: Vec<bool> = actions.iter().map(|a| a.notify).collect();
     let highlights: Vec<bool> = actions.iter().map(|a| a.highlight).collect();
     sqlx::query(
         "INSERT INTO event_push_actions \
-             (user_id, room_id, stream, event_id, thread_id, highlight) \
+             (user_id, room_id, stream, event_id, thread_id, notify, highlight) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], \
-                              $5::text[], $6::boolean[]) \
+                              $5::text[], $6::boolean[], $7::boolean[]) \
          ON CONFLICT (user_id, room_id, stream) DO NOTHING",
     )
     .bind(user_ids)
@@ -43,11 +45,86 @@ pub(crate) async fn write_push_actions(
     .bind(streams)
     .bind(event_ids)
     .bind(thread_ids)
+    .bind(notifies)
     .bind(highlights)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
+
+/// As [`write_push_actions`], for room-wide notifications.
+pub(crate) async fn write_room_push_actions(
+    conn: &mut PgConnection,
+    actions: &[RoomPushActionRecord],
+) -> Result<()> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let room_ids: Vec<&str> = actions.iter().map(|a| a.room_id.as_str()).collect();
+    let streams: Vec<i64> = actions.iter().map(|a| a.stream).collect();
+    let event_ids: Vec<&str> = actions.iter().map(|a| a.event_id.as_str()).collect();
+    let senders: Vec<&str> = actions.iter().map(|a| a.sender.as_str()).collect();
+    let thread_ids: Vec<&str> = actions
+        .iter()
+        .map(|a| a.thread_id.as_deref().unwrap_or(MAIN_THREAD))
+        .collect();
+    sqlx::query(
+        "INSERT INTO room_push_actions (room_id, stream, event_id, sender, thread_id) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) \
+         ON CONFLICT (room_id, stream) DO NOTHING",
+    )
+    .bind(room_ids)
+    .bind(streams)
+    .bind(event_ids)
+    .bind(senders)
+    .bind(thread_ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes every notification of a stored event, on the caller's connection or transaction.
+pub(crate) async fn delete_push_actions_of(conn: &mut PgConnection, event_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM event_push_actions WHERE event_id = $1")
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "DELETE FROM room_push_actions AS n USING events AS e \
+         WHERE e.event_id = $1 AND n.room_id = e.room_id AND n.stream = e.stream",
+    )
+    .bind(event_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// `notified (room_id, stream, thread_id, highlight)`: the notifications of user `$2` in the
+/// rooms of `since (room_id, unthreaded)`, after each room's unthreaded read receipt. Its own
+/// rows come from the primary key; room-wide ones from the room's rows after both the receipt
+/// and the start of the user's join, each checked for a row of the user's own that replaces it.
+macro_rules! notified_cte {
+    () => {
+        "notified (room_id, stream, thread_id, highlight) AS ( \
+             SELECT a.room_id, a.stream, a.thread_id, a.highlight \
+             FROM since AS s JOIN event_push_actions AS a \
+                 ON a.user_id = $2 AND a.room_id = s.room_id AND a.stream > s.unthreaded \
+             WHERE a.notify \
+             UNION ALL \
+             SELECT n.room_id, n.stream, n.thread_id, FALSE \
+             FROM since AS s \
+             JOIN room_memberships AS m \
+                 ON m.room_id = s.room_id AND m.user_id = $2 AND m.membership = 'join' \
+             JOIN room_push_actions AS n \
+                 ON n.room_id = s.room_id AND n.stream > GREATEST(s.unthreaded, m.joined_since) \
+             WHERE n.sender <> $2 \
+               AND NOT EXISTS (SELECT 1 FROM event_push_actions AS own \
+                               WHERE own.user_id = $2 AND own.room_id = n.room_id \
+                                 AND own.stream = n.stream) \
+         )"
+    };
+}
+pub(crate) use notified_cte;
 
 #[async_trait]
 impl PushStore for PostgresTenantStore {
@@ -59,32 +136,18 @@ impl PushStore for PostgresTenantStore {
         write_push_actions(&mut conn, actions).await
     }
 
-    async fn delete_push_actions(&self, event_id: &str) -> Result<()> {
+    async fn insert_room_push_actions(&self, actions: &[RoomPushActionRecord]) -> Result<()> {
+        if actions.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.schema.conn().await?;
-        sqlx::query("DELETE FROM event_push_actions WHERE event_id = $1")
-            .bind(event_id)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        write_room_push_actions(&mut conn, actions).await
     }
 
-    async fn notification_counts(
-        &self,
-        room_id: &str,
-        user_id: &str,
-        after_stream: i64,
-    ) -> Result<(u64, u64)> {
-        let mut conn = self.schema.conn().await?;
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS notifications, COUNT(*) FILTER (WHERE highlight) AS highlights \
-             FROM event_push_actions WHERE user_id = $1 AND room_id = $2 AND stream > $3",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .bind(after_stream)
-        .fetch_one(&mut *conn)
-        .await?;
-        counts_from_row(&row)
+    async fn delete_push_actions(&self, event_id: &str) -> Result<()> {
+        let mut tx = self.schema.begin().await?;
+        delete_push_actions_of(&mut tx, event_id).await?;
+        tx.commit().await
     }
 
     async fn unread_notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
@@ -92,22 +155,24 @@ impl PushStore for PostgresTenantStore {
         // newest event read: a few rows from the receipts' primary key. A notification is
         // unread when it is after both the unthreaded receipt and the one of its thread.
         let mut conn = self.schema.conn().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "WITH last_read (thread_id, stream) AS ( \
                  SELECT r.thread_id, MAX(e.stream) \
                  FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
                  WHERE r.room_id = $1 AND r.user_id = $2 \
                    AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = $1 \
                  GROUP BY r.thread_id \
-             ) \
-             SELECT COUNT(*) AS notifications, COUNT(*) FILTER (WHERE a.highlight) AS highlights \
-             FROM event_push_actions AS a \
-             WHERE a.user_id = $2 AND a.room_id = $1 \
-               AND a.stream > COALESCE( \
-                   (SELECT stream FROM last_read WHERE thread_id = ''), 0) \
-               AND a.stream > COALESCE( \
-                   (SELECT stream FROM last_read WHERE last_read.thread_id = a.thread_id), 0)",
-        )
+             ), \
+             since (room_id, unthreaded) AS ( \
+                 SELECT $1::text COLLATE \"C\", \
+                        COALESCE((SELECT stream FROM last_read WHERE thread_id = ''), 0) \
+             ), ",
+            notified_cte!(),
+            " SELECT COUNT(*) AS notifications, COUNT(*) FILTER (WHERE a.highlight) AS highlights \
+             FROM notified AS a \
+             WHERE a.stream > COALESCE( \
+                 (SELECT stream FROM last_read WHERE last_read.thread_id = a.thread_id), 0)",
+        ))
         .bind(room_id)
         .bind(user_id)
         .fetch_one(&mut *conn)

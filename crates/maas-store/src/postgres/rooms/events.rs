@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{members, state};
+use crate::postgres::push;
 use crate::postgres::util::{Schema, conflict, violates};
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
@@ -73,6 +74,10 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
     for new in &heads {
         write_extremities(&mut tx, new).await?;
     }
+    // Before the redactions: one later in the batch removes what its target's notifications
+    // were.
+    push::write_push_actions(&mut tx, &batch.push_actions).await?;
+    push::write_room_push_actions(&mut tx, &batch.room_push_actions).await?;
     for new in &batch.events {
         if let Some(membership) = &new.membership {
             members::write_membership(&mut tx, membership).await?;
@@ -81,7 +86,6 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
             redact(&mut tx, &new.event.room_id, redaction).await?;
         }
     }
-    crate::postgres::push::write_push_actions(&mut tx, &batch.push_actions).await?;
     tx.commit().await
 }
 
@@ -171,11 +175,7 @@ async fn redact(conn: &mut PgConnection, room_id: &str, redaction: &Redaction) -
     .execute(&mut *conn)
     .await?;
     // A redacted event no longer notifies anyone.
-    sqlx::query("DELETE FROM event_push_actions WHERE event_id = $1")
-        .bind(&redaction.event_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    push::delete_push_actions_of(conn, &redaction.event_id).await
 }
 
 /// `content.m.relates_to` of a PDU, if it has a well-formed one.

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::events::event_from_row;
-use crate::postgres::PostgresTenantStore;
 use crate::postgres::util::to_u64;
+use crate::postgres::{PostgresTenantStore, push};
 use crate::{
     EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
     UnreadCounts,
@@ -209,26 +209,29 @@ impl SyncStore for PostgresTenantStore {
         // room and receipt thread ('' for unthreaded receipts) the stream of the newest event
         // read. It is unique per (room, thread), so each left join adds at most one row.
         let mut conn = self.schema.conn().await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH last_read (room_id, thread_id, stream) AS ( \
                  SELECT r.room_id, r.thread_id, MAX(e.stream) \
                  FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
                  WHERE r.room_id = ANY($1) AND r.user_id = $2 \
                    AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = r.room_id \
                  GROUP BY r.room_id, r.thread_id \
-             ) \
-             SELECT a.room_id, COUNT(*) AS notifications, \
+             ), \
+             since (room_id, unthreaded) AS ( \
+                 SELECT rooms.room_id, COALESCE(last_read.stream, 0) \
+                 FROM (SELECT DISTINCT unnest($1::text[]) COLLATE \"C\" AS room_id) AS rooms \
+                 LEFT JOIN last_read \
+                     ON last_read.room_id = rooms.room_id AND last_read.thread_id = '' \
+             ), ",
+            push::notified_cte!(),
+            " SELECT a.room_id, COUNT(*) AS notifications, \
                     COUNT(*) FILTER (WHERE a.highlight) AS highlights \
-             FROM event_push_actions AS a \
-             LEFT JOIN last_read AS unthreaded \
-                 ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
+             FROM notified AS a \
              LEFT JOIN last_read AS own \
                  ON own.room_id = a.room_id AND own.thread_id = a.thread_id \
-             WHERE a.user_id = $2 AND a.room_id = ANY($1) \
-               AND a.stream > COALESCE(unthreaded.stream, 0) \
-               AND a.stream > COALESCE(own.stream, 0) \
+             WHERE a.stream > COALESCE(own.stream, 0) \
              GROUP BY a.room_id",
-        )
+        ))
         .bind(room_ids)
         .bind(user_id)
         .fetch_all(&mut *conn)

@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::{ID_CHUNK, members, state};
+use crate::sqlite::push;
 use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_json};
 use crate::{
@@ -49,6 +50,10 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
             {
                 state::write_state_group(tx, group)?;
             }
+            // Before the events: a redaction later in the batch removes what its target's
+            // notifications were.
+            push::write_push_actions(tx, &batch.push_actions)?;
+            push::write_room_push_actions(tx, &batch.room_push_actions)?;
             for new in &batch.events {
                 insert_event(tx, &new.event)?;
                 if let Some(membership) = &new.membership {
@@ -62,7 +67,7 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
             for new in crate::rooms::last_per_room(&batch.events) {
                 write_room_head(tx, new)?;
             }
-            crate::sqlite::push::write_push_actions(tx, &batch.push_actions)
+            Ok(())
         })
         .await
 }
@@ -154,12 +159,7 @@ fn redact(tx: &Connection, room_id: &str, redaction: &Redaction) -> Result<()> {
         room_id,
     ))?;
     // A redacted event no longer notifies anyone.
-    tx.prepare_cached(
-        "DELETE FROM event_push_actions \
-         WHERE stream = (SELECT stream FROM events WHERE event_id = ?)",
-    )?
-    .execute([&redaction.event_id])?;
-    Ok(())
+    push::delete_push_actions_of(tx, &redaction.event_id)
 }
 
 /// `content.m.relates_to` of a PDU, if it has a well-formed one.

@@ -25,13 +25,19 @@ pub(super) fn write_membership(
     membership: &MembershipRecord,
 ) -> Result<()> {
     tx.prepare_cached(
+        // `joined_since` survives a join replacing a join (a new display name): room-wide
+        // notifications count from where the join began.
         "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream, sender, \
-                                       stripped_state) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) \
+                                       stripped_state, joined_since) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?3 = 'join' THEN ?5 END) \
          ON CONFLICT (room_id, user_id) DO UPDATE \
          SET membership = excluded.membership, event_id = excluded.event_id, \
              stream = excluded.stream, sender = excluded.sender, \
-             stripped_state = excluded.stripped_state",
+             stripped_state = excluded.stripped_state, \
+             joined_since = CASE WHEN room_memberships.membership = 'join' \
+                                  AND excluded.membership = 'join' \
+                                 THEN room_memberships.joined_since \
+                                 ELSE excluded.joined_since END",
     )?
     .execute((
         &membership.room_id,

@@ -12,8 +12,8 @@ use sqlx::sqlite::SqlitePool;
 
 use super::ID_CHUNK;
 use super::events::event_from_row;
-use crate::sqlite::SqliteTenantStore;
 use crate::sqlite::util::{to_json, to_u64};
+use crate::sqlite::{SqliteTenantStore, push};
 use crate::{
     EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
     UnreadCounts,
@@ -299,24 +299,27 @@ async fn unread_counts_in(
     // As `PushStore::unread_notification_counts`, for many rooms: `read` holds per room and
     // receipt thread ('' for unthreaded receipts) the stream of the newest event read. It is
     // unique per (room, thread), so each left join adds at most one row to a notification.
-    let rows = sqlx::query(
-        "WITH rooms (room_id) AS (SELECT value FROM json_each(?1)), \
+    let rows = sqlx::query(concat!(
+        "WITH rooms (room_id) AS (SELECT DISTINCT value FROM json_each(?1)), \
          read (room_id, thread_id, stream) AS ( \
              SELECT r.room_id, r.thread_id, MAX(e.stream) \
              FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
              WHERE r.room_id IN (SELECT room_id FROM rooms) AND r.user_id = ?2 \
                AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = r.room_id \
              GROUP BY r.room_id, r.thread_id \
-         ) \
-         SELECT a.room_id, COUNT(*) AS notifications, COALESCE(SUM(a.highlight), 0) AS highlights \
-         FROM event_push_actions AS a \
-         LEFT JOIN read AS unthreaded \
-             ON unthreaded.room_id = a.room_id AND unthreaded.thread_id = '' \
+         ), \
+         since (room_id, unthreaded) AS ( \
+             SELECT rooms.room_id, COALESCE(read.stream, 0) \
+             FROM rooms LEFT JOIN read ON read.room_id = rooms.room_id AND read.thread_id = '' \
+         ), ",
+        push::notified_cte!(),
+        " SELECT a.room_id, COUNT(*) AS notifications, \
+                COALESCE(SUM(a.highlight), 0) AS highlights \
+         FROM notified AS a \
          LEFT JOIN read AS own ON own.room_id = a.room_id AND own.thread_id = a.thread_id \
-         WHERE a.user_id = ?2 AND a.room_id IN (SELECT room_id FROM rooms) \
-           AND a.stream > COALESCE(unthreaded.stream, 0) AND a.stream > COALESCE(own.stream, 0) \
+         WHERE a.stream > COALESCE(own.stream, 0) \
          GROUP BY a.room_id",
-    )
+    ))
     .bind(to_json(&room_ids, "room ids")?)
     .bind(user_id)
     .fetch_all(pool)

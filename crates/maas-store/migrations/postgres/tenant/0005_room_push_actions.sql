@@ -1,0 +1,24 @@
+-- Room-wide notifications. An ordinary message notifies every local member but its sender,
+-- without highlight: one row per event says so, where a row per recipient wrote an index
+-- entry per recipient. `event_push_actions` keeps the recipients whose rules decided
+-- otherwise (a highlight, a muted room).
+CREATE TABLE room_push_actions (
+    room_id   TEXT COLLATE "C" NOT NULL,
+    stream    BIGINT NOT NULL,
+    event_id  TEXT COLLATE "C" NOT NULL,
+    -- Never notified by their own event.
+    sender    TEXT COLLATE "C" NOT NULL,
+    -- As `event_push_actions.thread_id`.
+    thread_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (room_id, stream)
+);
+
+-- FALSE: the row only says the room-wide notification of its event is not for this user.
+ALTER TABLE event_push_actions ADD COLUMN notify BOOLEAN NOT NULL DEFAULT TRUE;
+
+-- Where a member's current join began: room-wide notifications after it are theirs. A join
+-- that replaces a join (a new display name) keeps it; other memberships have none. No room
+-- row is older than this migration, so the membership's own position will do for existing
+-- joins.
+ALTER TABLE room_memberships ADD COLUMN joined_since BIGINT;
+UPDATE room_memberships SET joined_since = stream WHERE membership = 'join';
