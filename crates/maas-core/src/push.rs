@@ -600,11 +600,6 @@ mod tests {
                 assert_eq!(record.stream, event.stream);
                 assert_eq!(record.room_id, self.room_id.as_str());
             }
-            self.tenant
-                .store()
-                .insert_push_actions(&records)
-                .await
-                .expect("insert");
             let mut out: Vec<_> = records
                 .into_iter()
                 .map(|r| {

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 
 use crate::{AccountDataRecord, Result};
 
-/// What an event does for one user. For an event with a [`RoomPushActionRecord`], it
-/// replaces the room-wide outcome for that user.
+/// What an event does for one user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushActionRecord {
     pub room_id: String,
@@ -20,16 +19,19 @@ pub struct PushActionRecord {
     /// The thread the event belongs to: the thread root for `m.thread` relations, `None` for
     /// the main timeline. Threaded read receipts clear the notifications of their thread.
     pub thread_id: Option<String>,
-    /// The event notifies the user; `false` only overrides a room-wide notification (the
-    /// user's rules mute it).
+    /// The event notifies the user; `false` only with `replaces_room` (the user's rules mute
+    /// an event that notifies the room).
     pub notify: bool,
+    /// The event has a [`RoomPushActionRecord`], and this row says what it does for the user
+    /// instead.
+    pub replaces_room: bool,
     /// A `highlight` tweak was set.
     pub highlight: bool,
 }
 
 /// An event that notifies, without highlight, every local user whose membership of the room
 /// is a join that began before the event (so they were joined when it was sent), except its
-/// sender and the users with a [`PushActionRecord`] of their own for it.
+/// sender and the users with a [`PushActionRecord`] that replaces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomPushActionRecord {
     pub room_id: String,

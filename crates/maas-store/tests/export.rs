@@ -117,7 +117,7 @@ async fn fill(dir: &Path, tenant_id: &str, store: &dyn TenantStore) {
             '$create', 1, '@alice:example.org', NULL, 1);
         INSERT INTO account_data VALUES ('alice', '', 'm.direct', '{}', 8);
         INSERT INTO event_push_actions VALUES ('@bob:example.org', '!r:example.org', 5, '$msg',
-            'main', 1, 1);
+            'main', 1, 1, 0);
         INSERT INTO room_push_actions VALUES ('!r:example.org', 7, '$edit', '@alice:example.org',
             'main');
         INSERT INTO device_keys VALUES ('alice', 'ALICEDEVICE', '{"keys":{}}');

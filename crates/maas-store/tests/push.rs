@@ -79,6 +79,7 @@ fn action(room_id: &str, user_id: &str, stream: i64, highlight: bool) -> PushAct
         thread_id: None,
         notify: true,
         highlight,
+        replaces_room: false,
     }
 }
 

@@ -492,6 +492,7 @@ fn action(room_id: &str, stream: i64, thread: Option<&str>, highlight: bool) -> 
         thread_id: thread.map(str::to_owned),
         notify: true,
         highlight,
+        replaces_room: false,
     }
 }
 
@@ -614,6 +615,7 @@ async fn commit(
     store.persist_events(&batch).await.unwrap();
 }
 
+/// A row of `user_id`'s own that replaces the room row of the event at `stream`.
 fn own(user_id: &str, stream: i64, notify: bool, highlight: bool) -> PushActionRecord {
     PushActionRecord {
         room_id: ROOM_A.to_owned(),
@@ -623,6 +625,7 @@ fn own(user_id: &str, stream: i64, notify: bool, highlight: bool) -> PushActionR
         thread_id: None,
         notify,
         highlight,
+        replaces_room: true,
     }
 }
 

@@ -115,6 +115,7 @@ fn rows(
             thread_id: thread_of(event),
             notify: *outcome != Outcome::Silent,
             highlight: *outcome == Outcome::Highlight,
+            replaces_room: unstored == Outcome::Notify,
         })
         .collect()
 }

@@ -74,10 +74,30 @@ impl Builder<'_> {
         Ok(join)
     }
 
+    /// Reads what the rooms need. Unread counts depend on nothing else, and summaries only on
+    /// the timelines, so each goes alongside the chain of reads that does not need it.
     async fn load(&self, plans: &[RoomPlan<'_>]) -> Result<Loaded> {
-        let store = self.tenant.store();
-        let timelines = self.timelines(plans).await?;
-        let states = self.states(plans, &timelines).await?;
+        let (timelines, unread) = tokio::try_join!(self.timelines(plans), self.unread(plans))?;
+        let ((states, bundles), summaries) = tokio::try_join!(
+            self.states_and_bundles(plans, &timelines),
+            self.summaries(plans, &timelines),
+        )?;
+        Ok(Loaded {
+            timelines,
+            states,
+            bundles,
+            unread,
+            summaries,
+        })
+    }
+
+    /// The state to send with each room, and what its events and the timelines' bundle.
+    async fn states_and_bundles(
+        &self,
+        plans: &[RoomPlan<'_>],
+        timelines: &HashMap<String, Timeline>,
+    ) -> Result<(HashMap<String, Vec<EventRecord>>, Bundles)> {
+        let states = self.states(plans, timelines).await?;
         let timeline_filter = &self.filter.room.timeline;
         let to_send: Vec<&EventRecord> = timelines
             .values()
@@ -86,15 +106,27 @@ impl Builder<'_> {
             .chain(states.values().flatten())
             .collect();
         let bundles = Bundles::load(self.tenant, &to_send).await?;
+        Ok((states, bundles))
+    }
 
+    async fn unread(&self, plans: &[RoomPlan<'_>]) -> Result<HashMap<String, UnreadCounts>> {
         let room_ids: Vec<String> = plans.iter().map(|p| p.room_id.to_owned()).collect();
-        let unread = store
+        Ok(self
+            .tenant
+            .store()
             .unread_counts_in(&room_ids, self.user.as_str())
             .await?
             .into_iter()
             .map(|c| (c.room_id.clone(), c))
-            .collect();
-        // A summary goes with a room sent whole or whose membership changed in its timeline.
+            .collect())
+    }
+
+    /// Summaries of the rooms sent whole or whose membership changed in their timeline.
+    async fn summaries(
+        &self,
+        plans: &[RoomPlan<'_>],
+        timelines: &HashMap<String, Timeline>,
+    ) -> Result<HashMap<String, MemberSummary>> {
         let summary_rooms: Vec<String> = plans
             .iter()
             .filter(|p| {
@@ -105,23 +137,17 @@ impl Builder<'_> {
             })
             .map(|p| p.room_id.to_owned())
             .collect();
-        let summaries = if summary_rooms.is_empty() {
-            HashMap::new()
-        } else {
-            store
-                .member_summaries(&summary_rooms, self.user.as_str(), MAX_HEROES)
-                .await?
-                .into_iter()
-                .map(|s| (s.room_id.clone(), s))
-                .collect()
-        };
-        Ok(Loaded {
-            timelines,
-            states,
-            bundles,
-            unread,
-            summaries,
-        })
+        if summary_rooms.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .tenant
+            .store()
+            .member_summaries(&summary_rooms, self.user.as_str(), MAX_HEROES)
+            .await?
+            .into_iter()
+            .map(|s| (s.room_id.clone(), s))
+            .collect())
     }
 
     /// One joined room: timeline, state, ephemeral events, account data, summary.

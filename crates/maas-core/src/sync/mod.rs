@@ -146,8 +146,11 @@ impl Builder<'_> {
             .filter(|m| m.membership == "join")
             .collect();
         let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
-        let receipts = self.receipts(&joined_ids).await?;
-        let active = self.active_rooms(&joined_ids, &receipts).await?;
+        let (receipts, with_events) = tokio::try_join!(
+            self.receipts(&joined_ids),
+            self.rooms_with_events(&joined_ids),
+        )?;
+        let active = self.active_rooms(&joined_ids, with_events, &receipts);
 
         let plans: Vec<RoomPlan> = joined
             .iter()
@@ -240,23 +243,30 @@ impl Builder<'_> {
         Ok(by_room)
     }
 
-    /// The joined rooms to send: all of them when sending everything, else those with
-    /// events, typing or receipts in range.
-    async fn active_rooms(
-        &self,
-        joined: &[String],
-        receipts: &HashMap<String, Vec<ReceiptRecord>>,
-    ) -> Result<HashSet<String>> {
+    /// The joined rooms with events in range; none are read when sending everything.
+    async fn rooms_with_events(&self, joined: &[String]) -> Result<Vec<String>> {
         if self.sends_everything() {
-            return Ok(joined.iter().cloned().collect());
+            return Ok(Vec::new());
         }
-        let mut rooms: HashSet<String> = self
+        Ok(self
             .tenant
             .store()
             .rooms_with_events(joined, self.range())
-            .await?
-            .into_iter()
-            .collect();
+            .await?)
+    }
+
+    /// The joined rooms to send: all of them when sending everything, else those with
+    /// events, typing or receipts in range.
+    fn active_rooms(
+        &self,
+        joined: &[String],
+        with_events: Vec<String>,
+        receipts: &HashMap<String, Vec<ReceiptRecord>>,
+    ) -> HashSet<String> {
+        if self.sends_everything() {
+            return joined.iter().cloned().collect();
+        }
+        let mut rooms: HashSet<String> = with_events.into_iter().collect();
         let typing = self.tenant.typing();
         rooms.extend(
             joined
@@ -265,6 +275,6 @@ impl Builder<'_> {
                 .cloned(),
         );
         rooms.extend(receipts.keys().cloned());
-        Ok(rooms)
+        rooms
     }
 }

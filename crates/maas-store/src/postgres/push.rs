@@ -1,14 +1,12 @@
 //! `PushStore` on a tenant's PostgreSQL schema (tables in `0003_push.sql` and
-//! `0005_room_push_actions.sql`). Notification counts read the user's own rows from the
-//! primary key, and of the room-wide rows only those after the user's read receipt; a
-//! batch of rows travels as one array per column, so any number of them is one statement.
+//! `0005_room_push_actions.sql`). Counts are read with sync's batched read
+//! (`rooms::sync::unread_counts_in`); a batch of rows travels as one array per column, so any
+//! number of them is one statement.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::PostgresTenantStore;
-use super::util::to_u64;
 use crate::{AccountDataRecord, PushActionRecord, PushStore, Result, RoomPushActionRecord};
 
 /// `thread_id` of main-timeline rows: what threaded receipts of the main timeline carry.
@@ -33,11 +31,12 @@ pub(crate) async fn write_push_actions(
         .collect();
     let notifies: Vec<bool> = actions.iter().map(|a| a.notify).collect();
     let highlights: Vec<bool> = actions.iter().map(|a| a.highlight).collect();
+    let replaces: Vec<bool> = actions.iter().map(|a| a.replaces_room).collect();
     sqlx::query(
         "INSERT INTO event_push_actions \
-             (user_id, room_id, stream, event_id, thread_id, notify, highlight) \
+             (user_id, room_id, stream, event_id, thread_id, notify, highlight, replaces_room) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], \
-                              $5::text[], $6::boolean[], $7::boolean[]) \
+                              $5::text[], $6::boolean[], $7::boolean[], $8::boolean[]) \
          ON CONFLICT (user_id, room_id, stream) DO NOTHING",
     )
     .bind(user_ids)
@@ -47,6 +46,7 @@ pub(crate) async fn write_push_actions(
     .bind(thread_ids)
     .bind(notifies)
     .bind(highlights)
+    .bind(replaces)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -99,33 +99,6 @@ pub(crate) async fn delete_push_actions_of(conn: &mut PgConnection, event_id: &s
     Ok(())
 }
 
-/// `notified (room_id, stream, thread_id, highlight)`: the notifications of user `$2` in the
-/// rooms of `since (room_id, unthreaded)`, after each room's unthreaded read receipt. Its own
-/// rows come from the primary key; room-wide ones from the room's rows after both the receipt
-/// and the start of the user's join, each checked for a row of the user's own that replaces it.
-macro_rules! notified_cte {
-    () => {
-        "notified (room_id, stream, thread_id, highlight) AS ( \
-             SELECT a.room_id, a.stream, a.thread_id, a.highlight \
-             FROM since AS s JOIN event_push_actions AS a \
-                 ON a.user_id = $2 AND a.room_id = s.room_id AND a.stream > s.unthreaded \
-             WHERE a.notify \
-             UNION ALL \
-             SELECT n.room_id, n.stream, n.thread_id, FALSE \
-             FROM since AS s \
-             JOIN room_memberships AS m \
-                 ON m.room_id = s.room_id AND m.user_id = $2 AND m.membership = 'join' \
-             JOIN room_push_actions AS n \
-                 ON n.room_id = s.room_id AND n.stream > GREATEST(s.unthreaded, m.joined_since) \
-             WHERE n.sender <> $2 \
-               AND NOT EXISTS (SELECT 1 FROM event_push_actions AS own \
-                               WHERE own.user_id = $2 AND own.room_id = n.room_id \
-                                 AND own.stream = n.stream) \
-         )"
-    };
-}
-pub(crate) use notified_cte;
-
 #[async_trait]
 impl PushStore for PostgresTenantStore {
     async fn insert_push_actions(&self, actions: &[PushActionRecord]) -> Result<()> {
@@ -151,33 +124,12 @@ impl PushStore for PostgresTenantStore {
     }
 
     async fn unread_notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
-        // `last_read` holds, per receipt thread ('' for unthreaded receipts), the stream of the
-        // newest event read: a few rows from the receipts' primary key. A notification is
-        // unread when it is after both the unthreaded receipt and the one of its thread.
         let mut conn = self.schema.conn().await?;
-        let row = sqlx::query(concat!(
-            "WITH last_read (thread_id, stream) AS ( \
-                 SELECT r.thread_id, MAX(e.stream) \
-                 FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
-                 WHERE r.room_id = $1 AND r.user_id = $2 \
-                   AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = $1 \
-                 GROUP BY r.thread_id \
-             ), \
-             since (room_id, unthreaded) AS ( \
-                 SELECT $1::text COLLATE \"C\", \
-                        COALESCE((SELECT stream FROM last_read WHERE thread_id = ''), 0) \
-             ), ",
-            notified_cte!(),
-            " SELECT COUNT(*) AS notifications, COUNT(*) FILTER (WHERE a.highlight) AS highlights \
-             FROM notified AS a \
-             WHERE a.stream > COALESCE( \
-                 (SELECT stream FROM last_read WHERE last_read.thread_id = a.thread_id), 0)",
-        ))
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        counts_from_row(&row)
+        let rooms = [room_id.to_owned()];
+        let counts = super::rooms::sync::unread_counts_in(&mut conn, &rooms, user_id).await?;
+        Ok(counts
+            .first()
+            .map_or((0, 0), |c| (c.notifications, c.highlights)))
     }
 
     async fn global_account_data_of(
@@ -210,13 +162,4 @@ impl PushStore for PostgresTenantStore {
             })
             .collect()
     }
-}
-
-fn counts_from_row(row: &PgRow) -> Result<(u64, u64)> {
-    let notifications: i64 = row.try_get("notifications")?;
-    let highlights: i64 = row.try_get("highlights")?;
-    Ok((
-        to_u64(notifications, "notifications")?,
-        to_u64(highlights, "highlights")?,
-    ))
 }

@@ -1,12 +1,12 @@
 //! `PushStore` on a tenant's SQLite database (schema in `0003_push.sql` and
-//! `0006_room_push_actions.sql`). Notification counts read the user's own rows from the
-//! primary key, and of the room-wide rows only those after the user's read receipt.
+//! `0006_room_push_actions.sql`). Counts are read with sync's batched read
+//! (`rooms::sync::unread_counts_in`).
 
 use async_trait::async_trait;
 use sqlx::Row;
 
 use super::SqliteTenantStore;
-use super::util::{to_json, to_u64};
+use super::util::to_json;
 use crate::{AccountDataRecord, PushActionRecord, PushStore, Result, RoomPushActionRecord};
 
 /// Rows or ids passed to one statement as a JSON array; chunks keep each statement bounded.
@@ -25,8 +25,8 @@ pub(crate) fn write_push_actions(
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO event_push_actions \
-             (user_id, room_id, stream, event_id, thread_id, notify, highlight) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) \
+             (user_id, room_id, stream, event_id, thread_id, notify, highlight, replaces_room) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (user_id, room_id, stream) DO NOTHING",
     )?;
     for a in actions {
@@ -38,6 +38,7 @@ pub(crate) fn write_push_actions(
             a.thread_id.as_deref().unwrap_or(MAIN_THREAD),
             i64::from(a.notify),
             i64::from(a.highlight),
+            i64::from(a.replaces_room),
         ))?;
     }
     Ok(())
@@ -84,33 +85,6 @@ pub(crate) fn delete_push_actions_of(tx: &rusqlite::Connection, event_id: &str) 
     Ok(())
 }
 
-/// `notified (room_id, stream, thread_id, highlight)`: the notifications of user `?2` in the
-/// rooms of `since (room_id, unthreaded)`, after each room's unthreaded read receipt. Its own
-/// rows come from the primary key; room-wide ones from the room's rows after both the receipt
-/// and the start of the user's join, each checked for a row of the user's own that replaces it.
-macro_rules! notified_cte {
-    () => {
-        "notified (room_id, stream, thread_id, highlight) AS ( \
-             SELECT a.room_id, a.stream, a.thread_id, a.highlight \
-             FROM since AS s JOIN event_push_actions AS a \
-                 ON a.user_id = ?2 AND a.room_id = s.room_id AND a.stream > s.unthreaded \
-             WHERE a.notify = 1 \
-             UNION ALL \
-             SELECT n.room_id, n.stream, n.thread_id, 0 \
-             FROM since AS s \
-             JOIN room_memberships AS m \
-                 ON m.room_id = s.room_id AND m.user_id = ?2 AND m.membership = 'join' \
-             JOIN room_push_actions AS n \
-                 ON n.room_id = s.room_id AND n.stream > MAX(s.unthreaded, m.joined_since) \
-             WHERE n.sender <> ?2 \
-               AND NOT EXISTS (SELECT 1 FROM event_push_actions AS own \
-                               WHERE own.user_id = ?2 AND own.room_id = n.room_id \
-                                 AND own.stream = n.stream) \
-         )"
-    };
-}
-pub(crate) use notified_cte;
-
 #[async_trait]
 impl PushStore for SqliteTenantStore {
     async fn insert_push_actions(&self, actions: &[PushActionRecord]) -> Result<()> {
@@ -138,31 +112,10 @@ impl PushStore for SqliteTenantStore {
     }
 
     async fn unread_notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
-        // `read` holds, per receipt thread ('' for unthreaded receipts), the stream of the
-        // newest event read: a few rows from the receipts' primary key. A notification is
-        // unread when it is after both the unthreaded receipt and the one of its thread.
-        let row = sqlx::query(concat!(
-            "WITH read (thread_id, stream) AS ( \
-                 SELECT r.thread_id, MAX(e.stream) \
-                 FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
-                 WHERE r.room_id = ?1 AND r.user_id = ?2 \
-                   AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = ?1 \
-                 GROUP BY r.thread_id \
-             ), \
-             since (room_id, unthreaded) AS ( \
-                 SELECT ?1, COALESCE((SELECT stream FROM read WHERE thread_id = ''), 0) \
-             ), ",
-            notified_cte!(),
-            " SELECT COUNT(*) AS notifications, COALESCE(SUM(a.highlight), 0) AS highlights \
-             FROM notified AS a \
-             WHERE a.stream > COALESCE( \
-                 (SELECT stream FROM read WHERE read.thread_id = a.thread_id), 0)",
-        ))
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        counts_from_row(&row)
+        let counts = super::rooms::sync::unread_counts_in(&self.pool, &[room_id], user_id).await?;
+        Ok(counts
+            .first()
+            .map_or((0, 0), |c| (c.notifications, c.highlights)))
     }
 
     async fn global_account_data_of(
@@ -194,13 +147,4 @@ impl PushStore for SqliteTenantStore {
         }
         Ok(records)
     }
-}
-
-fn counts_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, u64)> {
-    let notifications: i64 = row.try_get("notifications")?;
-    let highlights: i64 = row.try_get("highlights")?;
-    Ok((
-        to_u64(notifications, "notifications")?,
-        to_u64(highlights, "highlights")?,
-    ))
 }

@@ -5,7 +5,7 @@
 mod events;
 mod members;
 mod state;
-mod sync;
+pub(super) mod sync;
 mod user_data;
 
 use async_trait::async_trait;

@@ -13,8 +13,10 @@ CREATE TABLE room_push_actions (
     PRIMARY KEY (room_id, stream)
 );
 
--- FALSE: the row only says the room-wide notification of its event is not for this user.
+-- A user's row for an event with a room row replaces it for them (`replaces_room`), with a
+-- highlight or, for `notify` FALSE, with nothing at all (their rules mute it).
 ALTER TABLE event_push_actions ADD COLUMN notify BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE event_push_actions ADD COLUMN replaces_room BOOLEAN NOT NULL DEFAULT FALSE;
 
 -- Where a member's current join began: room-wide notifications after it are theirs. A join
 -- that replaces a join (a new display name) keeps it; other memberships have none. No room

@@ -13,9 +13,12 @@ CREATE TABLE room_push_actions (
     PRIMARY KEY (room_id, stream)
 ) STRICT, WITHOUT ROWID;
 
--- 0: the row only says the room-wide notification of its event is not for this user.
+-- A user's row for an event with a room row replaces it for them (`replaces_room`), with a
+-- highlight or, for `notify` 0, with nothing at all (their rules mute it).
 ALTER TABLE event_push_actions
     ADD COLUMN notify INTEGER NOT NULL DEFAULT 1 CHECK (notify IN (0, 1));
+ALTER TABLE event_push_actions
+    ADD COLUMN replaces_room INTEGER NOT NULL DEFAULT 0 CHECK (replaces_room IN (0, 1));
 
 -- Where a member's current join began: room-wide notifications after it are theirs. A join
 -- that replaces a join (a new display name) keeps it; other memberships have none. No room

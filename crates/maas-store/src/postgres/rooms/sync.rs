@@ -6,11 +6,11 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 
 use super::events::event_from_row;
+use crate::postgres::PostgresTenantStore;
 use crate::postgres::util::to_u64;
-use crate::postgres::{PostgresTenantStore, push};
 use crate::{
     EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
     UnreadCounts,
@@ -205,46 +205,8 @@ impl SyncStore for PostgresTenantStore {
         if room_ids.is_empty() {
             return Ok(Vec::new());
         }
-        // As `PushStore::unread_notification_counts`, for many rooms: `last_read` holds per
-        // room and receipt thread ('' for unthreaded receipts) the stream of the newest event
-        // read. It is unique per (room, thread), so each left join adds at most one row.
         let mut conn = self.schema.conn().await?;
-        let rows = sqlx::query(concat!(
-            "WITH last_read (room_id, thread_id, stream) AS ( \
-                 SELECT r.room_id, r.thread_id, MAX(e.stream) \
-                 FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
-                 WHERE r.room_id = ANY($1) AND r.user_id = $2 \
-                   AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = r.room_id \
-                 GROUP BY r.room_id, r.thread_id \
-             ), \
-             since (room_id, unthreaded) AS ( \
-                 SELECT rooms.room_id, COALESCE(last_read.stream, 0) \
-                 FROM (SELECT DISTINCT unnest($1::text[]) COLLATE \"C\" AS room_id) AS rooms \
-                 LEFT JOIN last_read \
-                     ON last_read.room_id = rooms.room_id AND last_read.thread_id = '' \
-             ), ",
-            push::notified_cte!(),
-            " SELECT a.room_id, COUNT(*) AS notifications, \
-                    COUNT(*) FILTER (WHERE a.highlight) AS highlights \
-             FROM notified AS a \
-             LEFT JOIN last_read AS own \
-                 ON own.room_id = a.room_id AND own.thread_id = a.thread_id \
-             WHERE a.stream > COALESCE(own.stream, 0) \
-             GROUP BY a.room_id",
-        ))
-        .bind(room_ids)
-        .bind(user_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UnreadCounts {
-                    room_id: row.try_get("room_id")?,
-                    notifications: to_u64(row.try_get("notifications")?, "notifications")?,
-                    highlights: to_u64(row.try_get("highlights")?, "highlights")?,
-                })
-            })
-            .collect()
+        unread_counts_in(&mut conn, room_ids, user_id).await
     }
 
     async fn users_joined_to_any(
@@ -267,4 +229,78 @@ impl SyncStore for PostgresTenantStore {
         .await?;
         Ok(users)
     }
+}
+
+/// `(notifications, highlights)` of `user_id` in each of `room_ids` that has some, as
+/// `PushStore::unread_notification_counts` defines them.
+///
+/// `last_read` holds per room and receipt thread ('' for unthreaded receipts) the stream of
+/// the newest event read. Per room, notifications are the user's own rows after the unthreaded
+/// receipt, plus the room's rows after both that receipt and the start of the user's join
+/// (`room_from`), minus the own rows that replace one of those. Each is a range of a primary
+/// key, counted without a per-row lookup unless the user has read a thread further than the
+/// room (`threaded`): then each row is checked against its thread's receipt.
+pub(in crate::postgres) async fn unread_counts_in(
+    conn: &mut PgConnection,
+    room_ids: &[String],
+    user_id: &str,
+) -> Result<Vec<UnreadCounts>> {
+    let rows = sqlx::query(
+        "WITH last_read (room_id, thread_id, stream) AS ( \
+             SELECT r.room_id, r.thread_id, MAX(e.stream) \
+             FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id \
+             WHERE r.room_id = ANY($1) AND r.user_id = $2 \
+               AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = r.room_id \
+             GROUP BY r.room_id, r.thread_id \
+         ), \
+         since (room_id, unthreaded, room_from, threaded) AS MATERIALIZED ( \
+             SELECT rooms.room_id, COALESCE(u.stream, 0), \
+                    CASE WHEN m.joined_since IS NULL THEN $3 \
+                         ELSE GREATEST(COALESCE(u.stream, 0), m.joined_since) END, \
+                    EXISTS (SELECT 1 FROM last_read AS t \
+                            WHERE t.room_id = rooms.room_id AND t.thread_id <> '' \
+                              AND t.stream > COALESCE(u.stream, 0)) \
+             FROM (SELECT DISTINCT unnest($1::text[]) COLLATE \"C\" AS room_id) AS rooms \
+             LEFT JOIN last_read AS u ON u.room_id = rooms.room_id AND u.thread_id = '' \
+             LEFT JOIN room_memberships AS m \
+                 ON m.room_id = rooms.room_id AND m.user_id = $2 AND m.membership = 'join' \
+         ) \
+         SELECT s.room_id, COALESCE(own.notifications, 0) + room.notifications AS notifications, \
+                own.highlights \
+         FROM since AS s \
+         CROSS JOIN LATERAL ( \
+             SELECT SUM(a.notify::int - (a.replaces_room AND a.stream > s.room_from)::int) \
+                        AS notifications, \
+                    COUNT(*) FILTER (WHERE a.highlight) AS highlights \
+             FROM event_push_actions AS a \
+             WHERE a.user_id = $2 AND a.room_id = s.room_id AND a.stream > s.unthreaded \
+               AND (NOT s.threaded OR a.stream > COALESCE( \
+                   (SELECT t.stream FROM last_read AS t \
+                    WHERE t.room_id = a.room_id AND t.thread_id = a.thread_id), 0)) \
+         ) AS own \
+         CROSS JOIN LATERAL ( \
+             SELECT COUNT(*) AS notifications \
+             FROM room_push_actions AS n \
+             WHERE n.room_id = s.room_id AND n.stream > s.room_from AND n.sender <> $2 \
+               AND (NOT s.threaded OR n.stream > COALESCE( \
+                   (SELECT t.stream FROM last_read AS t \
+                    WHERE t.room_id = n.room_id AND t.thread_id = n.thread_id), 0)) \
+         ) AS room \
+         WHERE COALESCE(own.notifications, 0) + room.notifications > 0",
+    )
+    .bind(room_ids)
+    .bind(user_id)
+    // `room_from` of a room the user is not joined to: no room row is theirs.
+    .bind(i64::MAX)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UnreadCounts {
+                room_id: row.try_get("room_id")?,
+                notifications: to_u64(row.try_get("notifications")?, "notifications")?,
+                highlights: to_u64(row.try_get("highlights")?, "highlights")?,
+            })
+        })
+        .collect()
 }

@@ -12,8 +12,8 @@ use sqlx::sqlite::SqlitePool;
 
 use super::ID_CHUNK;
 use super::events::event_from_row;
+use crate::sqlite::SqliteTenantStore;
 use crate::sqlite::util::{to_json, to_u64};
-use crate::sqlite::{SqliteTenantStore, push};
 use crate::{
     EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
     UnreadCounts,
@@ -291,15 +291,22 @@ async fn member_summaries(
         .collect()
 }
 
-async fn unread_counts_in(
+/// `(notifications, highlights)` of `user_id` in each of `room_ids` that has some, as
+/// `PushStore::unread_notification_counts` defines them.
+///
+/// `read` holds per room and receipt thread ('' for unthreaded receipts) the stream of the
+/// newest event read. Per room, notifications are the user's own rows after the unthreaded
+/// receipt, plus the room's rows after both that receipt and the start of the user's join
+/// (`room_from`), minus the own rows that replace one of those. Each is a range of a primary
+/// key, counted without a per-row lookup unless the user has read a thread further than the
+/// room (`threaded`): then each row is checked against its thread's receipt.
+pub(in crate::sqlite) async fn unread_counts_in(
     pool: &SqlitePool,
     room_ids: &[&str],
     user_id: &str,
 ) -> Result<Vec<UnreadCounts>> {
-    // As `PushStore::unread_notification_counts`, for many rooms: `read` holds per room and
-    // receipt thread ('' for unthreaded receipts) the stream of the newest event read. It is
-    // unique per (room, thread), so each left join adds at most one row to a notification.
-    let rows = sqlx::query(concat!(
+    // Materialised: `since` is read once per room, not once per row, and `counts` once.
+    let rows = sqlx::query(
         "WITH rooms (room_id) AS (SELECT DISTINCT value FROM json_each(?1)), \
          read (room_id, thread_id, stream) AS ( \
              SELECT r.room_id, r.thread_id, MAX(e.stream) \
@@ -308,20 +315,47 @@ async fn unread_counts_in(
                AND r.receipt_type IN ('m.read', 'm.read.private') AND e.room_id = r.room_id \
              GROUP BY r.room_id, r.thread_id \
          ), \
-         since (room_id, unthreaded) AS ( \
-             SELECT rooms.room_id, COALESCE(read.stream, 0) \
-             FROM rooms LEFT JOIN read ON read.room_id = rooms.room_id AND read.thread_id = '' \
-         ), ",
-        push::notified_cte!(),
-        " SELECT a.room_id, COUNT(*) AS notifications, \
-                COALESCE(SUM(a.highlight), 0) AS highlights \
-         FROM notified AS a \
-         LEFT JOIN read AS own ON own.room_id = a.room_id AND own.thread_id = a.thread_id \
-         WHERE a.stream > COALESCE(own.stream, 0) \
-         GROUP BY a.room_id",
-    ))
+         since (room_id, unthreaded, room_from, threaded) AS MATERIALIZED ( \
+             SELECT rooms.room_id, COALESCE(u.stream, 0), \
+                    COALESCE(MAX(COALESCE(u.stream, 0), m.joined_since), ?3), \
+                    EXISTS (SELECT 1 FROM read AS t \
+                            WHERE t.room_id = rooms.room_id AND t.thread_id <> '' \
+                              AND t.stream > COALESCE(u.stream, 0)) \
+             FROM rooms \
+             LEFT JOIN read AS u ON u.room_id = rooms.room_id AND u.thread_id = '' \
+             LEFT JOIN room_memberships AS m \
+                 ON m.room_id = rooms.room_id AND m.user_id = ?2 AND m.membership = 'join' \
+         ), \
+         counts (room_id, own, highlights, room) AS MATERIALIZED ( \
+             SELECT s.room_id, \
+                 (SELECT SUM(a.notify - (a.replaces_room AND a.stream > s.room_from)) \
+                  FROM event_push_actions AS a \
+                  WHERE a.user_id = ?2 AND a.room_id = s.room_id AND a.stream > s.unthreaded \
+                    AND (NOT s.threaded OR a.stream > COALESCE( \
+                        (SELECT t.stream FROM read AS t \
+                         WHERE t.room_id = a.room_id AND t.thread_id = a.thread_id), 0))), \
+                 (SELECT SUM(a.highlight) \
+                  FROM event_push_actions AS a \
+                  WHERE a.user_id = ?2 AND a.room_id = s.room_id AND a.stream > s.unthreaded \
+                    AND (NOT s.threaded OR a.stream > COALESCE( \
+                        (SELECT t.stream FROM read AS t \
+                         WHERE t.room_id = a.room_id AND t.thread_id = a.thread_id), 0))), \
+                 (SELECT COUNT(*) \
+                  FROM room_push_actions AS n \
+                  WHERE n.room_id = s.room_id AND n.stream > s.room_from AND n.sender <> ?2 \
+                    AND (NOT s.threaded OR n.stream > COALESCE( \
+                        (SELECT t.stream FROM read AS t \
+                         WHERE t.room_id = n.room_id AND t.thread_id = n.thread_id), 0))) \
+             FROM since AS s \
+         ) \
+         SELECT room_id, COALESCE(own, 0) + room AS notifications, \
+                COALESCE(highlights, 0) AS highlights \
+         FROM counts WHERE COALESCE(own, 0) + room > 0",
+    )
     .bind(to_json(&room_ids, "room ids")?)
     .bind(user_id)
+    // `room_from` of a room the user is not joined to: no room row is theirs.
+    .bind(i64::MAX)
     .fetch_all(pool)
     .await?;
     rows.iter()
