@@ -91,7 +91,8 @@ impl Builder<'_> {
         })
     }
 
-    /// The state to send with each room, and what its events and the timelines' bundle.
+    /// The state to send with each room, and the aggregations bundled with it and with the
+    /// timelines.
     async fn states_and_bundles(
         &self,
         plans: &[RoomPlan<'_>],
@@ -109,6 +110,7 @@ impl Builder<'_> {
         Ok((states, bundles))
     }
 
+    /// Unread counts of the rooms that have some.
     async fn unread(&self, plans: &[RoomPlan<'_>]) -> Result<HashMap<String, UnreadCounts>> {
         let room_ids: Vec<String> = plans.iter().map(|p| p.room_id.to_owned()).collect();
         Ok(self

@@ -74,8 +74,8 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
     for new in &heads {
         write_extremities(&mut tx, new).await?;
     }
-    // Before the redactions: one later in the batch removes what its target's notifications
-    // were.
+    // Before the redactions, so that one later in the batch removes its target's
+    // notifications.
     push::write_push_actions(&mut tx, &batch.push_actions).await?;
     push::write_room_push_actions(&mut tx, &batch.room_push_actions).await?;
     for new in &batch.events {

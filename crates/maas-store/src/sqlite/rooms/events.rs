@@ -50,8 +50,8 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
             {
                 state::write_state_group(tx, group)?;
             }
-            // Before the events: a redaction later in the batch removes what its target's
-            // notifications were.
+            // Before the events, so that a redaction later in the batch removes its target's
+            // notifications.
             push::write_push_actions(tx, &batch.push_actions)?;
             push::write_room_push_actions(tx, &batch.room_push_actions)?;
             for new in &batch.events {
