@@ -102,6 +102,17 @@ impl Tenant {
     }
 }
 
+/// The user's part of a sync response: the same for all their devices.
+struct UserPart {
+    join: Map<String, Value>,
+    others: others::OtherRooms,
+    /// Global account data events.
+    account_data: Vec<Value>,
+    presence: Vec<Value>,
+    device_changed: Vec<String>,
+    device_left: Vec<String>,
+}
+
 /// The device's own part of a sync response.
 struct DevicePart {
     to_device: Vec<Value>,
@@ -128,13 +139,42 @@ impl Builder<'_> {
     }
 
     /// The response, and whether it carries anything new for the user. Parts that don't
-    /// depend on each other are read concurrently (each is a database round trip or a few).
+    /// depend on each other are read concurrently (each is a database round trip or a few):
+    /// the device's own part alongside the whole chain of reads for the user's rooms.
     async fn build(&self) -> Result<(Value, bool)> {
+        let (user, device) = tokio::try_join!(self.user_part(), self.device_part())?;
+        let changed = !user.join.is_empty()
+            || !user.others.is_empty()
+            || !user.account_data.is_empty()
+            || !user.presence.is_empty()
+            || !device.to_device.is_empty()
+            || !user.device_changed.is_empty()
+            || !user.device_left.is_empty();
+        let response = json!({
+            "next_batch": token(device.delivered_up_to.min(self.up_to)),
+            "to_device": { "events": device.to_device },
+            "device_lists": { "changed": user.device_changed, "left": user.device_left },
+            "device_one_time_keys_count": device.otk_counts,
+            "device_unused_fallback_key_types": device.fallback_types,
+            "rooms": {
+                "join": user.join,
+                "invite": user.others.invite,
+                "leave": user.others.leave,
+                "knock": user.others.knock,
+            },
+            "account_data": { "events": user.account_data },
+            "presence": { "events": user.presence },
+        });
+        Ok((response, changed))
+    }
+
+    /// Everything but the device's own part: the rooms, global account data, presence and
+    /// device list changes.
+    async fn user_part(&self) -> Result<UserPart> {
         let store = self.tenant.store();
-        let (all_memberships, account_data, device) = tokio::try_join!(
+        let (all_memberships, account_data) = tokio::try_join!(
             async { Ok(store.memberships_of_user(self.user.as_str()).await?) },
             self.account_data(),
-            self.device_part(),
         )?;
         let memberships: Vec<&MembershipRecord> = all_memberships
             .iter()
@@ -175,29 +215,14 @@ impl Builder<'_> {
                 }
             },
         )?;
-        let changed = !join.is_empty()
-            || !others.is_empty()
-            || !account_data.global.is_empty()
-            || !presence.is_empty()
-            || !device.to_device.is_empty()
-            || !device_changed.is_empty()
-            || !device_left.is_empty();
-        let response = json!({
-            "next_batch": token(device.delivered_up_to.min(self.up_to)),
-            "to_device": { "events": device.to_device },
-            "device_lists": { "changed": device_changed, "left": device_left },
-            "device_one_time_keys_count": device.otk_counts,
-            "device_unused_fallback_key_types": device.fallback_types,
-            "rooms": {
-                "join": join,
-                "invite": others.invite,
-                "leave": others.leave,
-                "knock": others.knock,
-            },
-            "account_data": { "events": account_data.global },
-            "presence": { "events": presence },
-        });
-        Ok((response, changed))
+        Ok(UserPart {
+            join,
+            others,
+            account_data: account_data.global,
+            presence,
+            device_changed,
+            device_left,
+        })
     }
 
     /// What the syncing device gets for itself: to-device messages (and the position they
