@@ -1,7 +1,7 @@
-//! Tenant connections used straight on SQLite, for event batches and the send path's point
-//! lookups. sqlx runs every statement on its connection's own thread, one hand-off there and
-//! back each, which under load costs more than the statements; here they run back to back on
-//! the caller's thread.
+//! Tenant connections used straight on SQLite, for event batches, the send path's point
+//! lookups and sync's first reads. sqlx runs every statement on its connection's own thread,
+//! one hand-off there and back each, which under load costs more than the statements; here they
+//! run back to back on the caller's thread.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -15,7 +15,8 @@ use crate::{Result, StoreError};
 
 /// One of a tenant's connections opened directly with rusqlite rather than through sqlx, and
 /// used under a lock on the caller's thread. A tenant has two: its writer, for writes of
-/// several statements (event batches), and a reader for the point lookups on the send path.
+/// several statements (event batches), and a reader for the point lookups on the send path and
+/// the small reads every sync starts with.
 /// The writer is always the same connection, which matters in WAL mode: a connection drops its
 /// whole page cache whenever another one has written, so a writer moving between connections
 /// would read the indexes it updates from the file every time. Each opens on first use and

@@ -117,7 +117,7 @@ impl RoomStore for SqliteTenantStore {
         room_ids: &[String],
         range: StreamRange,
     ) -> Result<Vec<String>> {
-        events::rooms_with_events(&self.pool, room_ids, range).await
+        events::rooms_with_events(&self.reader, room_ids, range).await
     }
 
     async fn relations(
@@ -155,7 +155,7 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRecord>> {
-        members::memberships_of_user(&self.pool, user_id).await
+        members::memberships_of_user(&self.reader, user_id).await
     }
 
     async fn memberships_of_user_in(
@@ -216,7 +216,7 @@ impl RoomStore for SqliteTenantStore {
         localpart: &str,
         range: StreamRange,
     ) -> Result<Vec<AccountDataRecord>> {
-        user_data::account_data_in(&self.pool, localpart, range).await
+        user_data::account_data_in(&self.reader, localpart, range).await
     }
 
     async fn set_receipt(&self, receipt: &ReceiptRecord) -> Result<()> {
@@ -228,7 +228,7 @@ impl RoomStore for SqliteTenantStore {
         room_ids: &[String],
         range: StreamRange,
     ) -> Result<Vec<ReceiptRecord>> {
-        user_data::receipts_in(&self.pool, room_ids, range).await
+        user_data::receipts_in(&self.reader, room_ids, range).await
     }
 
     async fn insert_filter(&self, localpart: &str, filter_json: &str) -> Result<String> {

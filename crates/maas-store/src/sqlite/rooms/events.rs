@@ -295,31 +295,37 @@ pub(super) async fn event_by_timestamp(
     row.as_ref().map(event_from_row).transpose()
 }
 
+/// Read straight on the tenant's direct reader: every incremental sync asks, and one index
+/// probe per room costs less than a hand-off to a pool connection's thread.
 pub(super) async fn rooms_with_events(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     room_ids: &[String],
     range: StreamRange,
 ) -> Result<Vec<String>> {
-    let mut rooms = Vec::new();
-    for chunk in room_ids.chunks(ID_CHUNK) {
-        // One index probe per room on (room_id, stream): the cost follows the number of rooms
-        // asked about, not the number of events in them.
-        let found: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT r.value FROM json_each(?1) AS r \
-             WHERE EXISTS (SELECT 1 FROM events \
-                           WHERE room_id = r.value AND stream > ?2 AND stream <= ?3)",
-        )
-        .bind(to_json(&chunk, "room ids")?)
-        .bind(range.after)
-        .bind(range.up_to)
-        .fetch_all(pool)
-        .await?;
-        rooms.extend(found);
-    }
-    // A room listed twice, in two chunks, is still reported once.
-    rooms.sort_unstable();
-    rooms.dedup();
-    Ok(rooms)
+    reader
+        .read(|db| {
+            // One index probe per room on (room_id, stream): the cost follows the number of
+            // rooms asked about, not the number of events in them.
+            let mut statement = db.prepare_cached(
+                "SELECT DISTINCT r.value FROM json_each(?1) AS r \
+                 WHERE EXISTS (SELECT 1 FROM events \
+                               WHERE room_id = r.value AND stream > ?2 AND stream <= ?3)",
+            )?;
+            let mut rooms = Vec::new();
+            for chunk in room_ids.chunks(ID_CHUNK) {
+                let ids = to_json(&chunk, "room ids")?;
+                let found =
+                    statement.query_map((ids, range.after, range.up_to), |row| row.get(0))?;
+                for room in found {
+                    rooms.push(room?);
+                }
+            }
+            // A room listed twice, in two chunks, is still reported once.
+            rooms.sort_unstable();
+            rooms.dedup();
+            Ok(rooms)
+        })
+        .await
 }
 
 pub(super) async fn relations(

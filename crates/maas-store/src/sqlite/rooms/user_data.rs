@@ -2,10 +2,13 @@
 //! optional room and thread ids are stored as '' so that they can take part in primary keys
 //! (NULLs never collide there), and map back to `None` on the way out.
 
+use std::sync::Arc;
+
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::ID_CHUNK;
+use crate::sqlite::raw::Direct;
 use crate::sqlite::util::to_json;
 use crate::{AccountDataRecord, ReceiptRecord, Result, StreamRange};
 
@@ -53,8 +56,10 @@ pub(super) async fn account_data(
     row.as_ref().map(account_data_from_row).transpose()
 }
 
+/// Read straight on the tenant's direct reader: every sync asks, and an incremental one
+/// mostly finds nothing, which costs less than a hand-off to a pool connection's thread.
 pub(super) async fn account_data_in(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     localpart: &str,
     range: StreamRange,
 ) -> Result<Vec<AccountDataRecord>> {
@@ -64,15 +69,24 @@ pub(super) async fn account_data_in(
     } else {
         range.after
     };
-    let rows = sqlx::query(select_account_data!(
-        "WHERE localpart = ? AND stream > ? AND stream <= ? ORDER BY stream"
-    ))
-    .bind(localpart)
-    .bind(after)
-    .bind(range.up_to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(account_data_from_row).collect()
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(select_account_data!(
+                "WHERE localpart = ? AND stream > ? AND stream <= ? ORDER BY stream"
+            ))?;
+            let rows = statement.query_map((localpart, after, range.up_to), |row| {
+                let room_id: String = row.get("room_id")?;
+                Ok(AccountDataRecord {
+                    localpart: row.get("localpart")?,
+                    room_id: (!room_id.is_empty()).then_some(room_id),
+                    data_type: row.get("data_type")?,
+                    content: row.get("content")?,
+                    stream: row.get("stream")?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
 }
 
 pub(super) async fn set_receipt(pool: &SqlitePool, receipt: &ReceiptRecord) -> Result<()> {
@@ -94,34 +108,47 @@ pub(super) async fn set_receipt(pool: &SqlitePool, receipt: &ReceiptRecord) -> R
     Ok(())
 }
 
+/// Read straight on the tenant's direct reader, as `account_data_in`: every sync asks.
 pub(super) async fn receipts_in(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     room_ids: &[String],
     range: StreamRange,
 ) -> Result<Vec<ReceiptRecord>> {
-    let mut receipts = Vec::new();
-    for chunk in room_ids.chunks(ID_CHUNK) {
-        // Each listed room is one range scan of (room_id, stream).
-        let rows = sqlx::query(
-            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream \
-             FROM receipts \
-             WHERE room_id IN (SELECT value FROM json_each(?)) AND stream > ? AND stream <= ? \
-             ORDER BY stream",
-        )
-        .bind(to_json(&chunk, "room ids")?)
-        .bind(range.after)
-        .bind(range.up_to)
-        .fetch_all(pool)
-        .await?;
-        for row in &rows {
-            receipts.push(receipt_from_row(row)?);
-        }
-    }
-    if room_ids.len() > ID_CHUNK {
-        // Chunks are each in stream order; keep the whole answer so too.
-        receipts.sort_by_key(|r| r.stream);
-    }
-    Ok(receipts)
+    reader
+        .read(|db| {
+            // Each listed room is one range scan of (room_id, stream).
+            let mut statement = db.prepare_cached(
+                "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream \
+                 FROM receipts \
+                 WHERE room_id IN (SELECT value FROM json_each(?)) AND stream > ? AND stream <= ? \
+                 ORDER BY stream",
+            )?;
+            let mut receipts = Vec::new();
+            for chunk in room_ids.chunks(ID_CHUNK) {
+                let rooms = to_json(&chunk, "room ids")?;
+                let rows = statement.query_map((rooms, range.after, range.up_to), |row| {
+                    let thread_id: String = row.get("thread_id")?;
+                    Ok(ReceiptRecord {
+                        room_id: row.get("room_id")?,
+                        user_id: row.get("user_id")?,
+                        receipt_type: row.get("receipt_type")?,
+                        thread_id: (!thread_id.is_empty()).then_some(thread_id),
+                        event_id: row.get("event_id")?,
+                        ts: row.get("ts")?,
+                        stream: row.get("stream")?,
+                    })
+                })?;
+                for receipt in rows {
+                    receipts.push(receipt?);
+                }
+            }
+            if room_ids.len() > ID_CHUNK {
+                // Chunks are each in stream order; keep the whole answer so too.
+                receipts.sort_by_key(|r| r.stream);
+            }
+            Ok(receipts)
+        })
+        .await
 }
 
 pub(super) async fn insert_filter(
@@ -171,19 +198,6 @@ fn account_data_from_row(row: &SqliteRow) -> Result<AccountDataRecord> {
         room_id: (!room_id.is_empty()).then_some(room_id),
         data_type: row.try_get("data_type")?,
         content: row.try_get("content")?,
-        stream: row.try_get("stream")?,
-    })
-}
-
-fn receipt_from_row(row: &SqliteRow) -> Result<ReceiptRecord> {
-    let thread_id: String = row.try_get("thread_id")?;
-    Ok(ReceiptRecord {
-        room_id: row.try_get("room_id")?,
-        user_id: row.try_get("user_id")?,
-        receipt_type: row.try_get("receipt_type")?,
-        thread_id: (!thread_id.is_empty()).then_some(thread_id),
-        event_id: row.try_get("event_id")?,
-        ts: row.try_get("ts")?,
         stream: row.try_get("stream")?,
     })
 }
