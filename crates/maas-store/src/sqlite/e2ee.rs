@@ -39,7 +39,7 @@ impl E2eeStore for SqliteTenantStore {
         localpart: &str,
         device_id: &str,
     ) -> Result<Vec<(String, u64)>> {
-        keys::count_one_time_keys(&self.pool, localpart, device_id).await
+        keys::count_one_time_keys(&self.reader, localpart, device_id).await
     }
 
     async fn claim_key(
@@ -65,7 +65,7 @@ impl E2eeStore for SqliteTenantStore {
         localpart: &str,
         device_id: &str,
     ) -> Result<Vec<String>> {
-        keys::unused_fallback_key_types(&self.pool, localpart, device_id).await
+        keys::unused_fallback_key_types(&self.reader, localpart, device_id).await
     }
 
     async fn set_cross_signing_key(&self, key: &CrossSigningKeyRecord) -> Result<()> {
@@ -95,7 +95,7 @@ impl E2eeStore for SqliteTenantStore {
         up_to: i64,
         limit: u32,
     ) -> Result<Vec<ToDeviceRecord>> {
-        to_device::to_device_messages(&self.pool, localpart, device_id, up_to, limit).await
+        to_device::to_device_messages(&self.reader, localpart, device_id, up_to, limit).await
     }
 
     async fn delete_to_device(&self, localpart: &str, device_id: &str, up_to: i64) -> Result<()> {

@@ -2,10 +2,13 @@
 //! A key's algorithm is stored in its own column, so claims and counts are index lookups
 //! rather than prefix matches on key ids.
 
+use std::sync::Arc;
+
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::{device_name, missing};
+use crate::sqlite::raw::Direct;
 use crate::sqlite::util::{begin_write, to_u64};
 use crate::{
     CrossSigningKeyRecord, DeviceKeysRecord, OneTimeKeyRecord, Result, StoreError, StreamRange,
@@ -90,26 +93,29 @@ pub(super) async fn add_one_time_keys(
     Ok(())
 }
 
+/// Read straight on the tenant's direct reader: every sync of the device asks.
 pub(super) async fn count_one_time_keys(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     localpart: &str,
     device_id: &str,
 ) -> Result<Vec<(String, u64)>> {
-    let rows = sqlx::query(
-        "SELECT algorithm, COUNT(*) AS count FROM one_time_keys \
-         WHERE localpart = ? AND device_id = ? GROUP BY algorithm ORDER BY algorithm",
-    )
-    .bind(localpart)
-    .bind(device_id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let algorithm: String = row.try_get("algorithm")?;
-            let count = to_u64(row.try_get("count")?, "one-time key count")?;
-            Ok((algorithm, count))
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(
+                "SELECT algorithm, COUNT(*) FROM one_time_keys \
+                 WHERE localpart = ? AND device_id = ? GROUP BY algorithm ORDER BY algorithm",
+            )?;
+            let rows = statement.query_map((localpart, device_id), |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (algorithm, count) = row?;
+                counts.push((algorithm, to_u64(count, "one-time key count")?));
+            }
+            Ok(counts)
         })
-        .collect()
+        .await
 }
 
 pub(super) async fn claim_key(
@@ -180,20 +186,22 @@ pub(super) async fn set_fallback_keys(
     Ok(())
 }
 
+/// Read straight on the tenant's direct reader: every sync of the device asks.
 pub(super) async fn unused_fallback_key_types(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     localpart: &str,
     device_id: &str,
 ) -> Result<Vec<String>> {
-    let algorithms = sqlx::query_scalar(
-        "SELECT algorithm FROM fallback_keys \
-         WHERE localpart = ? AND device_id = ? AND used = 0 ORDER BY algorithm",
-    )
-    .bind(localpart)
-    .bind(device_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(algorithms)
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(
+                "SELECT algorithm FROM fallback_keys \
+                 WHERE localpart = ? AND device_id = ? AND used = 0 ORDER BY algorithm",
+            )?;
+            let algorithms = statement.query_map((localpart, device_id), |row| row.get(0))?;
+            Ok(algorithms.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
 }
 
 pub(super) async fn set_cross_signing_key(

@@ -1,10 +1,12 @@
 //! To-device messages: stored once per sender transaction, read by the recipient device in
 //! stream order, deleted when a later sync acknowledges them (or with the device).
 
-use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use std::sync::Arc;
+
+use sqlx::sqlite::SqlitePool;
 
 use super::{device_name, missing};
+use crate::sqlite::raw::Direct;
 use crate::sqlite::util::begin_write;
 use crate::{Result, ToDeviceRecord, TxnRecord};
 
@@ -51,26 +53,37 @@ pub(super) async fn insert_to_device(
     Ok(true)
 }
 
+/// Read straight on the tenant's direct reader: every sync of the device asks, and mostly
+/// finds nothing.
 pub(super) async fn to_device_messages(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     localpart: &str,
     device_id: &str,
     up_to: i64,
     limit: u32,
 ) -> Result<Vec<ToDeviceRecord>> {
-    let rows = sqlx::query(
-        "SELECT localpart, device_id, stream, sender, event_type, content \
-         FROM to_device_messages \
-         WHERE localpart = ? AND device_id = ? AND stream <= ? \
-         ORDER BY stream, id LIMIT ?",
-    )
-    .bind(localpart)
-    .bind(device_id)
-    .bind(up_to)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(message_from_row).collect()
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(
+                "SELECT localpart, device_id, stream, sender, event_type, content \
+                 FROM to_device_messages \
+                 WHERE localpart = ? AND device_id = ? AND stream <= ? \
+                 ORDER BY stream, id LIMIT ?",
+            )?;
+            let rows =
+                statement.query_map((localpart, device_id, up_to, i64::from(limit)), |row| {
+                    Ok(ToDeviceRecord {
+                        localpart: row.get("localpart")?,
+                        device_id: row.get("device_id")?,
+                        stream: row.get("stream")?,
+                        sender: row.get("sender")?,
+                        event_type: row.get("event_type")?,
+                        content_json: row.get("content")?,
+                    })
+                })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
 }
 
 pub(super) async fn delete_to_device(
@@ -88,15 +101,4 @@ pub(super) async fn delete_to_device(
     .execute(pool)
     .await?;
     Ok(())
-}
-
-fn message_from_row(row: &SqliteRow) -> Result<ToDeviceRecord> {
-    Ok(ToDeviceRecord {
-        localpart: row.try_get("localpart")?,
-        device_id: row.try_get("device_id")?,
-        stream: row.try_get("stream")?,
-        sender: row.try_get("sender")?,
-        event_type: row.try_get("event_type")?,
-        content_json: row.try_get("content")?,
-    })
 }
