@@ -582,15 +582,18 @@ mod tests {
                 .collect()
         }
 
-        /// `(user, highlight)` of each notification `event_id` causes, sorted.
-        async fn notified(&self, event_id: &OwnedEventId) -> Vec<(String, bool)> {
-            let event = self
-                .tenant
+        async fn stored(&self, event_id: &OwnedEventId) -> maas_store::EventRecord {
+            self.tenant
                 .store()
                 .event(event_id.as_str())
                 .await
                 .expect("event")
-                .expect("stored");
+                .expect("stored")
+        }
+
+        /// `(user, highlight)` of each notification `event_id` causes, sorted.
+        async fn notified(&self, event_id: &OwnedEventId) -> Vec<(String, bool)> {
+            let event = self.stored(event_id).await;
             let members = self.members().await;
             let records = push_actions(&self.tenant, &self.room_id, &event, &members)
                 .await
@@ -669,13 +672,7 @@ mod tests {
         assert_eq!(f.notified(&legacy_room).await, both(true, true));
 
         // Remote members count for the room size but get nothing evaluated here.
-        let event = f
-            .tenant
-            .store()
-            .event(plain.as_str())
-            .await
-            .expect("event")
-            .expect("stored");
+        let event = f.stored(&plain).await;
         let mut members = f.members().await;
         members.push(owned_user_id!("@dave:remote.example"));
         let records = push_actions(&f.tenant, &f.room_id, &event, &members)
@@ -824,13 +821,7 @@ mod tests {
         f: &Fixture,
         event_id: &OwnedEventId,
     ) -> (bool, Vec<(String, bool, bool)>) {
-        let event = f
-            .tenant
-            .store()
-            .event(event_id.as_str())
-            .await
-            .expect("event")
-            .expect("stored");
+        let event = f.stored(event_id).await;
         let rules = crate::rooms::rules_of("12").expect("rules");
         let members = f.members().await;
         let mut inputs = StateInputs::default();
