@@ -8,6 +8,7 @@ pub mod postgres;
 mod push;
 mod records;
 mod rooms;
+mod rows;
 pub mod sqlite;
 mod sync;
 

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::{EventRecord, Result, StateEntry, StreamRange};
+use crate::{EventRecord, MembershipRecord, Result, StateEntry, StreamRange};
 
 /// Member counts and heroes of one room (spec: "Room summary").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,4 +74,12 @@ pub trait SyncStore: Send + Sync {
         user_ids: &[String],
         room_ids: &[String],
     ) -> Result<Vec<String>>;
+
+    /// The current memberships in `room_ids` that changed in `range`, in stream order: whose
+    /// device lists an incremental sync must mention. Costs what changed, not the rooms' size.
+    async fn membership_changes_in(
+        &self,
+        room_ids: &[String],
+        range: StreamRange,
+    ) -> Result<Vec<MembershipRecord>>;
 }

@@ -130,6 +130,20 @@ macro_rules! on_both_backends {
             }
         }
     };
+    // On a multi-threaded runtime, like the server's: reads of many rooms leave its workers.
+    ($case:ident, multi_thread) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case(&*super::sqlite().await.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(&*super::postgres().await.store).await;
+            }
+        }
+    };
 }
 
 on_both_backends!(latest_room_events_are_the_newest_of_each_room);
@@ -139,6 +153,8 @@ on_both_backends!(member_summaries_count_and_pick_heroes);
 on_both_backends!(unread_counts_of_many_rooms);
 on_both_backends!(room_wide_notifications_count_while_joined);
 on_both_backends!(users_joined_to_any_of_the_rooms);
+on_both_backends!(membership_changes_in_a_range);
+on_both_backends!(reads_of_many_rooms_answer_as_reads_of_one, multi_thread);
 
 fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
     StateEntry {
@@ -774,4 +790,161 @@ async fn users_joined_to_any_of_the_rooms(store: &dyn TenantStore) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn membership_changes_in_a_range(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    persist(
+        store,
+        vec![
+            member(ROOM_A, ALICE, "join", 1),
+            member(ROOM_A, ZED, "join", 2),
+            member(ROOM_B, ALICE, "join", 3),
+            member(ROOM_A, "@carol:example.org", "invite", 4),
+            member(ROOM_B, ZED, "join", 5),
+            // Replaces Zed's join of room A: the current membership is this one.
+            member(ROOM_A, ZED, "leave", 6),
+        ],
+    )
+    .await;
+    let range = |after, up_to| StreamRange { after, up_to };
+    let changes = |found: Vec<MembershipRecord>| -> Vec<(String, String, String, i64)> {
+        found
+            .into_iter()
+            .map(|m| (m.room_id, m.user_id, m.membership, m.stream))
+            .collect()
+    };
+    let change = |room: &str, user: &str, value: &str, stream| {
+        (room.to_owned(), user.to_owned(), value.to_owned(), stream)
+    };
+    let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A, "!unknown:example.org"]);
+
+    let since_2 = store
+        .membership_changes_in(&all, range(2, 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        changes(since_2),
+        [
+            change(ROOM_B, ALICE, "join", 3),
+            change(ROOM_A, "@carol:example.org", "invite", 4),
+            change(ROOM_B, ZED, "join", 5),
+            change(ROOM_A, ZED, "leave", 6),
+        ]
+    );
+    // Zed's join of room A was replaced after the range: no current membership changed in it.
+    let early = store
+        .membership_changes_in(&rooms(&[ROOM_A]), range(0, 3))
+        .await
+        .unwrap();
+    assert_eq!(changes(early), [change(ROOM_A, ALICE, "join", 1)]);
+    let only_b = store
+        .membership_changes_in(&rooms(&[ROOM_B]), range(3, 6))
+        .await
+        .unwrap();
+    assert_eq!(changes(only_b), [change(ROOM_B, ZED, "join", 5)]);
+    assert!(
+        store
+            .membership_changes_in(&all, range(6, 9))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .membership_changes_in(&[], range(0, 9))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// More rooms than an incremental sync names: each batched read answers for each room what
+/// it answers for that room alone.
+async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
+    const ROOMS: i64 = 40;
+    with_rooms(store).await;
+    let room = |n: i64| format!("!many{n}:example.org");
+    for n in 0..ROOMS {
+        store
+            .insert_room(&RoomRecord {
+                room_id: room(n),
+                room_version: "12".to_owned(),
+                creator: ALICE.to_owned(),
+                created_ts: 1_000,
+                published: false,
+                state_group: 1,
+            })
+            .await
+            .unwrap();
+    }
+    // Room n holds Alice's join and n % 4 messages, notifying her with a highlight.
+    let mut stream = 0;
+    let mut events = Vec::new();
+    for n in 0..ROOMS {
+        stream += 1;
+        events.push(member(&room(n), ALICE, "join", stream));
+        for _ in 0..n % 4 {
+            stream += 1;
+            let mut new = plain(event(&room(n), stream));
+            new.event.sender = ZED.to_owned();
+            events.push(new);
+        }
+    }
+    let up_to = stream;
+    let actions: Vec<PushActionRecord> = events
+        .iter()
+        .filter(|new| new.event.sender == ZED)
+        .map(|new| action(&new.event.room_id, new.event.stream, None, true))
+        .collect();
+    persist(store, events).await;
+    store.insert_push_actions(&actions).await.unwrap();
+    let all: Vec<String> = (0..ROOMS).chain(0..3).map(room).collect();
+    let range = StreamRange { after: 0, up_to };
+
+    let latest = store.latest_room_events(&all, range, 2).await.unwrap();
+    let summaries = store.member_summaries(&all, ZED, 5).await.unwrap();
+    let changes = store.membership_changes_in(&all, range).await.unwrap();
+    assert_eq!(summaries.len(), ROOMS as usize, "each room once");
+    assert_eq!(changes.len(), ROOMS as usize, "Alice's join of each room");
+    for n in 0..ROOMS {
+        let id = room(n);
+        let mut alone = store
+            .room_events(&id, range, Direction::Backward, 2)
+            .await
+            .unwrap();
+        alone.reverse();
+        let batched: Vec<&EventRecord> = latest.iter().filter(|e| e.room_id == id).collect();
+        assert_eq!(batched, alone.iter().collect::<Vec<_>>(), "{id}");
+        let summary = summaries.iter().find(|s| s.room_id == id).unwrap();
+        assert_eq!(
+            (summary.joined, summary.heroes.clone()),
+            (1, rooms(&[ALICE]))
+        );
+    }
+    let mut unread = store.unread_counts_in(&all, ALICE).await.unwrap();
+    unread.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    let mut alone = Vec::new();
+    for n in (0..ROOMS).filter(|n| n % 4 > 0) {
+        let (notifications, highlights) = store
+            .unread_notification_counts(&room(n), ALICE)
+            .await
+            .unwrap();
+        assert_eq!(
+            (notifications, highlights),
+            ((n % 4) as u64, (n % 4) as u64)
+        );
+        alone.push(UnreadCounts {
+            room_id: room(n),
+            notifications,
+            highlights,
+        });
+    }
+    alone.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    assert_eq!(unread, alone);
+    let joined = store
+        .users_joined_to_any(&rooms(&[ALICE, ZED]), &all)
+        .await
+        .unwrap();
+    assert_eq!(joined, [ALICE]);
 }

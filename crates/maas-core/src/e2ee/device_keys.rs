@@ -262,52 +262,46 @@ pub(crate) async fn device_list_delta(
     user: &UserId,
     range: StreamRange,
 ) -> Result<(Vec<String>, Vec<String>)> {
-    let memberships = e2ee
-        .tenant
-        .store()
-        .memberships_of_user(user.as_str())
+    let store = e2ee.tenant.store();
+    let memberships = store.memberships_of_user(user.as_str()).await?;
+    let with_events = store
+        .rooms_with_events(&joined_rooms(&memberships), range)
         .await?;
-    device_list_delta_of(e2ee, user, range, &memberships).await
+    device_list_delta_of(e2ee, user, range, &memberships, &with_events).await
 }
 
-/// [`device_list_delta`] with the user's current memberships already read (sync has them).
+/// [`device_list_delta`] with the user's current memberships and their joined rooms with
+/// events in range already read (sync has them).
 pub(crate) async fn device_list_delta_of(
     e2ee: &E2ee<'_>,
     user: &UserId,
     range: StreamRange,
     memberships: &[MembershipRecord],
+    with_events: &[String],
 ) -> Result<(Vec<String>, Vec<String>)> {
     let store = e2ee.tenant.store();
-    let joined: Vec<String> = memberships
+    let joined = joined_rooms(memberships);
+    // Everyone in a room the user's own membership changed in came or went for them; in the
+    // other rooms with events, only those whose membership changed in range.
+    let mine_changed: HashSet<&str> = memberships
         .iter()
-        .filter(|m| m.membership == "join")
-        .map(|m| m.room_id.clone())
+        .filter(|m| m.stream > range.after && m.stream <= range.up_to)
+        .map(|m| m.room_id.as_str())
         .collect();
-    let in_range = |stream: i64| stream > range.after && stream <= range.up_to;
-    let device_changes = store.device_list_changes(range).await?;
-    let mut rooms: HashSet<String> = store
-        .rooms_with_events(&joined, range)
-        .await?
-        .into_iter()
+    let others: Vec<String> = with_events
+        .iter()
+        .filter(|room| !mine_changed.contains(room.as_str()))
+        .cloned()
         .collect();
-    rooms.extend(
-        memberships
-            .iter()
-            .filter(|m| in_range(m.stream))
-            .map(|m| m.room_id.clone()),
-    );
-    // Members whose membership changed in range, or all members of a room the user's own
-    // membership changed in.
-    let mut moved = Vec::new();
-    for room_id in rooms {
-        let mine = memberships.iter().find(|m| m.room_id == room_id);
-        let i_changed = mine.is_some_and(|m| in_range(m.stream));
-        for member in store.room_members(&room_id, None).await? {
-            if member.user_id != user.as_str() && (i_changed || in_range(member.stream)) {
-                moved.push(member);
-            }
-        }
+    let (device_changes, changes) = tokio::try_join!(
+        store.device_list_changes(range),
+        store.membership_changes_in(&others, range),
+    )?;
+    let mut moved = changes;
+    for room_id in mine_changed {
+        moved.extend(store.room_members(room_id, None).await?);
     }
+    moved.retain(|member| member.user_id != user.as_str());
     // Who of everyone concerned shares a room with the user: one read for all of them.
     let asked: Vec<String> = device_changes
         .iter()
@@ -343,4 +337,13 @@ pub(crate) async fn device_list_delta_of(
     changed.sort();
     left.sort();
     Ok((changed, left))
+}
+
+/// The rooms of `memberships` that are joins.
+pub(crate) fn joined_rooms(memberships: &[MembershipRecord]) -> Vec<String> {
+    memberships
+        .iter()
+        .filter(|m| m.membership == "join")
+        .map(|m| m.room_id.clone())
+        .collect()
 }

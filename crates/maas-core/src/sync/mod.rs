@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::accounts::AuthedUser;
-use crate::e2ee::device_keys::device_list_delta_of;
+use crate::e2ee::device_keys::{device_list_delta_of, joined_rooms};
 use crate::filter::Filter;
 use crate::{Error, Result, Tenant};
 
@@ -186,11 +186,14 @@ impl Builder<'_> {
             .filter(|m| m.membership == "join")
             .collect();
         let joined_ids: Vec<String> = joined.iter().map(|m| m.room_id.clone()).collect();
+        // Of every joined room, not only those the filter lets through: device lists look at
+        // them all.
+        let all_joined_ids = joined_rooms(&all_memberships);
         let (receipts, with_events) = tokio::try_join!(
             self.receipts(&joined_ids),
-            self.rooms_with_events(&joined_ids),
+            self.rooms_with_events(&all_joined_ids),
         )?;
-        let active = self.active_rooms(&joined_ids, with_events, &receipts);
+        let active = self.active_rooms(&joined_ids, &with_events, &receipts);
 
         let plans: Vec<RoomPlan> = joined
             .iter()
@@ -209,7 +212,15 @@ impl Builder<'_> {
             async {
                 match self.since {
                     Some(_) => {
-                        device_list_delta_of(&e2ee, self.user, self.range(), &all_memberships).await
+                        let range = self.range();
+                        device_list_delta_of(
+                            &e2ee,
+                            self.user,
+                            range,
+                            &all_memberships,
+                            &with_events,
+                        )
+                        .await
                     }
                     None => Ok((Vec::new(), Vec::new())),
                 }
@@ -268,9 +279,9 @@ impl Builder<'_> {
         Ok(by_room)
     }
 
-    /// The joined rooms with events in range; none are read when sending everything.
+    /// Those of `joined` with events in range; none are read for an initial sync.
     async fn rooms_with_events(&self, joined: &[String]) -> Result<Vec<String>> {
-        if self.sends_everything() {
+        if self.since.is_none() {
             return Ok(Vec::new());
         }
         Ok(self
@@ -285,13 +296,13 @@ impl Builder<'_> {
     fn active_rooms(
         &self,
         joined: &[String],
-        with_events: Vec<String>,
+        with_events: &[String],
         receipts: &HashMap<String, Vec<ReceiptRecord>>,
     ) -> HashSet<String> {
         if self.sends_everything() {
             return joined.iter().cloned().collect();
         }
-        let mut rooms: HashSet<String> = with_events.into_iter().collect();
+        let mut rooms: HashSet<String> = with_events.iter().cloned().collect();
         let typing = self.tenant.typing();
         rooms.extend(
             joined

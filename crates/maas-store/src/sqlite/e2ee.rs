@@ -81,7 +81,7 @@ impl E2eeStore for SqliteTenantStore {
     }
 
     async fn device_list_changes(&self, range: StreamRange) -> Result<Vec<String>> {
-        keys::device_list_changes(&self.pool, range).await
+        keys::device_list_changes(&self.reader, range).await
     }
 
     async fn insert_to_device(&self, txn: &TxnRecord, messages: &[ToDeviceRecord]) -> Result<bool> {

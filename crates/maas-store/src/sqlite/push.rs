@@ -112,7 +112,10 @@ impl PushStore for SqliteTenantStore {
     }
 
     async fn unread_notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
-        let counts = super::rooms::sync::unread_counts_in(&self.pool, &[room_id], user_id).await?;
+        let counts = self
+            .reader
+            .read(|db| super::rooms::sync::unread_counts_in(db, &[room_id], user_id))
+            .await?;
         Ok(counts
             .first()
             .map_or((0, 0), |c| (c.notifications, c.highlights)))

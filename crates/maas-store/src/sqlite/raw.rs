@@ -7,11 +7,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{ErrorCode, TransactionBehavior};
 
 use super::SqliteOptions;
 use crate::{Result, StoreError};
+
+/// Reads of up to this many rooms or events run on the caller's thread (`Direct::read_many`):
+/// an incremental sync's, which name the few rooms that changed.
+pub(crate) const INLINE_IDS: usize = 16;
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
 
 /// One of a tenant's connections opened directly with rusqlite rather than through sqlx, and
 /// used under a lock on the caller's thread. A tenant has two: its writer, for writes of
@@ -59,19 +66,45 @@ impl Direct {
 
     /// Runs `read`, a lookup of a few rows by index, right here: in WAL mode a read never
     /// waits for writers, and such a lookup takes microseconds, less than handing it to
-    /// another thread.
+    /// another thread. Only when the connection is busy with another read does this one wait
+    /// for it, off the runtime's workers.
     pub(crate) async fn read<T>(
         self: &Arc<Self>,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
     ) -> Result<T> {
-        self.with(|db| read(db))
+        match self.conn.try_lock() {
+            Some(conn) => self.with_locked(conn, |db| read(db)),
+            None => blocking(|| self.with(|db| read(db))),
+        }
+    }
+
+    /// Runs `read`, a read of `ids` rooms or events, right here when they are few (as
+    /// `read`), and off the runtime's workers when they are many: an initial sync reads the
+    /// timelines and state of hundreds of rooms, milliseconds that must not stall the
+    /// requests sharing the worker.
+    pub(crate) async fn read_many<T>(
+        self: &Arc<Self>,
+        ids: usize,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
+        if ids <= INLINE_IDS {
+            return self.read(read).await;
+        }
+        blocking(|| self.with(|db| read(db)))
     }
 
     fn with<T>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = self.conn.lock();
+        self.with_locked(self.conn.lock(), f)
+    }
+
+    fn with_locked<T>(
+        self: &Arc<Self>,
+        mut conn: MutexGuard<'_, Option<Open>>,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
         let open = match conn.take() {
             Some(open) => open,
             None => {
@@ -103,6 +136,9 @@ impl Direct {
     fn open(&self) -> Result<rusqlite::Connection> {
         let db = rusqlite::Connection::open(&self.path)?;
         db.busy_timeout(super::BUSY_TIMEOUT)?;
+        // Every statement the connection runs stays prepared: rusqlite's default keeps 16,
+        // fewer than the reader's.
+        db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let synchronous = if self.options.durable {
             "FULL"
         } else {
@@ -154,6 +190,18 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
+}
+
+/// Every row of `rows`, each mapped by `map`.
+pub(crate) fn collect<'stmt, T>(
+    mut rows: rusqlite::Rows<'stmt>,
+    map: impl Fn(&rusqlite::Row<'stmt>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
 }
 
 /// Turns a unique or primary key violation into `Conflict(what)`.
@@ -217,6 +265,41 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(count, 0, "the first insert was rolled back with the second");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_of_a_busy_connection_waits_for_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = direct(&dir, Duration::from_secs(60));
+        db.write(
+            |tx| Ok(tx.execute_batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7)")?),
+        )
+        .await
+        .expect("create");
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let holder = {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                let _busy = db.conn.lock();
+                locked_tx.send(()).expect("signal");
+                std::thread::sleep(Duration::from_millis(100));
+            })
+        };
+        locked
+            .recv()
+            .expect("the other thread holds the connection");
+        let read = |c: &rusqlite::Connection| Ok(c.query_row("SELECT v FROM t", [], |r| r.get(0))?);
+        let value: i64 = db
+            .read(read)
+            .await
+            .expect("read once the connection is free");
+        assert_eq!(value, 7);
+        let many: i64 = db
+            .read_many(INLINE_IDS + 1, read)
+            .await
+            .expect("read of many ids");
+        assert_eq!(many, 7);
+        holder.join().expect("holder");
     }
 
     #[tokio::test]

@@ -78,7 +78,7 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn events(&self, event_ids: &[String]) -> Result<Vec<EventRecord>> {
-        events::events(&self.pool, event_ids).await
+        events::events(&self.reader, event_ids).await
     }
 
     async fn event_id_by_txn(&self, txn: &TxnRecord) -> Result<Option<String>> {
@@ -100,7 +100,7 @@ impl RoomStore for SqliteTenantStore {
     }
 
     async fn last_event_at(&self, room_id: &str, stream: i64) -> Result<Option<EventRecord>> {
-        events::last_event_at(&self.pool, room_id, stream).await
+        events::last_event_at(&self.reader, room_id, stream).await
     }
 
     async fn event_by_timestamp(

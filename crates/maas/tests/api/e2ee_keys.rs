@@ -604,3 +604,39 @@ async fn device_lists_follow_devices_and_shared_rooms() {
         "Bob left the only shared room: {s}"
     );
 }
+
+#[tokio::test]
+async fn device_lists_ignore_the_room_filter() {
+    let srv = TestServer::start().await;
+    let alice = local_user(&srv, "alice").await;
+    let bob = local_user(&srv, "bob").await;
+    let carol = local_user(&srv, "carol").await;
+    let api = srv.on("localhost");
+    let (alice_api, bob_api, carol_api) =
+        (api.as_user(&alice), api.as_user(&bob), api.as_user(&carol));
+    let room_id = shared_encrypted_room(&alice_api, &[(&bob_api, &bob.user_id)]).await;
+    // Alice's client asks for no rooms at all; device lists still cover the rooms she is in.
+    let no_rooms = json!({"room": {"rooms": []}});
+    let t0 = next_batch(&sync(&alice_api, None, Some(&no_rooms)).await);
+
+    // Carol joins a room Alice was already in: only Carol's membership changed.
+    invite(&alice_api, &room_id, &carol.user_id).await;
+    join(&carol_api, &room_id).await;
+    let s = sync(&alice_api, Some(&t0), Some(&no_rooms)).await;
+    assert!(
+        s["rooms"]["join"].as_object().is_some_and(|j| j.is_empty()),
+        "the filter lets no room through: {s}"
+    );
+    assert_eq!(device_lists(&s, "changed"), [carol.user_id.as_str()], "{s}");
+    let t1 = next_batch(&s);
+
+    let bob2 = srv.login("localhost", "bob", "pw-bob-1").await;
+    upload_device_keys(&api.as_user(&bob2), &TestDevice::of(&bob2)).await;
+    let s = sync(&alice_api, Some(&t1), Some(&no_rooms)).await;
+    assert_eq!(device_lists(&s, "changed"), [bob.user_id.as_str()], "{s}");
+    let t2 = next_batch(&s);
+
+    leave_raw(&carol_api, &room_id).await.ok();
+    let s = sync(&alice_api, Some(&t2), Some(&no_rooms)).await;
+    assert_eq!(device_lists(&s, "left"), [carol.user_id.as_str()], "{s}");
+}

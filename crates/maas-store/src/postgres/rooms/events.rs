@@ -3,12 +3,12 @@
 //! key of `events`, and every range query reads an index that ends in it.
 
 use serde_json::Value;
-use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 
 use super::{members, state};
 use crate::postgres::push;
 use crate::postgres::util::{Schema, conflict, violates};
+use crate::rows::event_from_row;
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
     StreamRange, TxnRecord,
@@ -408,56 +408,4 @@ pub(super) async fn thread_roots(
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(event_from_row).collect()
-}
-
-pub(super) fn event_from_row(row: &PgRow) -> Result<EventRecord> {
-    let event_id: String = row.try_get("event_id")?;
-    let txn = match (
-        row.try_get::<Option<String>, _>("txn_localpart")?,
-        row.try_get::<Option<String>, _>("txn_device_id")?,
-        row.try_get::<Option<String>, _>("txn_id")?,
-    ) {
-        (Some(localpart), Some(device_id), Some(txn_id)) => Some(TxnRecord {
-            localpart,
-            device_id,
-            txn_id,
-        }),
-        (None, None, None) => None,
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "partial transaction of event {event_id}"
-            )));
-        }
-    };
-    let relation = match (
-        row.try_get::<Option<String>, _>("rel_type")?,
-        row.try_get::<Option<String>, _>("parent_event_id")?,
-    ) {
-        (Some(rel_type), Some(parent_event_id)) => Some(RelationRecord {
-            rel_type,
-            parent_event_id,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "partial relation of event {event_id}"
-            )));
-        }
-    };
-    Ok(EventRecord {
-        event_id,
-        room_id: row.try_get("room_id")?,
-        stream: row.try_get("stream")?,
-        depth: row.try_get("depth")?,
-        event_type: row.try_get("event_type")?,
-        state_key: row.try_get("state_key")?,
-        sender: row.try_get("sender")?,
-        origin_server_ts: row.try_get("origin_server_ts")?,
-        pdu: row.try_get("pdu")?,
-        state_before: row.try_get("state_before")?,
-        state_after: row.try_get("state_after")?,
-        redacted_by: row.try_get("redacted_by")?,
-        txn,
-        relation,
-    })
 }

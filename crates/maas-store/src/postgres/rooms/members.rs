@@ -3,9 +3,10 @@
 //! "what changed for this user" never reads other users' rows.
 
 use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 
 use crate::postgres::util::{Schema, conflict};
+use crate::rows::membership_from_row;
 use crate::{AliasRecord, MembershipRecord, Result, StoreError, StreamRange};
 
 /// `SELECT <every membership column> FROM room_memberships <rest>`, as a `&'static str`.
@@ -203,16 +204,4 @@ pub(super) async fn aliases_of_room(schema: &Schema, room_id: &str) -> Result<Ve
             .fetch_all(&mut *conn)
             .await?;
     Ok(aliases)
-}
-
-fn membership_from_row(row: &PgRow) -> Result<MembershipRecord> {
-    Ok(MembershipRecord {
-        room_id: row.try_get("room_id")?,
-        user_id: row.try_get("user_id")?,
-        membership: row.try_get("membership")?,
-        event_id: row.try_get("event_id")?,
-        stream: row.try_get("stream")?,
-        sender: row.try_get("sender")?,
-        stripped_state: row.try_get("stripped_state")?,
-    })
 }

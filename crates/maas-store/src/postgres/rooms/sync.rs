@@ -8,12 +8,12 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 
-use super::events::event_from_row;
 use crate::postgres::PostgresTenantStore;
 use crate::postgres::util::to_u64;
+use crate::rows::{event_from_row, membership_from_row};
 use crate::{
-    EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
-    UnreadCounts,
+    EventRecord, MemberSummary, MembershipRecord, Result, StateEntry, StoreError, StreamRange,
+    SyncStore, UnreadCounts,
 };
 
 /// Chains longer than this can only come from a damaged database (or a cycle); as in `state`.
@@ -228,6 +228,31 @@ impl SyncStore for PostgresTenantStore {
         .fetch_all(&mut *conn)
         .await?;
         Ok(users)
+    }
+
+    async fn membership_changes_in(
+        &self,
+        room_ids: &[String],
+        range: StreamRange,
+    ) -> Result<Vec<MembershipRecord>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One range of the (room_id, stream) index per room: the cost follows the changes,
+        // not the room's size.
+        let mut conn = self.schema.conn().await?;
+        let rows = sqlx::query(
+            "SELECT m.* FROM (SELECT DISTINCT unnest($1::text[]) AS room_id) AS r \
+             JOIN room_memberships AS m ON m.room_id = r.room_id \
+             WHERE m.stream > $2 AND m.stream <= $3 \
+             ORDER BY m.stream",
+        )
+        .bind(room_ids)
+        .bind(range.after)
+        .bind(range.up_to)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(membership_from_row).collect()
     }
 }
 

@@ -260,19 +260,22 @@ pub(super) async fn record_device_list_change(
     Ok(())
 }
 
+/// Read straight on the tenant's direct reader: every incremental sync asks, and the range
+/// of the primary key it reads is usually empty.
 pub(super) async fn device_list_changes(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     range: StreamRange,
 ) -> Result<Vec<String>> {
-    let users = sqlx::query_scalar(
-        "SELECT DISTINCT user_id FROM device_list_changes \
-         WHERE stream > ? AND stream <= ? ORDER BY user_id",
-    )
-    .bind(range.after)
-    .bind(range.up_to)
-    .fetch_all(pool)
-    .await?;
-    Ok(users)
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(
+                "SELECT DISTINCT user_id FROM device_list_changes \
+                 WHERE stream > ? AND stream <= ? ORDER BY user_id",
+            )?;
+            let users = statement.query_map((range.after, range.up_to), |row| row.get(0))?;
+            Ok(users.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
 }
 
 /// The algorithm of a key id `<algorithm>:<id>`; an id without ':' is all algorithm, so that

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
-use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 
 use super::{ID_CHUNK, members, state};
+use crate::rows::event_from_row;
 use crate::sqlite::push;
 use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_json};
 use crate::{
-    Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
-    StreamRange, TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StreamRange,
+    TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -180,22 +180,24 @@ pub(super) async fn event(pool: &SqlitePool, event_id: &str) -> Result<Option<Ev
     row.as_ref().map(event_from_row).transpose()
 }
 
-pub(super) async fn events(pool: &SqlitePool, event_ids: &[String]) -> Result<Vec<EventRecord>> {
-    let mut events = Vec::with_capacity(event_ids.len());
-    // The ids go in as one JSON array per chunk: a single bind parameter, and a statement of
-    // bounded size however long the list is.
-    for chunk in event_ids.chunks(ID_CHUNK) {
-        let rows = sqlx::query(select_events!(
-            "WHERE event_id IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(to_json(&chunk, "event ids")?)
-        .fetch_all(pool)
-        .await?;
-        for row in &rows {
-            events.push(event_from_row(row)?);
-        }
-    }
-    Ok(events)
+/// Read on the tenant's direct reader: sync asks for the state events of every room it sends
+/// whole, and the bundled aggregations' redactions.
+pub(super) async fn events(reader: &Arc<Direct>, event_ids: &[String]) -> Result<Vec<EventRecord>> {
+    reader
+        .read_many(event_ids.len(), |db| {
+            // The ids go in as one JSON array per chunk: a single bind parameter, and a
+            // statement of bounded size however long the list is.
+            let mut statement = db.prepare_cached(select_events!(
+                "WHERE event_id IN (SELECT value FROM json_each(?))"
+            ))?;
+            let mut events = Vec::with_capacity(event_ids.len());
+            for chunk in event_ids.chunks(ID_CHUNK) {
+                let rows = statement.query([to_json(&chunk, "event ids")?])?;
+                events.extend(raw::collect(rows, event_from_row)?);
+            }
+            Ok(events)
+        })
+        .await
 }
 
 /// On every send, before the write lock: a point lookup, run directly.
@@ -254,19 +256,21 @@ pub(super) async fn room_events(
     rows.iter().map(event_from_row).collect()
 }
 
+/// Read on the tenant's direct reader: sync asks for each room it sends state of.
 pub(super) async fn last_event_at(
-    pool: &SqlitePool,
+    reader: &Arc<Direct>,
     room_id: &str,
     stream: i64,
 ) -> Result<Option<EventRecord>> {
-    let row = sqlx::query(select_events!(
-        "WHERE room_id = ? AND stream <= ? ORDER BY stream DESC LIMIT 1"
-    ))
-    .bind(room_id)
-    .bind(stream)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(event_from_row).transpose()
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(select_events!(
+                "WHERE room_id = ? AND stream <= ? ORDER BY stream DESC LIMIT 1"
+            ))?;
+            let rows = statement.query((room_id, stream))?;
+            Ok(raw::collect(rows, event_from_row)?.pop())
+        })
+        .await
 }
 
 pub(super) async fn event_by_timestamp(
@@ -399,56 +403,4 @@ pub(super) async fn thread_roots(
     .fetch_all(pool)
     .await?;
     rows.iter().map(event_from_row).collect()
-}
-
-pub(super) fn event_from_row(row: &SqliteRow) -> Result<EventRecord> {
-    let event_id: String = row.try_get("event_id")?;
-    let txn = match (
-        row.try_get::<Option<String>, _>("txn_localpart")?,
-        row.try_get::<Option<String>, _>("txn_device_id")?,
-        row.try_get::<Option<String>, _>("txn_id")?,
-    ) {
-        (Some(localpart), Some(device_id), Some(txn_id)) => Some(TxnRecord {
-            localpart,
-            device_id,
-            txn_id,
-        }),
-        (None, None, None) => None,
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "partial transaction of event {event_id}"
-            )));
-        }
-    };
-    let relation = match (
-        row.try_get::<Option<String>, _>("rel_type")?,
-        row.try_get::<Option<String>, _>("parent_event_id")?,
-    ) {
-        (Some(rel_type), Some(parent_event_id)) => Some(RelationRecord {
-            rel_type,
-            parent_event_id,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "partial relation of event {event_id}"
-            )));
-        }
-    };
-    Ok(EventRecord {
-        event_id,
-        room_id: row.try_get("room_id")?,
-        stream: row.try_get("stream")?,
-        depth: row.try_get("depth")?,
-        event_type: row.try_get("event_type")?,
-        state_key: row.try_get("state_key")?,
-        sender: row.try_get("sender")?,
-        origin_server_ts: row.try_get("origin_server_ts")?,
-        pdu: row.try_get("pdu")?,
-        state_before: row.try_get("state_before")?,
-        state_after: row.try_get("state_after")?,
-        redacted_by: row.try_get("redacted_by")?,
-        txn,
-        relation,
-    })
 }

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 
-use crate::sqlite::raw::Direct;
+use crate::rows::membership_from_row;
+use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{begin_write, conflict};
 use crate::{AliasRecord, MembershipRecord, Result, StoreError, StreamRange};
 
@@ -81,18 +82,7 @@ pub(super) async fn memberships_of_user(
         .read(|db| {
             let mut statement =
                 db.prepare_cached(select_memberships!("WHERE user_id = ? ORDER BY stream"))?;
-            let rows = statement.query_map([user_id], |row| {
-                Ok(MembershipRecord {
-                    room_id: row.get("room_id")?,
-                    user_id: row.get("user_id")?,
-                    membership: row.get("membership")?,
-                    event_id: row.get("event_id")?,
-                    stream: row.get("stream")?,
-                    sender: row.get("sender")?,
-                    stripped_state: row.get("stripped_state")?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            raw::collect(statement.query([user_id])?, membership_from_row)
         })
         .await
 }
@@ -204,16 +194,4 @@ pub(super) async fn aliases_of_room(pool: &SqlitePool, room_id: &str) -> Result<
             .fetch_all(pool)
             .await?;
     Ok(aliases)
-}
-
-fn membership_from_row(row: &SqliteRow) -> Result<MembershipRecord> {
-    Ok(MembershipRecord {
-        room_id: row.try_get("room_id")?,
-        user_id: row.try_get("user_id")?,
-        membership: row.try_get("membership")?,
-        event_id: row.try_get("event_id")?,
-        stream: row.try_get("stream")?,
-        sender: row.try_get("sender")?,
-        stripped_state: row.try_get("stripped_state")?,
-    })
 }

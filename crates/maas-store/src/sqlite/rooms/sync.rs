@@ -2,21 +2,22 @@
 //! statement. The ids go in as a JSON array (one bind parameter, fixed statement text, so the
 //! prepared statement is reused); SQLite has no LATERAL join, so "the newest N of each room"
 //! is a correlated subquery per listed room that finds where that room's window starts, followed
-//! by one index range read per room.
+//! by one index range read per room. All run on the tenant's direct reader: an incremental
+//! sync's few rooms on the caller's thread, an initial sync's many off the runtime's workers.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
+use rusqlite::Connection;
 
 use super::ID_CHUNK;
-use super::events::event_from_row;
+use crate::rows::{Columns, event_from_row, membership_from_row};
 use crate::sqlite::SqliteTenantStore;
+use crate::sqlite::raw;
 use crate::sqlite::util::{to_json, to_u64};
 use crate::{
-    EventRecord, MemberSummary, Result, StateEntry, StoreError, StreamRange, SyncStore,
-    UnreadCounts,
+    EventRecord, MemberSummary, MembershipRecord, Result, StateEntry, StoreError, StreamRange,
+    SyncStore, UnreadCounts,
 };
 
 /// Chains longer than this can only come from a damaged database (or a cycle); as in `state`.
@@ -39,12 +40,17 @@ impl SyncStore for SqliteTenantStore {
         range: StreamRange,
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        let mut events = Vec::new();
-        for chunk in distinct(room_ids).chunks(ID_CHUNK) {
-            events.extend(latest_room_events(&self.pool, chunk, range, limit).await?);
-        }
-        events.sort_by_key(|e| e.stream);
-        Ok(events)
+        let room_ids = distinct(room_ids);
+        self.reader
+            .read_many(room_ids.len(), |db| {
+                let mut events = Vec::new();
+                for chunk in room_ids.chunks(ID_CHUNK) {
+                    events.extend(latest_room_events(db, chunk, range, limit)?);
+                }
+                events.sort_by_key(|e| e.stream);
+                Ok(events)
+            })
+            .await
     }
 
     async fn children_of(
@@ -53,12 +59,17 @@ impl SyncStore for SqliteTenantStore {
         rel_types: &[&str],
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        let mut events = Vec::new();
-        for chunk in distinct(parent_event_ids).chunks(ID_CHUNK) {
-            events.extend(children_of(&self.pool, chunk, rel_types, limit).await?);
-        }
-        events.sort_by_key(|e| e.stream);
-        Ok(events)
+        let parents = distinct(parent_event_ids);
+        self.reader
+            .read_many(parents.len(), |db| {
+                let mut events = Vec::new();
+                for chunk in parents.chunks(ID_CHUNK) {
+                    events.extend(children_of(db, chunk, rel_types, limit)?);
+                }
+                events.sort_by_key(|e| e.stream);
+                Ok(events)
+            })
+            .await
     }
 
     async fn state_groups(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<StateEntry>)>> {
@@ -68,11 +79,15 @@ impl SyncStore for SqliteTenantStore {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let mut groups = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(ID_CHUNK) {
-            groups.extend(state_groups(&self.pool, chunk).await?);
-        }
-        Ok(groups)
+        self.reader
+            .read_many(ids.len(), |db| {
+                let mut groups = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(ID_CHUNK) {
+                    groups.extend(state_groups(db, chunk)?);
+                }
+                Ok(groups)
+            })
+            .await
     }
 
     async fn member_summaries(
@@ -81,11 +96,16 @@ impl SyncStore for SqliteTenantStore {
         user_id: &str,
         max_heroes: u32,
     ) -> Result<Vec<MemberSummary>> {
-        let mut summaries = Vec::new();
-        for chunk in distinct(room_ids).chunks(ID_CHUNK) {
-            summaries.extend(member_summaries(&self.pool, chunk, user_id, max_heroes).await?);
-        }
-        Ok(summaries)
+        let room_ids = distinct(room_ids);
+        self.reader
+            .read_many(room_ids.len(), |db| {
+                let mut summaries = Vec::new();
+                for chunk in room_ids.chunks(ID_CHUNK) {
+                    summaries.extend(member_summaries(db, chunk, user_id, max_heroes)?);
+                }
+                Ok(summaries)
+            })
+            .await
     }
 
     async fn unread_counts_in(
@@ -93,11 +113,16 @@ impl SyncStore for SqliteTenantStore {
         room_ids: &[String],
         user_id: &str,
     ) -> Result<Vec<UnreadCounts>> {
-        let mut counts = Vec::new();
-        for chunk in distinct(room_ids).chunks(ID_CHUNK) {
-            counts.extend(unread_counts_in(&self.pool, chunk, user_id).await?);
-        }
-        Ok(counts)
+        let room_ids = distinct(room_ids);
+        self.reader
+            .read_many(room_ids.len(), |db| {
+                let mut counts = Vec::new();
+                for chunk in room_ids.chunks(ID_CHUNK) {
+                    counts.extend(unread_counts_in(db, chunk, user_id)?);
+                }
+                Ok(counts)
+            })
+            .await
     }
 
     async fn users_joined_to_any(
@@ -111,20 +136,49 @@ impl SyncStore for SqliteTenantStore {
         // The rooms go in whole: each listed user is one range read of the by-user index,
         // checked against them.
         let rooms = to_json(&room_ids, "room ids")?;
-        let mut users = Vec::new();
-        for chunk in distinct(user_ids).chunks(ID_CHUNK) {
-            let found: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT user_id FROM room_memberships \
-                 WHERE user_id IN (SELECT value FROM json_each(?1)) AND membership = 'join' \
-                   AND room_id IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(to_json(&chunk, "user ids")?)
-            .bind(&rooms)
-            .fetch_all(&self.pool)
-            .await?;
-            users.extend(found);
-        }
-        Ok(users)
+        let user_ids = distinct(user_ids);
+        self.reader
+            .read_many(user_ids.len(), |db| {
+                let mut statement = db.prepare_cached(
+                    "SELECT DISTINCT user_id FROM room_memberships \
+                     WHERE user_id IN (SELECT value FROM json_each(?1)) \
+                       AND membership = 'join' \
+                       AND room_id IN (SELECT value FROM json_each(?2))",
+                )?;
+                let mut users = Vec::new();
+                for chunk in user_ids.chunks(ID_CHUNK) {
+                    let found = statement.query((to_json(&chunk, "user ids")?, &rooms))?;
+                    users.extend(raw::collect(found, |row| row.text("user_id"))?);
+                }
+                Ok(users)
+            })
+            .await
+    }
+
+    async fn membership_changes_in(
+        &self,
+        room_ids: &[String],
+        range: StreamRange,
+    ) -> Result<Vec<MembershipRecord>> {
+        let room_ids = distinct(room_ids);
+        self.reader
+            .read_many(room_ids.len(), |db| {
+                // One range of the (room_id, stream) index per room: the cost follows the
+                // changes, not the room's size.
+                let mut statement = db.prepare_cached(
+                    "SELECT m.* FROM json_each(?1) AS r CROSS JOIN room_memberships AS m \
+                     WHERE m.room_id = r.value AND m.stream > ?2 AND m.stream <= ?3",
+                )?;
+                let mut changes = Vec::new();
+                for chunk in room_ids.chunks(ID_CHUNK) {
+                    let ids = to_json(&chunk, "room ids")?;
+                    let rows = statement.query((ids, range.after, range.up_to))?;
+                    changes.extend(raw::collect(rows, membership_from_row)?);
+                }
+                changes.sort_by_key(|m| m.stream);
+                Ok(changes)
+            })
+            .await
     }
 }
 
@@ -138,8 +192,8 @@ fn distinct(ids: &[String]) -> Vec<&str> {
         .collect()
 }
 
-async fn latest_room_events(
-    pool: &SqlitePool,
+fn latest_room_events(
+    db: &Connection,
     room_ids: &[&str],
     range: StreamRange,
     limit: u32,
@@ -147,7 +201,7 @@ async fn latest_room_events(
     // `bounds.low` is the stream of the room's (limit+1)-th newest event in range (or the
     // range's start when there are fewer): the events above it are the newest `limit`. Both
     // reads walk the (room_id, stream) index of one room; CROSS JOIN keeps the rooms outside.
-    let rows = sqlx::query(concat!(
+    let mut statement = db.prepare_cached(concat!(
         "WITH bounds (room_id, low) AS ( \
              SELECT r.value, COALESCE( \
                  (SELECT stream FROM events \
@@ -160,18 +214,18 @@ async fn latest_room_events(
         event_columns!(),
         " FROM bounds AS b CROSS JOIN events AS e \
          WHERE e.room_id = b.room_id AND e.stream > b.low AND e.stream <= ?3"
-    ))
-    .bind(to_json(&room_ids, "room ids")?)
-    .bind(range.after)
-    .bind(range.up_to)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(event_from_row).collect()
+    ))?;
+    let rows = statement.query((
+        to_json(&room_ids, "room ids")?,
+        range.after,
+        range.up_to,
+        i64::from(limit),
+    ))?;
+    raw::collect(rows, event_from_row)
 }
 
-async fn children_of(
-    pool: &SqlitePool,
+fn children_of(
+    db: &Connection,
     parent_event_ids: &[&str],
     rel_types: &[&str],
     limit: u32,
@@ -179,7 +233,7 @@ async fn children_of(
     // Both lists are probed on the (parent_event_id, rel_type, stream) index; the window
     // numbers each parent's children oldest first. Most events have no children at all, so
     // this reads little more than the index entries it finds.
-    let rows = sqlx::query(concat!(
+    let mut statement = db.prepare_cached(concat!(
         "SELECT ",
         event_columns!(),
         " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY parent_event_id ORDER BY stream) AS n \
@@ -187,22 +241,22 @@ async fn children_of(
                 WHERE parent_event_id IN (SELECT value FROM json_each(?1)) \
                   AND rel_type IN (SELECT value FROM json_each(?2))) AS e \
          WHERE e.n <= ?3"
-    ))
-    .bind(to_json(&parent_event_ids, "event ids")?)
-    .bind(to_json(&rel_types, "relation types")?)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(event_from_row).collect()
+    ))?;
+    let rows = statement.query((
+        to_json(&parent_event_ids, "event ids")?,
+        to_json(&rel_types, "relation types")?,
+        i64::from(limit),
+    ))?;
+    raw::collect(rows, event_from_row)
 }
 
-async fn state_groups(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<(i64, Vec<StateEntry>)>> {
+fn state_groups(db: &Connection, ids: &[i64]) -> Result<Vec<(i64, Vec<StateEntry>)>> {
     // One statement, so one snapshot. `chain` follows every listed group (`start`) down to its
     // snapshot. The first part gives one row per reached group with the `prev_group` of the
     // last group of its chain (SQLite fills bare columns of a MAX() aggregate from the row
     // holding the maximum), which must be NULL; the second each group's entries, each key
     // taking the entry of the newest group (the smallest depth) that sets it.
-    let rows = sqlx::query(
+    let mut statement = db.prepare_cached(
         "WITH RECURSIVE chain (start, id, prev_group, depth) AS ( \
              SELECT id, id, prev_group, 0 FROM state_groups \
              WHERE id IN (SELECT value FROM json_each(?1)) \
@@ -218,17 +272,14 @@ async fn state_groups(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<(i64, Vec<St
          SELECT c.start, NULL, e.event_type, e.state_key, e.event_id, MIN(c.depth) \
          FROM chain AS c JOIN state_group_entries AS e ON e.group_id = c.id \
          GROUP BY c.start, e.event_type, e.state_key",
-    )
-    .bind(to_json(&ids, "state group ids")?)
-    .bind(MAX_CHAIN)
-    .fetch_all(pool)
-    .await?;
+    )?;
+    let mut rows = statement.query((to_json(&ids, "state group ids")?, MAX_CHAIN))?;
     let mut groups: HashMap<i64, Vec<StateEntry>> = HashMap::with_capacity(ids.len());
-    for row in &rows {
-        let start: i64 = row.try_get("start")?;
+    while let Some(row) = rows.next()? {
+        let start = row.int("start")?;
         // Rows without an entry are the chain ends.
-        let Some(event_type) = row.try_get::<Option<String>, _>("event_type")? else {
-            if row.try_get::<Option<i64>, _>("oldest_prev")?.is_some() {
+        let Some(event_type) = row.text_or_null("event_type")? else {
+            if row.get::<_, Option<i64>>("oldest_prev")?.is_some() {
                 return Err(StoreError::Corrupt(format!(
                     "state group {start} does not reach a snapshot within {MAX_CHAIN} groups"
                 )));
@@ -238,8 +289,8 @@ async fn state_groups(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<(i64, Vec<St
         };
         groups.entry(start).or_default().push(StateEntry {
             event_type,
-            state_key: row.try_get("state_key")?,
-            event_id: row.try_get("event_id")?,
+            state_key: row.text("state_key")?,
+            event_id: row.text("event_id")?,
         });
     }
     if let Some(missing) = ids.iter().find(|id| !groups.contains_key(id)) {
@@ -248,15 +299,15 @@ async fn state_groups(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<(i64, Vec<St
     Ok(groups.into_iter().collect())
 }
 
-async fn member_summaries(
-    pool: &SqlitePool,
+fn member_summaries(
+    db: &Connection,
     room_ids: &[&str],
     user_id: &str,
     max_heroes: u32,
 ) -> Result<Vec<MemberSummary>> {
     // Per room: two counts and the first heroes, each from the room's rows of the primary key
     // (room_id, user_id), whose order is the heroes' order.
-    let rows = sqlx::query(
+    let mut statement = db.prepare_cached(
         "SELECT r.value AS room_id, \
                 (SELECT COUNT(*) FROM room_memberships \
                  WHERE room_id = r.value AND membership = 'join') AS joined, \
@@ -268,27 +319,25 @@ async fn member_summaries(
                        AND user_id <> ?2 \
                      ORDER BY user_id LIMIT ?3)) AS heroes \
          FROM json_each(?1) AS r",
-    )
-    .bind(to_json(&room_ids, "room ids")?)
-    .bind(user_id)
-    .bind(i64::from(max_heroes))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let heroes: String = row.try_get("heroes")?;
-            let mut heroes: Vec<String> = serde_json::from_str(&heroes)
-                .map_err(|e| StoreError::Corrupt(format!("heroes: {e}")))?;
-            // The aggregate's input order is the subquery's in practice; sorting makes it so.
-            heroes.sort_unstable();
-            Ok(MemberSummary {
-                room_id: row.try_get("room_id")?,
-                joined: to_u64(row.try_get("joined")?, "joined members")?,
-                invited: to_u64(row.try_get("invited")?, "invited members")?,
-                heroes,
-            })
+    )?;
+    let rows = statement.query((
+        to_json(&room_ids, "room ids")?,
+        user_id,
+        i64::from(max_heroes),
+    ))?;
+    raw::collect(rows, |row| {
+        let heroes = row.text("heroes")?;
+        let mut heroes: Vec<String> = serde_json::from_str(&heroes)
+            .map_err(|e| StoreError::Corrupt(format!("heroes: {e}")))?;
+        // The aggregate's input order is the subquery's in practice; sorting makes it so.
+        heroes.sort_unstable();
+        Ok(MemberSummary {
+            room_id: row.text("room_id")?,
+            joined: to_u64(row.int("joined")?, "joined members")?,
+            invited: to_u64(row.int("invited")?, "invited members")?,
+            heroes,
         })
-        .collect()
+    })
 }
 
 /// `(notifications, highlights)` of `user_id` in each of `room_ids` that has some, as
@@ -300,13 +349,13 @@ async fn member_summaries(
 /// (`room_from`), minus the own rows that replace one of those. Each is a range of a primary
 /// key, counted without a per-row lookup unless the user has read a thread further than the
 /// room (`threaded`): then each row is checked against its thread's receipt.
-pub(in crate::sqlite) async fn unread_counts_in(
-    pool: &SqlitePool,
+pub(in crate::sqlite) fn unread_counts_in(
+    db: &Connection,
     room_ids: &[&str],
     user_id: &str,
 ) -> Result<Vec<UnreadCounts>> {
     // Materialised: `since` is read once per room, not once per row, and `counts` once.
-    let rows = sqlx::query(
+    let mut statement = db.prepare_cached(
         "WITH rooms (room_id) AS (SELECT DISTINCT value FROM json_each(?1)), \
          read (room_id, thread_id, stream) AS ( \
              SELECT r.room_id, r.thread_id, MAX(e.stream) \
@@ -351,20 +400,14 @@ pub(in crate::sqlite) async fn unread_counts_in(
          SELECT room_id, COALESCE(own, 0) + room AS notifications, \
                 COALESCE(highlights, 0) AS highlights \
          FROM counts WHERE COALESCE(own, 0) + room > 0",
-    )
-    .bind(to_json(&room_ids, "room ids")?)
-    .bind(user_id)
-    // `room_from` of a room the user is not joined to: no room row is theirs.
-    .bind(i64::MAX)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(UnreadCounts {
-                room_id: row.try_get("room_id")?,
-                notifications: to_u64(row.try_get("notifications")?, "notifications")?,
-                highlights: to_u64(row.try_get("highlights")?, "highlights")?,
-            })
+    )?;
+    // `room_from` of a room the user is not joined to (?3): no room row is theirs.
+    let rows = statement.query((to_json(&room_ids, "room ids")?, user_id, i64::MAX))?;
+    raw::collect(rows, |row| {
+        Ok(UnreadCounts {
+            room_id: row.text("room_id")?,
+            notifications: to_u64(row.int("notifications")?, "notifications")?,
+            highlights: to_u64(row.int("highlights")?, "highlights")?,
         })
-        .collect()
+    })
 }
