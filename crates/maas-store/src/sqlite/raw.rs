@@ -17,6 +17,10 @@ use crate::{Result, StoreError};
 /// an incremental sync's, which name the few rooms that changed.
 pub(crate) const INLINE_IDS: usize = 16;
 
+/// How long a read waits for the connection on the caller's thread: longer than a small read
+/// holds it.
+const SHORT_WAIT: Duration = Duration::from_micros(200);
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 
@@ -66,13 +70,14 @@ impl Direct {
 
     /// Runs `read`, a lookup of a few rows by index, right here: in WAL mode a read never
     /// waits for writers, and such a lookup takes microseconds, less than handing it to
-    /// another thread. Only when the connection is busy with another read does this one wait
-    /// for it, off the runtime's workers.
+    /// another thread. Another small read holding the connection is waited for here too;
+    /// one that holds it longer (a read of many rooms) is waited for off the runtime's
+    /// workers.
     pub(crate) async fn read<T>(
         self: &Arc<Self>,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
     ) -> Result<T> {
-        match self.conn.try_lock() {
+        match self.conn.try_lock_for(SHORT_WAIT) {
             Some(conn) => self.with_locked(conn, |db| read(db)),
             None => blocking(|| self.with(|db| read(db))),
         }
