@@ -1,5 +1,5 @@
 //! Tenant connections used straight on SQLite, for event batches, the send path's point
-//! lookups and sync's small reads. sqlx runs every statement on its connection's own thread,
+//! lookups and sync's reads. sqlx runs every statement on its connection's own thread,
 //! one hand-off there and back each, which under load costs more than the statements; here they
 //! run back to back on the caller's thread.
 
@@ -27,7 +27,7 @@ const STATEMENT_CACHE: usize = 64;
 /// One of a tenant's connections opened directly with rusqlite rather than through sqlx, and
 /// used under a lock on the caller's thread. A tenant has two: its writer, for writes of
 /// several statements (event batches), and a reader for the point lookups on the send path and
-/// sync's small reads.
+/// sync's reads.
 /// The writer is always the same connection, which matters in WAL mode: a connection drops its
 /// whole page cache whenever another one has written, so a writer moving between connections
 /// would read the indexes it updates from the file every time. Each opens on first use and
