@@ -108,6 +108,10 @@ pub struct FanoutArgs {
     /// Pause between re-arming A's long-poll and B's send, so the poll has reached the server.
     #[arg(long, default_value_t = 5)]
     pub settle_ms: u64,
+    /// Other users long-polling `/sync` meanwhile, each in a room of their own that nothing
+    /// is sent to: the online users of a tenant that A and B's messages don't concern.
+    #[arg(long, default_value_t = 0)]
+    pub idle_pollers: u32,
 }
 
 #[derive(Clone, Debug, Args)]

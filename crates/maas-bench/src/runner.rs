@@ -122,8 +122,8 @@ impl Runner {
                     .await;
             }
             Scenario::Fanout(a) => {
-                self.one("fanout", max, fanout::fanout(ctx, a.rounds, a.settle_ms))
-                    .await;
+                let run = fanout::fanout(ctx, a.rounds, a.settle_ms, a.idle_pollers);
+                self.one("fanout", max, run).await;
             }
             Scenario::InitialSync(a) => {
                 let run = initial_sync::initial_sync(
@@ -155,7 +155,7 @@ impl Runner {
         self.one("send c=1", max, send::send(ctx, n(2000), 1)).await;
         self.one("send c=10", max, send::send(ctx, n(2000), 10))
             .await;
-        self.one("fanout", max, fanout::fanout(ctx, n(200), 5))
+        self.one("fanout", max, fanout::fanout(ctx, n(200), 5, 0))
             .await;
         let sync = initial_sync::initial_sync(ctx, n(300), n(20), 10, false);
         self.one("initial-sync", max, sync).await;

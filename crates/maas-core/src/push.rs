@@ -29,8 +29,8 @@ use serde_json::{Value, json};
 
 pub use self::evaluation::push_actions;
 pub(crate) use self::evaluation::{Notifications, StateInputs, evaluate};
-use crate::accounts::AuthedUser;
-use crate::stream::StreamWriter;
+use crate::accounts::{AuthedUser, usernames};
+use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, Tenant};
 
 /// The account data type holding a user's ruleset.
@@ -328,7 +328,10 @@ impl PushRules<'_> {
         ruleset: &Ruleset,
     ) -> Result<()> {
         let content = content_of(ruleset)?;
-        let stream = writer.next().await?;
+        let owner = usernames::user_id(localpart, self.tenant.server_name())?;
+        let stream = writer
+            .next_for(Audience::Users(vec![owner.to_string()]))
+            .await?;
         let record = AccountDataRecord {
             localpart: localpart.to_owned(),
             room_id: None,

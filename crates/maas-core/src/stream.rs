@@ -4,7 +4,7 @@
 //! batches, after the lock is released), so readers only ever see the positions below the
 //! oldest one still in flight: a reader that saw `n` never later finds an unseen change ≤ `n`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use maas_store::TenantStore;
@@ -17,6 +17,39 @@ use crate::rooms::commit::Ticket;
 /// Positions are reserved in the store in blocks, so a restart never hands out a position a
 /// client may already hold, without a write per position.
 const RESERVE_BLOCK: i64 = 1000;
+
+/// How many of the newest positions keep their audience. A waiting sync that fell further
+/// behind looks whatever they were.
+const AUDIENCE_LOG: usize = 4096;
+
+/// Who a position's change is for, so that a waiting sync builds a response only when
+/// something may concern its user: otherwise every event of a tenant would make every one of
+/// its waiting syncs read the store.
+#[derive(Clone, Debug)]
+pub(crate) enum Audience {
+    /// Possibly anyone (presence, device lists): every waiting sync looks.
+    Everyone,
+    /// Whoever has a membership in the room, and `user`, the target of a membership event,
+    /// who may have none yet (an invite).
+    Room {
+        room_id: String,
+        user: Option<String>,
+    },
+    /// These users only (account data, to-device messages), by user id.
+    Users(Vec<String>),
+}
+
+impl Audience {
+    fn includes(&self, user_id: &str, rooms: &HashSet<String>) -> bool {
+        match self {
+            Audience::Everyone => true,
+            Audience::Room { room_id, user } => {
+                rooms.contains(room_id) || user.as_deref() == Some(user_id)
+            }
+            Audience::Users(users) => users.iter().any(|u| u == user_id),
+        }
+    }
+}
 
 pub struct Stream {
     counter: Mutex<Counter>,
@@ -35,6 +68,46 @@ struct InFlight {
     /// The last position handed out.
     last: i64,
     positions: BTreeSet<i64>,
+    audiences: AudienceLog,
+}
+
+/// The audiences of the newest positions handed out.
+struct AudienceLog {
+    /// Oldest first: every position handed out after `logged_after`.
+    entries: VecDeque<(i64, Audience)>,
+    logged_after: i64,
+}
+
+impl AudienceLog {
+    /// A log of the positions handed out after `last`.
+    fn after(last: i64) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            logged_after: last,
+        }
+    }
+
+    fn record(&mut self, position: i64, audience: Audience) {
+        if self.entries.len() == AUDIENCE_LOG
+            && let Some((oldest, _)) = self.entries.pop_front()
+        {
+            self.logged_after = oldest;
+        }
+        self.entries.push_back((position, audience));
+    }
+
+    /// See [`Stream::concerns`].
+    fn concerns(&self, after: i64, up_to: i64, user_id: &str, rooms: &HashSet<String>) -> bool {
+        if after < self.logged_after {
+            return true;
+        }
+        self.entries
+            .iter()
+            .rev()
+            .take_while(|(position, _)| *position > after)
+            .filter(|(position, _)| *position <= up_to)
+            .any(|(_, audience)| audience.includes(user_id, rooms))
+    }
 }
 
 impl Stream {
@@ -46,6 +119,7 @@ impl Stream {
             in_flight: SyncMutex::new(InFlight {
                 last: reserved,
                 positions: BTreeSet::new(),
+                audiences: AudienceLog::after(reserved),
             }),
             current,
             store,
@@ -70,6 +144,21 @@ impl Stream {
             taken: Vec::new(),
             tickets: Vec::new(),
         }
+    }
+
+    /// Whether a change at a position in `(after, up_to]` may concern `user_id`, whose
+    /// memberships are in `rooms`. Without the audience of every position there, it may.
+    pub(crate) fn concerns(
+        &self,
+        after: i64,
+        up_to: i64,
+        user_id: &str,
+        rooms: &HashSet<String>,
+    ) -> bool {
+        self.in_flight
+            .lock()
+            .audiences
+            .concerns(after, up_to, user_id, rooms)
     }
 
     /// Whether `position` was handed out and is still neither published nor abandoned.
@@ -118,9 +207,14 @@ pub(crate) struct StreamWriter<'a> {
 }
 
 impl StreamWriter<'_> {
-    /// The next position; publish it with [`StreamWriter::publish`] once what it orders is
-    /// durable.
+    /// The next position, for a change that may concern anyone; publish it with
+    /// [`StreamWriter::publish`] once what it orders is durable.
     pub(crate) async fn next(&mut self) -> Result<i64> {
+        self.next_for(Audience::Everyone).await
+    }
+
+    /// The next position, for a change that concerns `audience` only.
+    pub(crate) async fn next_for(&mut self, audience: Audience) -> Result<i64> {
         let Some(counter) = self.counter.as_mut() else {
             return Err(crate::Error::Internal(
                 "stream writer already released".into(),
@@ -136,6 +230,7 @@ impl StreamWriter<'_> {
             let mut in_flight = self.stream.in_flight.lock();
             in_flight.last = next;
             in_flight.positions.insert(next);
+            in_flight.audiences.record(next, audience);
         }
         self.taken.push(next);
         Ok(next)
@@ -178,5 +273,57 @@ impl Drop for StreamWriter<'_> {
         for position in std::mem::take(&mut self.taken) {
             self.stream.settle(position);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAROL: &str = "@carol:example.org";
+
+    fn room(id: &str, user: Option<&str>) -> Audience {
+        Audience::Room {
+            room_id: id.to_owned(),
+            user: user.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_position_concerns_its_rooms_members_target_and_users() {
+        let mut log = AudienceLog::after(10);
+        log.record(11, room("!other", None));
+        log.record(12, room("!mine", None));
+        log.record(13, room("!other", Some(CAROL)));
+        log.record(14, Audience::Users(vec!["@dave:example.org".into()]));
+        log.record(15, Audience::Users(vec![CAROL.into()]));
+        log.record(16, Audience::Everyone);
+        let rooms: HashSet<String> = ["!mine".to_owned()].into();
+        let concerns = |after, up_to| log.concerns(after, up_to, CAROL, &rooms);
+
+        assert!(!concerns(10, 11), "another room's event");
+        assert!(concerns(10, 12), "an event of her room");
+        assert!(!concerns(12, 12), "nothing in an empty range");
+        assert!(concerns(12, 13), "a membership event about her");
+        assert!(!concerns(13, 14), "someone else's account data");
+        assert!(concerns(14, 15), "her own");
+        assert!(concerns(15, 16), "what may concern anyone");
+        assert!(!concerns(16, 20), "positions not handed out yet");
+    }
+
+    #[test]
+    fn positions_older_than_the_log_concern_everyone() {
+        let mut log = AudienceLog::after(100);
+        let rooms = HashSet::new();
+        assert!(log.concerns(99, 100, CAROL, &rooms), "before the log began");
+        for position in 101..=100 + AUDIENCE_LOG as i64 + 2 {
+            log.record(position, room("!other", None));
+        }
+        let last = 100 + AUDIENCE_LOG as i64 + 2;
+        assert!(
+            log.concerns(101, last, CAROL, &rooms),
+            "fell out of the log"
+        );
+        assert!(!log.concerns(102, last, CAROL, &rooms), "still in it");
     }
 }

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use ruma::{RoomId, UserId};
 use tokio::time::Instant;
 
+use crate::stream::Audience;
 use crate::{Error, Result, Tenant};
 
 /// Longest a typing notice lasts without being renewed.
@@ -61,7 +62,7 @@ impl Tenant {
             return Err(Error::Forbidden(format!("You are not joined to {room_id}")));
         }
         let mut writer = self.stream().writer().await;
-        let position = writer.next().await?;
+        let position = writer.next_for(typing_audience(room_id.as_str())).await?;
         {
             let mut rooms = self.typing().rooms.lock();
             let room = rooms.entry(room_id.to_string()).or_default();
@@ -101,7 +102,7 @@ impl Tenant {
                 return;
             }
             let mut writer = tenant.stream().writer().await;
-            let Ok(position) = writer.next().await else {
+            let Ok(position) = writer.next_for(typing_audience(&room_id)).await else {
                 return;
             };
             if let Some(room) = tenant.typing().rooms.lock().get_mut(&room_id) {
@@ -110,5 +111,13 @@ impl Tenant {
             }
             writer.publish(position);
         });
+    }
+}
+
+/// Typing concerns the room's members.
+fn typing_audience(room_id: &str) -> Audience {
+    Audience::Room {
+        room_id: room_id.to_owned(),
+        user: None,
     }
 }

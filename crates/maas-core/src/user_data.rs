@@ -6,7 +6,8 @@ use maas_store::{AccountDataRecord, ReceiptRecord};
 use ruma::{EventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use crate::accounts::AuthedUser;
+use crate::accounts::{AuthedUser, usernames};
+use crate::stream::Audience;
 use crate::{Error, Result, Tenant, filter, now_ms};
 
 /// Account data types the server manages itself; clients can't set them directly.
@@ -83,8 +84,11 @@ impl UserData<'_> {
         data_type: &str,
         content: &Value,
     ) -> Result<()> {
+        let owner = usernames::user_id(localpart, self.tenant.server_name())?;
         let mut writer = self.tenant.stream().writer().await;
-        let stream = writer.next().await?;
+        let stream = writer
+            .next_for(Audience::Users(vec![owner.to_string()]))
+            .await?;
         let record = AccountDataRecord {
             localpart: localpart.to_owned(),
             room_id: room_id.map(|r| r.to_string()),
@@ -189,7 +193,11 @@ impl UserData<'_> {
         }
         self.ensure_event_in_room(room_id, event_id).await?;
         let mut writer = self.tenant.stream().writer().await;
-        let stream = writer.next().await?;
+        let audience = Audience::Room {
+            room_id: room_id.to_string(),
+            user: None,
+        };
+        let stream = writer.next_for(audience).await?;
         let record = ReceiptRecord {
             room_id: room_id.to_string(),
             user_id: user.user_id.to_string(),

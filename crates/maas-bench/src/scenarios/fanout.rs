@@ -2,10 +2,13 @@
 //! the latency is from B's send to the moment A's long-poll returns that event. B's send
 //! acknowledgement latency is reported on its own.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::{Bound, Ctx, measured, register_users, setup};
 use crate::client::{Homeserver, SyncQuery, SyncSummary};
@@ -75,9 +78,65 @@ impl Poller {
     }
 }
 
-pub async fn fanout(ctx: &Ctx, rounds: u32, settle_ms: u64) -> anyhow::Result<Outcome> {
+/// Long-polls for one user until the scenario ends, counting the polls that returned.
+async fn idle_poller(hs: Homeserver, token: String, since: String, returned: Arc<AtomicU64>) {
+    let mut since = since;
+    loop {
+        let query = SyncQuery {
+            since: Some(since.clone()),
+            timeout_ms: Some(LONG_POLL_MS),
+            filter: None,
+        };
+        match hs.sync(&token, &query).await {
+            Ok(sync) => since = sync.value.next_batch,
+            // Don't spin on a server that refuses us.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+        returned.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `n` users each in a room of their own, long-polling until the returned tasks are aborted.
+async fn start_idle_pollers(
+    ctx: &Ctx,
+    n: u32,
+    bound: Bound,
+    returned: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let users = register_users(ctx, "fi", n, bound).await?;
+    let body = json!({"preset": "private_chat", "name": "bench idle"});
+    let initial = SyncQuery {
+        timeout_ms: Some(0),
+        ..SyncQuery::default()
+    };
+    let mut tasks = Vec::with_capacity(users.len());
+    for user in users {
+        setup("an idle user's room", bound, || {
+            ctx.hs.create_room(&user.access_token, &body)
+        })
+        .await?;
+        let since = setup("an idle user's first sync", bound, || {
+            ctx.hs.sync(&user.access_token, &initial)
+        })
+        .await?
+        .next_batch;
+        let poll = idle_poller(ctx.hs.clone(), user.access_token, since, returned.clone());
+        tasks.push(tokio::spawn(poll));
+    }
+    Ok(tasks)
+}
+
+pub async fn fanout(
+    ctx: &Ctx,
+    rounds: u32,
+    settle_ms: u64,
+    idle_pollers: u32,
+) -> anyhow::Result<Outcome> {
     let bound = ctx.bound();
-    let mut out = Outcome::new("fanout", json!({"rounds": rounds, "settle_ms": settle_ms}));
+    let params = json!({"rounds": rounds, "settle_ms": settle_ms, "idle_pollers": idle_pollers});
+    let mut out = Outcome::new("fanout", params);
+    let idle_returned = Arc::new(AtomicU64::new(0));
+    let idle = start_idle_pollers(ctx, idle_pollers, bound, &idle_returned).await?;
     let users = register_users(ctx, "f", 2, bound).await?;
     let (a, b) = (&users[0], &users[1]);
     let body = json!({"preset": "public_chat", "name": "bench fanout"});
@@ -169,6 +228,9 @@ pub async fn fanout(ctx: &Ctx, rounds: u32, settle_ms: u64) -> anyhow::Result<Ou
     }
     out.duration = start.elapsed();
     poll_task.abort();
+    for task in idle {
+        task.abort();
+    }
 
     out.rec.merge_errors(&acks);
     let ack = acks.summary();
@@ -177,6 +239,10 @@ pub async fn fanout(ctx: &Ctx, rounds: u32, settle_ms: u64) -> anyhow::Result<Ou
     out.extra("send_ack_ms_p99", ack.p99);
     out.extra("send_ack_ms_max", ack.max);
     out.extra("settle_ms", settle_ms);
+    out.extra("idle_pollers", idle_pollers);
+    // Idle long-polls have nothing to return before their timeout: each return during the
+    // rounds is one the server answered for nothing (or a failure).
+    out.extra("idle_polls_returned", idle_returned.load(Ordering::Relaxed));
     out.extra(
         "note",
         "latency = B's send start to A's long-poll return with the event; each round waits settle_ms after re-arming the poll; throughput = rounds/s including settle",

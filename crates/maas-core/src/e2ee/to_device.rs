@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::{E2ee, parse_json};
 use crate::accounts::AuthedUser;
+use crate::stream::Audience;
 use crate::{Error, Result};
 
 /// Messages one sync carries at most; more wait for the next sync.
@@ -24,7 +25,8 @@ impl E2ee<'_> {
     ) -> Result<()> {
         let store = self.tenant.store();
         let mut writer = self.tenant.stream().writer().await;
-        let stream = writer.next().await?;
+        let recipients = messages.keys().cloned().collect();
+        let stream = writer.next_for(Audience::Users(recipients)).await?;
         let mut records = Vec::new();
         for (user_id, devices) in messages {
             let Ok(user) = UserId::parse(user_id.as_str()) else {

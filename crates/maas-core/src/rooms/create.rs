@@ -16,7 +16,7 @@ use super::heads::RoomHead;
 use super::pdu::{self, EventDraft, PduContext};
 use super::state::RoomState;
 use super::{DEFAULT_ROOM_VERSION, Rooms, is_supported_version};
-use crate::stream::StreamWriter;
+use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, secrets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,7 +261,11 @@ impl Rooms<'_> {
             published: false,
             state_group: empty.id,
         };
-        let stream = writer.next().await?;
+        let audience = Audience::Room {
+            room_id: room_id.to_string(),
+            user: None,
+        };
+        let stream = writer.next_for(audience).await?;
         let record = EventRecord {
             event_id: pdu.event_id.to_string(),
             room_id: room_id.to_string(),

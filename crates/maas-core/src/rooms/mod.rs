@@ -25,7 +25,7 @@ use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UserId};
 
-use crate::stream::StreamWriter;
+use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, Tenant};
 use commit::TxnState;
 
@@ -152,7 +152,13 @@ impl<'a> Rooms<'a> {
             }
             None => (head.state_group, None),
         };
-        let stream = writer.next().await?;
+        let audience = Audience::Room {
+            room_id: room_id.to_string(),
+            user: (pdu.kind == TimelineEventType::RoomMember)
+                .then(|| pdu.state_key.clone())
+                .flatten(),
+        };
+        let stream = writer.next_for(audience).await?;
         let record = EventRecord {
             event_id: pdu.event_id.to_string(),
             room_id: room_id.to_string(),

@@ -1,6 +1,7 @@
 //! `/sync` (spec: Client-Server API, "Syncing"): what changed for a user between two positions
-//! of the tenant's stream. Long-polls wait on the tenant's notifier, never by polling; an
-//! incremental sync only reads what changed in its range.
+//! of the tenant's stream. Long-polls wait on the tenant's notifier, never by polling, and
+//! read the store only for positions whose audience may include their user; an incremental
+//! sync only reads what changed in its range.
 //!
 //! Reads are batched across rooms: the timelines, state, bundled aggregations, unread counts,
 //! receipts and summaries of all rooms in a response each come from one query (`SyncStore`),
@@ -70,6 +71,10 @@ impl Tenant {
         let mut positions = self.stream().subscribe();
         let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
         let mut expired = false;
+        // After a look that found nothing: the rooms the user has a membership in, and the
+        // position looked up to. Later positions whose audience leaves the user out are
+        // passed over without reading the store.
+        let mut watched: Option<(HashSet<String>, i64)> = None;
         loop {
             let up_to = *positions.borrow_and_update();
             let since = req.since.map(|s| s.min(up_to));
@@ -77,7 +82,12 @@ impl Tenant {
             // With no time left to wait (`timeout=0`), nothing new is answered at once rather
             // than after a timer that can only fire on its next tick.
             let out_of_time = Instant::now() >= deadline;
-            if initial || expired || out_of_time || since.is_some_and(|s| s < up_to) {
+            let news = since.is_some_and(|s| s < up_to)
+                && watched.as_ref().is_none_or(|(rooms, looked)| {
+                    self.stream()
+                        .concerns(*looked, up_to, user.user_id.as_str(), rooms)
+                });
+            if initial || expired || out_of_time || news {
                 let builder = Builder {
                     tenant: self,
                     viewer: user,
@@ -87,10 +97,13 @@ impl Tenant {
                     full_state: req.full_state,
                     filter: &req.filter,
                 };
-                let (response, changed) = builder.build().await?;
+                let (response, changed, rooms) = builder.build().await?;
                 if initial || changed || expired || Instant::now() >= deadline {
                     return Ok(response);
                 }
+                watched = Some((rooms, up_to));
+            } else if let Some((_, looked)) = watched.as_mut() {
+                *looked = up_to;
             }
             // Past the deadline, one last (usually empty) response goes out: it still carries
             // the device's key counts.
@@ -104,6 +117,8 @@ impl Tenant {
 
 /// The user's part of a sync response: the same for all their devices.
 struct UserPart {
+    /// Every room the user has a membership in, whatever the filter.
+    rooms: HashSet<String>,
     join: Map<String, Value>,
     others: others::OtherRooms,
     /// Global account data events.
@@ -138,10 +153,11 @@ impl Builder<'_> {
         self.since.is_none() || self.full_state
     }
 
-    /// The response, and whether it carries anything new for the user. Parts that don't
-    /// depend on each other are read concurrently (each is a database round trip or a few):
-    /// the device's own part alongside the whole chain of reads for the user's rooms.
-    async fn build(&self) -> Result<(Value, bool)> {
+    /// The response, whether it carries anything new for the user, and the rooms the user
+    /// has a membership in. Parts that don't depend on each other are read concurrently (each
+    /// is a database round trip or a few): the device's own part alongside the whole chain of
+    /// reads for the user's rooms.
+    async fn build(&self) -> Result<(Value, bool, HashSet<String>)> {
         let (user, device) = tokio::try_join!(self.user_part(), self.device_part())?;
         let changed = !user.join.is_empty()
             || !user.others.is_empty()
@@ -165,7 +181,7 @@ impl Builder<'_> {
             "account_data": { "events": user.account_data },
             "presence": { "events": user.presence },
         });
-        Ok((response, changed))
+        Ok((response, changed, user.rooms))
     }
 
     /// Everything but the device's own part: the rooms, global account data, presence and
@@ -227,6 +243,7 @@ impl Builder<'_> {
             },
         )?;
         Ok(UserPart {
+            rooms: all_memberships.iter().map(|m| m.room_id.clone()).collect(),
             join,
             others,
             account_data: account_data.global,

@@ -818,3 +818,113 @@ async fn lazy_loaded_members_in_sync() {
         "no lazy-loaded member event of the new sender: {s}"
     );
 }
+
+/// Carol's long-poll from `since`, answered while `trigger` runs: first Dave sends in a room
+/// of his own (which must not answer it), then the trigger. The poll must return the trigger's
+/// change, and well before its timeout.
+async fn long_poll_during(
+    carol: &Api<'_>,
+    since: &str,
+    dave: (&Api<'_>, &str),
+    trigger: impl std::future::Future<Output = ()>,
+) -> Value {
+    let start = Instant::now();
+    let query = format!("timeout=10000&since={}", enc(since));
+    let poll = sync_raw(carol, &query);
+    let act = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send_text(dave.0, dave.1, "nothing to do with Carol").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trigger.await;
+    };
+    let (resp, ()) = tokio::join!(poll, act);
+    let s = resp.ok();
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "the long-poll ended by its timeout, not by the change: {s}"
+    );
+    s
+}
+
+#[tokio::test]
+async fn long_poll_wakes_for_each_kind_of_change_to_the_user() {
+    let srv = TestServer::start().await;
+    let alice = local_user(&srv, "alice").await;
+    let carol = local_user(&srv, "carol").await;
+    let dave = local_user(&srv, "dave").await;
+    let api = srv.on("localhost");
+    let (alice_api, carol_api, dave_api) =
+        (api.as_user(&alice), api.as_user(&carol), api.as_user(&dave));
+    let carol2 = api.as_user(&srv.login("localhost", "carol", "pw-carol-1").await);
+    let dave_room = create_room(&dave_api, json!({"preset": "private_chat"})).await;
+    let room = create_room(&alice_api, json!({"preset": "private_chat"})).await;
+    let noise = (&dave_api, dave_room.as_str());
+    let since = next_batch(&sync(&carol_api, None, None).await);
+
+    // An invite: Carol has no membership in the room yet.
+    let s = long_poll_during(&carol_api, &since, noise, async {
+        invite(&alice_api, &room, &carol.user_id).await;
+    })
+    .await;
+    assert_eq!(room_ids(&s, "invite"), [room.as_str()], "{s}");
+    join(&carol_api, &room).await;
+    let since = next_batch(&sync(&carol_api, Some(&next_batch(&s)), None).await);
+
+    // A message in her room.
+    let mut sent = String::new();
+    let s = long_poll_during(&carol_api, &since, noise, async {
+        sent = send_text(&alice_api, &room, "hello Carol").await;
+    })
+    .await;
+    assert_eq!(ids(&timeline(&s, &room)), [sent.as_str()], "{s}");
+
+    // A receipt and typing in her room.
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        let path = format!("{CS}/rooms/{}/receipt/m.read/{}", enc(&room), enc(&sent));
+        alice_api.post(&path, json!({})).await.ok();
+    })
+    .await;
+    assert_eq!(ephemeral_of_type(&s, &room, "m.receipt").len(), 1, "{s}");
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        let path = format!("{CS}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id));
+        let body = json!({"typing": true, "timeout": 30000});
+        alice_api.put(&path, body).await.ok();
+    })
+    .await;
+    assert_eq!(ephemeral_of_type(&s, &room, "m.typing").len(), 1, "{s}");
+
+    // Account data, global and of the room, set from her other device.
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        let path = format!(
+            "{CS}/user/{}/account_data/org.example.a",
+            enc(&carol.user_id)
+        );
+        carol2.put(&path, json!({"n": 1})).await.ok();
+    })
+    .await;
+    let global = s["account_data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(global.iter().any(|e| e["type"] == "org.example.a"), "{s}");
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        let path = format!(
+            "{CS}/user/{}/rooms/{}/account_data/org.example.b",
+            enc(&carol.user_id),
+            enc(&room)
+        );
+        carol2.put(&path, json!({"n": 2})).await.ok();
+    })
+    .await;
+    let in_room = room_part(&s, &room, "account_data");
+    assert!(in_room.iter().any(|e| e["type"] == "org.example.b"), "{s}");
+
+    // Her removal from the room.
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        let path = format!("{CS}/rooms/{}/kick", enc(&room));
+        let body = json!({"user_id": carol.user_id});
+        alice_api.post(&path, body).await.ok();
+    })
+    .await;
+    assert_eq!(room_ids(&s, "leave"), [room.as_str()], "{s}");
+}
