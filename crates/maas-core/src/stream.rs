@@ -18,9 +18,10 @@ use crate::rooms::commit::Ticket;
 /// client may already hold, without a write per position.
 const RESERVE_BLOCK: i64 = 1000;
 
-/// How many of the newest positions keep their audience. A waiting sync that fell further
-/// behind looks whatever they were.
-const AUDIENCE_LOG: usize = 4096;
+/// How many of the newest positions keep their audience. A waiting sync checks the positions
+/// published since its last wake-up, a handful even at thousands of events a second; one that
+/// fell further behind looks whatever they were.
+const AUDIENCE_LOG: usize = 1024;
 
 /// Who a position's change is for, so that a waiting sync builds a response only when
 /// something may concern its user: otherwise every event of a tenant would make every one of
