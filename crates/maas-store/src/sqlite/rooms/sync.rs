@@ -40,17 +40,13 @@ impl SyncStore for SqliteTenantStore {
         range: StreamRange,
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        let room_ids = distinct(room_ids);
-        self.reader
-            .read_many(room_ids.len(), |db| {
-                let mut events = Vec::new();
-                for chunk in room_ids.chunks(ID_CHUNK) {
-                    events.extend(latest_room_events(db, chunk, range, limit)?);
-                }
-                events.sort_by_key(|e| e.stream);
-                Ok(events)
+        let mut events = self
+            .in_chunks(&distinct(room_ids), |db, chunk| {
+                latest_room_events(db, chunk, range, limit)
             })
-            .await
+            .await?;
+        events.sort_by_key(|e| e.stream);
+        Ok(events)
     }
 
     async fn children_of(
@@ -59,17 +55,13 @@ impl SyncStore for SqliteTenantStore {
         rel_types: &[&str],
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        let parents = distinct(parent_event_ids);
-        self.reader
-            .read_many(parents.len(), |db| {
-                let mut events = Vec::new();
-                for chunk in parents.chunks(ID_CHUNK) {
-                    events.extend(children_of(db, chunk, rel_types, limit)?);
-                }
-                events.sort_by_key(|e| e.stream);
-                Ok(events)
+        let mut events = self
+            .in_chunks(&distinct(parent_event_ids), |db, chunk| {
+                children_of(db, chunk, rel_types, limit)
             })
-            .await
+            .await?;
+        events.sort_by_key(|e| e.stream);
+        Ok(events)
     }
 
     async fn state_groups(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<StateEntry>)>> {
@@ -79,15 +71,7 @@ impl SyncStore for SqliteTenantStore {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        self.reader
-            .read_many(ids.len(), |db| {
-                let mut groups = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(ID_CHUNK) {
-                    groups.extend(state_groups(db, chunk)?);
-                }
-                Ok(groups)
-            })
-            .await
+        self.in_chunks(&ids, state_groups).await
     }
 
     async fn member_summaries(
@@ -96,16 +80,10 @@ impl SyncStore for SqliteTenantStore {
         user_id: &str,
         max_heroes: u32,
     ) -> Result<Vec<MemberSummary>> {
-        let room_ids = distinct(room_ids);
-        self.reader
-            .read_many(room_ids.len(), |db| {
-                let mut summaries = Vec::new();
-                for chunk in room_ids.chunks(ID_CHUNK) {
-                    summaries.extend(member_summaries(db, chunk, user_id, max_heroes)?);
-                }
-                Ok(summaries)
-            })
-            .await
+        self.in_chunks(&distinct(room_ids), |db, chunk| {
+            member_summaries(db, chunk, user_id, max_heroes)
+        })
+        .await
     }
 
     async fn unread_counts_in(
@@ -113,16 +91,10 @@ impl SyncStore for SqliteTenantStore {
         room_ids: &[String],
         user_id: &str,
     ) -> Result<Vec<UnreadCounts>> {
-        let room_ids = distinct(room_ids);
-        self.reader
-            .read_many(room_ids.len(), |db| {
-                let mut counts = Vec::new();
-                for chunk in room_ids.chunks(ID_CHUNK) {
-                    counts.extend(unread_counts_in(db, chunk, user_id)?);
-                }
-                Ok(counts)
-            })
-            .await
+        self.in_chunks(&distinct(room_ids), |db, chunk| {
+            unread_counts_in(db, chunk, user_id)
+        })
+        .await
     }
 
     async fn users_joined_to_any(
@@ -136,23 +108,16 @@ impl SyncStore for SqliteTenantStore {
         // The rooms go in whole: each listed user is one range read of the by-user index,
         // checked against them.
         let rooms = to_json(&room_ids, "room ids")?;
-        let user_ids = distinct(user_ids);
-        self.reader
-            .read_many(user_ids.len(), |db| {
-                let mut statement = db.prepare_cached(
-                    "SELECT DISTINCT user_id FROM room_memberships \
-                     WHERE user_id IN (SELECT value FROM json_each(?1)) \
-                       AND membership = 'join' \
-                       AND room_id IN (SELECT value FROM json_each(?2))",
-                )?;
-                let mut users = Vec::new();
-                for chunk in user_ids.chunks(ID_CHUNK) {
-                    let found = statement.query((to_json(&chunk, "user ids")?, &rooms))?;
-                    users.extend(raw::collect(found, |row| row.text("user_id"))?);
-                }
-                Ok(users)
-            })
-            .await
+        self.in_chunks(&distinct(user_ids), |db, chunk| {
+            let mut statement = db.prepare_cached(
+                "SELECT DISTINCT user_id FROM room_memberships \
+                 WHERE user_id IN (SELECT value FROM json_each(?1)) AND membership = 'join' \
+                   AND room_id IN (SELECT value FROM json_each(?2))",
+            )?;
+            let found = statement.query((to_json(&chunk, "user ids")?, &rooms))?;
+            raw::collect(found, |row| row.text("user_id"))
+        })
+        .await
     }
 
     async fn membership_changes_in(
@@ -160,23 +125,39 @@ impl SyncStore for SqliteTenantStore {
         room_ids: &[String],
         range: StreamRange,
     ) -> Result<Vec<MembershipRecord>> {
-        let room_ids = distinct(room_ids);
-        self.reader
-            .read_many(room_ids.len(), |db| {
+        let mut changes = self
+            .in_chunks(&distinct(room_ids), |db, chunk| {
                 // One range of the (room_id, stream) index per room: the cost follows the
                 // changes, not the room's size.
                 let mut statement = db.prepare_cached(
                     "SELECT m.* FROM json_each(?1) AS r CROSS JOIN room_memberships AS m \
                      WHERE m.room_id = r.value AND m.stream > ?2 AND m.stream <= ?3",
                 )?;
-                let mut changes = Vec::new();
-                for chunk in room_ids.chunks(ID_CHUNK) {
-                    let ids = to_json(&chunk, "room ids")?;
-                    let rows = statement.query((ids, range.after, range.up_to))?;
-                    changes.extend(raw::collect(rows, membership_from_row)?);
+                let rows =
+                    statement.query((to_json(&chunk, "room ids")?, range.after, range.up_to))?;
+                raw::collect(rows, membership_from_row)
+            })
+            .await?;
+        changes.sort_by_key(|m| m.stream);
+        Ok(changes)
+    }
+}
+
+impl SqliteTenantStore {
+    /// `read` of every chunk of `ids` in turn, on the tenant's direct reader, as one read of
+    /// all of them (`Direct::read_many`).
+    async fn in_chunks<I: Sync, T>(
+        &self,
+        ids: &[I],
+        read: impl Fn(&Connection, &[I]) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        self.reader
+            .read_many(ids.len(), |db| {
+                let mut out = Vec::new();
+                for chunk in ids.chunks(ID_CHUNK) {
+                    out.extend(read(db, chunk)?);
                 }
-                changes.sort_by_key(|m| m.stream);
-                Ok(changes)
+                Ok(out)
             })
             .await
     }
