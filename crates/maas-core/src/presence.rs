@@ -9,6 +9,7 @@ use ruma::UserId;
 use serde_json::{Value, json};
 
 use crate::accounts::AuthedUser;
+use crate::stream::Audience;
 use crate::{Error, Result, Tenant, now_ms};
 
 /// Longest status message kept.
@@ -82,8 +83,9 @@ impl Tenant {
             }
             return Ok(());
         }
+        let audience = Audience::sharing(self.store(), target).await?;
         let mut writer = self.stream().writer().await;
-        let position = writer.next().await?;
+        let position = writer.next_for(audience).await?;
         self.presence().users.lock().insert(
             target.to_string(),
             UserPresence {

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use maas_store::TenantStore;
 use parking_lot::Mutex as SyncMutex;
+use ruma::UserId;
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::Result;
+use crate::e2ee::device_keys::joined_rooms;
 use crate::rooms::commit::Ticket;
 
 /// Positions are reserved in the store in blocks, so a restart never hands out a position a
@@ -28,8 +30,9 @@ const AUDIENCE_LOG: usize = 1024;
 /// its waiting syncs read the store.
 #[derive(Clone, Debug)]
 pub(crate) enum Audience {
-    /// Possibly anyone (presence, device lists): every waiting sync looks.
-    Everyone,
+    /// `user` and whoever shares one of `rooms` with them (presence, device lists): the
+    /// rooms `user` was joined to when the change was made.
+    Sharing { user: String, rooms: Vec<String> },
     /// Whoever has a membership in the room, and `user`, the target of a membership event,
     /// who may have none yet (an invite).
     Room {
@@ -41,13 +44,27 @@ pub(crate) enum Audience {
 }
 
 impl Audience {
+    /// `user` and everyone sharing a room with them, as their memberships stand now. A room
+    /// joined concurrently may be missed; its members' syncs then show the change at their
+    /// next look, at the latest when their long-poll times out.
+    pub(crate) async fn sharing(store: &dyn TenantStore, user: &UserId) -> Result<Self> {
+        let memberships = store.memberships_of_user(user.as_str()).await?;
+        Ok(Audience::Sharing {
+            user: user.to_string(),
+            rooms: joined_rooms(&memberships),
+        })
+    }
+
     fn includes(&self, user_id: &str, rooms: &HashSet<String>) -> bool {
         match self {
-            Audience::Everyone => true,
             Audience::Room { room_id, user } => {
                 rooms.contains(room_id) || user.as_deref() == Some(user_id)
             }
             Audience::Users(users) => users.iter().any(|u| u == user_id),
+            Audience::Sharing {
+                user,
+                rooms: theirs,
+            } => user == user_id || theirs.iter().any(|room| rooms.contains(room)),
         }
     }
 }
@@ -208,13 +225,8 @@ pub(crate) struct StreamWriter<'a> {
 }
 
 impl StreamWriter<'_> {
-    /// The next position, for a change that may concern anyone; publish it with
+    /// The next position, for a change that concerns `audience` only; publish it with
     /// [`StreamWriter::publish`] once what it orders is durable.
-    pub(crate) async fn next(&mut self) -> Result<i64> {
-        self.next_for(Audience::Everyone).await
-    }
-
-    /// The next position, for a change that concerns `audience` only.
     pub(crate) async fn next_for(&mut self, audience: Audience) -> Result<i64> {
         let Some(counter) = self.counter.as_mut() else {
             return Err(crate::Error::Internal(
@@ -298,7 +310,17 @@ mod tests {
         log.record(13, room("!other", Some(CAROL)));
         log.record(14, Audience::Users(vec!["@dave:example.org".into()]));
         log.record(15, Audience::Users(vec![CAROL.into()]));
-        log.record(16, Audience::Everyone);
+        log.record(
+            16,
+            Audience::Users(vec![CAROL.into(), "@dave:example.org".into()]),
+        );
+        let sharing = |user: &str, rooms: &[&str]| Audience::Sharing {
+            user: user.to_owned(),
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        log.record(17, sharing("@dave:example.org", &["!other"]));
+        log.record(18, sharing("@dave:example.org", &["!other", "!mine"]));
+        log.record(19, sharing(CAROL, &[]));
         let rooms: HashSet<String> = ["!mine".to_owned()].into();
         let concerns = |after, up_to| log.concerns(after, up_to, CAROL, &rooms);
 
@@ -308,8 +330,14 @@ mod tests {
         assert!(concerns(12, 13), "a membership event about her");
         assert!(!concerns(13, 14), "someone else's account data");
         assert!(concerns(14, 15), "her own");
-        assert!(concerns(15, 16), "what may concern anyone");
-        assert!(!concerns(16, 20), "positions not handed out yet");
+        assert!(concerns(15, 16), "hers among others'");
+        assert!(
+            !concerns(16, 17),
+            "presence of someone she shares no room with"
+        );
+        assert!(concerns(17, 18), "of someone she shares a room with");
+        assert!(concerns(18, 19), "her own");
+        assert!(!concerns(19, 20), "positions not handed out yet");
     }
 
     #[test]

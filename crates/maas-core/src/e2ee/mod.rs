@@ -14,6 +14,7 @@ use ruma::signatures::{to_canonical_json_string_for_signing, verify_canonical_js
 use ruma::{SigningKeyAlgorithm, UserId};
 use serde_json::Value;
 
+use crate::stream::Audience;
 use crate::{Error, Result, Tenant};
 
 pub struct E2ee<'a> {
@@ -30,8 +31,9 @@ impl E2ee<'_> {
     /// Announces that `user`'s devices or keys changed: clients sharing a room with them
     /// learn it through `device_lists.changed`.
     pub(crate) async fn device_list_changed(&self, user: &UserId) -> Result<()> {
+        let audience = Audience::sharing(self.tenant.store(), user).await?;
         let mut writer = self.tenant.stream().writer().await;
-        let stream = writer.next().await?;
+        let stream = writer.next_for(audience).await?;
         self.tenant
             .store()
             .record_device_list_change(user.as_str(), stream)

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::e2ee_support::{TestDevice, device_lists, upload_device_keys};
 use crate::harness::*;
 use crate::room_support::*;
 
@@ -918,6 +919,29 @@ async fn long_poll_wakes_for_each_kind_of_change_to_the_user() {
     .await;
     let in_room = room_part(&s, &room, "account_data");
     assert!(in_room.iter().any(|e| e["type"] == "org.example.b"), "{s}");
+
+    // Presence and device keys of someone she shares a room with.
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        let path = format!("{CS}/presence/{}/status", enc(&alice.user_id));
+        let body = json!({"presence": "unavailable", "status_msg": "away"});
+        alice_api.put(&path, body).await.ok();
+    })
+    .await;
+    let presence = s["presence"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        presence
+            .iter()
+            .any(|e| e["sender"] == alice.user_id.as_str()),
+        "{s}"
+    );
+    let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
+        upload_device_keys(&alice_api, &TestDevice::of(&alice)).await;
+    })
+    .await;
+    assert_eq!(device_lists(&s, "changed"), [alice.user_id.as_str()], "{s}");
 
     // Her removal from the room.
     let s = long_poll_during(&carol_api, &next_batch(&s), noise, async {
