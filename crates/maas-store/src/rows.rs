@@ -4,7 +4,10 @@
 
 use sqlx::Row;
 
-use crate::{EventRecord, MembershipRecord, RelationRecord, Result, StoreError, TxnRecord};
+use crate::{
+    AccountDataRecord, EventRecord, MembershipRecord, ReceiptRecord, RelationRecord, Result,
+    StoreError, TxnRecord,
+};
 
 /// A row whose columns can be read by name.
 pub(crate) trait Columns {
@@ -107,5 +110,32 @@ pub(crate) fn membership_from_row(row: &impl Columns) -> Result<MembershipRecord
         stream: row.int("stream")?,
         sender: row.text("sender")?,
         stripped_state: row.text_or_null("stripped_state")?,
+    })
+}
+
+/// An account data entry from a row of every `account_data` column; global entries have room
+/// id ''.
+pub(crate) fn account_data_from_row(row: &impl Columns) -> Result<AccountDataRecord> {
+    let room_id = row.text("room_id")?;
+    Ok(AccountDataRecord {
+        localpart: row.text("localpart")?,
+        room_id: (!room_id.is_empty()).then_some(room_id),
+        data_type: row.text("data_type")?,
+        content: row.text("content")?,
+        stream: row.int("stream")?,
+    })
+}
+
+/// A receipt from a row of every `receipts` column; unthreaded receipts have thread id ''.
+pub(crate) fn receipt_from_row(row: &impl Columns) -> Result<ReceiptRecord> {
+    let thread_id = row.text("thread_id")?;
+    Ok(ReceiptRecord {
+        room_id: row.text("room_id")?,
+        user_id: row.text("user_id")?,
+        receipt_type: row.text("receipt_type")?,
+        thread_id: (!thread_id.is_empty()).then_some(thread_id),
+        event_id: row.text("event_id")?,
+        ts: row.int("ts")?,
+        stream: row.int("stream")?,
     })
 }

@@ -2,10 +2,8 @@
 //! optional room and thread ids are stored as '' so that they can take part in primary keys
 //! (NULLs never collide there), and map back to `None` on the way out.
 
-use sqlx::Row;
-use sqlx::postgres::PgRow;
-
 use crate::postgres::util::Schema;
+use crate::rows::{account_data_from_row, receipt_from_row};
 use crate::{AccountDataRecord, ReceiptRecord, Result, StreamRange};
 
 /// `SELECT <every account data column> FROM account_data <rest>`, as a `&'static str`.
@@ -167,28 +165,4 @@ pub(super) async fn filter(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(json)
-}
-
-fn account_data_from_row(row: &PgRow) -> Result<AccountDataRecord> {
-    let room_id: String = row.try_get("room_id")?;
-    Ok(AccountDataRecord {
-        localpart: row.try_get("localpart")?,
-        room_id: (!room_id.is_empty()).then_some(room_id),
-        data_type: row.try_get("data_type")?,
-        content: row.try_get("content")?,
-        stream: row.try_get("stream")?,
-    })
-}
-
-fn receipt_from_row(row: &PgRow) -> Result<ReceiptRecord> {
-    let thread_id: String = row.try_get("thread_id")?;
-    Ok(ReceiptRecord {
-        room_id: row.try_get("room_id")?,
-        user_id: row.try_get("user_id")?,
-        receipt_type: row.try_get("receipt_type")?,
-        thread_id: (!thread_id.is_empty()).then_some(thread_id),
-        event_id: row.try_get("event_id")?,
-        ts: row.try_get("ts")?,
-        stream: row.try_get("stream")?,
-    })
 }

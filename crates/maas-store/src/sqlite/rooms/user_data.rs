@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 
 use super::ID_CHUNK;
-use crate::sqlite::raw::Direct;
+use crate::rows::{account_data_from_row, receipt_from_row};
+use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::to_json;
 use crate::{AccountDataRecord, ReceiptRecord, Result, StreamRange};
 
@@ -74,17 +74,8 @@ pub(super) async fn account_data_in(
             let mut statement = db.prepare_cached(select_account_data!(
                 "WHERE localpart = ? AND stream > ? AND stream <= ? ORDER BY stream"
             ))?;
-            let rows = statement.query_map((localpart, after, range.up_to), |row| {
-                let room_id: String = row.get("room_id")?;
-                Ok(AccountDataRecord {
-                    localpart: row.get("localpart")?,
-                    room_id: (!room_id.is_empty()).then_some(room_id),
-                    data_type: row.get("data_type")?,
-                    content: row.get("content")?,
-                    stream: row.get("stream")?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let rows = statement.query((localpart, after, range.up_to))?;
+            raw::collect(rows, account_data_from_row)
         })
         .await
 }
@@ -126,21 +117,8 @@ pub(super) async fn receipts_in(
             let mut receipts = Vec::new();
             for chunk in room_ids.chunks(ID_CHUNK) {
                 let rooms = to_json(&chunk, "room ids")?;
-                let rows = statement.query_map((rooms, range.after, range.up_to), |row| {
-                    let thread_id: String = row.get("thread_id")?;
-                    Ok(ReceiptRecord {
-                        room_id: row.get("room_id")?,
-                        user_id: row.get("user_id")?,
-                        receipt_type: row.get("receipt_type")?,
-                        thread_id: (!thread_id.is_empty()).then_some(thread_id),
-                        event_id: row.get("event_id")?,
-                        ts: row.get("ts")?,
-                        stream: row.get("stream")?,
-                    })
-                })?;
-                for receipt in rows {
-                    receipts.push(receipt?);
-                }
+                let rows = statement.query((rooms, range.after, range.up_to))?;
+                receipts.extend(raw::collect(rows, receipt_from_row)?);
             }
             if room_ids.len() > ID_CHUNK {
                 // Chunks are each in stream order; keep the whole answer so too.
@@ -189,15 +167,4 @@ pub(super) async fn filter(
             .fetch_optional(pool)
             .await?;
     Ok(json)
-}
-
-fn account_data_from_row(row: &SqliteRow) -> Result<AccountDataRecord> {
-    let room_id: String = row.try_get("room_id")?;
-    Ok(AccountDataRecord {
-        localpart: row.try_get("localpart")?,
-        room_id: (!room_id.is_empty()).then_some(room_id),
-        data_type: row.try_get("data_type")?,
-        content: row.try_get("content")?,
-        stream: row.try_get("stream")?,
-    })
 }
