@@ -14,6 +14,7 @@ use maas_core::filter::Filter;
 use maas_core::rooms::{CreateRoom, EventDraft, Preset};
 use maas_core::sync::{SyncRequest, parse_token};
 use maas_core::{Platform, Tenant};
+use maas_store::sqlite::SqliteBackend;
 use ruma::OwnedDeviceId;
 use serde_json::{Value, json};
 
@@ -69,7 +70,10 @@ async fn fixture(rooms: usize) -> Fixture {
     config.passwords.memory_kib = 1024;
     config.passwords.iterations = 1;
     config.rate_limits.enabled = false;
-    let platform = Platform::start(config).await.expect("platform");
+    let backend = SqliteBackend::open(dir.path()).await.expect("backend");
+    let platform = Platform::start(config, Arc::new(backend))
+        .await
+        .expect("platform");
     platform.bootstrap_default_tenant().await.expect("tenant");
     let tenant = platform
         .tenant_by_server_name("localhost")

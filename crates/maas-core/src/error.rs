@@ -1,7 +1,7 @@
 //! The errors of the homeserver logic. Each variant names a Matrix failure; `maas-http` maps
 //! them to errcodes and statuses in one place.
 
-use maas_store::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,13 +54,19 @@ pub enum Error {
     /// An operator-level conflict: a server name, host or token that is taken.
     #[error("{0}")]
     Conflict(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("{0}")]
+    Store(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        Error::Store(err)
+    }
+}
 
 /// The body of a `401` user-interactive authentication response.
 #[derive(Debug, Clone)]

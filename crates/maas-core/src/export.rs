@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use maas_store::{TENANT_TABLES, TableRows, TenantRecord, TenantSettings};
+use crate::store::{TENANT_TABLES, TableRows, TenantRecord, TenantSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

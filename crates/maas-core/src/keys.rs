@@ -1,7 +1,7 @@
 //! The tenant's server signing keys (ed25519). Every tenant signs its events and federation
 //! requests with a key of its own, created with the tenant.
 
-use maas_store::SigningKeyRecord;
+use crate::store::SigningKeyRecord;
 use ruma::signatures::Ed25519KeyPair;
 
 use crate::{Error, Result, now_ms, secrets};

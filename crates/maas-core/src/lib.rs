@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod registration_tokens;
 pub mod rooms;
 mod secrets;
+pub mod store;
 pub mod stream;
 pub mod sync;
 pub mod tenants;

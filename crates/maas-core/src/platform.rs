@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use maas_store::sqlite::{SqliteBackend, SqliteOptions};
-use maas_store::{
+use crate::store::{
     Backend, RegistrationPolicy, StoreError, TableRows, TenantRecord, TenantSettings,
 };
+use dashmap::DashMap;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -111,13 +110,13 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Platform {
-    /// Opens the control plane and the tenant directory; tenants themselves load lazily.
-    pub async fn start(config: Config) -> Result<Arc<Platform>> {
+    /// Starts on `backend`'s control plane and tenant directory; tenants themselves load
+    /// lazily.
+    pub async fn start(config: Config, backend: Arc<dyn Backend>) -> Result<Arc<Platform>> {
         let Some(token) = config.operator.token.as_deref() else {
             return Err(Error::Internal("no operator token configured".into()));
         };
         let operator_token_digest = digest(token);
-        let backend = open_backend(&config).await?;
         let mut directory = Directory::default();
         for record in backend.control().tenants().await? {
             directory.insert(record);
@@ -528,39 +527,6 @@ impl Platform {
         }
         self.backend.close().await;
     }
-}
-
-/// The storage backend the configuration asks for: SQLite files under the data dir, or
-/// PostgreSQL when `database.url` is set.
-async fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
-    let Some(url) = config.database.url.as_deref() else {
-        let sqlite = &config.database.sqlite;
-        let options = SqliteOptions {
-            durable: config.database.durable,
-            tenant_connections: sqlite.connections,
-            tenant_idle_timeout: Duration::from_secs(sqlite.idle_connection_secs.max(1)),
-            tenant_cache_kib: sqlite.cache_kib,
-            tenant_statement_cache: sqlite.statement_cache,
-        };
-        return Ok(Arc::new(
-            SqliteBackend::open_with_options(&config.server.data_dir, options).await?,
-        ));
-    };
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(Error::InvalidParam(
-            "database.url must be a postgres:// URL".into(),
-        ));
-    }
-    open_postgres(config, url).await
-}
-
-async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn Backend>> {
-    use maas_store::postgres::{PostgresBackend, PostgresOptions};
-    let options = PostgresOptions {
-        max_connections: config.database.max_connections,
-        per_tenant_connections: config.database.per_tenant_connections,
-    };
-    Ok(Arc::new(PostgresBackend::open(url, options).await?))
 }
 
 /// The soft limit on open files of this process, as `/proc/self/limits` shows it (Linux);

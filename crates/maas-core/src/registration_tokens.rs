@@ -1,7 +1,7 @@
 //! Registration tokens (spec: `m.login.registration_token`): operator-issued tokens that let
 //! someone register on a tenant whose policy is `token`, with optional use counts and expiry.
 
-use maas_store::{RegistrationTokenRecord, StoreError};
+use crate::store::{RegistrationTokenRecord, StoreError};
 
 use crate::{Error, Result, Tenant, now_ms, secrets};
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
-use maas_store::TenantStore;
+use crate::store::TenantStore;
 use parking_lot::Mutex as SyncMutex;
 use ruma::UserId;
 use tokio::sync::{Mutex, MutexGuard, watch};

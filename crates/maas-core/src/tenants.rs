@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use maas_store::{TenantRecord, TenantSettings, TenantStore};
+use crate::store::{TenantRecord, TenantSettings, TenantStore};
 use parking_lot::RwLock;
 use ruma::{OwnedServerName, ServerName};
 

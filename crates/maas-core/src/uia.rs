@@ -2,7 +2,7 @@
 //! API"): one mechanism for every endpoint that needs it. An endpoint names its flows and a
 //! purpose; sessions are stored so a multi-stage dance survives across requests and nodes.
 
-use maas_store::UiaSessionRecord;
+use crate::store::UiaSessionRecord;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 
 use crate::accounts::{passwords, usernames};

@@ -2,7 +2,7 @@
 //! "Room tagging", "Filtering"): account data, receipts, read markers, tags and stored
 //! filters. Every change takes a stream position so sync delivers it.
 
-use maas_store::{AccountDataRecord, ReceiptRecord};
+use crate::store::{AccountDataRecord, ReceiptRecord};
 use ruma::{EventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 

@@ -4,55 +4,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::{Result, StoreError};
-
-/// Every table of a tenant database, parents before children: importing in this order
-/// satisfies every foreign key. A new migration's tables must be added here (a test compares
-/// this list with the migrated schema).
-pub const TENANT_TABLES: &[&str] = &[
-    "signing_keys",
-    "users",
-    "user_threepids",
-    "devices",
-    "access_tokens",
-    "uia_sessions",
-    "registration_tokens",
-    "counters",
-    "rooms",
-    "state_groups",
-    "state_group_entries",
-    "events",
-    "forward_extremities",
-    "room_memberships",
-    "forgotten_rooms",
-    "room_aliases",
-    "account_data",
-    "receipts",
-    "filters",
-    "event_push_actions",
-    "room_push_actions",
-    "device_keys",
-    "one_time_keys",
-    "fallback_keys",
-    "cross_signing_keys",
-    "device_list_changes",
-    "to_device_txns",
-    "to_device_messages",
-    "backup_versions",
-    "backup_keys",
-];
-
-/// Rows of one table. Values are JSON null, booleans, integers, floats, strings, or
-/// `{"$bytes": "<base64>"}` for binary columns; each row has one value per column.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TableRows {
-    pub table: String,
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
-}
+use crate::{Result, StoreError, TENANT_TABLES, TableRows};
 
 /// The key marking a binary value.
 const BYTES_KEY: &str = "$bytes";

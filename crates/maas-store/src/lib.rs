@@ -1,154 +1,17 @@
-//! Storage of maas: the traits the core talks to, and their backends.
-//! The control plane (tenants and their hosts) is one database; every tenant has a database of
-//! its own. Callers only ever see the traits, so a backend can be swapped without touching them.
+//! Storage of maas: the SQLite and PostgreSQL backends of the storage contract that
+//! `maas_core::store` defines. The control plane (tenants and their hosts) is one database;
+//! every tenant has a database of its own. The binary opens one backend and hands it to core.
 
-mod e2ee;
+mod batch;
 mod export;
 pub mod postgres;
-mod push;
-mod records;
-mod rooms;
 mod rows;
 pub mod sqlite;
-mod sync;
 
-use std::sync::Arc;
+// The contract the backends implement, under the names their code and tests use.
+pub use maas_core::store::*;
 
-use async_trait::async_trait;
-
-pub use e2ee::*;
-pub use export::{TENANT_TABLES, TableRows};
-pub use push::*;
-pub use records::*;
-pub use rooms::*;
-pub use sync::*;
-
-/// Errors every backend maps its own failures to.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A unique key (server name, host, localpart, token …) is already taken.
-    #[error("already exists: {0}")]
-    Conflict(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// From a write run on a SQLite connection's own handle.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A storage backend: where the control plane lives and how tenant databases are opened.
-#[async_trait]
-pub trait Backend: Send + Sync {
-    fn control(&self) -> Arc<dyn ControlStore>;
-    /// Opens (creating and migrating when new) the database of one tenant.
-    async fn open_tenant(&self, tenant_id: &str) -> Result<Arc<dyn TenantStore>>;
-    /// Removes every byte a tenant stored. The tenant's store must have been closed.
-    async fn destroy_tenant(&self, tenant_id: &str) -> Result<()>;
-    /// Closes the control plane cleanly (checkpoints, pool shutdown).
-    async fn close(&self);
-}
-
-/// The platform's own records: tenants and the host names they answer on.
-#[async_trait]
-pub trait ControlStore: Send + Sync {
-    async fn tenants(&self) -> Result<Vec<TenantRecord>>;
-    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>>;
-    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantRecord>>;
-    /// Fails with `Conflict` when the server name or one of the hosts is taken.
-    async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()>;
-    /// Replaces the settings and hosts of an existing tenant; `Conflict` on a taken host.
-    async fn update_tenant(&self, tenant: &TenantRecord) -> Result<()>;
-    async fn delete_tenant(&self, tenant_id: &str) -> Result<()>;
-}
-
-/// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
-#[async_trait]
-pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sync {
-    // Server signing keys.
-    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
-
-    // Users.
-    /// Inserts a user unless the localpart is taken (`Conflict`) or the tenant already has
-    /// `max_users` users (`Ok(false)`); the count and the insert are one atomic step.
-    async fn insert_user(&self, user: &UserRecord, max_users: Option<u64>) -> Result<bool>;
-    async fn user(&self, localpart: &str) -> Result<Option<UserRecord>>;
-    /// Users ordered by localpart, starting after `from` (exclusive), at most `limit`.
-    async fn users(&self, from: Option<&str>, limit: u32) -> Result<Vec<UserRecord>>;
-    /// Active, non-guest users whose localpart or display name contains `term`
-    /// (case-insensitive), ordered by localpart, at most `limit`.
-    async fn search_users(&self, term: &str, limit: u32) -> Result<Vec<UserRecord>>;
-    async fn count_users(&self) -> Result<u64>;
-    async fn set_password_hash(&self, localpart: &str, hash: Option<&str>) -> Result<()>;
-    async fn set_admin(&self, localpart: &str, admin: bool) -> Result<()>;
-    /// Marks the user deactivated and removes their devices, tokens and profile.
-    async fn deactivate_user(&self, localpart: &str) -> Result<()>;
-    async fn set_displayname(&self, localpart: &str, name: Option<&str>) -> Result<()>;
-    async fn set_avatar_url(&self, localpart: &str, url: Option<&str>) -> Result<()>;
-    async fn threepids(&self, localpart: &str) -> Result<Vec<ThreepidRecord>>;
-
-    // Devices and access tokens.
-    /// Creates the device if it is new (keeping its display name otherwise), removes the tokens
-    /// it had and stores the new token: one transaction.
-    async fn start_session(&self, device: &DeviceRecord, token: &AccessTokenRecord) -> Result<()>;
-    async fn device(&self, localpart: &str, device_id: &str) -> Result<Option<DeviceRecord>>;
-    async fn devices(&self, localpart: &str) -> Result<Vec<DeviceRecord>>;
-    async fn set_device_display_name(
-        &self,
-        localpart: &str,
-        device_id: &str,
-        name: Option<&str>,
-    ) -> Result<bool>;
-    async fn touch_device(&self, localpart: &str, device_id: &str, ts: i64, ip: &str)
-    -> Result<()>;
-    /// Deletes the devices and their tokens; returns the ids that existed.
-    async fn delete_devices(&self, localpart: &str, device_ids: &[String]) -> Result<Vec<String>>;
-    /// Deletes every device of the user except `keep`, with their tokens.
-    async fn delete_devices_except(&self, localpart: &str, keep: Option<&str>) -> Result<()>;
-    async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenRecord>>;
-
-    // User-interactive authentication sessions.
-    async fn insert_uia_session(&self, session: &UiaSessionRecord) -> Result<()>;
-    async fn uia_session(&self, session_id: &str) -> Result<Option<UiaSessionRecord>>;
-    async fn update_uia_session(&self, session: &UiaSessionRecord) -> Result<()>;
-    async fn delete_uia_session(&self, session_id: &str) -> Result<()>;
-    async fn delete_uia_sessions_before(&self, created_before_ts: i64) -> Result<()>;
-
-    // Registration tokens (MSC3231).
-    /// `Conflict` when the token exists.
-    async fn insert_registration_token(&self, token: &RegistrationTokenRecord) -> Result<()>;
-    async fn registration_token(&self, token: &str) -> Result<Option<RegistrationTokenRecord>>;
-    async fn registration_tokens(&self) -> Result<Vec<RegistrationTokenRecord>>;
-    /// Live UIA sessions (created at or after `since_ts`) holding this token, not yet finished.
-    async fn pending_registration_token_uses(&self, token: &str, since_ts: i64) -> Result<u64>;
-    /// Counts one completed registration if the token is still valid at `now_ts`; atomic.
-    async fn complete_registration_token_use(&self, token: &str, now_ts: i64) -> Result<bool>;
-
-    // Export and import (`export::TableRows`).
-    /// Every table in `TENANT_TABLES` order, read in one consistent snapshot.
-    async fn export_tables(&self) -> Result<Vec<TableRows>>;
-    /// Writes exported rows into this freshly migrated tenant database in one transaction.
-    /// An unknown table or column is `Corrupt`; nothing is written on any error.
-    async fn import_tables(&self, tables: &[TableRows]) -> Result<()>;
-
-    /// Closes the database cleanly.
-    async fn close(&self);
-
-    /// Whether `persist_events` does its work on the calling thread, blocking it briefly and
-    /// never for a flush to disk (SQLite without `durable`). Such commits are cheapest run
-    /// back to back on a thread that may block, rather than handed off by the async runtime
-    /// one at a time.
-    fn commits_inline(&self) -> bool {
-        false
-    }
+/// A failed schema migration, told apart from other database errors: the operator must act.
+pub(crate) fn migration_failed(err: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Migration(Box::new(err))
 }

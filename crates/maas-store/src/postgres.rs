@@ -120,7 +120,7 @@ async fn migrate_schema(pool: &PgPool, schema: &str, migrator: &Migrator) -> Res
     }
     // The connection goes back to the shared pool: leave it in a neutral state.
     conn.execute("RESET search_path").await?;
-    result.map_err(Into::into)
+    result.map_err(crate::migration_failed)
 }
 
 #[async_trait]

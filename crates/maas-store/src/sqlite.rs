@@ -110,7 +110,10 @@ impl SqliteBackend {
                 options.durable,
             ))
             .await?;
-        CONTROL_MIGRATIONS.run(&pool).await?;
+        CONTROL_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(crate::migration_failed)?;
         Ok(SqliteBackend {
             data_dir: data_dir.to_path_buf(),
             control: Arc::new(SqliteControlStore::new(pool)),
@@ -203,7 +206,8 @@ async fn migrate_tenant(conn: &mut SqliteConnection) -> Result<()> {
     }
     TENANT_MIGRATIONS
         .run_direct(None, &mut *conn, false)
-        .await?;
+        .await
+        .map_err(crate::migration_failed)?;
     conn.execute(AssertSqlSafe(format!(
         "PRAGMA user_version = {fingerprint}"
     )))

@@ -1225,7 +1225,7 @@ async fn a_failed_migration_does_not_block_other_tenants() {
         .unwrap();
     assert!(matches!(
         node1.open_tenant("broken").await,
-        Err(StoreError::Migrate(_))
+        Err(StoreError::Migration(_))
     ));
     // The failed run's connection went back to node 1's pool (where it stays idle for a
     // minute); node 2 must still get the migration lock, for its control plane and a tenant.

@@ -8,6 +8,7 @@ mod data_dir;
 mod operator_client;
 mod serve;
 mod settings;
+mod storage;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -73,7 +73,8 @@ fn init_logging(format: LogFormat) -> anyhow::Result<()> {
 
 async fn start_platform(config: Config) -> anyhow::Result<Arc<Platform>> {
     let dir = config.server.data_dir.display().to_string();
-    let platform = Platform::start(config)
+    let backend = crate::storage::open_backend(&config).await?;
+    let platform = Platform::start(config, backend)
         .await
         .with_context(|| format!("cannot start the platform on data dir {dir}"))?;
     Ok(platform)

@@ -1,7 +1,7 @@
 //! Device management (spec: Client-Server API, "Device management"): a user's devices, their
 //! names, and deleting them behind user-interactive auth.
 
-use maas_store::DeviceRecord;
+use crate::store::DeviceRecord;
 use ruma::api::client::uiaa::AuthData;
 
 use super::{Accounts, AuthedUser, MAX_DISPLAY_NAME_LEN};

@@ -7,7 +7,7 @@ mod profile;
 pub(crate) mod sessions;
 pub mod usernames;
 
-use maas_store::{AccessTokenRecord, DeviceRecord, StoreError, ThreepidRecord, UserRecord};
+use crate::store::{AccessTokenRecord, DeviceRecord, StoreError, ThreepidRecord, UserRecord};
 use ruma::api::client::session::login::v3::LoginInfo;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 use ruma::{OwnedDeviceId, OwnedUserId};
@@ -113,11 +113,11 @@ impl<'a> Accounts<'a> {
         }
         let settings = self.tenant.settings();
         let flows = match settings.registration {
-            maas_store::RegistrationPolicy::Closed => {
+            crate::store::RegistrationPolicy::Closed => {
                 return Err(Error::Forbidden("Registration has been disabled".into()));
             }
-            maas_store::RegistrationPolicy::Open => vec![vec![uia::DUMMY]],
-            maas_store::RegistrationPolicy::Token => vec![vec![uia::REGISTRATION_TOKEN]],
+            crate::store::RegistrationPolicy::Open => vec![vec![uia::DUMMY]],
+            crate::store::RegistrationPolicy::Token => vec![vec![uia::REGISTRATION_TOKEN]],
         };
         // Checked before the dance so a client learns of a bad name or password at once.
         let localpart = match reg.username.as_deref() {

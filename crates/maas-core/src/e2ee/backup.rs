@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use maas_store::{BackupKeyRecord, BackupVersionRecord};
+use crate::store::{BackupKeyRecord, BackupVersionRecord};
 use serde_json::{Value, json};
 
 use super::{E2ee, parse_json};

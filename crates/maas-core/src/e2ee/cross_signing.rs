@@ -1,7 +1,7 @@
 //! Cross-signing (spec: "Cross-signing"): uploading a user's master, self-signing and
 //! user-signing keys, and signatures made with them on devices and other users' master keys.
 
-use maas_store::{CrossSigningKeyRecord, DeviceKeysRecord};
+use crate::store::{CrossSigningKeyRecord, DeviceKeysRecord};
 use ruma::UserId;
 use ruma::api::client::uiaa::AuthData;
 use serde_json::{Map, Value, json};

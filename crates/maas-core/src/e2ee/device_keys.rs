@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use maas_store::{DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange};
+use crate::store::{DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 
@@ -77,7 +77,7 @@ impl E2ee<'_> {
                 .add_one_time_keys(&user.localpart, device_id, &one_time)
                 .await
                 .map_err(|e| match e {
-                    maas_store::StoreError::Conflict(what) => {
+                    crate::store::StoreError::Conflict(what) => {
                         invalid(format!("One-time key already exists: {what}"))
                     }
                     other => other.into(),

@@ -1,7 +1,7 @@
 //! Send-to-device messaging (spec: "Send-to-Device messaging"): messages queued per device,
 //! delivered through sync and deleted once a later `since` acknowledges them.
 
-use maas_store::{ToDeviceRecord, TxnRecord};
+use crate::store::{ToDeviceRecord, TxnRecord};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 

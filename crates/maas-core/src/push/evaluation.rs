@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use maas_store::{EventRecord, PushActionRecord, RoomPushActionRecord};
+use crate::store::{EventRecord, PushActionRecord, RoomPushActionRecord};
 use ruma::events::room::power_levels::{
     RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource,
 };
@@ -22,27 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{PUSH_RULES_TYPE, ruleset_from};
-use crate::rooms::rules_of;
 use crate::rooms::state::RoomState;
 use crate::{Error, Result, Tenant};
-
-/// Evaluates a new event of `room_id` against the push rules of every local user among
-/// `members` (the room's joined members, remote ones included: their number is the
-/// `room_member_count`) except its sender, and returns a record for each one it notifies.
-pub async fn push_actions(
-    tenant: &Tenant,
-    room_id: &RoomId,
-    event: &EventRecord,
-    members: &[OwnedUserId],
-) -> Result<Vec<PushActionRecord>> {
-    let Some(room) = tenant.store().room(room_id.as_str()).await? else {
-        return Ok(Vec::new());
-    };
-    let rules = rules_of(&room.room_version)?;
-    let mut inputs = StateInputs::default();
-    let outcomes = outcomes(tenant, room_id, &rules, event, members, &mut inputs).await?;
-    Ok(rows(room_id, event, &outcomes, Outcome::Silent))
-}
 
 /// What one event does for one recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +42,10 @@ pub(crate) struct Notifications {
     pub(crate) users: Vec<PushActionRecord>,
 }
 
-/// [`push_actions`] for a room of known version, with what the previous events taught about
-/// their state, in the form the store keeps: what the committer calls for every event.
+/// Evaluates a new event of `room_id` against the push rules of every local user among
+/// `members` (the room's joined members, remote ones included: their number is the
+/// `room_member_count`) except its sender, with what the previous events taught about their
+/// state; the outcome in the form the store keeps.
 ///
 /// `members` must be the room's joined members right after the event, as stored memberships
 /// will say once it is committed: a room-wide row covers exactly the local ones among them.
@@ -75,14 +58,23 @@ pub(crate) async fn evaluate(
     inputs: &mut StateInputs,
 ) -> Result<Notifications> {
     let outcomes = outcomes(tenant, room_id, rules, event, members, inputs).await?;
+    Ok(stored_form(room_id, event, &outcomes))
+}
+
+/// What `outcomes` leave to store: the fewest rows that say them.
+fn stored_form(
+    room_id: &RoomId,
+    event: &EventRecord,
+    outcomes: &[(OwnedUserId, Outcome)],
+) -> Notifications {
     let count = |wanted| outcomes.iter().filter(|(_, o)| *o == wanted).count();
     let (plain, silent) = (count(Outcome::Notify), count(Outcome::Silent));
     // Rows written: 1 + silent + highlighted with a room row, plain + highlighted without.
     if plain <= silent + 1 {
-        let users = rows(room_id, event, &outcomes, Outcome::Silent);
-        return Ok(Notifications { room: None, users });
+        let users = rows(room_id, event, outcomes, Outcome::Silent);
+        return Notifications { room: None, users };
     }
-    let users = rows(room_id, event, &outcomes, Outcome::Notify);
+    let users = rows(room_id, event, outcomes, Outcome::Notify);
     let room = RoomPushActionRecord {
         room_id: room_id.to_string(),
         event_id: event.event_id.clone(),
@@ -90,10 +82,10 @@ pub(crate) async fn evaluate(
         sender: event.sender.clone(),
         thread_id: thread_of(event),
     };
-    Ok(Notifications {
+    Notifications {
         room: Some(room),
         users,
-    })
+    }
 }
 
 /// A row of their own for each recipient whose outcome is not `unstored`: what the room's row
@@ -151,6 +143,19 @@ impl StateInputs {
     }
 }
 
+/// The members push rules are evaluated for: local ones, but the sender. Remote members
+/// count for the room's size only; their own servers notify them.
+fn local_recipients<'m>(
+    members: &'m [OwnedUserId],
+    server_name: &ruma::ServerName,
+    sender: &str,
+) -> Vec<&'m OwnedUserId> {
+    members
+        .iter()
+        .filter(|m| m.server_name() == server_name && m.as_str() != sender)
+        .collect()
+}
+
 /// The outcome of the event for every local member but its sender.
 ///
 /// Cost: the recipients' rulesets (cached); the room's state before the event (state cache),
@@ -164,10 +169,7 @@ async fn outcomes(
     members: &[OwnedUserId],
     inputs: &mut StateInputs,
 ) -> Result<Vec<(OwnedUserId, Outcome)>> {
-    let recipients: Vec<&OwnedUserId> = members
-        .iter()
-        .filter(|m| m.server_name() == tenant.server_name() && m.as_str() != event.sender)
-        .collect();
+    let recipients = local_recipients(members, tenant.server_name(), &event.sender);
     let Some(first) = recipients.first() else {
         return Ok(Vec::new());
     };
@@ -438,4 +440,118 @@ async fn display_name(
         .display_names
         .insert(user_id.to_owned(), name.clone());
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_room_id, owned_user_id, server_name};
+
+    use super::*;
+    use crate::store::RelationRecord;
+
+    fn event(relation: Option<RelationRecord>) -> EventRecord {
+        EventRecord {
+            event_id: "$e".into(),
+            room_id: "!r:localhost".into(),
+            stream: 7,
+            depth: 3,
+            event_type: "m.room.message".into(),
+            state_key: None,
+            sender: "@alice:localhost".into(),
+            origin_server_ts: 1,
+            pdu: "{}".into(),
+            state_before: 1,
+            state_after: 1,
+            redacted_by: None,
+            txn: None,
+            relation,
+        }
+    }
+
+    /// `(room row?, [(user, notify, highlight)])` of the stored form.
+    fn form(outcomes: &[(&str, Outcome)]) -> (bool, Vec<(String, bool, bool)>) {
+        let outcomes: Vec<_> = outcomes
+            .iter()
+            .map(|(user, o)| (OwnedUserId::try_from(*user).expect("user id"), *o))
+            .collect();
+        let room_id = owned_room_id!("!r:localhost");
+        let found = stored_form(&room_id, &event(None), &outcomes);
+        if let Some(room) = &found.room {
+            assert_eq!(
+                (room.event_id.as_str(), room.stream, room.sender.as_str()),
+                ("$e", 7, "@alice:localhost")
+            );
+        }
+        for row in &found.users {
+            assert_eq!(row.replaces_room, found.room.is_some());
+        }
+        let users = found
+            .users
+            .into_iter()
+            .map(|r| (r.user_id, r.notify, r.highlight))
+            .collect();
+        (found.room.is_some(), users)
+    }
+
+    #[test]
+    fn events_most_members_get_alike_are_one_row_for_the_room() {
+        use Outcome::{Highlight, Notify, Silent};
+        let row = |user: &str, notify, highlight| (user.to_owned(), notify, highlight);
+        // Both get a plain notification: the room's row says it for them.
+        assert_eq!(form(&[("@b:l", Notify), ("@c:l", Notify)]), (true, vec![]));
+        // One plain notification is a row either way: Carol's own, with Bob's highlight.
+        assert_eq!(
+            form(&[("@b:l", Highlight), ("@c:l", Notify)]),
+            (
+                false,
+                vec![row("@b:l", true, true), row("@c:l", true, false)]
+            )
+        );
+        assert_eq!(form(&[("@b:l", Silent), ("@c:l", Silent)]), (false, vec![]));
+        // More members make a mention a room row, with the highlight as its own row…
+        assert_eq!(
+            form(&[
+                ("@b:l", Highlight),
+                ("@c:l", Notify),
+                ("@d:l", Notify),
+                ("@e:l", Notify)
+            ]),
+            (true, vec![row("@b:l", true, true)])
+        );
+        // …and a member who muted the room gets a row saying the room's is not for them.
+        assert_eq!(
+            form(&[
+                ("@b:l", Silent),
+                ("@c:l", Notify),
+                ("@d:l", Notify),
+                ("@e:l", Notify)
+            ]),
+            (true, vec![row("@b:l", false, false)])
+        );
+    }
+
+    #[test]
+    fn a_threaded_event_notifies_in_its_thread() {
+        let threaded = event(Some(RelationRecord {
+            rel_type: "m.thread".into(),
+            parent_event_id: "$root".into(),
+        }));
+        assert_eq!(thread_of(&threaded).as_deref(), Some("$root"));
+        let edit = event(Some(RelationRecord {
+            rel_type: "m.replace".into(),
+            parent_event_id: "$root".into(),
+        }));
+        assert_eq!(thread_of(&edit), None);
+    }
+
+    #[test]
+    fn only_local_members_but_the_sender_are_evaluated() {
+        let members = [
+            owned_user_id!("@alice:localhost"),
+            owned_user_id!("@bob:localhost"),
+            owned_user_id!("@dave:remote.example"),
+        ];
+        let recipients = local_recipients(&members, server_name!("localhost"), "@alice:localhost");
+        assert_eq!(recipients, vec![&members[1]]);
+    }
 }

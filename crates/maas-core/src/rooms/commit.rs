@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use maas_store::{EventBatch, NewEvent, NewStateGroup, RoomRecord, TxnRecord};
+use crate::store::{EventBatch, NewEvent, NewStateGroup, RoomRecord, TxnRecord};
 use parking_lot::Mutex;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};

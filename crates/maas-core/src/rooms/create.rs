@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use maas_store::{AliasRecord, EventRecord, NewEvent, NewStateGroup, RoomRecord, StoreError};
+use crate::store::{AliasRecord, EventRecord, NewEvent, NewStateGroup, RoomRecord, StoreError};
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomIdFormatVersion;
 use ruma::{

@@ -2,7 +2,7 @@
 //! "Listing rooms"): local aliases of the tenant's server name, and the rooms published in its
 //! directory.
 
-use maas_store::{AliasRecord, RoomRecord, StoreError};
+use crate::store::{AliasRecord, RoomRecord, StoreError};
 use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Room membership (spec: Client-Server API, "Room membership"): join, invite, leave, kick,
 //! ban, unban, knock and forget. Each is an `m.room.member` event the auth rules decide on.
 
-use maas_store::MembershipRecord;
+use crate::store::MembershipRecord;
 use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Value, json};

@@ -18,7 +18,7 @@ mod upgrade;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use maas_store::{
+use crate::store::{
     EventRecord, MembershipRecord, NewEvent, Redaction, RelationRecord, RoomRecord, TxnRecord,
 };
 use ruma::events::{StateEventType, TimelineEventType};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use maas_store::{EventRecord, MembershipRecord, StreamRange};
+use crate::store::{EventRecord, MembershipRecord, StreamRange};
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
@@ -19,7 +19,7 @@ use super::{Rooms, rules_of};
 use crate::accounts::AuthedUser;
 use crate::{Error, Result, Tenant, now_ms};
 
-pub use maas_store::Direction;
+pub use crate::store::Direction;
 
 /// The power levels of a room, as the auth rules read them.
 pub(crate) struct PowerLevels {

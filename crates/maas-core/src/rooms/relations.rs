@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use maas_store::{Direction, EventRecord};
+use crate::store::{Direction, EventRecord};
 use ruma::{EventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 

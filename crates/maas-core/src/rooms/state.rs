@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::store::{NewStateGroup, StateEntry, TenantStore};
 use lru::LruCache;
-use maas_store::{NewStateGroup, StateEntry, TenantStore};
 use parking_lot::Mutex;
 use ruma::events::StateEventType;
 use ruma::room_version_rules::{RoomVersionRules, StateResolutionVersion};

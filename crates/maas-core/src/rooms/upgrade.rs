@@ -148,7 +148,7 @@ impl Rooms<'_> {
             };
             store.delete_alias(&alias).await?;
             store
-                .insert_alias(&maas_store::AliasRecord {
+                .insert_alias(&crate::store::AliasRecord {
                     room_id: new.to_string(),
                     ..record
                 })

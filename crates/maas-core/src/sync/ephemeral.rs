@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use maas_store::ReceiptRecord;
+use crate::store::ReceiptRecord;
 use serde_json::{Map, Value, json};
 
 use super::Builder;

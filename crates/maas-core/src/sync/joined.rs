@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use maas_store::{EventRecord, MemberSummary, ReceiptRecord, StreamRange, UnreadCounts};
+use crate::store::{EventRecord, MemberSummary, ReceiptRecord, StreamRange, UnreadCounts};
 use ruma::events::StateEventType;
 use serde_json::{Map, Value, json};
 

@@ -15,7 +15,7 @@ mod others;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use maas_store::{MembershipRecord, ReceiptRecord, StreamRange};
+use crate::store::{MembershipRecord, ReceiptRecord, StreamRange};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;

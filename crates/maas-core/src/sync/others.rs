@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use maas_store::{Direction, EventRecord, MembershipRecord, StreamRange};
+use crate::store::{Direction, EventRecord, MembershipRecord, StreamRange};
 use serde_json::{Map, Value, json};
 
 use super::{Builder, token};

@@ -10,10 +10,11 @@ use sqlx::{AssertSqlSafe, Connection, Database, Row};
 
 use super::tenant::PostgresTenantStore;
 use crate::export::{
-    Cell, TENANT_TABLES, TableRows, bytes_value, check_tables, float_value, in_table_order, quote,
-    rows_per_insert, rows_refused,
+    Cell, bytes_value, check_tables, float_value, in_table_order, quote, rows_per_insert,
+    rows_refused,
 };
 use crate::{Result, StoreError};
+use crate::{TENANT_TABLES, TableRows};
 
 /// Bound values per statement, well below PostgreSQL's limit of 65535.
 const MAX_PARAMS: usize = 8192;

@@ -11,10 +11,11 @@ use sqlx::{AssertSqlSafe, Database, Row, TypeInfo, ValueRef};
 use super::tenant::SqliteTenantStore;
 use super::util::begin_write;
 use crate::export::{
-    Cell, TENANT_TABLES, TableRows, bytes_value, check_tables, float_value, in_table_order, quote,
-    rows_per_insert, rows_refused,
+    Cell, bytes_value, check_tables, float_value, in_table_order, quote, rows_per_insert,
+    rows_refused,
 };
 use crate::{Result, StoreError};
+use crate::{TENANT_TABLES, TableRows};
 
 /// Bound values per statement: SQLite's historical default limit, which every build allows.
 const MAX_PARAMS: usize = 999;

@@ -39,7 +39,7 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
     for room in &batch.rooms {
         state::write_room(&mut tx, room).await?;
     }
-    let heads = crate::rooms::last_per_room(&batch.events);
+    let heads = crate::batch::last_per_room(&batch.events);
     // The room rows first, in a fixed order: their locks, held until commit, serialize the
     // events of one room, as SQLite's write lock does. Without them, two batches persisted at
     // once could each delete the extremities they saw and both insert theirs. Whether a room

@@ -64,7 +64,7 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
                 }
             }
             // Only the last event of each room decides its extremities and current state.
-            for new in crate::rooms::last_per_room(&batch.events) {
+            for new in crate::batch::last_per_room(&batch.events) {
                 write_room_head(tx, new)?;
             }
             Ok(())

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::{AccountDataRecord, Result};
+use super::{AccountDataRecord, Result};
 
 /// What an event does for one user.
 #[derive(Clone, Debug, PartialEq, Eq)]

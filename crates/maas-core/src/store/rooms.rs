@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::Result;
+use super::Result;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomRecord {
@@ -107,8 +107,8 @@ pub struct EventBatch {
     /// Rooms the batch's events create.
     pub rooms: Vec<RoomRecord>,
     pub events: Vec<NewEvent>,
-    pub push_actions: Vec<crate::PushActionRecord>,
-    pub room_push_actions: Vec<crate::RoomPushActionRecord>,
+    pub push_actions: Vec<super::PushActionRecord>,
+    pub room_push_actions: Vec<super::RoomPushActionRecord>,
 }
 
 #[derive(Clone, Debug)]
@@ -324,19 +324,4 @@ pub trait RoomStore: Send + Sync {
     /// Stores a filter; returns its id (unique per user).
     async fn insert_filter(&self, localpart: &str, filter_json: &str) -> Result<String>;
     async fn filter(&self, localpart: &str, filter_id: &str) -> Result<Option<String>>;
-}
-
-/// The last event of each room in `batch`, in order of first appearance.
-pub(crate) fn last_per_room(batch: &[NewEvent]) -> Vec<&NewEvent> {
-    let mut last: Vec<&NewEvent> = Vec::new();
-    for new in batch {
-        match last
-            .iter_mut()
-            .find(|n| n.event.room_id == new.event.room_id)
-        {
-            Some(slot) => *slot = new,
-            None => last.push(new),
-        }
-    }
-    last
 }

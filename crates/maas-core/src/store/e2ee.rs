@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Result, StreamRange, TxnRecord};
+use super::{Result, StreamRange, TxnRecord};
 
 /// The signed `device_keys` object a device uploaded (signatures added by others merged in).
 #[derive(Clone, Debug, PartialEq, Eq)]

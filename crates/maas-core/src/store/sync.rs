@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::{EventRecord, MembershipRecord, Result, StateEntry, StreamRange};
+use super::{EventRecord, MembershipRecord, Result, StateEntry, StreamRange};
 
 /// Member counts and heroes of one room (spec: "Room summary").
 #[derive(Clone, Debug, PartialEq, Eq)]

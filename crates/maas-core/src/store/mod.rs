@@ -1,0 +1,214 @@
+//! The storage contract of maas: the traits a backend implements and the plain records that
+//! cross them. Core defines what it needs of storage; `maas-store` implements it for SQLite and
+//! PostgreSQL, and the binary picks one, so core never names a backend.
+
+mod e2ee;
+mod push;
+mod records;
+mod rooms;
+mod sync;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use e2ee::*;
+pub use push::*;
+pub use records::*;
+pub use rooms::*;
+pub use sync::*;
+
+/// A backend's own failure (database driver, file system), kept as its source.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors every backend maps its own failures to.
+///
+/// Deliberately not a `std::error::Error` itself: that lets every backend's own errors convert
+/// with `?` through the one blanket `From` below (the pattern of `anyhow::Error`), although
+/// neither the trait nor their types belong to the backend's crate.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique key (server name, host, localpart, token …) is already taken.
+    Conflict(String),
+    NotFound(String),
+    /// Stored data doesn't read back as what was written.
+    Corrupt(String),
+    /// A schema migration failed.
+    Migration(BackendError),
+    /// The database or the file system failed.
+    Backend(BackendError),
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StoreError {
+    fn from(err: E) -> Self {
+        StoreError::Backend(Box::new(err))
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(what) => write!(f, "already exists: {what}"),
+            StoreError::NotFound(what) => write!(f, "not found: {what}"),
+            StoreError::Corrupt(what) => write!(f, "stored data is corrupt: {what}"),
+            StoreError::Migration(err) => write!(f, "migration failed: {err}"),
+            StoreError::Backend(err) => write!(f, "database error: {err}"),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Every table of a tenant database, parents before children: importing in this order
+/// satisfies every foreign key. A new migration's tables must be added here (a store test
+/// compares this list with each backend's migrated schema).
+pub const TENANT_TABLES: &[&str] = &[
+    "signing_keys",
+    "users",
+    "user_threepids",
+    "devices",
+    "access_tokens",
+    "uia_sessions",
+    "registration_tokens",
+    "counters",
+    "rooms",
+    "state_groups",
+    "state_group_entries",
+    "events",
+    "forward_extremities",
+    "room_memberships",
+    "forgotten_rooms",
+    "room_aliases",
+    "account_data",
+    "receipts",
+    "filters",
+    "event_push_actions",
+    "room_push_actions",
+    "device_keys",
+    "one_time_keys",
+    "fallback_keys",
+    "cross_signing_keys",
+    "device_list_changes",
+    "to_device_txns",
+    "to_device_messages",
+    "backup_versions",
+    "backup_keys",
+];
+
+/// Rows of one table of a tenant database, for export and import. Values are JSON null,
+/// booleans, integers, floats, strings, or `{"$bytes": "<base64>"}` for binary columns; each
+/// row has one value per column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableRows {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// A storage backend: where the control plane lives and how tenant databases are opened.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn control(&self) -> Arc<dyn ControlStore>;
+    /// Opens (creating and migrating when new) the database of one tenant.
+    async fn open_tenant(&self, tenant_id: &str) -> Result<Arc<dyn TenantStore>>;
+    /// Removes every byte a tenant stored. The tenant's store must have been closed.
+    async fn destroy_tenant(&self, tenant_id: &str) -> Result<()>;
+    /// Closes the control plane cleanly (checkpoints, pool shutdown).
+    async fn close(&self);
+}
+
+/// The platform's own records: tenants and the host names they answer on.
+#[async_trait]
+pub trait ControlStore: Send + Sync {
+    async fn tenants(&self) -> Result<Vec<TenantRecord>>;
+    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>>;
+    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantRecord>>;
+    /// Fails with `Conflict` when the server name or one of the hosts is taken.
+    async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()>;
+    /// Replaces the settings and hosts of an existing tenant; `Conflict` on a taken host.
+    async fn update_tenant(&self, tenant: &TenantRecord) -> Result<()>;
+    async fn delete_tenant(&self, tenant_id: &str) -> Result<()>;
+}
+
+/// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
+#[async_trait]
+pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sync {
+    // Server signing keys.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
+
+    // Users.
+    /// Inserts a user unless the localpart is taken (`Conflict`) or the tenant already has
+    /// `max_users` users (`Ok(false)`); the count and the insert are one atomic step.
+    async fn insert_user(&self, user: &UserRecord, max_users: Option<u64>) -> Result<bool>;
+    async fn user(&self, localpart: &str) -> Result<Option<UserRecord>>;
+    /// Users ordered by localpart, starting after `from` (exclusive), at most `limit`.
+    async fn users(&self, from: Option<&str>, limit: u32) -> Result<Vec<UserRecord>>;
+    /// Active, non-guest users whose localpart or display name contains `term`
+    /// (case-insensitive), ordered by localpart, at most `limit`.
+    async fn search_users(&self, term: &str, limit: u32) -> Result<Vec<UserRecord>>;
+    async fn count_users(&self) -> Result<u64>;
+    async fn set_password_hash(&self, localpart: &str, hash: Option<&str>) -> Result<()>;
+    async fn set_admin(&self, localpart: &str, admin: bool) -> Result<()>;
+    /// Marks the user deactivated and removes their devices, tokens and profile.
+    async fn deactivate_user(&self, localpart: &str) -> Result<()>;
+    async fn set_displayname(&self, localpart: &str, name: Option<&str>) -> Result<()>;
+    async fn set_avatar_url(&self, localpart: &str, url: Option<&str>) -> Result<()>;
+    async fn threepids(&self, localpart: &str) -> Result<Vec<ThreepidRecord>>;
+
+    // Devices and access tokens.
+    /// Creates the device if it is new (keeping its display name otherwise), removes the tokens
+    /// it had and stores the new token: one transaction.
+    async fn start_session(&self, device: &DeviceRecord, token: &AccessTokenRecord) -> Result<()>;
+    async fn device(&self, localpart: &str, device_id: &str) -> Result<Option<DeviceRecord>>;
+    async fn devices(&self, localpart: &str) -> Result<Vec<DeviceRecord>>;
+    async fn set_device_display_name(
+        &self,
+        localpart: &str,
+        device_id: &str,
+        name: Option<&str>,
+    ) -> Result<bool>;
+    async fn touch_device(&self, localpart: &str, device_id: &str, ts: i64, ip: &str)
+    -> Result<()>;
+    /// Deletes the devices and their tokens; returns the ids that existed.
+    async fn delete_devices(&self, localpart: &str, device_ids: &[String]) -> Result<Vec<String>>;
+    /// Deletes every device of the user except `keep`, with their tokens.
+    async fn delete_devices_except(&self, localpart: &str, keep: Option<&str>) -> Result<()>;
+    async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenRecord>>;
+
+    // User-interactive authentication sessions.
+    async fn insert_uia_session(&self, session: &UiaSessionRecord) -> Result<()>;
+    async fn uia_session(&self, session_id: &str) -> Result<Option<UiaSessionRecord>>;
+    async fn update_uia_session(&self, session: &UiaSessionRecord) -> Result<()>;
+    async fn delete_uia_session(&self, session_id: &str) -> Result<()>;
+    async fn delete_uia_sessions_before(&self, created_before_ts: i64) -> Result<()>;
+
+    // Registration tokens (MSC3231).
+    /// `Conflict` when the token exists.
+    async fn insert_registration_token(&self, token: &RegistrationTokenRecord) -> Result<()>;
+    async fn registration_token(&self, token: &str) -> Result<Option<RegistrationTokenRecord>>;
+    async fn registration_tokens(&self) -> Result<Vec<RegistrationTokenRecord>>;
+    /// Live UIA sessions (created at or after `since_ts`) holding this token, not yet finished.
+    async fn pending_registration_token_uses(&self, token: &str, since_ts: i64) -> Result<u64>;
+    /// Counts one completed registration if the token is still valid at `now_ts`; atomic.
+    async fn complete_registration_token_use(&self, token: &str, now_ts: i64) -> Result<bool>;
+
+    // Export and import (`export::TableRows`).
+    /// Every table in `TENANT_TABLES` order, read in one consistent snapshot.
+    async fn export_tables(&self) -> Result<Vec<TableRows>>;
+    /// Writes exported rows into this freshly migrated tenant database in one transaction.
+    /// An unknown table or column is `Corrupt`; nothing is written on any error.
+    async fn import_tables(&self, tables: &[TableRows]) -> Result<()>;
+
+    /// Closes the database cleanly.
+    async fn close(&self);
+
+    /// Whether `persist_events` does its work on the calling thread, blocking it briefly and
+    /// never for a flush to disk (SQLite without `durable`). Such commits are cheapest run
+    /// back to back on a thread that may block, rather than handed off by the async runtime
+    /// one at a time.
+    fn commits_inline(&self) -> bool {
+        false
+    }
+}
