@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::{TENANT_TABLES, TableRows, TenantRecord, TenantSettings};
+use crate::store::{TENANT_TABLES, TableRows, TenantInfo, TenantSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -28,8 +28,8 @@ pub struct ArchivedTenant {
     pub created_ts: i64,
 }
 
-impl From<&TenantRecord> for ArchivedTenant {
-    fn from(record: &TenantRecord) -> Self {
+impl From<&TenantInfo> for ArchivedTenant {
+    fn from(record: &TenantInfo) -> Self {
         Self {
             server_name: record.server_name.clone(),
             hosts: record.hosts.clone(),

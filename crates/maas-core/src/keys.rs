@@ -7,7 +7,7 @@ use ruma::signatures::Ed25519KeyPair;
 use crate::{Error, Result, now_ms, secrets};
 
 /// A new key pair with a random version, ready to store.
-pub fn generate_signing_key() -> SigningKeyRecord {
+pub(crate) fn generate_signing_key() -> SigningKeyRecord {
     let pkcs8 = Ed25519KeyPair::generate();
     let version = format!("a_{}", secrets::random_alphanumeric(4));
     SigningKeyRecord {
@@ -18,7 +18,7 @@ pub fn generate_signing_key() -> SigningKeyRecord {
 }
 
 /// Loads a stored key into a key pair usable for signing.
-pub fn key_pair(record: &SigningKeyRecord) -> Result<Ed25519KeyPair> {
+pub(crate) fn key_pair(record: &SigningKeyRecord) -> Result<Ed25519KeyPair> {
     let version = record
         .key_id
         .strip_prefix("ed25519:")

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::store::{
-    Backend, RegistrationPolicy, StoreError, TableRows, TenantRecord, TenantSettings,
+    Backend, RegistrationPolicy, StoreError, TableRows, TenantInfo, TenantSettings,
 };
 use dashmap::DashMap;
 use parking_lot::RwLock;
@@ -45,13 +45,13 @@ pub struct Platform {
 /// Every tenant's record, indexed the ways requests reach them.
 #[derive(Default)]
 struct Directory {
-    records: HashMap<String, TenantRecord>,
+    records: HashMap<String, TenantInfo>,
     by_host: HashMap<String, String>,
     by_server_name: HashMap<String, String>,
 }
 
 impl Directory {
-    fn insert(&mut self, record: TenantRecord) {
+    fn insert(&mut self, record: TenantInfo) {
         for host in &record.hosts {
             self.by_host.insert(host.clone(), record.tenant_id.clone());
         }
@@ -60,7 +60,7 @@ impl Directory {
         self.records.insert(record.tenant_id.clone(), record);
     }
 
-    fn remove(&mut self, tenant_id: &str) -> Option<TenantRecord> {
+    fn remove(&mut self, tenant_id: &str) -> Option<TenantInfo> {
         let record = self.records.remove(tenant_id)?;
         for host in &record.hosts {
             self.by_host.remove(host);
@@ -186,7 +186,7 @@ impl Platform {
         self.load(record).await
     }
 
-    async fn load(&self, record: TenantRecord) -> Result<Tenant> {
+    async fn load(&self, record: TenantInfo) -> Result<Tenant> {
         if !self.loaded.contains_key(&record.tenant_id) {
             self.make_room();
         }
@@ -213,7 +213,7 @@ impl Platform {
     }
 
     /// All tenants, ordered by server name.
-    pub fn tenants(&self) -> Vec<TenantRecord> {
+    pub fn tenants(&self) -> Vec<TenantInfo> {
         let mut records: Vec<_> = self.directory.read().records.values().cloned().collect();
         records.sort_by(|a, b| a.server_name.cmp(&b.server_name));
         records
@@ -255,7 +255,7 @@ impl Platform {
                 )));
             }
         }
-        let record = TenantRecord {
+        let record = TenantInfo {
             tenant_id: secrets::new_tenant_id(),
             server_name,
             hosts,
@@ -283,7 +283,7 @@ impl Platform {
     }
 
     /// Fills a new tenant's database: signing key and first admin.
-    async fn provision(&self, record: &TenantRecord, admin: &str) -> Result<CreatedTenant> {
+    async fn provision(&self, record: &TenantInfo, admin: &str) -> Result<CreatedTenant> {
         let tenant = self.load(record.clone()).await?;
         tenant
             .store()
@@ -299,7 +299,7 @@ impl Platform {
         Ok(CreatedTenant {
             record: record.clone(),
             admin_user_id: crate::accounts::usernames::user_id(
-                &created.user.localpart,
+                &created.account.localpart,
                 tenant.server_name(),
             )?
             .to_string(),
@@ -312,7 +312,7 @@ impl Platform {
         &self,
         server_name: &str,
         update: TenantUpdate,
-    ) -> Result<TenantRecord> {
+    ) -> Result<TenantInfo> {
         let _guard = self.operator_lock.lock().await;
         let mut record = self.tenant_by_server_name(server_name).await?.record();
         if let Some(hosts) = update.hosts.clone() {
@@ -371,7 +371,7 @@ impl Platform {
     /// hosts and settings. The archive is verified before anything changes; an existing tenant
     /// of that server name is refused (`Conflict`) unless `replace`, and is then removed only
     /// once the new database holds every row, so a failed import leaves it as it was.
-    pub async fn import_tenant(&self, archive: &[u8], replace: bool) -> Result<TenantRecord> {
+    pub async fn import_tenant(&self, archive: &[u8], replace: bool) -> Result<TenantInfo> {
         let archive = export::read_archive(archive)?;
         let tenant = &archive.tenant;
         let server_name = parse_server_name(&tenant.server_name.to_ascii_lowercase())?.to_string();
@@ -393,7 +393,7 @@ impl Platform {
             }
             existing
         };
-        let record = TenantRecord {
+        let record = TenantInfo {
             tenant_id: secrets::new_tenant_id(),
             server_name,
             hosts,
@@ -406,9 +406,9 @@ impl Platform {
             self.discard_import(&record.tenant_id).await;
             return Err(e);
         }
-        if let Some(old) = existing {
-            self.directory.write().remove(&old);
-            self.remove_data(&old).await;
+        if let Some(old) = &existing {
+            self.directory.write().remove(old);
+            self.remove_data(old).await;
         }
         if let Err(e) = self.backend.control().insert_tenant(&record).await {
             self.discard_import(&record.tenant_id).await;
@@ -416,6 +416,12 @@ impl Platform {
         }
         // A new tenant id: nothing loaded or cached under the old one can be served for it.
         self.directory.write().insert(record.clone());
+        tracing::info!(
+            server_name = %record.server_name,
+            archive_created_ts = archive.created_ts,
+            replaced = existing.is_some(),
+            "tenant imported"
+        );
         Ok(record)
     }
 

@@ -8,9 +8,27 @@ use crate::{Error, Result, Tenant, now_ms, secrets};
 /// A token with its live usage, as the operator API shows it.
 #[derive(Debug, Clone)]
 pub struct TokenInfo {
-    pub record: RegistrationTokenRecord,
+    pub token: String,
+    /// Registrations it may complete in all; unlimited when `None`.
+    pub uses_allowed: Option<u64>,
+    /// Registrations completed with it.
+    pub completed: u64,
+    /// Milliseconds since the Unix epoch after which it is invalid.
+    pub expiry_time: Option<i64>,
     /// Registrations under way that have validated this token.
     pub pending: u64,
+}
+
+impl TokenInfo {
+    fn new(record: RegistrationTokenRecord, pending: u64) -> Self {
+        Self {
+            token: record.token,
+            uses_allowed: record.uses_allowed,
+            completed: record.completed,
+            expiry_time: record.expiry_time,
+            pending,
+        }
+    }
 }
 
 pub struct RegistrationTokens<'a> {
@@ -67,14 +85,14 @@ impl<'a> RegistrationTokens<'a> {
             }
             other => other?,
         }
-        Ok(TokenInfo { record, pending: 0 })
+        Ok(TokenInfo::new(record, 0))
     }
 
     pub async fn list(&self) -> Result<Vec<TokenInfo>> {
         let mut infos = Vec::new();
         for record in self.tenant.store().registration_tokens().await? {
             let pending = self.pending(&record.token).await?;
-            infos.push(TokenInfo { record, pending });
+            infos.push(TokenInfo::new(record, pending));
         }
         Ok(infos)
     }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::store::{TenantRecord, TenantSettings, TenantStore};
+use crate::store::TenantStore;
 use parking_lot::RwLock;
 use ruma::{OwnedServerName, ServerName};
+use serde::{Deserialize, Serialize};
 
 use ruma::signatures::Ed25519KeyPair;
 use tokio::sync::OnceCell;
@@ -28,6 +29,42 @@ use crate::typing::TypingState;
 use crate::uia::Uia;
 use crate::{Error, Result, now_ms};
 
+/// One tenant as the control plane knows it: what the operator created and may change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantInfo {
+    pub tenant_id: String,
+    pub server_name: String,
+    /// Host names the tenant answers on, lower-case, without port. Unique across tenants.
+    pub hosts: Vec<String>,
+    pub settings: TenantSettings,
+    pub created_ts: i64,
+}
+
+/// Who may register on a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationPolicy {
+    #[default]
+    Closed,
+    Open,
+    Token,
+}
+
+/// The per-tenant settings an operator can change, stored as one JSON document so that new
+/// settings need no schema migration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TenantSettings {
+    pub registration: RegistrationPolicy,
+    pub suspended: bool,
+    pub allow_guests: bool,
+    pub max_users: Option<u64>,
+    /// `m.homeserver.base_url` served in `/.well-known/matrix/client`.
+    pub client_base_url: Option<String>,
+    /// `m.server` served in `/.well-known/matrix/server`.
+    pub federation_server: Option<String>,
+}
+
 /// A cheap, clonable handle on a loaded tenant.
 #[derive(Clone)]
 pub struct Tenant(Arc<TenantInner>);
@@ -43,7 +80,7 @@ struct TenantInner {
     typing: TypingState,
     presence: PresenceState,
     signing_key: OnceCell<Arc<Ed25519KeyPair>>,
-    record: RwLock<TenantRecord>,
+    record: RwLock<TenantInfo>,
     store: Arc<dyn TenantStore>,
     config: Arc<Config>,
     limiter: Arc<RateLimiter>,
@@ -53,14 +90,14 @@ struct TenantInner {
 /// A tenant just created, with the credentials of its first admin: shown once, never stored.
 #[derive(Debug, Clone)]
 pub struct CreatedTenant {
-    pub record: TenantRecord,
+    pub record: TenantInfo,
     pub admin_user_id: String,
     pub admin_password: String,
 }
 
 impl Tenant {
     pub(crate) async fn open(
-        record: TenantRecord,
+        record: TenantInfo,
         store: Arc<dyn TenantStore>,
         config: Arc<Config>,
         limiter: Arc<RateLimiter>,
@@ -94,7 +131,7 @@ impl Tenant {
         &self.0.server_name
     }
 
-    pub fn record(&self) -> TenantRecord {
+    pub fn record(&self) -> TenantInfo {
         self.0.record.read().clone()
     }
 
@@ -102,7 +139,7 @@ impl Tenant {
         self.0.record.read().settings.clone()
     }
 
-    pub(crate) fn set_record(&self, record: TenantRecord) {
+    pub(crate) fn set_record(&self, record: TenantInfo) {
         *self.0.record.write() = record;
     }
 

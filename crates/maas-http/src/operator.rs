@@ -8,10 +8,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use maas_core::accounts::Account;
 use maas_core::platform::{NewTenant, TenantUpdate};
 use maas_core::registration_tokens::TokenInfo;
+use maas_core::tenants::{RegistrationPolicy, TenantInfo, TenantSettings};
 use maas_core::{Platform, Tenant};
-use maas_store::{RegistrationPolicy, TenantRecord, TenantSettings, UserRecord};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -106,7 +107,7 @@ fn op<T>(result: maas_core::Result<T>) -> Result<T> {
     result.map_err(|e| HttpError::from(e).for_operator())
 }
 
-async fn tenant_json(platform: &Platform, record: &TenantRecord) -> Result<Value> {
+async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> {
     let tenant = op(platform.tenant_by_server_name(&record.server_name).await)?;
     let user_count = op(tenant.accounts().count().await)?;
     let s = &record.settings;
@@ -285,7 +286,7 @@ async fn import_tenant(
     Ok(Json(tenant_json(&platform, &record).await?))
 }
 
-fn user_json(tenant: &Tenant, user: &UserRecord) -> Value {
+fn user_json(tenant: &Tenant, user: &Account) -> Value {
     json!({
         "user_id": format!("@{}:{}", user.localpart, tenant.server_name()),
         "localpart": user.localpart,
@@ -323,7 +324,7 @@ async fn create_user(
             body.displayname.as_deref(),
         )
         .await)?;
-    let mut json = user_json(&tenant, &created.user);
+    let mut json = user_json(&tenant, &created.account);
     if let Some(password) = created.generated_password {
         json["password"] = Value::String(password);
     }
@@ -424,11 +425,11 @@ async fn deactivate_user(
 
 fn token_json(info: &TokenInfo) -> Value {
     json!({
-        "token": info.record.token,
-        "uses_allowed": info.record.uses_allowed,
+        "token": info.token,
+        "uses_allowed": info.uses_allowed,
         "pending": info.pending,
-        "completed": info.record.completed,
-        "expiry_time": info.record.expiry_time,
+        "completed": info.completed,
+        "expiry_time": info.expiry_time,
     })
 }
 

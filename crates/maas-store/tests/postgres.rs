@@ -8,7 +8,7 @@ use std::sync::Arc;
 use maas_store::postgres::{PostgresBackend, PostgresOptions};
 use maas_store::{
     AccessTokenRecord, Backend, DeviceRecord, RegistrationPolicy, RegistrationTokenRecord,
-    SigningKeyRecord, StoreError, TenantRecord, TenantSettings, TenantStore, UiaSessionRecord,
+    SigningKeyRecord, StoreError, TenantInfo, TenantSettings, TenantStore, UiaSessionRecord,
     UserRecord,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
@@ -78,8 +78,8 @@ impl Drop for TestDb {
     }
 }
 
-fn tenant(id: &str, server_name: &str, hosts: &[&str]) -> TenantRecord {
-    TenantRecord {
+fn tenant(id: &str, server_name: &str, hosts: &[&str]) -> TenantInfo {
+    TenantInfo {
         tenant_id: id.to_owned(),
         server_name: server_name.to_owned(),
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),

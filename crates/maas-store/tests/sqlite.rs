@@ -6,14 +6,14 @@ use std::sync::Arc;
 use maas_store::sqlite::SqliteBackend;
 use maas_store::{
     AccessTokenRecord, Backend, DeviceRecord, RegistrationPolicy, RegistrationTokenRecord,
-    SigningKeyRecord, StoreError, TenantRecord, TenantSettings, TenantStore, UiaSessionRecord,
+    SigningKeyRecord, StoreError, TenantInfo, TenantSettings, TenantStore, UiaSessionRecord,
     UserRecord,
 };
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
-fn tenant(id: &str, server_name: &str, hosts: &[&str]) -> TenantRecord {
-    TenantRecord {
+fn tenant(id: &str, server_name: &str, hosts: &[&str]) -> TenantInfo {
+    TenantInfo {
         tenant_id: id.to_owned(),
         server_name: server_name.to_owned(),
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),

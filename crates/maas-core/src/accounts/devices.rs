@@ -1,25 +1,26 @@
 //! Device management (spec: Client-Server API, "Device management"): a user's devices, their
 //! names, and deleting them behind user-interactive auth.
 
-use crate::store::DeviceRecord;
 use ruma::api::client::uiaa::AuthData;
 
-use super::{Accounts, AuthedUser, MAX_DISPLAY_NAME_LEN};
+use super::{Accounts, AuthedUser, Device, MAX_DISPLAY_NAME_LEN};
 use crate::uia::UiaFlows;
 use crate::{Error, Result};
 
 impl Accounts<'_> {
     /// `GET /devices`.
-    pub async fn devices(&self, user: &AuthedUser) -> Result<Vec<DeviceRecord>> {
-        Ok(self.tenant.store().devices(&user.localpart).await?)
+    pub async fn devices(&self, user: &AuthedUser) -> Result<Vec<Device>> {
+        let devices = self.tenant.store().devices(&user.localpart).await?;
+        Ok(devices.into_iter().map(Device::from).collect())
     }
 
     /// `GET /devices/{deviceId}`.
-    pub async fn device(&self, user: &AuthedUser, device_id: &str) -> Result<DeviceRecord> {
+    pub async fn device(&self, user: &AuthedUser, device_id: &str) -> Result<Device> {
         self.tenant
             .store()
             .device(&user.localpart, device_id)
             .await?
+            .map(Device::from)
             .ok_or_else(|| Error::NotFound("Device not found".into()))
     }
 

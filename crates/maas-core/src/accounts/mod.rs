@@ -56,10 +56,77 @@ pub struct Registered {
     pub session: Option<Session>,
 }
 
+/// A user account as the operator and admins see it (never its password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub localpart: String,
+    pub admin: bool,
+    pub guest: bool,
+    pub deactivated: bool,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub created_ts: i64,
+}
+
+impl From<UserRecord> for Account {
+    fn from(user: UserRecord) -> Self {
+        Self {
+            localpart: user.localpart,
+            admin: user.admin,
+            guest: user.guest,
+            deactivated: user.deactivated,
+            displayname: user.displayname,
+            avatar_url: user.avatar_url,
+            created_ts: user.created_ts,
+        }
+    }
+}
+
+/// A device of a user (spec: "Device management"). Timestamps are milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub device_id: OwnedDeviceId,
+    pub display_name: Option<String>,
+    pub last_seen_ip: Option<String>,
+    pub last_seen_ts: Option<i64>,
+}
+
+impl From<DeviceRecord> for Device {
+    fn from(device: DeviceRecord) -> Self {
+        Self {
+            device_id: device.device_id.into(),
+            display_name: device.display_name,
+            last_seen_ip: device.last_seen_ip,
+            last_seen_ts: device.last_seen_ts,
+        }
+    }
+}
+
+/// A third-party identifier bound to an account (spec: "Adding Account Administrative
+/// Contact Information").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threepid {
+    pub medium: String,
+    pub address: String,
+    pub validated_ts: i64,
+    pub added_ts: i64,
+}
+
+impl From<ThreepidRecord> for Threepid {
+    fn from(threepid: ThreepidRecord) -> Self {
+        Self {
+            medium: threepid.medium,
+            address: threepid.address,
+            validated_ts: threepid.validated_ts,
+            added_ts: threepid.added_ts,
+        }
+    }
+}
+
 /// A user created by the operator, with the password when the server generated it.
 #[derive(Debug)]
 pub struct CreatedUser {
-    pub user: UserRecord,
+    pub account: Account,
     pub generated_password: Option<String>,
 }
 
@@ -480,22 +547,25 @@ impl<'a> Accounts<'a> {
     }
 
     /// `GET /account/3pid`.
-    pub async fn threepids(&self, user: &AuthedUser) -> Result<Vec<ThreepidRecord>> {
-        Ok(self.tenant.store().threepids(&user.localpart).await?)
+    pub async fn threepids(&self, user: &AuthedUser) -> Result<Vec<Threepid>> {
+        let threepids = self.tenant.store().threepids(&user.localpart).await?;
+        Ok(threepids.into_iter().map(Threepid::from).collect())
     }
 
     // ---- Operator actions ----------------------------------------------------------------
 
-    pub async fn user(&self, localpart: &str) -> Result<UserRecord> {
+    pub async fn user(&self, localpart: &str) -> Result<Account> {
         self.tenant
             .store()
             .user(localpart)
             .await?
+            .map(Account::from)
             .ok_or_else(|| Error::NotFound(format!("No user {localpart}")))
     }
 
-    pub async fn users(&self, from: Option<&str>, limit: u32) -> Result<Vec<UserRecord>> {
-        Ok(self.tenant.store().users(from, limit).await?)
+    pub async fn users(&self, from: Option<&str>, limit: u32) -> Result<Vec<Account>> {
+        let users = self.tenant.store().users(from, limit).await?;
+        Ok(users.into_iter().map(Account::from).collect())
     }
 
     /// Creates a user directly, bypassing the registration policy (operator, first admin).
@@ -517,7 +587,7 @@ impl<'a> Accounts<'a> {
         user.displayname = displayname.map(str::to_owned);
         self.insert_user(user.clone()).await?;
         Ok(CreatedUser {
-            user,
+            account: user.into(),
             generated_password,
         })
     }
@@ -546,14 +616,14 @@ impl<'a> Accounts<'a> {
         Ok(generated)
     }
 
-    pub async fn deactivate_user(&self, localpart: &str) -> Result<UserRecord> {
+    pub async fn deactivate_user(&self, localpart: &str) -> Result<Account> {
         self.user(localpart).await?;
         self.tenant.store().deactivate_user(localpart).await?;
         self.devices_changed(localpart).await?;
         self.user(localpart).await
     }
 
-    pub async fn set_admin(&self, localpart: &str, admin: bool) -> Result<UserRecord> {
+    pub async fn set_admin(&self, localpart: &str, admin: bool) -> Result<Account> {
         self.user(localpart).await?;
         self.tenant.store().set_admin(localpart, admin).await?;
         self.tenant.sessions().invalidate();

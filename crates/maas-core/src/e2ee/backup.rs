@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{BackupKeyRecord, BackupVersionRecord};
+use crate::store::BackupKeyRecord;
 use serde_json::{Value, json};
 
 use super::{E2ee, parse_json};
@@ -14,8 +14,50 @@ use crate::{Error, Result};
 /// A backup version as `GET /room_keys/version` shows it.
 #[derive(Debug)]
 pub struct BackupInfo {
-    pub record: BackupVersionRecord,
+    /// Decimal, increasing per user.
+    pub version: String,
+    pub algorithm: String,
+    pub auth_data: Value,
+    pub etag: String,
     pub count: u64,
+}
+
+/// One session's key as a client uploads it (spec: `KeyBackupData`), in a room.
+#[derive(Debug, Clone)]
+pub struct SessionKey {
+    pub room_id: String,
+    pub session_id: String,
+    pub data: Value,
+}
+
+impl SessionKey {
+    /// The key as stored, once its fields check out: the server keeps keys by them.
+    fn record(self) -> Result<BackupKeyRecord> {
+        let data = &self.data;
+        let number = |field: &str| {
+            data.get(field)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Error::BadJson(format!("{field} must be a non-negative integer")))
+        };
+        let first_message_index = number("first_message_index")?;
+        let forwarded_count = number("forwarded_count")?;
+        let is_verified = data
+            .get("is_verified")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| Error::BadJson("is_verified must be a boolean".into()))?;
+        let session_data = data
+            .get("session_data")
+            .filter(|s| s.is_object())
+            .ok_or_else(|| Error::BadJson("session_data must be an object".into()))?;
+        Ok(BackupKeyRecord {
+            room_id: self.room_id,
+            session_id: self.session_id,
+            first_message_index,
+            forwarded_count,
+            is_verified,
+            session_data_json: session_data.to_string(),
+        })
+    }
 }
 
 /// `etag` and `count` after a change of keys.
@@ -69,7 +111,13 @@ impl E2ee<'_> {
         let count = store
             .count_backup_keys(&user.localpart, &record.version)
             .await?;
-        Ok(BackupInfo { record, count })
+        Ok(BackupInfo {
+            auth_data: parse_json(&record.auth_data_json, "backup auth_data")?,
+            version: record.version,
+            algorithm: record.algorithm,
+            etag: record.etag.to_string(),
+            count,
+        })
     }
 
     /// `PUT /room_keys/version/{version}`: only `auth_data` may change.
@@ -87,7 +135,7 @@ impl E2ee<'_> {
                 "The version in the body doesn't match the path".into(),
             ));
         }
-        if current.record.algorithm != algorithm {
+        if current.algorithm != algorithm {
             return Err(Error::InvalidParam(
                 "The algorithm of a backup can't change".into(),
             ));
@@ -135,7 +183,7 @@ impl E2ee<'_> {
     async fn state(&self, user: &AuthedUser, version: &str) -> Result<BackupState> {
         let info = self.backup(user, Some(version)).await?;
         Ok(BackupState {
-            etag: info.record.etag.to_string(),
+            etag: info.etag,
             count: info.count,
         })
     }
@@ -145,8 +193,12 @@ impl E2ee<'_> {
         &self,
         user: &AuthedUser,
         version: &str,
-        keys: Vec<BackupKeyRecord>,
+        keys: Vec<SessionKey>,
     ) -> Result<BackupState> {
+        let keys = keys
+            .into_iter()
+            .map(SessionKey::record)
+            .collect::<Result<Vec<_>>>()?;
         self.writable(user, version).await?;
         let store = self.tenant.store();
         let mut accepted = Vec::new();

@@ -235,12 +235,17 @@ impl E2ee<'_> {
     }
 
     /// `GET /keys/changes`: users whose devices changed between two sync tokens, and users
-    /// who stopped sharing a room with the requester.
+    /// who stopped sharing a room with the requester (stream positions `from` < … <= `to`).
     pub async fn changes(
         &self,
         user: &UserId,
-        range: StreamRange,
+        from: i64,
+        to: i64,
     ) -> Result<(Vec<String>, Vec<String>)> {
+        let range = StreamRange {
+            after: from,
+            up_to: to,
+        };
         device_list_delta(self, user, range).await
     }
 }

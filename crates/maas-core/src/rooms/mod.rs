@@ -4,9 +4,12 @@
 //! derived data in one step.
 
 pub mod auth;
+pub mod client_format;
 pub(crate) mod commit;
+mod context;
 mod create;
 pub mod directory;
+mod event;
 pub(crate) mod heads;
 mod membership;
 pub mod pdu;
@@ -23,21 +26,45 @@ use crate::store::{
 };
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UserId};
+use ruma::{
+    DeviceId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, TransactionId,
+    UserId,
+};
 
 use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, Tenant};
 use commit::TxnState;
 
+pub use client_format::{client_event, client_events};
+pub use context::Context;
 pub use create::{CreateRoom, Preset};
+pub use event::Event;
 pub use pdu::{EventDraft, Pdu};
-pub use read::{Direction, Messages, Page, Visibility};
+pub use read::{Messages, Page};
+pub use relations::RelationsPage;
+
+/// The order of a page of events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first.
+    Backward,
+}
 
 /// Room events a new room gets, in the newest stable version ruma knows.
 pub const DEFAULT_ROOM_VERSION: RoomVersionId = RoomVersionId::V12;
 
 /// Prev events an event cites at most; more extremities are merged over several events.
 const MAX_PREV_EVENTS: usize = 10;
+
+/// A client's transaction (spec: "Transaction identifiers"): its id, scoped to the device
+/// that sent it, makes a send idempotent.
+#[derive(Clone, Copy, Debug)]
+pub struct Transaction<'a> {
+    pub device_id: &'a DeviceId,
+    pub txn_id: &'a TransactionId,
+}
 
 pub struct Rooms<'a> {
     tenant: &'a Tenant,
@@ -322,8 +349,13 @@ impl<'a> Rooms<'a> {
         sender: &UserId,
         room_id: &RoomId,
         draft: EventDraft,
-        txn: Option<TxnRecord>,
+        txn: Option<Transaction<'_>>,
     ) -> Result<OwnedEventId> {
+        let txn = txn.map(|t| TxnRecord {
+            localpart: sender.localpart().to_owned(),
+            device_id: t.device_id.to_string(),
+            txn_id: t.txn_id.to_string(),
+        });
         let stream = self.tenant.stream();
         let committer = self.tenant.committer();
         // Looked up before the write lock, so senders don't read the store one after another.

@@ -2,24 +2,21 @@
 //! by stream position, members — each filtered by history visibility (spec: "History
 //! visibility") — and the client event format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::store::{EventRecord, MembershipRecord, StreamRange};
-use ruma::events::{StateEventType, TimelineEventType};
+use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::event::{Event, events};
 use super::pdu::Pdu;
-use super::relations::Bundles;
 use super::state::RoomState;
-use super::{Rooms, rules_of};
-use crate::accounts::AuthedUser;
-use crate::{Error, Result, Tenant, now_ms};
-
-pub use crate::store::Direction;
+use super::{Direction, Rooms, rules_of};
+use crate::filter::RoomEventFilter;
+use crate::{Error, Result, Tenant};
 
 /// The power levels of a room, as the auth rules read them.
 pub(crate) struct PowerLevels {
@@ -134,9 +131,9 @@ pub(crate) async fn power_levels(
 
 /// How a user may see a room's history.
 #[derive(Clone, Debug)]
-pub struct Visibility {
+pub(crate) struct Visibility {
     /// The user's current membership record, if any.
-    pub membership: Option<MembershipRecord>,
+    pub(crate) membership: Option<MembershipRecord>,
 }
 
 /// Which page of the timeline to read: stream positions `from` (exclusive for forward,
@@ -152,9 +149,18 @@ pub struct Page {
 /// A page of the timeline and the tokens around it.
 #[derive(Debug)]
 pub struct Messages {
-    pub chunk: Vec<EventRecord>,
+    pub chunk: Vec<Event>,
     pub start: i64,
     pub end: Option<i64>,
+    /// With `lazy_load_members`, the member events of the chunk's senders.
+    pub state: Vec<Event>,
+}
+
+/// A page of stored events, before it is handed up.
+pub(crate) struct TimelinePage {
+    pub(crate) chunk: Vec<EventRecord>,
+    pub(crate) start: i64,
+    pub(crate) end: Option<i64>,
 }
 
 impl Rooms<'_> {
@@ -190,7 +196,12 @@ impl Rooms<'_> {
     }
 
     /// Whether `user` may see `event` under the room's history visibility at that event.
-    pub async fn can_see(&self, user: &UserId, event: &EventRecord, up_to: i64) -> Result<bool> {
+    pub(crate) async fn can_see(
+        &self,
+        user: &UserId,
+        event: &EventRecord,
+        up_to: i64,
+    ) -> Result<bool> {
         if event.stream > up_to {
             return Ok(false);
         }
@@ -229,10 +240,10 @@ impl Rooms<'_> {
     }
 
     /// `GET /rooms/{roomId}/state`: the current state, or the state when the user left.
-    pub async fn state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<EventRecord>> {
+    pub async fn state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Event>> {
         let state = self.visible_state(user, room_id).await?;
         let ids: Vec<String> = state.values().map(|id| id.to_string()).collect();
-        self.tenant.store().events(&ids).await.map_err(Into::into)
+        Ok(events(self.tenant.store().events(&ids).await?))
     }
 
     async fn visible_state(&self, user: &UserId, room_id: &RoomId) -> Result<Arc<RoomState>> {
@@ -259,7 +270,7 @@ impl Rooms<'_> {
         room_id: &RoomId,
         kind: &StateEventType,
         state_key: &str,
-    ) -> Result<EventRecord> {
+    ) -> Result<Event> {
         let state = self.visible_state(user, room_id).await?;
         let not_found = || Error::NotFound("Event not found".into());
         let id = state
@@ -269,11 +280,17 @@ impl Rooms<'_> {
             .store()
             .event(id.as_str())
             .await?
+            .map(Event)
             .ok_or_else(not_found)
     }
 
     /// `GET /rooms/{roomId}/event/{eventId}`.
-    pub async fn event(
+    pub async fn event(&self, user: &UserId, room_id: &RoomId, id: &EventId) -> Result<Event> {
+        self.visible_event(user, room_id, id).await.map(Event)
+    }
+
+    /// The stored event, when `user` may see it.
+    pub(crate) async fn visible_event(
         &self,
         user: &UserId,
         room_id: &RoomId,
@@ -294,14 +311,42 @@ impl Rooms<'_> {
         Ok(event)
     }
 
-    /// `GET /rooms/{roomId}/messages`: a page of events from stream position `from`.
+    /// `GET /rooms/{roomId}/messages`: a page of the events `filter` accepts from stream
+    /// position `from`, with the senders' member events when it lazy-loads members.
     pub async fn messages(
         &self,
         user: &UserId,
         room_id: &RoomId,
         page: Page,
-        mut accept: impl FnMut(&EventRecord) -> bool,
+        filter: &RoomEventFilter,
     ) -> Result<Messages> {
+        let accept = |e: &EventRecord| filter.accepts(&e.event_type, &e.sender);
+        let TimelinePage { chunk, start, end } = self.timeline(user, room_id, page, accept).await?;
+        let state = match filter.lazy_load_members {
+            true => {
+                let state = self.visible_state(user, room_id).await?;
+                let senders = chunk.iter().map(|e| e.sender.as_str()).collect();
+                let ids = lazy_loaded(&state, Some(&senders));
+                events(self.tenant.store().events(&ids).await?)
+            }
+            false => Vec::new(),
+        };
+        Ok(Messages {
+            chunk: events(chunk),
+            start,
+            end,
+            state,
+        })
+    }
+
+    /// A page of the timeline as `user` may see it, of the events `accept` takes.
+    pub(crate) async fn timeline(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        page: Page,
+        mut accept: impl FnMut(&EventRecord) -> bool,
+    ) -> Result<TimelinePage> {
         let Page {
             from,
             to,
@@ -369,7 +414,7 @@ impl Rooms<'_> {
         } else {
             end
         };
-        Ok(Messages { chunk, start, end })
+        Ok(TimelinePage { chunk, start, end })
     }
 
     /// `GET /rooms/{roomId}/members`: current (or when the user left), or at stream position
@@ -379,7 +424,7 @@ impl Rooms<'_> {
         user: &UserId,
         room_id: &RoomId,
         at: Option<i64>,
-    ) -> Result<Vec<EventRecord>> {
+    ) -> Result<Vec<Event>> {
         let state = match at {
             None => self.visible_state(user, room_id).await?,
             Some(at) => {
@@ -400,7 +445,7 @@ impl Rooms<'_> {
             .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
             .map(|(_, id)| id.to_string())
             .collect();
-        self.tenant.store().events(&ids).await.map_err(Into::into)
+        Ok(events(self.tenant.store().events(&ids).await?))
     }
 
     /// `GET /rooms/{roomId}/joined_members`: needs the user to be joined.
@@ -437,120 +482,17 @@ impl Rooms<'_> {
     }
 }
 
-/// The client format of an event (spec: "Room event format"), for `viewer` (whose own
-/// transaction ids are echoed back).
-pub async fn client_event(
-    tenant: &Tenant,
-    event: &EventRecord,
-    viewer: Option<&AuthedUser>,
-) -> Value {
-    // The event itself is worth sending without its bundles when they can't be read.
-    let bundles = Bundles::load(tenant, &[event])
-        .await
-        .inspect_err(|e| tracing::warn!("bundled aggregations of {}: {e}", event.event_id))
-        .unwrap_or_default();
-    format_event(&bundles, event, viewer, 0)
-}
-
-/// The client format of several events, in order; what they bundle is read for all at once.
-pub async fn client_events(
-    tenant: &Tenant,
-    events: &[&EventRecord],
-    viewer: Option<&AuthedUser>,
-) -> Result<Vec<Value>> {
-    let bundles = Bundles::load(tenant, events).await?;
-    Ok(events
+/// Ids of the state events of `state` a lazy-loading client gets (spec: "Lazy-loading room
+/// members"): the member events of `senders` only, or the whole state without them.
+pub(crate) fn lazy_loaded(state: &RoomState, senders: Option<&BTreeSet<&str>>) -> Vec<String> {
+    state
         .iter()
-        .map(|event| format_event(&bundles, event, viewer, 0))
-        .collect())
-}
-
-/// The client format of `event`, with what `bundles` holds for it; `depth` counts the bundles
-/// it is nested in.
-pub(crate) fn format_event(
-    bundles: &Bundles,
-    event: &EventRecord,
-    viewer: Option<&AuthedUser>,
-    depth: usize,
-) -> Value {
-    let pdu = ClientFields::of(&event.pdu);
-    let mut out = json!({
-        "type": event.event_type,
-        "content": pdu.content,
-        "event_id": event.event_id,
-        "sender": event.sender,
-        "origin_server_ts": event.origin_server_ts,
-        "room_id": event.room_id,
-    });
-    if let Some(state_key) = &event.state_key {
-        out["state_key"] = json!(state_key);
-    }
-    if event.event_type == TimelineEventType::RoomRedaction.to_string() {
-        let redacts = pdu
-            .redacts
-            .or_else(|| out["content"].get("redacts").cloned());
-        if let Some(redacts) = redacts {
-            out["redacts"] = redacts;
-        }
-    }
-    let mut unsigned = json!({ "age": now_ms().saturating_sub(event.origin_server_ts) });
-    // Only the sending device gets its transaction id back (spec: `unsigned.transaction_id`).
-    if let (Some(txn), Some(viewer)) = (&event.txn, viewer)
-        && viewer.localpart == txn.localpart
-        && viewer.device_id.as_str() == txn.device_id
-    {
-        unsigned["transaction_id"] = json!(txn.txn_id);
-    }
-    if let Some(redaction) = bundles.redaction_of(event) {
-        unsigned["redacted_because"] = json!({
-            "type": redaction.event_type,
-            "content": ClientFields::of(&redaction.pdu).content,
-            "event_id": redaction.event_id,
-            "sender": redaction.sender,
-            "origin_server_ts": redaction.origin_server_ts,
-            "room_id": redaction.room_id,
-        });
-    }
-    if let Some(relations) = bundles.aggregations(event, viewer, depth) {
-        unsigned["m.relations"] = relations;
-    }
-    out["unsigned"] = unsigned;
-    out
-}
-
-/// The parts of a stored PDU that the client format copies. Deserialising only these skips
-/// the rest (hashes, signatures, DAG fields) without building it, which is most of a PDU.
-#[derive(Deserialize)]
-struct ClientFields {
-    #[serde(default = "empty_object")]
-    content: Value,
-    /// Top-level `redacts` (room versions before 11), `null` included when present.
-    #[serde(default, deserialize_with = "present")]
-    redacts: Option<Value>,
-}
-
-impl ClientFields {
-    /// The fields of a PDU; a PDU that is not a JSON object has none.
-    fn of(pdu: &str) -> Self {
-        let parsed = pdu
-            .trim_start()
-            .starts_with('{')
-            .then(|| serde_json::from_str(pdu).ok())
-            .flatten();
-        parsed.unwrap_or_else(|| Self {
-            content: empty_object(),
-            redacts: None,
+        .filter(|((kind, key), _)| match senders {
+            Some(senders) => *kind == StateEventType::RoomMember && senders.contains(key.as_str()),
+            None => true,
         })
-    }
-}
-
-fn empty_object() -> Value {
-    Value::Object(serde_json::Map::new())
-}
-
-/// A field that is present, whatever its value (`null` too).
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(deserializer).map(Some)
+        .map(|(_, id)| id.to_string())
+        .collect()
 }
 
 /// Event ids of a state map, for callers outside this module.

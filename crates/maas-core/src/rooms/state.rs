@@ -33,7 +33,7 @@ const GROUP_ID_BLOCK: i64 = 64;
 pub type RoomState = StateMap<OwnedEventId>;
 
 /// Per-tenant caches of state maps and PDUs.
-pub struct StateCache {
+pub(crate) struct StateCache {
     groups: Mutex<GroupCache>,
     /// Delta chain length of recent groups: new groups are built on them before the store
     /// has them.
@@ -56,7 +56,7 @@ impl Default for StateCache {
 
 impl StateCache {
     /// The full state of a state group.
-    pub async fn group(&self, store: &dyn TenantStore, id: i64) -> Result<Arc<RoomState>> {
+    pub(crate) async fn group(&self, store: &dyn TenantStore, id: i64) -> Result<Arc<RoomState>> {
         if let Some(state) = self.groups.lock().get(&id) {
             return Ok(state.clone());
         }
@@ -67,7 +67,7 @@ impl StateCache {
     }
 
     /// The full state of each group in `ids`: those not cached are read in one query.
-    pub async fn groups(
+    pub(crate) async fn groups(
         &self,
         store: &dyn TenantStore,
         ids: &[i64],
@@ -97,7 +97,7 @@ impl StateCache {
     }
 
     /// Stores `state` under a new group id, as a delta on `base` when the chain allows.
-    pub async fn new_group(
+    pub(crate) async fn new_group(
         &self,
         store: &dyn TenantStore,
         room_id: &str,
@@ -140,7 +140,7 @@ impl StateCache {
 
     /// A fresh state group id, from a block reserved in the store: one write per block, not
     /// per state event.
-    pub async fn next_group_id(&self, store: &dyn TenantStore) -> Result<i64> {
+    pub(crate) async fn next_group_id(&self, store: &dyn TenantStore) -> Result<i64> {
         {
             let mut ids = self.ids.lock();
             if ids.0 <= ids.1 {
@@ -167,7 +167,11 @@ impl StateCache {
     }
 
     /// A PDU by id, from the cache or the store.
-    pub async fn pdu(&self, store: &dyn TenantStore, id: &EventId) -> Result<Option<Arc<Pdu>>> {
+    pub(crate) async fn pdu(
+        &self,
+        store: &dyn TenantStore,
+        id: &EventId,
+    ) -> Result<Option<Arc<Pdu>>> {
         if let Some(pdu) = self.pdus.lock().get(id) {
             return Ok(Some(pdu.clone()));
         }
@@ -183,20 +187,20 @@ impl StateCache {
         Ok(Some(pdu))
     }
 
-    pub fn remember(&self, pdu: Arc<Pdu>) {
+    pub(crate) fn remember(&self, pdu: Arc<Pdu>) {
         self.pdus.lock().put(pdu.event_id.clone(), pdu);
     }
 
     /// Drops everything: after a failed commit, cached entries may describe events that were
     /// never stored.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.groups.lock().clear();
         self.chains.lock().clear();
         self.pdus.lock().clear();
     }
 
     /// Drops a cached PDU whose stored form changed (a redaction).
-    pub fn forget(&self, id: &EventId) {
+    pub(crate) fn forget(&self, id: &EventId) {
         self.pdus.lock().pop(id);
     }
 }
@@ -265,7 +269,11 @@ fn to_state_map(entries: Vec<StateEntry>) -> Result<RoomState> {
 
 /// The state after the given forward extremities: theirs if there is one, else the states
 /// after each resolved with state resolution v2.
-pub async fn resolve(
+#[expect(
+    dead_code,
+    reason = "the event pipeline's check of received events will call it"
+)]
+pub(crate) async fn resolve(
     cache: &StateCache,
     store: &dyn TenantStore,
     rules: &RoomVersionRules,

@@ -19,6 +19,9 @@ pub use records::*;
 pub use rooms::*;
 pub use sync::*;
 
+// Domain types the control plane stores as they are.
+pub use crate::tenants::{RegistrationPolicy, TenantInfo, TenantSettings};
+
 /// A backend's own failure (database driver, file system), kept as its source.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -121,13 +124,13 @@ pub trait Backend: Send + Sync {
 /// The platform's own records: tenants and the host names they answer on.
 #[async_trait]
 pub trait ControlStore: Send + Sync {
-    async fn tenants(&self) -> Result<Vec<TenantRecord>>;
-    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>>;
-    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantRecord>>;
+    async fn tenants(&self) -> Result<Vec<TenantInfo>>;
+    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantInfo>>;
+    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantInfo>>;
     /// Fails with `Conflict` when the server name or one of the hosts is taken.
-    async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()>;
+    async fn insert_tenant(&self, tenant: &TenantInfo) -> Result<()>;
     /// Replaces the settings and hosts of an existing tenant; `Conflict` on a taken host.
-    async fn update_tenant(&self, tenant: &TenantRecord) -> Result<()>;
+    async fn update_tenant(&self, tenant: &TenantInfo) -> Result<()>;
     async fn delete_tenant(&self, tenant_id: &str) -> Result<()>;
 }
 

@@ -1,44 +1,6 @@
 //! Plain records crossing the storage boundary. Timestamps are milliseconds since the Unix
 //! epoch; ids are strings so that storage stays independent of the protocol types.
 
-use serde::{Deserialize, Serialize};
-
-/// One tenant as the control plane knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TenantRecord {
-    pub tenant_id: String,
-    pub server_name: String,
-    /// Host names the tenant answers on, lower-case, without port. Unique across tenants.
-    pub hosts: Vec<String>,
-    pub settings: TenantSettings,
-    pub created_ts: i64,
-}
-
-/// Who may register on a tenant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistrationPolicy {
-    #[default]
-    Closed,
-    Open,
-    Token,
-}
-
-/// The per-tenant settings an operator can change, stored as one JSON document so that new
-/// settings need no schema migration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct TenantSettings {
-    pub registration: RegistrationPolicy,
-    pub suspended: bool,
-    pub allow_guests: bool,
-    pub max_users: Option<u64>,
-    /// `m.homeserver.base_url` served in `/.well-known/matrix/client`.
-    pub client_base_url: Option<String>,
-    /// `m.server` served in `/.well-known/matrix/server`.
-    pub federation_server: Option<String>,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// For example `ed25519:a_AbCd`.

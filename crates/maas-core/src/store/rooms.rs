@@ -131,13 +131,7 @@ pub struct Redaction {
     pub redacted_by: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Oldest first.
-    Forward,
-    /// Newest first.
-    Backward,
-}
+pub use crate::rooms::Direction;
 
 /// Stream positions bounding a query: `after < stream <= up_to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,8 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Builder, token};
 use crate::filter::DEFAULT_TIMELINE_LIMIT;
-use crate::rooms::read::format_event;
-use crate::rooms::relations::Bundles;
+use crate::rooms::client_format::{Bundles, format_event};
 use crate::rooms::state::RoomState;
 use crate::{Error, Result};
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::{Builder, token};
 use crate::Result;
 use crate::filter::DEFAULT_TIMELINE_LIMIT;
-use crate::rooms::read::client_events;
+use crate::rooms::client_format::client_events_of;
 
 /// The `invite`, `knock` and `leave` sections of a response.
 #[derive(Default)]
@@ -95,7 +95,7 @@ impl Builder<'_> {
         events.truncate(limit as usize);
         events.reverse();
         let refs: Vec<&EventRecord> = events.iter().collect();
-        let mut timeline = client_events(self.tenant, &refs, Some(self.viewer)).await?;
+        let mut timeline = client_events_of(self.tenant, &refs, Some(self.viewer)).await?;
         for event in &mut timeline {
             if let Some(object) = event.as_object_mut() {
                 object.remove("room_id");

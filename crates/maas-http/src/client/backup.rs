@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use maas_core::e2ee::backup::{BackupInfo, BackupState};
-use maas_store::BackupKeyRecord;
+use maas_core::e2ee::backup::{BackupInfo, BackupState, SessionKey};
 use ruma::UInt;
 use ruma::api::client::backup::{
     BackupAlgorithm, KeyBackupData, add_backup_keys, add_backup_keys_for_room,
@@ -98,63 +97,35 @@ struct VersionInfo {
 }
 
 fn version_info(info: BackupInfo) -> Result<VersionInfo> {
-    let auth_data: Value = serde_json::from_str(&info.record.auth_data_json).map_err(|e| {
-        HttpError::from(maas_core::Error::Internal(format!(
-            "stored auth_data is not JSON: {e}"
-        )))
-    })?;
     let algorithm = to_raw(&json!({
-        "algorithm": info.record.algorithm,
-        "auth_data": auth_data,
+        "algorithm": info.algorithm,
+        "auth_data": info.auth_data,
     }))?;
     Ok(VersionInfo {
         algorithm,
         count: count(info.count),
-        etag: info.record.etag.to_string(),
-        version: info.record.version,
+        etag: info.etag,
+        version: info.version,
     })
 }
 
-/// One uploaded session key, checked for the fields the server keeps it by.
-fn key_record(
-    room_id: &str,
-    session_id: &str,
-    data: &Raw<KeyBackupData>,
-) -> Result<BackupKeyRecord> {
-    let data = raw_value(data)?;
-    let number = |field: &str| {
-        data.get(field)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| HttpError::bad_json(format!("{field} must be a non-negative integer")))
-    };
-    let first_message_index = number("first_message_index")?;
-    let forwarded_count = number("forwarded_count")?;
-    let is_verified = data
-        .get("is_verified")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| HttpError::bad_json("is_verified must be a boolean"))?;
-    let session_data = data
-        .get("session_data")
-        .filter(|s| s.is_object())
-        .ok_or_else(|| HttpError::bad_json("session_data must be an object"))?;
-    Ok(BackupKeyRecord {
-        room_id: room_id.to_owned(),
-        session_id: session_id.to_owned(),
-        first_message_index,
-        forwarded_count,
-        is_verified,
-        session_data_json: session_data.to_string(),
-    })
-}
-
+/// The uploaded keys of one room's sessions, for core to check and keep.
 fn sessions_of(
     room_id: &str,
     sessions: &BTreeMap<String, Raw<KeyBackupData>>,
-) -> Result<Vec<BackupKeyRecord>> {
+) -> Result<Vec<SessionKey>> {
     sessions
         .iter()
-        .map(|(session_id, data)| key_record(room_id, session_id, data))
+        .map(|(session_id, data)| session_key(room_id, session_id, data))
         .collect()
+}
+
+fn session_key(room_id: &str, session_id: &str, data: &Raw<KeyBackupData>) -> Result<SessionKey> {
+    Ok(SessionKey {
+        room_id: room_id.to_owned(),
+        session_id: session_id.to_owned(),
+        data: raw_value(data)?,
+    })
 }
 
 /// The `sessions` of one room in core's `{rooms: {room: {sessions}}}`, `null` when absent.
@@ -286,7 +257,7 @@ async fn add_backup_keys_for_session(
     Authed(user): Authed,
     Ruma(req): Ruma<add_backup_keys_for_session::v3::Request>,
 ) -> Result<RumaResponse<add_backup_keys_for_session::v3::Response>> {
-    let key = key_record(req.room_id.as_str(), &req.session_id, &req.session_data)?;
+    let key = session_key(req.room_id.as_str(), &req.session_id, &req.session_data)?;
     let result = tenant
         .e2ee()
         .put_backup_keys(&user, &req.version, vec![key])

@@ -1,6 +1,5 @@
 //! Device management (spec: "Device management"): list, inspect, rename and delete devices.
 
-use maas_store::DeviceRecord;
 use ruma::api::client::device::{
     self, Device, delete_device, delete_devices, get_device, get_devices, update_device,
 };
@@ -20,11 +19,11 @@ pub fn routes(router: AppRouter) -> AppRouter {
     route::<delete_devices::v3::Request, _, _>(router, delete_devices)
 }
 
-fn to_device(record: DeviceRecord) -> Device {
-    let mut device = device::Device::new(record.device_id.into());
-    device.display_name = record.display_name;
-    device.last_seen_ip = record.last_seen_ip;
-    device.last_seen_ts = record
+fn to_device(found: maas_core::accounts::Device) -> Device {
+    let mut device = device::Device::new(found.device_id);
+    device.display_name = found.display_name;
+    device.last_seen_ip = found.last_seen_ip;
+    device.last_seen_ts = found
         .last_seen_ts
         .and_then(|ts| UInt::try_from(ts).ok())
         .map(MilliSecondsSinceUnixEpoch);

@@ -1,10 +1,9 @@
-//! Shared glue of the room endpoints: core hands events over as stored records or JSON values,
-//! ruma's response types want `Raw` events.
+//! Shared glue of the room endpoints: core hands events over as its own `Event`s or JSON
+//! values, ruma's response types want `Raw` events.
 
 use maas_core::Tenant;
 use maas_core::accounts::AuthedUser;
-use maas_core::rooms::read::client_event;
-use maas_store::EventRecord;
+use maas_core::rooms::{Event, client_event, client_events};
 use ruma::serde::Raw;
 use serde::Serialize;
 use serde_json::Value;
@@ -27,7 +26,7 @@ pub(crate) fn raw_value<T>(raw: &Raw<T>) -> Result<Value> {
 /// The client format of one event, as seen by `viewer`.
 pub(crate) async fn client_event_raw<T>(
     tenant: &Tenant,
-    event: &EventRecord,
+    event: &Event,
     viewer: &AuthedUser,
 ) -> Result<Raw<T>> {
     to_raw(&client_event(tenant, event, Some(viewer)).await)
@@ -36,20 +35,9 @@ pub(crate) async fn client_event_raw<T>(
 /// The client format of several events, in order.
 pub(crate) async fn client_events_raw<T>(
     tenant: &Tenant,
-    events: &[EventRecord],
+    events: &[Event],
     viewer: &AuthedUser,
 ) -> Result<Vec<Raw<T>>> {
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        out.push(client_event_raw(tenant, event, viewer).await?);
-    }
-    Ok(out)
-}
-
-/// The `content` of a stored event's PDU.
-pub(crate) fn content_of(event: &EventRecord) -> Value {
-    serde_json::from_str::<Value>(&event.pdu)
-        .ok()
-        .and_then(|mut pdu| pdu.get_mut("content").map(Value::take))
-        .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+    let formatted = client_events(tenant, events, Some(viewer)).await?;
+    formatted.iter().map(to_raw).collect()
 }

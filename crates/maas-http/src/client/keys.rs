@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use maas_core::e2ee::cross_signing::SigningKeysUpload;
 use maas_core::e2ee::device_keys::KeysUpload;
 use maas_core::sync::parse_token;
-use maas_store::StreamRange;
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
@@ -133,11 +132,8 @@ async fn get_key_changes(
     Authed(user): Authed,
     Ruma(req): Ruma<get_key_changes::v3::Request>,
 ) -> Result<RumaResponse<get_key_changes::v3::Response>> {
-    let range = StreamRange {
-        after: parse_token(&req.from)?,
-        up_to: parse_token(&req.to)?,
-    };
-    let (changed, left) = tenant.e2ee().changes(&user.user_id, range).await?;
+    let (from, to) = (parse_token(&req.from)?, parse_token(&req.to)?);
+    let (changed, left) = tenant.e2ee().changes(&user.user_id, from, to).await?;
     let user_ids = |ids: Vec<String>| -> Vec<OwnedUserId> {
         ids.into_iter()
             .filter_map(|id| OwnedUserId::try_from(id).ok())

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use maas_core::Tenant;
+use maas_core::rooms::Event;
 use ruma::api::client::knock::knock_room;
 use ruma::api::client::membership::invite_user::v3::InvitationRecipient;
 use ruma::api::client::membership::{
@@ -13,7 +14,7 @@ use ruma::api::client::membership::{
 use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, RoomAliasId};
 use serde_json::Value;
 
-use super::events::{client_event_raw, content_of};
+use super::events::client_event_raw;
 use super::rooms::threepid_unsupported;
 use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
@@ -252,10 +253,10 @@ async fn get_member_events(
         .rooms()
         .members(&user.user_id, &req.room_id, at)
         .await?;
-    members.sort_by_key(|event| event.stream);
+    members.sort_by_key(Event::stream);
     let mut chunk = Vec::with_capacity(members.len());
     for event in &members {
-        let content = content_of(event);
+        let content = event.content();
         let membership = content
             .get("membership")
             .and_then(Value::as_str)

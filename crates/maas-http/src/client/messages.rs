@@ -2,20 +2,16 @@
 //! room"): sending message events and redactions, idempotent per device and transaction id, and
 //! paginating the timeline with `/messages`.
 
-use std::collections::BTreeSet;
-
 use maas_core::accounts::AuthedUser;
 use maas_core::filter::parse_room_event_filter;
-use maas_core::rooms::{Direction, EventDraft, Page};
+use maas_core::rooms::{Direction, EventDraft, Page, Transaction};
 use maas_core::sync::{parse_token, token};
-use maas_store::TxnRecord;
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::redact::redact_event;
-use ruma::events::StateEventType;
 use ruma::{TransactionId, UInt};
 use serde_json::{Map, Value};
 
-use super::events::{client_event_raw, client_events_raw, raw_value};
+use super::events::{client_events_raw, raw_value};
 use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
@@ -31,11 +27,10 @@ pub fn routes(router: AppRouter) -> AppRouter {
 }
 
 /// The transaction a client sends under: idempotent per device.
-fn txn(user: &AuthedUser, txn_id: &TransactionId) -> TxnRecord {
-    TxnRecord {
-        localpart: user.localpart.clone(),
-        device_id: user.device_id.to_string(),
-        txn_id: txn_id.to_string(),
+fn txn<'a>(user: &'a AuthedUser, txn_id: &'a TransactionId) -> Transaction<'a> {
+    Transaction {
+        device_id: &user.device_id,
+        txn_id,
     }
 }
 
@@ -108,47 +103,20 @@ async fn get_message_events(
     let filter_json = serde_json::to_string(&req.filter)
         .map_err(|e| HttpError::bad_json(format!("Invalid filter: {e}")))?;
     let filter = parse_room_event_filter(&filter_json)?;
-    let page = tenant
+    let page = Page {
+        from,
+        to,
+        direction,
+        limit: limit(req.limit),
+    };
+    let messages = tenant
         .rooms()
-        .messages(
-            &user.user_id,
-            &req.room_id,
-            Page {
-                from,
-                to,
-                direction,
-                limit: limit(req.limit),
-            },
-            |event| filter.accepts(&event.event_type, &event.sender),
-        )
+        .messages(&user.user_id, &req.room_id, page, &filter)
         .await?;
-
     let mut response = get_message_events::v3::Response::new();
-    response.start = token(page.start);
-    response.end = page.end.map(token);
-    response.chunk = client_events_raw(&tenant, &page.chunk, &user).await?;
-    if filter.lazy_load_members {
-        let senders: BTreeSet<&str> = page.chunk.iter().map(|e| e.sender.as_str()).collect();
-        for sender in senders {
-            let member = tenant
-                .rooms()
-                .state_event(
-                    &user.user_id,
-                    &req.room_id,
-                    &StateEventType::RoomMember,
-                    sender,
-                )
-                .await;
-            match member {
-                Ok(event) => {
-                    response
-                        .state
-                        .push(client_event_raw(&tenant, &event, &user).await?);
-                }
-                Err(maas_core::Error::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+    response.start = token(messages.start);
+    response.end = messages.end.map(token);
+    response.chunk = client_events_raw(&tenant, &messages.chunk, &user).await?;
+    response.state = client_events_raw(&tenant, &messages.state, &user).await?;
     Ok(response.into())
 }

@@ -204,39 +204,15 @@ async fn get_context(
     let filter = filter::parse_room_event_filter(&filter_json)?;
     let context = tenant
         .rooms()
-        .context(&user.user_id, &req.room_id, &req.event_id, limit)
+        .context(&user.user_id, &req.room_id, &req.event_id, limit, &filter)
         .await?;
-    let accepted = |events: Vec<maas_store::EventRecord>| -> Vec<maas_store::EventRecord> {
-        events
-            .into_iter()
-            .filter(|e| filter.accepts(&e.event_type, &e.sender))
-            .collect()
-    };
-    let mut before = accepted(context.before);
-    before.truncate(limit as usize);
-    let after = accepted(context.after);
-    let senders: std::collections::BTreeSet<String> = before
-        .iter()
-        .chain(after.iter())
-        .chain(std::iter::once(&context.event))
-        .map(|e| e.sender.clone())
-        .collect();
-    let state: Vec<maas_store::EventRecord> = context
-        .state
-        .into_iter()
-        .filter(|e| {
-            !filter.lazy_load_members
-                || e.event_type != "m.room.member"
-                || e.state_key.as_ref().is_some_and(|k| senders.contains(k))
-        })
-        .collect();
     let mut response = get_context::v3::Response::new();
     response.start = Some(token(context.start));
     response.end = Some(token(context.end));
     response.event = Some(client_event_raw(&tenant, &context.event, &user).await?);
-    response.events_before = client_events_raw(&tenant, &before, &user).await?;
-    response.events_after = client_events_raw(&tenant, &after, &user).await?;
-    response.state = client_events_raw(&tenant, &state, &user).await?;
+    response.events_before = client_events_raw(&tenant, &context.before, &user).await?;
+    response.events_after = client_events_raw(&tenant, &context.after, &user).await?;
+    response.state = client_events_raw(&tenant, &context.state, &user).await?;
     Ok(response.into())
 }
 
@@ -251,9 +227,9 @@ async fn get_event_by_timestamp(
         .rooms()
         .timestamp_to_event(&user.user_id, &req.room_id, ts, direction(req.dir))
         .await?;
-    let event_id = EventId::parse(&event.event_id)
+    let event_id = EventId::parse(event.event_id())
         .map_err(|_| maas_core::Error::Internal("bad stored event id".into()))?;
-    let origin_server_ts = UInt::try_from(event.origin_server_ts)
+    let origin_server_ts = UInt::try_from(event.origin_server_ts())
         .map(MilliSecondsSinceUnixEpoch)
         .unwrap_or(MilliSecondsSinceUnixEpoch(UInt::MIN));
     Ok(get_event_by_timestamp::v1::Response::new(event_id, origin_server_ts).into())

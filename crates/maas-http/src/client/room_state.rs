@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::handler::Handler;
 use axum::routing::on;
 use maas_core::Platform;
-use maas_core::rooms::EventDraft;
+use maas_core::rooms::{Event, EventDraft};
 use ruma::api::IncomingRequest;
 use ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::api::path_builder::PathBuilder;
 
-use super::events::{client_event_raw, client_events_raw, content_of, raw_value, to_raw};
+use super::events::{client_event_raw, client_events_raw, raw_value, to_raw};
 use super::{AppRouter, method_filter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
@@ -55,7 +55,7 @@ async fn get_state_events(
     Ruma(req): Ruma<get_state_events::v3::Request>,
 ) -> Result<RumaResponse<get_state_events::v3::Response>> {
     let mut state = tenant.rooms().state(&user.user_id, &req.room_id).await?;
-    state.sort_by_key(|event| event.stream);
+    state.sort_by_key(Event::stream);
     let events = client_events_raw(&tenant, &state, &user).await?;
     Ok(get_state_events::v3::Response::new(events).into())
 }
@@ -74,7 +74,7 @@ async fn get_state_event_for_key(
         StateEventFormat::Event => client_event_raw::<()>(&tenant, &record, &user)
             .await?
             .into_json(),
-        StateEventFormat::Content => to_raw::<(), _>(&content_of(&record))?.into_json(),
+        StateEventFormat::Content => to_raw::<(), _>(&record.content())?.into_json(),
         other => {
             return Err(HttpError::invalid_param(format!(
                 "Unknown format {:?}",

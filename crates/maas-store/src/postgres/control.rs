@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 
 use super::CONTROL_SCHEMA;
 use super::util::{Schema, conflict, found, from_json, to_json, violates};
-use crate::{ControlStore, Result, TenantRecord};
+use crate::{ControlStore, Result, TenantInfo};
 
 /// Connections the control plane may hold at once. Its queries are short lookups, mostly
 /// answered from the callers' caches, so a few are plenty and leave the pool to the tenants.
@@ -40,7 +40,7 @@ impl PostgresControlStore {
     }
 
     /// One tenant looked up by a unique column.
-    async fn tenant_where(&self, sql: &'static str, key: &str) -> Result<Option<TenantRecord>> {
+    async fn tenant_where(&self, sql: &'static str, key: &str) -> Result<Option<TenantInfo>> {
         let mut conn = self.schema.conn().await?;
         let row = sqlx::query(sql)
             .bind(key)
@@ -52,7 +52,7 @@ impl PostgresControlStore {
 
 #[async_trait]
 impl ControlStore for PostgresControlStore {
-    async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+    async fn tenants(&self) -> Result<Vec<TenantInfo>> {
         let mut conn = self.schema.conn().await?;
         let rows = sqlx::query(select_tenants!("ORDER BY tenant_id"))
             .fetch_all(&mut *conn)
@@ -60,17 +60,17 @@ impl ControlStore for PostgresControlStore {
         rows.iter().map(tenant_from_row).collect()
     }
 
-    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>> {
+    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantInfo>> {
         self.tenant_where(select_tenants!("WHERE tenant_id = $1"), tenant_id)
             .await
     }
 
-    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantRecord>> {
+    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantInfo>> {
         self.tenant_where(select_tenants!("WHERE server_name = $1"), server_name)
             .await
     }
 
-    async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()> {
+    async fn insert_tenant(&self, tenant: &TenantInfo) -> Result<()> {
         let settings = to_json(&tenant.settings, "tenant settings")?;
         let mut tx = self.schema.begin().await?;
         sqlx::query(
@@ -97,7 +97,7 @@ impl ControlStore for PostgresControlStore {
 
     /// The server name and creation time of a tenant never change; only settings and hosts are
     /// written.
-    async fn update_tenant(&self, tenant: &TenantRecord) -> Result<()> {
+    async fn update_tenant(&self, tenant: &TenantInfo) -> Result<()> {
         let settings = to_json(&tenant.settings, "tenant settings")?;
         let mut tx = self.schema.begin().await?;
         let updated = sqlx::query("UPDATE tenants SET settings = $1 WHERE tenant_id = $2")
@@ -142,10 +142,10 @@ async fn insert_hosts(conn: &mut PgConnection, tenant_id: &str, hosts: &[String]
     Ok(())
 }
 
-fn tenant_from_row(row: &PgRow) -> Result<TenantRecord> {
+fn tenant_from_row(row: &PgRow) -> Result<TenantInfo> {
     let tenant_id: String = row.try_get("tenant_id")?;
     let settings: String = row.try_get("settings")?;
-    Ok(TenantRecord {
+    Ok(TenantInfo {
         settings: from_json(&settings, &format!("settings of tenant {tenant_id}"))?,
         tenant_id,
         server_name: row.try_get("server_name")?,

@@ -8,7 +8,7 @@ use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{Row, SqliteConnection, Transaction};
 
 use super::util::{begin_write, conflict, found, from_json, to_json, violates};
-use crate::{ControlStore, Result, TenantRecord};
+use crate::{ControlStore, Result, TenantInfo};
 
 /// `SELECT <every tenant column> FROM tenants <rest>`, as a `&'static str`.
 macro_rules! select_tenants {
@@ -35,7 +35,7 @@ impl SqliteControlStore {
     }
 
     /// One tenant looked up by a unique column, with its hosts, read from one snapshot.
-    async fn tenant_where(&self, sql: &'static str, key: &str) -> Result<Option<TenantRecord>> {
+    async fn tenant_where(&self, sql: &'static str, key: &str) -> Result<Option<TenantInfo>> {
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query(sql).bind(key).fetch_optional(&mut *tx).await? else {
             return Ok(None);
@@ -49,7 +49,7 @@ impl SqliteControlStore {
 
 #[async_trait]
 impl ControlStore for SqliteControlStore {
-    async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+    async fn tenants(&self) -> Result<Vec<TenantInfo>> {
         // One snapshot, so that no tenant is seen with another version's hosts.
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(select_tenants!("ORDER BY tenant_id"))
@@ -77,17 +77,17 @@ impl ControlStore for SqliteControlStore {
             .collect()
     }
 
-    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>> {
+    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantInfo>> {
         self.tenant_where(select_tenants!("WHERE tenant_id = ?"), tenant_id)
             .await
     }
 
-    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantRecord>> {
+    async fn tenant_by_server_name(&self, server_name: &str) -> Result<Option<TenantInfo>> {
         self.tenant_where(select_tenants!("WHERE server_name = ?"), server_name)
             .await
     }
 
-    async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()> {
+    async fn insert_tenant(&self, tenant: &TenantInfo) -> Result<()> {
         let settings = to_json(&tenant.settings, "tenant settings")?;
         let mut tx = begin_write(&self.pool).await?;
         sqlx::query(
@@ -115,7 +115,7 @@ impl ControlStore for SqliteControlStore {
 
     /// The server name and creation time of a tenant never change; only settings and hosts are
     /// written.
-    async fn update_tenant(&self, tenant: &TenantRecord) -> Result<()> {
+    async fn update_tenant(&self, tenant: &TenantInfo) -> Result<()> {
         let settings = to_json(&tenant.settings, "tenant settings")?;
         let mut tx = begin_write(&self.pool).await?;
         let updated = sqlx::query("UPDATE tenants SET settings = ? WHERE tenant_id = ?")
@@ -172,10 +172,10 @@ async fn hosts_of(conn: &mut SqliteConnection, tenant_id: &str) -> Result<Vec<St
 }
 
 /// A tenant without its hosts, which live in another table.
-fn tenant_from_row(row: &SqliteRow) -> Result<TenantRecord> {
+fn tenant_from_row(row: &SqliteRow) -> Result<TenantInfo> {
     let tenant_id: String = row.try_get("tenant_id")?;
     let settings: String = row.try_get("settings")?;
-    Ok(TenantRecord {
+    Ok(TenantInfo {
         settings: from_json(&settings, &format!("settings of tenant {tenant_id}"))?,
         tenant_id,
         server_name: row.try_get("server_name")?,
