@@ -6,10 +6,9 @@
 use std::collections::{HashMap, HashSet};
 
 use ruma::events::TimelineEventType;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::event::Event;
+use super::event::{ClientFields, Event};
 use crate::accounts::AuthedUser;
 use crate::store::EventRecord;
 use crate::{Result, Tenant, now_ms};
@@ -100,46 +99,6 @@ pub(crate) fn format_event(
     }
     out["unsigned"] = unsigned;
     out
-}
-
-/// The parts of a stored PDU that the client format copies. Deserialising only these skips
-/// the rest (hashes, signatures, DAG fields) without building it, which is most of a PDU.
-#[derive(Deserialize)]
-struct ClientFields {
-    #[serde(default = "empty_object")]
-    content: Value,
-    /// Top-level `redacts` (room versions before 11), `null` included when present.
-    #[serde(default, deserialize_with = "present")]
-    redacts: Option<Value>,
-}
-
-impl ClientFields {
-    /// The fields of a PDU; a PDU that is not a JSON object has none.
-    fn of(pdu: &str) -> Self {
-        let parsed = pdu
-            .trim_start()
-            .starts_with('{')
-            .then(|| serde_json::from_str(pdu).ok())
-            .flatten();
-        parsed.unwrap_or_else(|| Self {
-            content: empty_object(),
-            redacts: None,
-        })
-    }
-}
-
-/// The `content` of a stored PDU.
-pub(crate) fn content_of(pdu: &str) -> Value {
-    ClientFields::of(pdu).content
-}
-
-fn empty_object() -> Value {
-    Value::Object(serde_json::Map::new())
-}
-
-/// A field that is present, whatever its value (`null` too).
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(deserializer).map(Some)
 }
 
 /// Relation types bundled into their parent (spec: "Aggregations of child events"). Others

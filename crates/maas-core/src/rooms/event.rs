@@ -1,9 +1,9 @@
 //! A room event as core hands it to the API layers: a stored PDU, read-only, in the terms a
 //! client reads it by. The stored record stays inside core.
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::client_format::content_of;
 use crate::store::EventRecord;
 
 #[derive(Clone, Debug)]
@@ -56,4 +56,44 @@ impl From<EventRecord> for Event {
 /// Stored records as events, in order.
 pub(crate) fn events(records: Vec<EventRecord>) -> Vec<Event> {
     records.into_iter().map(Event).collect()
+}
+
+/// The parts of a stored PDU that the client format copies. Deserialising only these skips
+/// the rest (hashes, signatures, DAG fields) without building it, which is most of a PDU.
+#[derive(Deserialize)]
+pub(crate) struct ClientFields {
+    #[serde(default = "empty_object")]
+    pub(crate) content: Value,
+    /// Top-level `redacts` (room versions before 11), `null` included when present.
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) redacts: Option<Value>,
+}
+
+impl ClientFields {
+    /// The fields of a PDU; a PDU that is not a JSON object has none.
+    pub(crate) fn of(pdu: &str) -> Self {
+        let parsed = pdu
+            .trim_start()
+            .starts_with('{')
+            .then(|| serde_json::from_str(pdu).ok())
+            .flatten();
+        parsed.unwrap_or_else(|| Self {
+            content: empty_object(),
+            redacts: None,
+        })
+    }
+}
+
+/// The `content` of a stored PDU.
+pub(crate) fn content_of(pdu: &str) -> Value {
+    ClientFields::of(pdu).content
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// A field that is present, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
