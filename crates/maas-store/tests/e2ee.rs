@@ -1,74 +1,32 @@
-//! `E2eeStore` on the SQLite backend, against real tenant databases in a temporary directory.
+//! `E2eeStore` on both backends: device keys, one-time and fallback keys (claimed once each,
+//! also under concurrent claims), cross-signing keys, device list changes, to-device messages
+//! and key backups, and what deleting a device or reopening the store does to them.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    AccessTokenRecord, Backend, BackupKeyRecord, CrossSigningKeyRecord, DeviceKeysRecord,
-    DeviceRecord, OneTimeKeyRecord, StoreError, StreamRange, TenantStore, ToDeviceRecord,
-    TxnRecord, UserRecord,
+    BackupKeyRecord, CrossSigningKeyRecord, DeviceKeysRecord, OneTimeKeyRecord, StoreError,
+    TenantStore, ToDeviceRecord, TxnRecord,
 };
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
+
+mod support;
+use support::{Fixture, TENANT, device, on_both_backends, range, token, user};
 
 const OTK: &str = "signed_curve25519";
 
-async fn tenant_store(dir: &Path) -> (SqliteBackend, Arc<dyn TenantStore>) {
-    let backend = SqliteBackend::open(dir).await.expect("open backend");
-    let store = backend.open_tenant("t1").await.expect("open tenant");
-    (backend, store)
-}
-
-/// A raw connection, to see rows the traits no longer show.
-async fn raw(dir: &Path) -> SqliteConnection {
-    SqliteConnection::connect_with(
-        &SqliteConnectOptions::new()
-            .filename(dir.join("tenants/t1/homeserver.db"))
-            .foreign_keys(true),
-    )
-    .await
-    .expect("raw connection")
-}
-
-async fn count_rows(conn: &mut SqliteConnection, table: &'static str) -> i64 {
-    // Table names come from the tests themselves.
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-        .fetch_one(conn)
-        .await
-        .unwrap()
-}
-
 async fn add_user(store: &dyn TenantStore, localpart: &str) {
-    let user = UserRecord {
-        localpart: localpart.to_owned(),
-        password_hash: None,
-        admin: false,
-        guest: false,
-        deactivated: false,
-        displayname: None,
-        avatar_url: None,
-        created_ts: 1_000,
-    };
-    store.insert_user(&user, None).await.unwrap();
+    store.insert_user(&user(localpart), None).await.unwrap();
 }
 
 async fn add_device(store: &dyn TenantStore, localpart: &str, device_id: &str) {
-    let device = DeviceRecord {
-        localpart: localpart.to_owned(),
-        device_id: device_id.to_owned(),
-        display_name: None,
-        last_seen_ts: None,
-        last_seen_ip: None,
-        created_ts: 2_000,
-    };
-    let token = AccessTokenRecord {
-        token_hash: format!("{localpart}/{device_id}"),
-        localpart: localpart.to_owned(),
-        device_id: device_id.to_owned(),
-        created_ts: 2_000,
-    };
-    store.start_session(&device, &token).await.unwrap();
+    let hash = format!("{localpart}/{device_id}");
+    store
+        .start_session(
+            &device(localpart, device_id, None),
+            &token(&hash, localpart, device_id),
+        )
+        .await
+        .unwrap();
 }
 
 fn device_keys(localpart: &str, device_id: &str, version: u32) -> DeviceKeysRecord {
@@ -124,10 +82,6 @@ fn backup_key(room_id: &str, session_id: &str, first_message_index: u64) -> Back
     }
 }
 
-fn range(after: i64, up_to: i64) -> StreamRange {
-    StreamRange { after, up_to }
-}
-
 fn is_not_found<T: std::fmt::Debug>(result: maas_store::Result<T>) -> bool {
     matches!(result, Err(StoreError::NotFound(_)))
 }
@@ -140,13 +94,27 @@ fn bodies(messages: &[ToDeviceRecord]) -> Vec<(i64, &str)> {
         .collect()
 }
 
-#[tokio::test]
-async fn device_keys_belong_to_existing_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_device(&*store, "alice", "B").await;
-    add_device(&*store, "alice", "A").await;
+on_both_backends!(device_keys_belong_to_existing_devices);
+on_both_backends!(one_time_keys_are_added_once_and_counted_per_algorithm);
+on_both_backends!(claims_take_one_time_keys_in_upload_order_then_the_fallback_key);
+on_both_backends!(concurrent_claims_never_hand_out_a_key_twice);
+on_both_backends!(fallback_keys_are_replaced_per_algorithm);
+on_both_backends!(cross_signing_keys_are_upserted_by_type);
+on_both_backends!(device_list_changes_in_a_range);
+on_both_backends!(to_device_messages_are_stored_once_per_transaction);
+on_both_backends!(deleting_a_device_deletes_its_keys_and_messages);
+on_both_backends!(backup_versions_are_numbered_per_user_and_never_reused);
+on_both_backends!(backup_keys_are_upserted_deleted_and_counted_with_etags);
+on_both_backends!(e2ee_data_survives_reopening);
+on_both_backends!(concurrent_claims_take_each_one_time_key_once_then_the_fallback_key);
+on_both_backends!(a_large_send_keeps_its_order);
+on_both_backends!(concurrent_sends_of_one_transaction_store_it_once);
+on_both_backends!(concurrent_backup_versions_get_distinct_numbers);
+
+async fn device_keys_belong_to_existing_devices(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_device(store, "alice", "B").await;
+    add_device(store, "alice", "A").await;
 
     assert!(is_not_found(
         store
@@ -178,12 +146,9 @@ async fn device_keys_belong_to_existing_devices() {
     assert!(store.device_keys("bob").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn one_time_keys_are_added_once_and_counted_per_algorithm() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_device(&*store, "alice", "D").await;
+async fn one_time_keys_are_added_once_and_counted_per_algorithm(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_device(store, "alice", "D").await;
 
     let first = [
         key("signed_curve25519:AAAAAQ", "one"),
@@ -236,7 +201,7 @@ async fn one_time_keys_are_added_once_and_counted_per_algorithm() {
             .is_empty()
     );
     // Keys are per device: another device may use the same ids.
-    add_device(&*store, "alice", "E").await;
+    add_device(store, "alice", "E").await;
     store.add_one_time_keys("alice", "E", &first).await.unwrap();
     assert_eq!(
         store.count_one_time_keys("alice", "E").await.unwrap(),
@@ -244,12 +209,9 @@ async fn one_time_keys_are_added_once_and_counted_per_algorithm() {
     );
 }
 
-#[tokio::test]
-async fn claims_take_one_time_keys_in_upload_order_then_the_fallback_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_device(&*store, "alice", "D").await;
+async fn claims_take_one_time_keys_in_upload_order_then_the_fallback_key(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_device(store, "alice", "D").await;
 
     assert_eq!(store.claim_key("alice", "D", OTK).await.unwrap(), None);
     assert_eq!(store.claim_key("alice", "NOPE", OTK).await.unwrap(), None);
@@ -334,10 +296,7 @@ async fn claims_take_one_time_keys_in_upload_order_then_the_fallback_key() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_claims_never_hand_out_a_key_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn concurrent_claims_never_hand_out_a_key_twice(store: Arc<dyn TenantStore>) {
     add_user(&*store, "alice").await;
     add_device(&*store, "alice", "D").await;
     let keys: Vec<_> = (0..20)
@@ -363,12 +322,9 @@ async fn concurrent_claims_never_hand_out_a_key_twice() {
     assert_eq!(claimed, expected);
 }
 
-#[tokio::test]
-async fn fallback_keys_are_replaced_per_algorithm() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_device(&*store, "alice", "D").await;
+async fn fallback_keys_are_replaced_per_algorithm(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_device(store, "alice", "D").await;
 
     assert!(is_not_found(
         store
@@ -430,12 +386,9 @@ async fn fallback_keys_are_replaced_per_algorithm() {
     );
 }
 
-#[tokio::test]
-async fn cross_signing_keys_are_upserted_by_type() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_user(&*store, "bob").await;
+async fn cross_signing_keys_are_upserted_by_type(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_user(store, "bob").await;
 
     for key_type in ["user_signing", "master", "self_signing"] {
         store
@@ -472,10 +425,7 @@ async fn cross_signing_keys_are_upserted_by_type() {
     assert!(store.cross_signing_keys("bob").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn device_list_changes_in_a_range() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn device_list_changes_in_a_range(store: &dyn TenantStore) {
     let alice = "@alice:example.org";
     let bob = "@bob:example.org";
     let remote = "@carol:remote.example";
@@ -510,15 +460,12 @@ async fn device_list_changes_in_a_range() {
     );
 }
 
-#[tokio::test]
-async fn to_device_messages_are_stored_once_per_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_user(&*store, "bob").await;
-    add_device(&*store, "alice", "A").await;
-    add_device(&*store, "bob", "B1").await;
-    add_device(&*store, "bob", "B2").await;
+async fn to_device_messages_are_stored_once_per_transaction(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_user(store, "bob").await;
+    add_device(store, "alice", "A").await;
+    add_device(store, "bob", "B1").await;
+    add_device(store, "bob", "B2").await;
 
     let first = [
         message("bob", "B1", 3, "one"),
@@ -561,7 +508,7 @@ async fn to_device_messages_are_stored_once_per_transaction() {
             .unwrap()
     );
     // Transaction ids are per sending device.
-    add_device(&*store, "alice", "A2").await;
+    add_device(store, "alice", "A2").await;
     assert!(
         store
             .insert_to_device(&txn("alice", "A2", "t1"), &[])
@@ -634,16 +581,14 @@ async fn to_device_messages_are_stored_once_per_transaction() {
     );
 }
 
-#[tokio::test]
-async fn deleting_a_device_deletes_its_keys_and_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_user(&*store, "bob").await;
+async fn deleting_a_device_deletes_its_keys_and_messages(fixture: &Fixture) {
+    let store = fixture.store().await;
+    add_user(&**store, "alice").await;
+    add_user(&**store, "bob").await;
     for device_id in ["D1", "D2", "D3", "KEEP"] {
-        add_device(&*store, "alice", device_id).await;
+        add_device(&**store, "alice", device_id).await;
     }
-    add_device(&*store, "bob", "B").await;
+    add_device(&**store, "bob", "B").await;
     for (localpart, device_id) in [
         ("alice", "D1"),
         ("alice", "D2"),
@@ -675,7 +620,8 @@ async fn deleting_a_device_deletes_its_keys_and_messages() {
         .set_cross_signing_key(&cross_signing("alice", "master", "m"))
         .await
         .unwrap();
-    let mut conn = raw(dir.path()).await;
+    // Rows the traits no longer show.
+    let mut conn = fixture.raw().await;
     let tables = [
         "device_keys",
         "one_time_keys",
@@ -684,7 +630,7 @@ async fn deleting_a_device_deletes_its_keys_and_messages() {
         "to_device_messages",
     ];
     for table in tables {
-        assert_eq!(count_rows(&mut conn, table).await, 5, "{table}");
+        assert_eq!(conn.count_rows(table).await, 5, "{table}");
     }
 
     let gone = |device_id: &'static str| {
@@ -732,10 +678,10 @@ async fn deleting_a_device_deletes_its_keys_and_messages() {
         .collect();
     assert_eq!(left, ["D2", "D3", "KEEP"]);
     for table in tables {
-        assert_eq!(count_rows(&mut conn, table).await, 4, "{table}");
+        assert_eq!(conn.count_rows(table).await, 4, "{table}");
     }
     // A new device under the old id starts clean, and may reuse its transaction ids.
-    add_device(&*store, "alice", "D1").await;
+    add_device(&**store, "alice", "D1").await;
     gone("D1").await;
     assert!(
         store
@@ -764,7 +710,7 @@ async fn deleting_a_device_deletes_its_keys_and_messages() {
     gone("KEEP").await;
     assert!(store.device_keys("alice").await.unwrap().is_empty());
     for table in tables {
-        assert_eq!(count_rows(&mut conn, table).await, 1, "{table}");
+        assert_eq!(conn.count_rows(table).await, 1, "{table}");
     }
     // Bob's device was never touched.
     assert_eq!(store.device_keys("bob").await.unwrap().len(), 1);
@@ -774,12 +720,9 @@ async fn deleting_a_device_deletes_its_keys_and_messages() {
     );
 }
 
-#[tokio::test]
-async fn backup_versions_are_numbered_per_user_and_never_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
-    add_user(&*store, "bob").await;
+async fn backup_versions_are_numbered_per_user_and_never_reused(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_user(store, "bob").await;
     let algorithm = "m.megolm_backup.v1.curve25519-aes-sha2";
 
     assert_eq!(store.backup_version("alice", None).await.unwrap(), None);
@@ -904,11 +847,9 @@ async fn backup_versions_are_numbered_per_user_and_never_reused() {
     );
 }
 
-#[tokio::test]
-async fn backup_keys_are_upserted_deleted_and_counted_with_etags() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
-    add_user(&*store, "alice").await;
+async fn backup_keys_are_upserted_deleted_and_counted_with_etags(fixture: &Fixture) {
+    let store = fixture.store().await;
+    add_user(&**store, "alice").await;
     let v = store
         .create_backup_version("alice", "m.megolm_backup.v1.curve25519-aes-sha2", "{}")
         .await
@@ -1059,8 +1000,9 @@ async fn backup_keys_are_upserted_deleted_and_counted_with_etags() {
     assert!(is_not_found(
         store.delete_backup_keys("alice", &v, None, None).await
     ));
-    let mut conn = raw(dir.path()).await;
-    assert_eq!(count_rows(&mut conn, "backup_keys").await, 1);
+    // Rows the traits no longer show.
+    let mut conn = fixture.raw().await;
+    assert_eq!(conn.count_rows("backup_keys").await, 1);
     // The other version is untouched.
     assert_eq!(store.count_backup_keys("alice", &w).await.unwrap(), 1);
 
@@ -1077,11 +1019,10 @@ async fn backup_keys_are_upserted_deleted_and_counted_with_etags() {
     }
 }
 
-#[tokio::test]
-async fn e2ee_data_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
+async fn e2ee_data_survives_reopening(fixture: &Fixture) {
     {
-        let (backend, store) = tenant_store(dir.path()).await;
+        let backend = fixture.open_backend().await;
+        let store = backend.open_tenant(TENANT).await.unwrap();
         add_user(&*store, "alice").await;
         add_device(&*store, "alice", "D").await;
         store
@@ -1136,7 +1077,8 @@ async fn e2ee_data_survives_reopening() {
         backend.close().await;
     }
 
-    let (backend, store) = tenant_store(dir.path()).await;
+    let backend = fixture.open_backend().await;
+    let store = backend.open_tenant(TENANT).await.unwrap();
     assert_eq!(
         store.device_keys("alice").await.unwrap(),
         vec![device_keys("alice", "D", 1)]
@@ -1188,4 +1130,146 @@ async fn e2ee_data_survives_reopening() {
     );
     store.close().await;
     backend.close().await;
+}
+
+async fn concurrent_claims_take_each_one_time_key_once_then_the_fallback_key(
+    store: Arc<dyn TenantStore>,
+) {
+    add_user(&*store, "alice").await;
+    add_device(&*store, "alice", "D").await;
+    let keys: Vec<_> = (0..10)
+        .map(|i| key(&format!("signed_curve25519:{i:02}"), &i.to_string()))
+        .collect();
+    store.add_one_time_keys("alice", "D", &keys).await.unwrap();
+    let fallback = key("signed_curve25519:fb", "fallback");
+    store
+        .set_fallback_keys("alice", "D", std::slice::from_ref(&fallback))
+        .await
+        .unwrap();
+
+    let claims: Vec<_> = (0..30)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_key("alice", "D", OTK).await })
+        })
+        .collect();
+    let mut one_time = Vec::new();
+    let mut fallbacks = 0;
+    for claim in claims {
+        let claimed = claim
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a key for every claim");
+        if claimed == fallback {
+            fallbacks += 1;
+        } else {
+            one_time.push(claimed.key_id);
+        }
+    }
+    one_time.sort();
+    let expected: Vec<_> = keys.into_iter().map(|k| k.key_id).collect();
+    assert_eq!(one_time, expected);
+    assert_eq!(fallbacks, 20);
+    assert!(
+        store
+            .unused_fallback_key_types("alice", "D")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_large_send_keeps_its_order(store: &dyn TenantStore) {
+    add_user(store, "alice").await;
+    add_device(store, "alice", "A").await;
+    add_device(store, "alice", "B").await;
+    let sent: Vec<_> = (0..500)
+        .map(|i| {
+            message(
+                "alice",
+                if i % 3 == 0 { "A" } else { "B" },
+                9,
+                &i.to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        store
+            .insert_to_device(&txn("alice", "A", "big"), &sent)
+            .await
+            .unwrap()
+    );
+    for device_id in ["A", "B"] {
+        let expected: Vec<_> = sent
+            .iter()
+            .filter(|m| m.device_id == device_id)
+            .cloned()
+            .collect();
+        assert_eq!(
+            store
+                .to_device_messages("alice", device_id, 9, 1_000)
+                .await
+                .unwrap(),
+            expected
+        );
+    }
+
+    // Many one-time keys in one upload are claimed in upload order too.
+    let keys: Vec<_> = (0..200)
+        .map(|i| key(&format!("signed_curve25519:{:03}", 199 - i), &i.to_string()))
+        .collect();
+    store.add_one_time_keys("alice", "A", &keys).await.unwrap();
+    for expected in &keys {
+        assert_eq!(
+            store.claim_key("alice", "A", OTK).await.unwrap().as_ref(),
+            Some(expected)
+        );
+    }
+}
+
+async fn concurrent_sends_of_one_transaction_store_it_once(store: Arc<dyn TenantStore>) {
+    add_user(&*store, "alice").await;
+    add_device(&*store, "alice", "A").await;
+    let sends: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert_to_device(&txn("alice", "A", "t"), &[message("alice", "A", i, "m")])
+                    .await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for send in sends {
+        if send.await.unwrap().unwrap() {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(
+        store
+            .to_device_messages("alice", "A", 100, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn concurrent_backup_versions_get_distinct_numbers(store: Arc<dyn TenantStore>) {
+    add_user(&*store, "alice").await;
+    let creations: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_backup_version("alice", "alg", "{}").await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for creation in creations {
+        versions.push(creation.await.unwrap().unwrap().parse::<u32>().unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=10).collect::<Vec<_>>());
 }

@@ -1,6 +1,6 @@
-//! Export and import of tenant databases: a filled SQLite tenant round-trips row for row into
-//! a fresh one and through PostgreSQL and back, bad input is refused without writing anything,
-//! and `TENANT_TABLES` matches the migrated schema in foreign-key order.
+//! Export and import of tenant databases: a filled SQLite tenant round-trips row for row, also
+//! through PostgreSQL and back; bad input is refused without writing anything and
+//! `TENANT_TABLES` matches the migrated schema in foreign-key order, on each backend.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,11 +13,13 @@ use maas_store::{
     StoreError, TENANT_TABLES, TableRows, TenantStore, UserRecord,
 };
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row, SqliteConnection};
+use sqlx::{Connection, Executor, Row};
 
-/// The server the PostgreSQL test creates its database on (`.ci/run` starts it).
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+mod support;
+use support::{Fixture, Raw, TestDb, on_both_backends, sqlite_connection};
+
+on_both_backends!(bad_input_is_refused_and_nothing_is_written);
+on_both_backends!(tenant_tables_match_the_schema_in_foreign_key_order);
 
 async fn open(dir: &Path, tenant_id: &str) -> (SqliteBackend, Arc<dyn TenantStore>) {
     let backend = SqliteBackend::open(dir).await.expect("open backend");
@@ -25,27 +27,14 @@ async fn open(dir: &Path, tenant_id: &str) -> (SqliteBackend, Arc<dyn TenantStor
     (backend, store)
 }
 
-/// A raw connection to a tenant's file, for what the traits can't reach.
-async fn raw(dir: &Path, tenant_id: &str) -> SqliteConnection {
-    let path = dir.join("tenants").join(tenant_id).join("homeserver.db");
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .foreign_keys(true);
-    SqliteConnection::connect_with(&options)
-        .await
-        .expect("raw connection")
-}
-
+/// A user whose text fields need escaping somewhere along the way.
 fn user(localpart: &str, admin: bool) -> UserRecord {
     UserRecord {
-        localpart: localpart.to_owned(),
         password_hash: Some(format!("$argon2id$v=19$m=1024,t=1,p=1${localpart}")),
         admin,
-        guest: false,
-        deactivated: false,
         displayname: Some(format!("{localpart} «display»\nwith a newline")),
         avatar_url: None,
-        created_ts: 2_000,
+        ..support::user(localpart)
     }
 }
 
@@ -93,7 +82,9 @@ async fn fill(dir: &Path, tenant_id: &str, store: &dyn TenantStore) {
         })
         .await
         .expect("registration token");
-    let mut conn = raw(dir, tenant_id).await;
+    // SQLite's SQL: the rows are planted on SQLite and reach PostgreSQL by import.
+    let path = dir.join("tenants").join(tenant_id).join("homeserver.db");
+    let mut conn = sqlite_connection(&path).await;
     conn.execute(
         r#"
         UPDATE counters SET stream_reserved = 2000, last_state_group = 3;
@@ -220,13 +211,14 @@ async fn user_count(store: &dyn TenantStore) -> u64 {
     store.count_users().await.expect("count users")
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_and_nothing_is_written() {
+/// Refused on either backend: the archive comes from a filled SQLite tenant, the target is the
+/// backend under test.
+async fn bad_input_is_refused_and_nothing_is_written(fixture: &Fixture) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (backend, source) = open(dir.path(), "source").await;
+    let (sqlite, source) = open(dir.path(), "source").await;
     fill(dir.path(), "source", source.as_ref()).await;
     let exported = source.export_tables().await.expect("export");
-    let target = backend.open_tenant("target").await.expect("open target");
+    let target = fixture.store().await;
     let fresh = target.export_tables().await.expect("fresh export");
 
     let mut unknown_table = exported.clone();
@@ -270,33 +262,66 @@ async fn bad_input_is_refused_and_nothing_is_written() {
     target.import_tables(&exported).await.expect("import");
     assert_eq!(user_count(target.as_ref()).await, 2);
     source.close().await;
-    target.close().await;
-    backend.close().await;
+    sqlite.close().await;
 }
 
-#[tokio::test]
-async fn tenant_tables_match_the_schema_in_foreign_key_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (backend, store) = open(dir.path(), "t1").await;
-    let mut conn = raw(dir.path(), "t1").await;
-    let rows = sqlx::query(
-        "SELECT name FROM sqlite_master WHERE type = 'table' \
-         AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("tables");
-    let live: HashSet<String> = rows.iter().map(|r| r.get("name")).collect();
+/// Every table of a tenant's database, as its backend's catalog lists them.
+async fn live_tables(conn: &mut Raw) -> HashSet<String> {
+    let rows = match conn {
+        Raw::Sqlite(conn) => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+        )
+        .fetch_all(conn)
+        .await
+        .expect("tables"),
+        Raw::Postgres(conn) => sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+             AND table_name <> '_sqlx_migrations'",
+        )
+        .fetch_all(conn)
+        .await
+        .expect("tables"),
+    };
+    rows.into_iter().collect()
+}
+
+/// The tables `table`'s foreign keys reference.
+async fn parents(conn: &mut Raw, table: &str) -> Vec<String> {
+    match conn {
+        Raw::Sqlite(conn) => sqlx::query("SELECT \"table\" FROM pragma_foreign_key_list(?)")
+            .bind(table)
+            .fetch_all(conn)
+            .await
+            .expect("foreign keys")
+            .iter()
+            .map(|row| row.get("table"))
+            .collect(),
+        Raw::Postgres(conn) => sqlx::query_scalar(
+            "SELECT parent.relname::text FROM pg_constraint \
+             JOIN pg_class parent ON parent.oid = pg_constraint.confrelid \
+             WHERE pg_constraint.contype = 'f' AND pg_constraint.conrelid = to_regclass($1)",
+        )
+        .bind(table)
+        .fetch_all(conn)
+        .await
+        .expect("foreign keys"),
+    }
+}
+
+/// What export and import walk through is the whole schema, parents before children: a table
+/// left out of `TENANT_TABLES` would be silently lost in a move.
+async fn tenant_tables_match_the_schema_in_foreign_key_order(fixture: &Fixture) {
+    fixture.store().await;
+    let mut conn = fixture.raw().await;
+    let live = live_tables(&mut conn).await;
     let listed: HashSet<String> = TENANT_TABLES.iter().map(|t| (*t).to_owned()).collect();
     assert_eq!(live, listed, "TENANT_TABLES must list every tenant table");
+    let mut references = 0;
     for (i, table) in TENANT_TABLES.iter().enumerate() {
-        let parents = sqlx::query("SELECT \"table\" FROM pragma_foreign_key_list(?)")
-            .bind(table)
-            .fetch_all(&mut conn)
-            .await
-            .expect("foreign keys");
-        for parent in parents {
-            let parent: String = parent.get("table");
+        for parent in parents(&mut conn, table).await {
+            references += 1;
             let at = TENANT_TABLES.iter().position(|t| *t == parent);
             assert!(
                 at.is_some_and(|at| at <= i),
@@ -304,9 +329,8 @@ async fn tenant_tables_match_the_schema_in_foreign_key_order() {
             );
         }
     }
-    conn.close().await.expect("close");
-    store.close().await;
-    backend.close().await;
+    // The catalog query found the foreign keys there are (devices reference users, ...).
+    assert!(references > 0);
 }
 
 /// `value` with every boolean as the integer SQLite stores it as.
@@ -319,57 +343,6 @@ fn booleans_as_integers(value: &mut Value) {
     }
 }
 
-/// A database of its own for the PostgreSQL test, dropped when the test ends, passed or not.
-struct TestDatabase {
-    name: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!("maas_export_test_{}", std::process::id());
-        let mut server = PgConnection::connect(&format!("{POSTGRES_URL}/postgres"))
-            .await
-            .expect("connect to PostgreSQL on 127.0.0.1:5432");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            format!("CREATE DATABASE \"{name}\""),
-        ] {
-            server
-                .execute(AssertSqlSafe(sql))
-                .await
-                .expect("create database");
-        }
-        server.close().await.expect("close");
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{POSTGRES_URL}/{}", self.name)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        // The test's runtime can't block on a future from within: a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut server = PgConnection::connect(&format!("{POSTGRES_URL}/postgres")).await?;
-                server.execute(AssertSqlSafe(sql)).await?;
-                server.close().await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
-    }
-}
-
 #[tokio::test]
 async fn tenants_move_from_sqlite_to_postgres_and_back() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -377,7 +350,7 @@ async fn tenants_move_from_sqlite_to_postgres_and_back() {
     fill(dir.path(), "source", source.as_ref()).await;
     let exported = source.export_tables().await.expect("export");
 
-    let database = TestDatabase::create().await;
+    let database = TestDb::create().await;
     let url = database.url();
     let postgres = PostgresBackend::open(&url, PostgresOptions::default())
         .await
@@ -422,7 +395,7 @@ async fn tenants_move_from_sqlite_to_postgres_and_back() {
     assert_eq!(pg.stream_reserved().await.expect("stream"), 2000);
 
     // Identity columns continue after the imported ids.
-    let mut raw_pg = PgConnection::connect(&url).await.expect("raw connection");
+    let mut raw_pg = database.connect().await;
     let next: i64 = sqlx::query_scalar(
         "INSERT INTO t_tpg.one_time_keys (localpart, device_id, algorithm, key_id, key_json) \
          VALUES ('alice', 'ALICEDEVICE', 'signed_curve25519', 'signed_curve25519:NEW', '{}') \

@@ -1,12 +1,12 @@
-//! `PushStore` on the SQLite backend, against real tenant databases in a temporary directory.
+//! `PushStore` on both backends: notifications counted per user and room, unread counts that
+//! start after the user's read receipt (per thread for threaded receipts), and global account
+//! data of several users at once.
 
-use std::path::Path;
-use std::sync::Arc;
+use maas_store::{AccountDataRecord, TenantStore};
 
-use maas_store::sqlite::SqliteBackend;
-use maas_store::{
-    AccountDataRecord, Backend, EventRecord, NewEvent, NewStateGroup, PushActionRecord,
-    ReceiptRecord, RelationRecord, RoomRecord, TenantStore,
+mod support;
+use support::{
+    action, group, numbered_event, on_both_backends, plain, receipt, related, room, threaded,
 };
 
 const ROOM: &str = "!room:example.org";
@@ -14,97 +14,42 @@ const OTHER_ROOM: &str = "!other:example.org";
 const BOB: &str = "@bob:example.org";
 const CAROL: &str = "@carol:example.org";
 
-async fn tenant_store(dir: &Path) -> (SqliteBackend, Arc<dyn TenantStore>) {
-    let backend = SqliteBackend::open(dir).await.expect("open backend");
-    let store = backend.open_tenant("t1").await.expect("open tenant");
-    let group = NewStateGroup {
-        id: store.next_state_group_id().await.expect("group id"),
-        room_id: ROOM.to_owned(),
-        prev_group: None,
-        delta: Vec::new(),
-        chain_len: 0,
-    };
+/// `ROOM`, whose state is an empty snapshot.
+async fn with_room(store: &dyn TenantStore) {
+    let group = group(
+        ROOM,
+        store.next_state_group_id().await.expect("group id"),
+        None,
+        0,
+        Vec::new(),
+    );
     store.insert_state_group(&group).await.expect("state group");
-    let room = RoomRecord {
-        room_id: ROOM.to_owned(),
-        room_version: "12".to_owned(),
-        creator: "@alice:example.org".to_owned(),
-        created_ts: 0,
-        published: false,
-        state_group: group.id,
-    };
+    let mut room = room(ROOM);
+    room.state_group = group.id;
     store.insert_room(&room).await.expect("room");
-    (backend, store)
 }
 
-/// `$e<stream>`, an event of `room_id` persisted at `stream` (for receipts to point at).
+/// `$e<stream>`, an event of `room_id` persisted at `stream` (for receipts to point at), in
+/// the thread of `thread` if given.
 async fn persist(store: &dyn TenantStore, room_id: &str, stream: i64, thread: Option<&str>) {
-    let event_id = format!("$e{stream}");
-    let event = EventRecord {
-        event_id: event_id.clone(),
-        room_id: room_id.to_owned(),
-        stream,
-        depth: stream,
-        event_type: "m.room.message".to_owned(),
-        state_key: None,
-        sender: "@alice:example.org".to_owned(),
-        origin_server_ts: stream * 10,
-        pdu: r#"{"content":{"body":"hi"},"type":"m.room.message"}"#.to_owned(),
-        state_before: 1,
-        state_after: 1,
-        redacted_by: None,
-        txn: None,
-        relation: thread.map(|root| RelationRecord {
-            rel_type: "m.thread".to_owned(),
-            parent_event_id: root.to_owned(),
-        }),
-    };
-    let new = NewEvent {
-        extremities: vec![event_id],
-        event,
-        new_state_group: None,
-        room_state_group: 1,
-        membership: None,
-        redaction: None,
-    };
-    store.persist_event(&new).await.expect("persist event");
-}
-
-fn action(room_id: &str, user_id: &str, stream: i64, highlight: bool) -> PushActionRecord {
-    PushActionRecord {
-        room_id: room_id.to_owned(),
-        user_id: user_id.to_owned(),
-        event_id: format!("$e{stream}"),
-        stream,
-        thread_id: None,
-        notify: true,
-        highlight,
-        replaces_room: false,
+    let mut event = numbered_event(room_id, stream);
+    if let Some(root) = thread {
+        event = related(event, "m.thread", root);
     }
+    store
+        .persist_event(&plain(event))
+        .await
+        .expect("persist event");
 }
 
-fn threaded(mut action: PushActionRecord, root: &str) -> PushActionRecord {
-    action.thread_id = Some(root.to_owned());
-    action
-}
+on_both_backends!(counts_per_user_and_room);
+on_both_backends!(many_actions_go_in_one_call);
+on_both_backends!(unread_counts_start_after_the_read_receipt);
+on_both_backends!(threaded_receipts_read_their_own_thread);
+on_both_backends!(global_account_data_of_several_users);
 
-fn receipt(user_id: &str, kind: &str, thread: Option<&str>, stream: i64) -> ReceiptRecord {
-    ReceiptRecord {
-        room_id: ROOM.to_owned(),
-        user_id: user_id.to_owned(),
-        receipt_type: kind.to_owned(),
-        thread_id: thread.map(str::to_owned),
-        event_id: format!("$e{stream}"),
-        ts: 0,
-        // The receipt's own position is far from its event's: counts must use the event's.
-        stream: 1_000 + stream,
-    }
-}
-
-#[tokio::test]
-async fn counts_per_user_and_room() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn counts_per_user_and_room(store: &dyn TenantStore) {
+    with_room(store).await;
     assert_eq!(
         store.unread_notification_counts(ROOM, BOB).await.unwrap(),
         (0, 0)
@@ -113,7 +58,7 @@ async fn counts_per_user_and_room() {
 
     // The events notified about: redactions find an event's notifications through it.
     for stream in 1..=3 {
-        persist(&*store, ROOM, stream, None).await;
+        persist(store, ROOM, stream, None).await;
     }
     store
         .insert_push_actions(&[
@@ -170,10 +115,8 @@ async fn counts_per_user_and_room() {
     );
 }
 
-#[tokio::test]
-async fn many_actions_go_in_one_call() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn many_actions_go_in_one_call(store: &dyn TenantStore) {
+    with_room(store).await;
     let actions: Vec<_> = (0..1_200)
         .map(|i| action(ROOM, &format!("@u{i}:example.org"), 7, i % 3 == 0))
         .collect();
@@ -194,12 +137,10 @@ async fn many_actions_go_in_one_call() {
     );
 }
 
-#[tokio::test]
-async fn unread_counts_start_after_the_read_receipt() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn unread_counts_start_after_the_read_receipt(store: &dyn TenantStore) {
+    with_room(store).await;
     for stream in 1..=5 {
-        persist(store.as_ref(), ROOM, stream, None).await;
+        persist(store, ROOM, stream, None).await;
     }
     store
         .insert_push_actions(&[
@@ -217,7 +158,7 @@ async fn unread_counts_start_after_the_read_receipt() {
     );
 
     store
-        .set_receipt(&receipt(BOB, "m.read", None, 2))
+        .set_receipt(&receipt(ROOM, BOB, "m.read", None, 2))
         .await
         .unwrap();
     assert_eq!(
@@ -226,7 +167,7 @@ async fn unread_counts_start_after_the_read_receipt() {
     );
     // The newer of public and private receipts counts, in either order.
     store
-        .set_receipt(&receipt(BOB, "m.read.private", None, 3))
+        .set_receipt(&receipt(ROOM, BOB, "m.read.private", None, 3))
         .await
         .unwrap();
     assert_eq!(
@@ -235,7 +176,7 @@ async fn unread_counts_start_after_the_read_receipt() {
     );
     // Other receipt types don't read anything.
     store
-        .set_receipt(&receipt(BOB, "m.fully_read", None, 5))
+        .set_receipt(&receipt(ROOM, BOB, "m.fully_read", None, 5))
         .await
         .unwrap();
     assert_eq!(
@@ -243,7 +184,7 @@ async fn unread_counts_start_after_the_read_receipt() {
         (1, 0)
     );
     store
-        .set_receipt(&receipt(BOB, "m.read", None, 5))
+        .set_receipt(&receipt(ROOM, BOB, "m.read", None, 5))
         .await
         .unwrap();
     assert_eq!(
@@ -257,7 +198,7 @@ async fn unread_counts_start_after_the_read_receipt() {
     );
 
     // A receipt for an event the server doesn't have reads nothing.
-    let mut unknown = receipt(CAROL, "m.read", None, 5);
+    let mut unknown = receipt(ROOM, CAROL, "m.read", None, 5);
     unknown.event_id = "$unknown".to_owned();
     store.set_receipt(&unknown).await.unwrap();
     assert_eq!(
@@ -266,16 +207,14 @@ async fn unread_counts_start_after_the_read_receipt() {
     );
 }
 
-#[tokio::test]
-async fn threaded_receipts_read_their_own_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn threaded_receipts_read_their_own_thread(store: &dyn TenantStore) {
+    with_room(store).await;
     // $e1 is a thread root; 2 and 4 are in its thread, 3 and 5 in the main timeline.
-    persist(store.as_ref(), ROOM, 1, None).await;
-    persist(store.as_ref(), ROOM, 2, Some("$e1")).await;
-    persist(store.as_ref(), ROOM, 3, None).await;
-    persist(store.as_ref(), ROOM, 4, Some("$e1")).await;
-    persist(store.as_ref(), ROOM, 5, None).await;
+    persist(store, ROOM, 1, None).await;
+    persist(store, ROOM, 2, Some("$e1")).await;
+    persist(store, ROOM, 3, None).await;
+    persist(store, ROOM, 4, Some("$e1")).await;
+    persist(store, ROOM, 5, None).await;
     store
         .insert_push_actions(&[
             action(ROOM, BOB, 1, false),
@@ -293,7 +232,7 @@ async fn threaded_receipts_read_their_own_thread() {
 
     // Reading the thread up to its end leaves the main timeline unread.
     store
-        .set_receipt(&receipt(BOB, "m.read", Some("$e1"), 4))
+        .set_receipt(&receipt(ROOM, BOB, "m.read", Some("$e1"), 4))
         .await
         .unwrap();
     assert_eq!(
@@ -302,7 +241,7 @@ async fn threaded_receipts_read_their_own_thread() {
     );
     // Reading the main timeline up to $e3 leaves $e5.
     store
-        .set_receipt(&receipt(BOB, "m.read", Some("main"), 3))
+        .set_receipt(&receipt(ROOM, BOB, "m.read", Some("main"), 3))
         .await
         .unwrap();
     assert_eq!(
@@ -314,9 +253,9 @@ async fn threaded_receipts_read_their_own_thread() {
         .insert_push_actions(&[threaded(action(ROOM, BOB, 6, true), "$e1")])
         .await
         .unwrap();
-    persist(store.as_ref(), ROOM, 6, Some("$e1")).await;
+    persist(store, ROOM, 6, Some("$e1")).await;
     store
-        .set_receipt(&receipt(BOB, "m.read", None, 5))
+        .set_receipt(&receipt(ROOM, BOB, "m.read", None, 5))
         .await
         .unwrap();
     assert_eq!(
@@ -324,7 +263,7 @@ async fn threaded_receipts_read_their_own_thread() {
         (1, 1)
     );
     store
-        .set_receipt(&receipt(BOB, "m.read", None, 6))
+        .set_receipt(&receipt(ROOM, BOB, "m.read", None, 6))
         .await
         .unwrap();
     assert_eq!(
@@ -333,10 +272,8 @@ async fn threaded_receipts_read_their_own_thread() {
     );
 }
 
-#[tokio::test]
-async fn global_account_data_of_several_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn global_account_data_of_several_users(store: &dyn TenantStore) {
+    with_room(store).await;
     let data =
         |localpart: &str, room_id: Option<&str>, data_type: &str, stream| AccountDataRecord {
             localpart: localpart.to_owned(),

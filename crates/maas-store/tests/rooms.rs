@@ -1,141 +1,31 @@
-//! `RoomStore` on the SQLite backend, against real tenant databases in a temporary directory.
+//! `RoomStore` on both backends: rooms and the directory, state groups, the event stream
+//! (persisting, conflicts, ranges, redactions, relations), memberships, aliases, account data,
+//! receipts and filters, including concurrent writers and ids sorted by bytes in any locale.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 
-use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    AccountDataRecord, AliasRecord, Backend, Direction, EventRecord, MembershipRecord, NewEvent,
-    NewStateGroup, ReceiptRecord, Redaction, RelationRecord, RoomRecord, StateEntry, StoreError,
-    StreamRange, TenantStore, TxnRecord,
+    AccountDataRecord, AliasRecord, Direction, EventRecord, MembershipRecord, NewEvent,
+    NewStateGroup, ReceiptRecord, Redaction, RelationRecord, RoomRecord, StoreError, TenantStore,
+    TxnRecord,
 };
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+
+mod support;
+use support::{
+    Fixture, TENANT, entry, event, group, ids, member_event, membership, on_both_backends, plain,
+    range, related, room,
+};
 
 const ROOM: &str = "!room:example.org";
 const OTHER_ROOM: &str = "!other:example.org";
 
-async fn tenant_store(dir: &Path) -> (SqliteBackend, Arc<dyn TenantStore>) {
-    let backend = SqliteBackend::open(dir).await.expect("open backend");
-    let store = backend.open_tenant("t1").await.expect("open tenant");
-    (backend, store)
-}
-
-fn room(room_id: &str) -> RoomRecord {
-    RoomRecord {
-        room_id: room_id.to_owned(),
-        room_version: "12".to_owned(),
-        creator: "@alice:example.org".to_owned(),
-        created_ts: 1_000,
-        published: false,
-        state_group: 0,
-    }
-}
-
-fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
-    StateEntry {
-        event_type: event_type.to_owned(),
-        state_key: state_key.to_owned(),
-        event_id: event_id.to_owned(),
-    }
-}
-
-fn group(
-    id: i64,
-    prev_group: Option<i64>,
-    chain_len: u32,
-    delta: Vec<StateEntry>,
-) -> NewStateGroup {
-    NewStateGroup {
-        id,
-        room_id: ROOM.to_owned(),
-        prev_group,
-        delta,
-        chain_len,
-    }
-}
-
-/// A message event of `room_id` at `stream`, sent at `ts`.
-fn event(room_id: &str, event_id: &str, stream: i64, ts: i64) -> EventRecord {
-    EventRecord {
-        event_id: event_id.to_owned(),
-        room_id: room_id.to_owned(),
-        stream,
-        depth: stream,
-        event_type: "m.room.message".to_owned(),
-        state_key: None,
-        sender: "@alice:example.org".to_owned(),
-        origin_server_ts: ts,
-        pdu: format!(r#"{{"content":{{"body":"{event_id}"}},"type":"m.room.message"}}"#),
-        state_before: 1,
-        state_after: 1,
-        redacted_by: None,
-        txn: None,
-        relation: None,
-    }
-}
-
-fn related(mut event: EventRecord, rel_type: &str, parent: &str) -> EventRecord {
-    event.relation = Some(RelationRecord {
-        rel_type: rel_type.to_owned(),
-        parent_event_id: parent.to_owned(),
-    });
-    event.pdu = format!(
-        r#"{{"content":{{"m.relates_to":{{"event_id":"{parent}","rel_type":"{rel_type}"}}}}}}"#
-    );
-    event
-}
-
-/// Persisting `event` alone: it becomes the only extremity, the room's state stays group 1.
-fn plain(event: EventRecord) -> NewEvent {
-    NewEvent {
-        extremities: vec![event.event_id.clone()],
-        event,
-        new_state_group: None,
-        room_state_group: 1,
-        membership: None,
-        redaction: None,
-    }
-}
-
-fn membership(room_id: &str, user_id: &str, membership: &str, stream: i64) -> MembershipRecord {
-    MembershipRecord {
-        room_id: room_id.to_owned(),
-        user_id: user_id.to_owned(),
-        membership: membership.to_owned(),
-        event_id: format!("$member{stream}"),
-        stream,
-        sender: user_id.to_owned(),
-        stripped_state: (membership == "invite").then(|| r#"[{"type":"m.room.name"}]"#.to_owned()),
-    }
-}
-
-/// A member event persisted with its membership (and no new state group).
-fn member_event(room_id: &str, user_id: &str, value: &str, stream: i64) -> NewEvent {
-    let mut ev = event(room_id, &format!("$member{stream}"), stream, stream * 10);
-    ev.event_type = "m.room.member".to_owned();
-    ev.state_key = Some(user_id.to_owned());
-    let mut new = plain(ev);
-    new.membership = Some(membership(room_id, user_id, value, stream));
-    new
-}
-
-fn range(after: i64, up_to: i64) -> StreamRange {
-    StreamRange { after, up_to }
-}
-
-fn ids(events: &[EventRecord]) -> Vec<&str> {
-    events.iter().map(|e| e.event_id.as_str()).collect()
-}
-
 /// A store with `ROOM` and `OTHER_ROOM` and an empty snapshot as group 1.
-async fn with_rooms(dir: &Path) -> (SqliteBackend, Arc<dyn TenantStore>) {
-    let (backend, store) = tenant_store(dir).await;
+async fn with_rooms(store: &dyn TenantStore) {
     let id = store.next_state_group_id().await.unwrap();
     assert_eq!(id, 1);
     store
-        .insert_state_group(&group(id, None, 0, Vec::new()))
+        .insert_state_group(&group(ROOM, id, None, 0, Vec::new()))
         .await
         .unwrap();
     for room_id in [ROOM, OTHER_ROOM] {
@@ -143,13 +33,31 @@ async fn with_rooms(dir: &Path) -> (SqliteBackend, Arc<dyn TenantStore>) {
         r.state_group = id;
         store.insert_room(&r).await.unwrap();
     }
-    (backend, store)
 }
 
-#[tokio::test]
-async fn rooms_and_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+on_both_backends!(rooms_and_directory);
+on_both_backends!(state_groups_apply_their_delta_chain);
+on_both_backends!(damaged_state_chains_are_reported);
+on_both_backends!(state_group_ids_are_unique_under_concurrency);
+on_both_backends!(stream_reservation_never_lowers);
+on_both_backends!(persist_event_writes_everything_at_once);
+on_both_backends!(conflicts_leave_nothing_written);
+on_both_backends!(room_events_by_range_and_direction);
+on_both_backends!(event_by_timestamp);
+on_both_backends!(redaction_is_applied_with_the_redaction_event);
+on_both_backends!(relations_and_thread_roots);
+on_both_backends!(memberships);
+on_both_backends!(aliases);
+on_both_backends!(account_data_upserts_and_ranges);
+on_both_backends!(receipts_upsert_and_ranges);
+on_both_backends!(filters);
+on_both_backends!(rooms_survive_reopening);
+on_both_backends!(ids_sort_by_bytes_whatever_the_locale);
+on_both_backends!(concurrent_events_of_one_room_keep_one_extremity_set);
+on_both_backends!(forgetting_waits_for_membership_changes_in_flight);
+on_both_backends!(tenants_with_the_same_ids_keep_their_rooms_apart);
+
+async fn rooms_and_directory(store: &dyn TenantStore) {
     for id in ["!c:x", "!a:x", "!b:x", "!d:x"] {
         store.insert_room(&room(id)).await.unwrap();
     }
@@ -192,10 +100,7 @@ async fn rooms_and_directory() {
     assert!(store.room("!a:x").await.unwrap().unwrap().published);
 }
 
-#[tokio::test]
-async fn state_groups_apply_their_delta_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn state_groups_apply_their_delta_chain(store: &dyn TenantStore) {
     let ids: Vec<i64> = {
         let mut ids = Vec::new();
         for _ in 0..4 {
@@ -208,6 +113,7 @@ async fn state_groups_apply_their_delta_chain() {
 
     store
         .insert_state_group(&group(
+            ROOM,
             snapshot,
             None,
             0,
@@ -221,6 +127,7 @@ async fn state_groups_apply_their_delta_chain() {
         .unwrap();
     store
         .insert_state_group(&group(
+            ROOM,
             delta1,
             Some(snapshot),
             1,
@@ -230,6 +137,7 @@ async fn state_groups_apply_their_delta_chain() {
         .unwrap();
     store
         .insert_state_group(&group(
+            ROOM,
             delta2,
             Some(delta1),
             2,
@@ -247,6 +155,7 @@ async fn state_groups_apply_their_delta_chain() {
     // A sibling delta of the snapshot sees none of delta1/delta2.
     store
         .insert_state_group(&group(
+            ROOM,
             other,
             Some(snapshot),
             1,
@@ -300,60 +209,58 @@ async fn state_groups_apply_their_delta_chain() {
     // An empty snapshot exists and is empty, which is not the same as unknown.
     let empty = store.next_state_group_id().await.unwrap();
     store
-        .insert_state_group(&group(empty, None, 0, Vec::new()))
+        .insert_state_group(&group(ROOM, empty, None, 0, Vec::new()))
         .await
         .unwrap();
     assert_eq!(store.state_group(empty).await.unwrap(), Vec::new());
 
     assert!(matches!(
         store
-            .insert_state_group(&group(delta1, None, 0, Vec::new()))
+            .insert_state_group(&group(ROOM, delta1, None, 0, Vec::new()))
             .await,
         Err(StoreError::Conflict(_))
     ));
     let orphan = store.next_state_group_id().await.unwrap();
     assert!(matches!(
         store
-            .insert_state_group(&group(orphan, Some(1234), 1, vec![entry("a", "", "$a")]))
+            .insert_state_group(&group(
+                ROOM,
+                orphan,
+                Some(1234),
+                1,
+                vec![entry("a", "", "$a")]
+            ))
             .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.state_group_info(orphan).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn damaged_state_chains_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn damaged_state_chains_are_reported(fixture: &Fixture) {
+    let store = fixture.store().await;
     store
-        .insert_state_group(&group(1, None, 0, vec![entry("a", "", "$a")]))
+        .insert_state_group(&group(ROOM, 1, None, 0, vec![entry("a", "", "$a")]))
         .await
         .unwrap();
     store
-        .insert_state_group(&group(2, Some(1), 1, vec![entry("b", "", "$b")]))
+        .insert_state_group(&group(ROOM, 2, Some(1), 1, vec![entry("b", "", "$b")]))
         .await
         .unwrap();
     // A cycle can't be written through the trait; plant one and expect an error, not a hang.
-    let mut conn = SqliteConnection::connect_with(
-        &SqliteConnectOptions::new().filename(dir.path().join("tenants/t1/homeserver.db")),
-    )
-    .await
-    .unwrap();
-    sqlx::query("UPDATE state_groups SET prev_group = 2 WHERE id = 1")
-        .execute(&mut conn)
+    let planted = fixture
+        .raw()
         .await
-        .unwrap();
+        .execute("UPDATE state_groups SET prev_group = 2 WHERE id = 1", &[])
+        .await;
+    assert_eq!(planted, 1);
     let err = store.state_group(2).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn state_group_ids_are_unique_under_concurrency() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn state_group_ids_are_unique_under_concurrency(store: Arc<dyn TenantStore>) {
     // A group stored under an id the counter never handed out is skipped.
     store
-        .insert_state_group(&group(10, None, 0, Vec::new()))
+        .insert_state_group(&group(ROOM, 10, None, 0, Vec::new()))
         .await
         .unwrap();
     let tasks: Vec<_> = (0..32)
@@ -370,10 +277,8 @@ async fn state_group_ids_are_unique_under_concurrency() {
     }
 }
 
-#[tokio::test]
-async fn stream_reservation_never_lowers() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn stream_reservation_never_lowers(store: Arc<dyn TenantStore>) {
+    with_rooms(&*store).await;
     assert_eq!(store.stream_reserved().await.unwrap(), 0);
     store.reserve_stream(100).await.unwrap();
     assert_eq!(store.stream_reserved().await.unwrap(), 100);
@@ -399,10 +304,8 @@ async fn stream_reservation_never_lowers() {
     assert_eq!(store.stream_reserved().await.unwrap(), 500);
 }
 
-#[tokio::test]
-async fn persist_event_writes_everything_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn persist_event_writes_everything_at_once(store: &dyn TenantStore) {
+    with_rooms(store).await;
 
     store
         .persist_event(&plain(event(ROOM, "$a", 1, 10)))
@@ -492,10 +395,8 @@ async fn persist_event_writes_everything_at_once() {
     assert!(store.events(&[]).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn conflicts_leave_nothing_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn conflicts_leave_nothing_written(store: &dyn TenantStore) {
+    with_rooms(store).await;
     let txn = TxnRecord {
         localpart: "alice".to_owned(),
         device_id: "DEV".to_owned(),
@@ -515,7 +416,13 @@ async fn conflicts_leave_nothing_written() {
         NewEvent {
             extremities: vec![event.event_id.clone()],
             event,
-            new_state_group: Some(group(group_id, Some(1), 1, vec![entry("x", "", "$x")])),
+            new_state_group: Some(group(
+                ROOM,
+                group_id,
+                Some(1),
+                1,
+                vec![entry("x", "", "$x")],
+            )),
             room_state_group: group_id,
             membership: Some(membership(ROOM, "@bob:x", "leave", 3)),
             redaction: Some(Redaction {
@@ -599,10 +506,8 @@ async fn conflicts_leave_nothing_written() {
     store.persist_event(&plain(other_device)).await.unwrap();
 }
 
-#[tokio::test]
-async fn room_events_by_range_and_direction() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn room_events_by_range_and_direction(store: Arc<dyn TenantStore>) {
+    with_rooms(&*store).await;
     // Streams interleave between the rooms, as they do in one tenant-wide stream.
     for stream in 1..=10 {
         let room_id = if stream % 2 == 0 { ROOM } else { OTHER_ROOM };
@@ -700,10 +605,8 @@ async fn room_events_by_range_and_direction() {
     assert_eq!(store.events(&wanted).await.unwrap().len(), 10);
 }
 
-#[tokio::test]
-async fn event_by_timestamp() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn event_by_timestamp(store: Arc<dyn TenantStore>) {
+    with_rooms(&*store).await;
     // Timestamps need not follow the stream; two events share ts 200.
     for (id, stream, ts) in [
         ("$a", 1, 100),
@@ -740,10 +643,8 @@ async fn event_by_timestamp() {
     assert_eq!(at(99, Direction::Backward).await, None);
 }
 
-#[tokio::test]
-async fn redaction_is_applied_with_the_redaction_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn redaction_is_applied_with_the_redaction_event(store: &dyn TenantStore) {
+    with_rooms(store).await;
     store
         .persist_event(&plain(event(ROOM, "$root", 1, 1)))
         .await
@@ -804,10 +705,8 @@ async fn redaction_is_applied_with_the_redaction_event() {
     store.persist_event(&new).await.unwrap();
 }
 
-#[tokio::test]
-async fn relations_and_thread_roots() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn relations_and_thread_roots(store: Arc<dyn TenantStore>) {
+    with_rooms(&*store).await;
     let mut stream = 0;
     let persist = |event: EventRecord| {
         let store = store.clone();
@@ -940,10 +839,8 @@ async fn relations_and_thread_roots() {
     assert_eq!(roots(None).await, ["$t2", "$t1"]);
 }
 
-#[tokio::test]
-async fn memberships() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn memberships(store: Arc<dyn TenantStore>) {
+    with_rooms(&*store).await;
     let alice = "@alice:x";
     let bob = "@bob:x";
     for new in [
@@ -1044,10 +941,8 @@ async fn memberships() {
     assert!(!store.is_forgotten(OTHER_ROOM, bob).await.unwrap());
 }
 
-#[tokio::test]
-async fn aliases() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = with_rooms(dir.path()).await;
+async fn aliases(store: &dyn TenantStore) {
+    with_rooms(store).await;
     let alias = |name: &str, room_id: &str| AliasRecord {
         alias: name.to_owned(),
         room_id: room_id.to_owned(),
@@ -1084,10 +979,7 @@ async fn aliases() {
     );
 }
 
-#[tokio::test]
-async fn account_data_upserts_and_ranges() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn account_data_upserts_and_ranges(store: &dyn TenantStore) {
     let data = |room_id: Option<&str>, data_type: &str, content: &str, stream| AccountDataRecord {
         localpart: "alice".to_owned(),
         room_id: room_id.map(str::to_owned),
@@ -1153,10 +1045,7 @@ async fn account_data_upserts_and_ranges() {
     );
 }
 
-#[tokio::test]
-async fn receipts_upsert_and_ranges() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn receipts_upsert_and_ranges(store: &dyn TenantStore) {
     let receipt =
         |room_id: &str, user_id: &str, thread_id: Option<&str>, event_id: &str, stream| {
             ReceiptRecord {
@@ -1228,10 +1117,7 @@ async fn receipts_upsert_and_ranges() {
     );
 }
 
-#[tokio::test]
-async fn filters() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn filters(store: Arc<dyn TenantStore>) {
     assert_eq!(
         store.insert_filter("alice", r#"{"a":0}"#).await.unwrap(),
         "0"
@@ -1270,16 +1156,17 @@ async fn filters() {
     assert_eq!(ids, expected);
 }
 
-#[tokio::test]
-async fn rooms_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
+async fn rooms_survive_reopening(fixture: &Fixture) {
     let group_id;
     {
-        let (backend, store) = with_rooms(dir.path()).await;
+        let backend = fixture.open_backend().await;
+        let store = backend.open_tenant(TENANT).await.unwrap();
+        with_rooms(&*store).await;
         group_id = store.next_state_group_id().await.unwrap();
         let mut new = member_event(ROOM, "@alice:x", "join", 1);
         new.event.state_after = group_id;
         new.new_state_group = Some(group(
+            ROOM,
             group_id,
             Some(1),
             1,
@@ -1300,7 +1187,8 @@ async fn rooms_survive_reopening() {
         store.close().await;
         backend.close().await;
     }
-    let (backend, store) = tenant_store(dir.path()).await;
+    let backend = fixture.open_backend().await;
+    let store = backend.open_tenant(TENANT).await.unwrap();
     assert_eq!(store.stream_reserved().await.unwrap(), 50);
     assert_eq!(
         store.room(ROOM).await.unwrap().unwrap().state_group,
@@ -1327,4 +1215,236 @@ async fn rooms_survive_reopening() {
     assert_eq!(store.insert_filter("alice", "{}").await.unwrap(), "1");
     store.close().await;
     backend.close().await;
+}
+
+/// On PostgreSQL, on a database whose default collation sorts "!a" before "!B" (see
+/// `support::TestDb`): ids are still listed in byte order, SQLite's.
+async fn ids_sort_by_bytes_whatever_the_locale(store: &dyn TenantStore) {
+    with_rooms(store).await;
+    for id in ["!c:x", "!a:x", "!B:x"] {
+        store.insert_room(&room(id)).await.unwrap();
+        store.set_room_published(id, true).await.unwrap();
+    }
+    let listed = |rooms: Vec<RoomRecord>| rooms.into_iter().map(|r| r.room_id).collect::<Vec<_>>();
+    assert_eq!(
+        listed(store.published_rooms(None, 10).await.unwrap()),
+        ["!B:x", "!a:x", "!c:x"]
+    );
+    assert_eq!(
+        listed(store.published_rooms(Some("!B:x"), 10).await.unwrap()),
+        ["!a:x", "!c:x"]
+    );
+
+    let snapshot = store.next_state_group_id().await.unwrap();
+    store
+        .insert_state_group(&group(
+            ROOM,
+            snapshot,
+            None,
+            0,
+            vec![
+                entry("m.room.member", "@b:x", "$b"),
+                entry("m.room.member", "@B:x", "$B"),
+                entry("M.custom", "", "$custom"),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.state_group(snapshot).await.unwrap(),
+        vec![
+            entry("M.custom", "", "$custom"),
+            entry("m.room.member", "@B:x", "$B"),
+            entry("m.room.member", "@b:x", "$b"),
+        ]
+    );
+
+    for (stream, user) in [(1, "@b:x"), (2, "@B:x"), (3, "@a:x")] {
+        store
+            .persist_event(&member_event(ROOM, user, "join", stream))
+            .await
+            .unwrap();
+    }
+    let members: Vec<String> = store
+        .room_members(ROOM, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    assert_eq!(members, ["@B:x", "@a:x", "@b:x"]);
+
+    let mut new = plain(event(ROOM, "$b", 4, 4));
+    new.extremities = vec!["$b".to_owned(), "$B".to_owned(), "$a".to_owned()];
+    store.persist_event(&new).await.unwrap();
+    assert_eq!(
+        store.forward_extremities(ROOM).await.unwrap(),
+        ["$B", "$a", "$b"]
+    );
+
+    for name in ["#b:x", "#B:x", "#a:x"] {
+        store
+            .insert_alias(&AliasRecord {
+                alias: name.to_owned(),
+                room_id: ROOM.to_owned(),
+                creator: "@a:x".to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.aliases_of_room(ROOM).await.unwrap(),
+        ["#B:x", "#a:x", "#b:x"]
+    );
+    let rooms = vec!["!c:x".to_owned(), ROOM.to_owned(), "!B:x".to_owned()];
+    for (stream, room_id) in [(5, "!c:x"), (6, "!B:x")] {
+        store
+            .persist_event(&plain(event(
+                room_id,
+                &format!("$e{stream}"),
+                stream,
+                stream,
+            )))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.rooms_with_events(&rooms, range(0, 10)).await.unwrap(),
+        ["!B:x", "!c:x", ROOM]
+    );
+}
+
+async fn concurrent_events_of_one_room_keep_one_extremity_set(store: Arc<dyn TenantStore>) {
+    with_rooms(&*store).await;
+    // Each event claims to be the room's only extremity, so whichever commits last must be
+    // the only one left: the sets are replaced, never merged.
+    let tasks: Vec<_> = (1..=40)
+        .map(|stream| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("$c{stream}");
+                store
+                    .persist_event(&plain(event(ROOM, &id, stream, stream)))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let extremities = store.forward_extremities(ROOM).await.unwrap();
+    assert_eq!(extremities.len(), 1, "{extremities:?}");
+    assert_eq!(
+        store
+            .room_events(ROOM, range(0, 100), Direction::Forward, 100)
+            .await
+            .unwrap()
+            .len(),
+        40
+    );
+}
+
+async fn forgetting_waits_for_membership_changes_in_flight(fixture: &Fixture) {
+    let store = fixture.store().await;
+    with_rooms(&**store).await;
+    // One user who left (a membership row to lock) and one who never was a member (none).
+    let left = "@left:x";
+    let stranger = "@stranger:x";
+    store
+        .persist_event(&member_event(ROOM, left, "leave", 1))
+        .await
+        .unwrap();
+    for (stream, user) in [(2, left), (3, stranger)] {
+        // A join being persisted, held open mid-transaction: what `persist_event` writes for
+        // a membership, on a connection of its own.
+        let mut raw = fixture.raw().await;
+        raw.execute("BEGIN", &[]).await;
+        raw.execute(
+            "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream, \
+                                           sender) \
+             VALUES ($1, $2, 'join', $3, $4, $2) \
+             ON CONFLICT (room_id, user_id) DO UPDATE \
+             SET membership = excluded.membership, event_id = excluded.event_id, \
+                 stream = excluded.stream",
+            &[
+                ROOM.into(),
+                user.into(),
+                format!("$member{stream}").into(),
+                stream.into(),
+            ],
+        )
+        .await;
+        raw.execute(
+            "DELETE FROM forgotten_rooms WHERE room_id = $1 AND user_id = $2",
+            &[ROOM.into(), user.into()],
+        )
+        .await;
+        // The forget must wait for the join and then refuse, not forget a joined room.
+        let forget = {
+            let store = store.clone();
+            tokio::spawn(async move { store.forget_room(ROOM, user).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!forget.is_finished(), "{user}: forget didn't wait");
+        raw.execute("COMMIT", &[]).await;
+        let err = forget.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{user}: {err:?}");
+        assert!(!store.is_forgotten(ROOM, user).await.unwrap(), "{user}");
+    }
+}
+
+async fn tenants_with_the_same_ids_keep_their_rooms_apart(fixture: &Fixture) {
+    let store = fixture.store().await;
+    with_rooms(&**store).await;
+    let other = fixture
+        .backend()
+        .await
+        .open_tenant("t0123456789abcdee")
+        .await
+        .unwrap();
+    // The same ids in both tenants: every key is per tenant (per schema, on PostgreSQL).
+    assert_eq!(other.next_state_group_id().await.unwrap(), 1);
+    other
+        .insert_state_group(&group(
+            ROOM,
+            1,
+            None,
+            0,
+            vec![entry("m.room.create", "", "$other")],
+        ))
+        .await
+        .unwrap();
+    other.insert_room(&room(ROOM)).await.unwrap();
+    store
+        .persist_event(&plain(event(ROOM, "$same", 1, 1)))
+        .await
+        .unwrap();
+    let mut theirs = event(ROOM, "$same", 1, 2);
+    theirs.pdu = "{}".to_owned();
+    other.persist_event(&plain(theirs.clone())).await.unwrap();
+    other.reserve_stream(70).await.unwrap();
+    other.insert_filter("alice", "{}").await.unwrap();
+
+    assert_eq!(
+        store
+            .event("$same")
+            .await
+            .unwrap()
+            .unwrap()
+            .origin_server_ts,
+        1
+    );
+    assert_eq!(other.event("$same").await.unwrap(), Some(theirs));
+    assert_eq!(store.state_group(1).await.unwrap(), Vec::new());
+    assert_eq!(
+        other.state_group(1).await.unwrap(),
+        vec![entry("m.room.create", "", "$other")]
+    );
+    assert!(store.room(OTHER_ROOM).await.unwrap().is_some());
+    assert!(other.room(OTHER_ROOM).await.unwrap().is_none());
+    assert_eq!(store.stream_reserved().await.unwrap(), 1);
+    assert_eq!(other.stream_reserved().await.unwrap(), 70);
+    assert_eq!(store.filter("alice", "0").await.unwrap(), None);
+    assert_eq!(store.insert_filter("alice", "{}").await.unwrap(), "0");
 }

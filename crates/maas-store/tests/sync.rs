@@ -1,20 +1,19 @@
 //! `SyncStore` on both backends: each batched read answers, for every room (event, group) it
-//! is asked about, what the per-room reads of `RoomStore` and `PushStore` answer. Every case runs
-//! on SQLite (a temporary directory) and on PostgreSQL (a database of its own per test, on the
-//! local server that `.ci/run` starts).
+//! is asked about, what the per-room reads of `RoomStore` and `PushStore` answer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use maas_store::postgres::{PostgresBackend, PostgresOptions};
-use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    Backend, Direction, EventBatch, EventRecord, MemberSummary, MembershipRecord, NewEvent,
-    NewStateGroup, PushActionRecord, ReceiptRecord, Redaction, RelationRecord,
-    RoomPushActionRecord, RoomRecord, StateEntry, StoreError, StreamRange, TenantStore,
-    UnreadCounts,
+    Direction, EventBatch, EventRecord, MemberSummary, MembershipRecord, NewEvent,
+    PushActionRecord, Redaction, RoomPushActionRecord, RoomRecord, StateEntry, StoreError,
+    StreamRange, TenantStore, UnreadCounts,
 };
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+mod support;
+use support::{
+    action, entry, group, ids, member_event, numbered_event, on_both_backends, plain, receipt,
+    related, room, threaded,
+};
 
 const ROOM_A: &str = "!a:example.org";
 const ROOM_B: &str = "!b:example.org";
@@ -23,128 +22,6 @@ const ROOM_C: &str = "!c:example.org";
 const ALICE: &str = "@alice:example.org";
 /// Sorts before the lower-case ids in byte order, after them in most locales.
 const ZED: &str = "@Zed:example.org";
-
-/// The server the PostgreSQL cases create their databases on.
-const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const TENANT: &str = "t0123456789abcdef";
-
-/// A PostgreSQL database of one test, dropped when the test ends, passed or failed.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> Self {
-        use std::hash::BuildHasher;
-        // Random per process and per call, so parallel tests and runs never share a database.
-        let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-        let name = format!("maas_test_{random:016x}");
-        let mut server = PgConnection::connect(SERVER_URL)
-            .await
-            .expect("connect to PostgreSQL on 127.0.0.1:5432");
-        server
-            .execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .expect("create test database");
-        server.close().await.expect("close");
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // The test's runtime can't block on a future from within: a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut server = PgConnection::connect(SERVER_URL).await?;
-                server
-                    .execute(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .await?;
-                server.close().await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
-    }
-}
-
-/// A tenant store and what keeps it alive.
-struct Fixture {
-    store: Arc<dyn TenantStore>,
-    _backend: Box<dyn Backend>,
-    _dir: Option<tempfile::TempDir>,
-    _db: Option<TestDb>,
-}
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = SqliteBackend::open(dir.path()).await.expect("open backend");
-    let store = backend.open_tenant("t1").await.expect("open tenant");
-    Fixture {
-        store,
-        _backend: Box::new(backend),
-        _dir: Some(dir),
-        _db: None,
-    }
-}
-
-async fn postgres() -> Fixture {
-    let db = TestDb::create().await;
-    let backend = PostgresBackend::open(&db.url(), PostgresOptions::default())
-        .await
-        .expect("open backend");
-    let store = backend.open_tenant(TENANT).await.expect("open tenant");
-    Fixture {
-        store,
-        _backend: Box::new(backend),
-        _dir: None,
-        _db: Some(db),
-    }
-}
-
-/// Runs one case on SQLite, then on PostgreSQL.
-macro_rules! on_both_backends {
-    ($case:ident) => {
-        mod $case {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$case(&*super::sqlite().await.store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                super::$case(&*super::postgres().await.store).await;
-            }
-        }
-    };
-    // On a multi-threaded runtime, like the server's: reads of many rooms leave its workers.
-    ($case:ident, multi_thread) => {
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$case(&*super::sqlite().await.store).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$case(&*super::postgres().await.store).await;
-            }
-        }
-    };
-}
 
 on_both_backends!(latest_room_events_are_the_newest_of_each_room);
 on_both_backends!(children_of_many_parents);
@@ -156,105 +33,17 @@ on_both_backends!(users_joined_to_any_of_the_rooms);
 on_both_backends!(membership_changes_in_a_range);
 on_both_backends!(reads_of_many_rooms_answer_as_reads_of_one, multi_thread);
 
-fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
-    StateEntry {
-        event_type: event_type.to_owned(),
-        state_key: state_key.to_owned(),
-        event_id: event_id.to_owned(),
-    }
-}
-
-fn group(
-    id: i64,
-    prev_group: Option<i64>,
-    chain_len: u32,
-    delta: Vec<StateEntry>,
-) -> NewStateGroup {
-    NewStateGroup {
-        id,
-        room_id: ROOM_A.to_owned(),
-        prev_group,
-        delta,
-        chain_len,
-    }
-}
-
-/// A message event of `room_id` at `stream`.
-fn event(room_id: &str, stream: i64) -> EventRecord {
-    let event_id = format!("$e{stream}");
-    EventRecord {
-        pdu: format!(r#"{{"content":{{"body":"{event_id}"}},"type":"m.room.message"}}"#),
-        event_id,
-        room_id: room_id.to_owned(),
-        stream,
-        depth: stream,
-        event_type: "m.room.message".to_owned(),
-        state_key: None,
-        sender: ALICE.to_owned(),
-        origin_server_ts: stream * 10,
-        state_before: 1,
-        state_after: 1,
-        redacted_by: None,
-        txn: None,
-        relation: None,
-    }
-}
-
-fn related(mut event: EventRecord, rel_type: &str, parent: &str) -> EventRecord {
-    event.relation = Some(RelationRecord {
-        rel_type: rel_type.to_owned(),
-        parent_event_id: parent.to_owned(),
-    });
-    event.pdu = format!(
-        r#"{{"content":{{"m.relates_to":{{"event_id":"{parent}","rel_type":"{rel_type}"}}}}}}"#
-    );
-    event
-}
-
-fn plain(event: EventRecord) -> NewEvent {
-    NewEvent {
-        extremities: vec![event.event_id.clone()],
-        event,
-        new_state_group: None,
-        room_state_group: 1,
-        membership: None,
-        redaction: None,
-    }
-}
-
-/// A member event of `user_id` at `stream`, persisted with its membership.
-fn member(room_id: &str, user_id: &str, value: &str, stream: i64) -> NewEvent {
-    let mut ev = event(room_id, stream);
-    ev.event_type = "m.room.member".to_owned();
-    ev.state_key = Some(user_id.to_owned());
-    let mut new = plain(ev);
-    new.membership = Some(MembershipRecord {
-        room_id: room_id.to_owned(),
-        user_id: user_id.to_owned(),
-        membership: value.to_owned(),
-        event_id: format!("$e{stream}"),
-        stream,
-        sender: user_id.to_owned(),
-        stripped_state: None,
-    });
-    new
-}
-
 /// The three rooms, sharing an empty snapshot as group 1.
 async fn with_rooms(store: &dyn TenantStore) {
     store
-        .insert_state_group(&group(1, None, 0, Vec::new()))
+        .insert_state_group(&group(ROOM_A, 1, None, 0, Vec::new()))
         .await
         .unwrap();
     for room_id in [ROOM_A, ROOM_B, ROOM_C] {
         store
             .insert_room(&RoomRecord {
-                room_id: room_id.to_owned(),
-                room_version: "12".to_owned(),
-                creator: ALICE.to_owned(),
-                created_ts: 1_000,
-                published: false,
                 state_group: 1,
+                ..room(room_id)
             })
             .await
             .unwrap();
@@ -265,10 +54,6 @@ async fn persist(store: &dyn TenantStore, events: Vec<NewEvent>) {
     for new in &events {
         store.persist_event(new).await.unwrap();
     }
-}
-
-fn ids(events: &[EventRecord]) -> Vec<&str> {
-    events.iter().map(|e| e.event_id.as_str()).collect()
 }
 
 fn rooms(ids: &[&str]) -> Vec<String> {
@@ -289,7 +74,10 @@ async fn latest_room_events_are_the_newest_of_each_room(store: &dyn TenantStore)
     ];
     persist(
         store,
-        layout.iter().map(|(r, s)| plain(event(r, *s))).collect(),
+        layout
+            .iter()
+            .map(|(r, s)| plain(numbered_event(r, *s)))
+            .collect(),
     )
     .await;
     let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A, "!unknown:example.org"]);
@@ -343,15 +131,15 @@ async fn children_of_many_parents(store: &dyn TenantStore) {
     persist(
         store,
         vec![
-            plain(event(ROOM_A, 1)),
-            plain(event(ROOM_A, 2)),
-            plain(related(event(ROOM_A, 3), "m.replace", "$e1")),
-            plain(related(event(ROOM_A, 4), "m.thread", "$e1")),
-            plain(related(event(ROOM_A, 5), "m.annotation", "$e1")),
-            plain(related(event(ROOM_A, 6), "m.reference", "$e2")),
-            plain(related(event(ROOM_A, 7), "m.thread", "$e1")),
+            plain(numbered_event(ROOM_A, 1)),
+            plain(numbered_event(ROOM_A, 2)),
+            plain(related(numbered_event(ROOM_A, 3), "m.replace", "$e1")),
+            plain(related(numbered_event(ROOM_A, 4), "m.thread", "$e1")),
+            plain(related(numbered_event(ROOM_A, 5), "m.annotation", "$e1")),
+            plain(related(numbered_event(ROOM_A, 6), "m.reference", "$e2")),
+            plain(related(numbered_event(ROOM_A, 7), "m.thread", "$e1")),
             // A child in another room counts too, as for `relations`.
-            plain(related(event(ROOM_B, 8), "m.thread", "$e2")),
+            plain(related(numbered_event(ROOM_B, 8), "m.thread", "$e2")),
         ],
     )
     .await;
@@ -395,15 +183,22 @@ async fn children_of_many_parents(store: &dyn TenantStore) {
 
 async fn state_groups_resolve_each_chain(store: &dyn TenantStore) {
     store
-        .insert_state_group(&group(1, None, 0, Vec::new()))
-        .await
-        .unwrap();
-    store
-        .insert_state_group(&group(2, Some(1), 1, vec![entry("m.room.topic", "", "$t")]))
+        .insert_state_group(&group(ROOM_A, 1, None, 0, Vec::new()))
         .await
         .unwrap();
     store
         .insert_state_group(&group(
+            ROOM_A,
+            2,
+            Some(1),
+            1,
+            vec![entry("m.room.topic", "", "$t")],
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_state_group(&group(
+            ROOM_A,
             3,
             None,
             0,
@@ -416,11 +211,18 @@ async fn state_groups_resolve_each_chain(store: &dyn TenantStore) {
         .await
         .unwrap();
     store
-        .insert_state_group(&group(4, Some(3), 1, vec![entry("m.room.name", "", "$n2")]))
+        .insert_state_group(&group(
+            ROOM_A,
+            4,
+            Some(3),
+            1,
+            vec![entry("m.room.name", "", "$n2")],
+        ))
         .await
         .unwrap();
     store
         .insert_state_group(&group(
+            ROOM_A,
             5,
             Some(4),
             2,
@@ -464,7 +266,7 @@ async fn member_summaries_count_and_pick_heroes(store: &dyn TenantStore) {
     let events = people
         .iter()
         .zip(1..)
-        .map(|((room, user, value), stream)| member(room, user, value, stream))
+        .map(|((room, user, value), stream)| member_event(room, user, value, stream))
         .collect();
     persist(store, events).await;
     let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A]);
@@ -499,31 +301,6 @@ async fn member_summaries_count_and_pick_heroes(store: &dyn TenantStore) {
     );
 }
 
-fn action(room_id: &str, stream: i64, thread: Option<&str>, highlight: bool) -> PushActionRecord {
-    PushActionRecord {
-        room_id: room_id.to_owned(),
-        user_id: ALICE.to_owned(),
-        event_id: format!("$e{stream}"),
-        stream,
-        thread_id: thread.map(str::to_owned),
-        notify: true,
-        highlight,
-        replaces_room: false,
-    }
-}
-
-fn receipt(room_id: &str, thread: Option<&str>, stream: i64) -> ReceiptRecord {
-    ReceiptRecord {
-        room_id: room_id.to_owned(),
-        user_id: ALICE.to_owned(),
-        receipt_type: "m.read".to_owned(),
-        thread_id: thread.map(str::to_owned),
-        event_id: format!("$e{stream}"),
-        ts: 0,
-        stream: 100 + stream,
-    }
-}
-
 async fn unread_counts_of_many_rooms(store: &dyn TenantStore) {
     with_rooms(store).await;
     persist(
@@ -537,25 +314,28 @@ async fn unread_counts_of_many_rooms(store: &dyn TenantStore) {
             (ROOM_B, 6),
         ]
         .iter()
-        .map(|(r, s)| plain(event(r, *s)))
+        .map(|(r, s)| plain(numbered_event(r, *s)))
         .collect(),
     )
     .await;
     store
         .insert_push_actions(&[
-            action(ROOM_A, 1, None, false),
-            action(ROOM_A, 2, None, true),
-            action(ROOM_A, 3, None, true),
-            action(ROOM_B, 4, None, false),
-            action(ROOM_B, 5, Some("$e4"), true),
-            action(ROOM_B, 6, Some("$e4"), false),
+            action(ROOM_A, ALICE, 1, false),
+            action(ROOM_A, ALICE, 2, true),
+            action(ROOM_A, ALICE, 3, true),
+            action(ROOM_B, ALICE, 4, false),
+            threaded(action(ROOM_B, ALICE, 5, true), "$e4"),
+            threaded(action(ROOM_B, ALICE, 6, false), "$e4"),
         ])
         .await
         .unwrap();
     // Room A is read up to its second event; in room B only the thread, up to its first reply.
-    store.set_receipt(&receipt(ROOM_A, None, 2)).await.unwrap();
     store
-        .set_receipt(&receipt(ROOM_B, Some("$e4"), 5))
+        .set_receipt(&receipt(ROOM_A, ALICE, "m.read", None, 2))
+        .await
+        .unwrap();
+    store
+        .set_receipt(&receipt(ROOM_B, ALICE, "m.read", Some("$e4"), 5))
         .await
         .unwrap();
     let all = rooms(&[ROOM_A, ROOM_B, ROOM_C, ROOM_A]);
@@ -603,7 +383,7 @@ fn room_message(
     sender: &str,
     thread: Option<&str>,
 ) -> (NewEvent, RoomPushActionRecord) {
-    let mut ev = event(ROOM_A, stream);
+    let mut ev = numbered_event(ROOM_A, stream);
     ev.sender = sender.to_owned();
     let room = RoomPushActionRecord {
         room_id: ROOM_A.to_owned(),
@@ -672,9 +452,9 @@ async fn room_wide_notifications_count_while_joined(store: &dyn TenantStore) {
     persist(
         store,
         vec![
-            member(ROOM_A, ALICE, "join", 1),
-            member(ROOM_A, BOB, "join", 2),
-            member(ROOM_A, CAROL, "join", 3),
+            member_event(ROOM_A, ALICE, "join", 1),
+            member_event(ROOM_A, BOB, "join", 2),
+            member_event(ROOM_A, CAROL, "join", 3),
         ],
     )
     .await;
@@ -686,7 +466,7 @@ async fn room_wide_notifications_count_while_joined(store: &dyn TenantStore) {
         vec![own(CAROL, 5, false, false), own(BOB, 5, true, true)],
     )
     .await;
-    persist(store, vec![member(ROOM_A, ALICE, "join", 6)]).await;
+    persist(store, vec![member_event(ROOM_A, ALICE, "join", 6)]).await;
     commit(store, vec![room_message(7, CAROL, Some("$e4"))], vec![]).await;
     assert_eq!(unread(store, ALICE).await, (2, 0));
     assert_eq!(unread(store, BOB).await, (2, 1));
@@ -696,21 +476,21 @@ async fn room_wide_notifications_count_while_joined(store: &dyn TenantStore) {
 
     // Receipts read room-wide rows as they read a user's own: by thread, and unthreaded.
     store
-        .set_receipt(&receipt(ROOM_A, Some("$e4"), 7))
+        .set_receipt(&receipt(ROOM_A, ALICE, "m.read", Some("$e4"), 7))
         .await
         .unwrap();
     assert_eq!(unread(store, ALICE).await, (1, 0));
-    let mut bobs = receipt(ROOM_A, None, 5);
+    let mut bobs = receipt(ROOM_A, ALICE, "m.read", None, 5);
     bobs.user_id = BOB.to_owned();
     store.set_receipt(&bobs).await.unwrap();
     assert_eq!(unread(store, BOB).await, (1, 0));
 
     // Carol leaves: what notified her counts no more, nor does what is sent while she is
     // away once she is back. What comes after her return does.
-    persist(store, vec![member(ROOM_A, CAROL, "leave", 8)]).await;
+    persist(store, vec![member_event(ROOM_A, CAROL, "leave", 8)]).await;
     assert_eq!(unread(store, CAROL).await, (0, 0));
     commit(store, vec![room_message(9, ALICE, None)], vec![]).await;
-    persist(store, vec![member(ROOM_A, CAROL, "join", 10)]).await;
+    persist(store, vec![member_event(ROOM_A, CAROL, "join", 10)]).await;
     commit(store, vec![room_message(11, BOB, None)], vec![]).await;
     assert_eq!(unread(store, CAROL).await, (1, 0));
     // Alice sent 9 herself, and read the thread 7 is in: 4 and 11.
@@ -748,11 +528,11 @@ async fn users_joined_to_any_of_the_rooms(store: &dyn TenantStore) {
     persist(
         store,
         vec![
-            member(ROOM_A, ALICE, "join", 1),
-            member(ROOM_A, "@carol:example.org", "invite", 2),
-            member(ROOM_A, "@dave:example.org", "leave", 3),
-            member(ROOM_B, ZED, "join", 4),
-            member(ROOM_A, ZED, "join", 5),
+            member_event(ROOM_A, ALICE, "join", 1),
+            member_event(ROOM_A, "@carol:example.org", "invite", 2),
+            member_event(ROOM_A, "@dave:example.org", "leave", 3),
+            member_event(ROOM_B, ZED, "join", 4),
+            member_event(ROOM_A, ZED, "join", 5),
         ],
     )
     .await;
@@ -797,13 +577,13 @@ async fn membership_changes_in_a_range(store: &dyn TenantStore) {
     persist(
         store,
         vec![
-            member(ROOM_A, ALICE, "join", 1),
-            member(ROOM_A, ZED, "join", 2),
-            member(ROOM_B, ALICE, "join", 3),
-            member(ROOM_A, "@carol:example.org", "invite", 4),
-            member(ROOM_B, ZED, "join", 5),
+            member_event(ROOM_A, ALICE, "join", 1),
+            member_event(ROOM_A, ZED, "join", 2),
+            member_event(ROOM_B, ALICE, "join", 3),
+            member_event(ROOM_A, "@carol:example.org", "invite", 4),
+            member_event(ROOM_B, ZED, "join", 5),
             // Replaces Zed's join of room A: the current membership is this one.
-            member(ROOM_A, ZED, "leave", 6),
+            member_event(ROOM_A, ZED, "leave", 6),
         ],
     )
     .await;
@@ -864,16 +644,12 @@ async fn membership_changes_in_a_range(store: &dyn TenantStore) {
 async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
     const ROOMS: i64 = 40;
     with_rooms(store).await;
-    let room = |n: i64| format!("!many{n}:example.org");
+    let many = |n: i64| format!("!many{n}:example.org");
     for n in 0..ROOMS {
         store
             .insert_room(&RoomRecord {
-                room_id: room(n),
-                room_version: "12".to_owned(),
-                creator: ALICE.to_owned(),
-                created_ts: 1_000,
-                published: false,
                 state_group: 1,
+                ..room(&many(n))
             })
             .await
             .unwrap();
@@ -883,10 +659,10 @@ async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
     let mut events = Vec::new();
     for n in 0..ROOMS {
         stream += 1;
-        events.push(member(&room(n), ALICE, "join", stream));
+        events.push(member_event(&many(n), ALICE, "join", stream));
         for _ in 0..n % 4 {
             stream += 1;
-            let mut new = plain(event(&room(n), stream));
+            let mut new = plain(numbered_event(&many(n), stream));
             new.event.sender = ZED.to_owned();
             events.push(new);
         }
@@ -895,11 +671,11 @@ async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
     let actions: Vec<PushActionRecord> = events
         .iter()
         .filter(|new| new.event.sender == ZED)
-        .map(|new| action(&new.event.room_id, new.event.stream, None, true))
+        .map(|new| action(&new.event.room_id, ALICE, new.event.stream, true))
         .collect();
     persist(store, events).await;
     store.insert_push_actions(&actions).await.unwrap();
-    let all: Vec<String> = (0..ROOMS).chain(0..3).map(room).collect();
+    let all: Vec<String> = (0..ROOMS).chain(0..3).map(many).collect();
     let range = StreamRange { after: 0, up_to };
 
     let latest = store.latest_room_events(&all, range, 2).await.unwrap();
@@ -908,7 +684,7 @@ async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
     assert_eq!(summaries.len(), ROOMS as usize, "each room once");
     assert_eq!(changes.len(), ROOMS as usize, "Alice's join of each room");
     for n in 0..ROOMS {
-        let id = room(n);
+        let id = many(n);
         let mut alone = store
             .room_events(&id, range, Direction::Backward, 2)
             .await
@@ -927,7 +703,7 @@ async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
     let mut alone = Vec::new();
     for n in (0..ROOMS).filter(|n| n % 4 > 0) {
         let (notifications, highlights) = store
-            .unread_notification_counts(&room(n), ALICE)
+            .unread_notification_counts(&many(n), ALICE)
             .await
             .unwrap();
         assert_eq!(
@@ -935,7 +711,7 @@ async fn reads_of_many_rooms_answer_as_reads_of_one(store: &dyn TenantStore) {
             ((n % 4) as u64, (n % 4) as u64)
         );
         alone.push(UnreadCounts {
-            room_id: room(n),
+            room_id: many(n),
             notifications,
             highlights,
         });

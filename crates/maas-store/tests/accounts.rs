@@ -1,59 +1,34 @@
-//! The SQLite backend against real database files in a temporary directory.
+//! A tenant's accounts, on both backends: server signing keys, users (paging, search, the
+//! `max_users` quota), devices and access tokens, deactivation, user-interactive auth sessions
+//! and registration tokens, including what concurrent requests must not break.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    AccessTokenRecord, Backend, DeviceRecord, RegistrationPolicy, RegistrationTokenRecord,
-    SigningKeyRecord, StoreError, TenantInfo, TenantSettings, TenantStore, UiaSessionRecord,
-    UserRecord,
+    DeviceRecord, SigningKeyRecord, StoreError, TenantStore, UiaSessionRecord, UserRecord,
 };
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
 
-fn tenant(id: &str, server_name: &str, hosts: &[&str]) -> TenantInfo {
-    TenantInfo {
-        tenant_id: id.to_owned(),
-        server_name: server_name.to_owned(),
-        hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
-        settings: TenantSettings::default(),
-        created_ts: 1_000,
-    }
-}
+mod support;
+use support::{Connections, Fixture, TENANT, device, on_both_backends, reg_token, token, user};
 
-fn user(localpart: &str) -> UserRecord {
-    UserRecord {
-        localpart: localpart.to_owned(),
-        password_hash: Some("$argon2id$hash".to_owned()),
-        admin: false,
-        guest: false,
-        deactivated: false,
-        displayname: Some(format!("{localpart} display")),
-        avatar_url: Some("mxc://example.org/avatar".to_owned()),
-        created_ts: 2_000,
-    }
-}
-
-fn device(localpart: &str, device_id: &str, name: Option<&str>) -> DeviceRecord {
-    DeviceRecord {
-        localpart: localpart.to_owned(),
-        device_id: device_id.to_owned(),
-        display_name: name.map(str::to_owned),
-        last_seen_ts: None,
-        last_seen_ip: None,
-        created_ts: 3_000,
-    }
-}
-
-fn token(hash: &str, localpart: &str, device_id: &str) -> AccessTokenRecord {
-    AccessTokenRecord {
-        token_hash: hash.to_owned(),
-        localpart: localpart.to_owned(),
-        device_id: device_id.to_owned(),
-        created_ts: 4_000,
-    }
-}
+on_both_backends!(signing_keys);
+on_both_backends!(users);
+on_both_backends!(users_are_ordered_by_bytes);
+on_both_backends!(search_users);
+on_both_backends!(max_users_quota);
+on_both_backends!(max_users_quota_holds_under_concurrency, multi_thread);
+on_both_backends!(
+    max_users_quota_holds_with_one_connection_per_tenant,
+    multi_thread
+);
+on_both_backends!(sessions_devices_and_tokens);
+on_both_backends!(delete_devices_keeps_the_callers_order);
+on_both_backends!(delete_devices_except);
+on_both_backends!(deactivate_user);
+on_both_backends!(uia_sessions);
+on_both_backends!(corrupt_uia_stages_are_reported);
+on_both_backends!(registration_tokens);
+on_both_backends!(registration_token_uses_hold_under_concurrency, multi_thread);
 
 fn uia(session_id: &str, registration_token: Option<&str>, created_ts: i64) -> UiaSessionRecord {
     UiaSessionRecord {
@@ -65,222 +40,30 @@ fn uia(session_id: &str, registration_token: Option<&str>, created_ts: i64) -> U
     }
 }
 
-fn reg_token(
-    token: &str,
-    uses_allowed: Option<u64>,
-    expiry_time: Option<i64>,
-) -> RegistrationTokenRecord {
-    RegistrationTokenRecord {
-        token: token.to_owned(),
-        uses_allowed,
-        completed: 0,
-        expiry_time,
-        created_ts: 5_000,
-    }
-}
-
-async fn backend(dir: &Path) -> SqliteBackend {
-    SqliteBackend::open(dir).await.expect("open backend")
-}
-
-async fn tenant_store(dir: &Path) -> (SqliteBackend, Arc<dyn TenantStore>) {
-    let backend = backend(dir).await;
-    let store = backend.open_tenant("t1").await.expect("open tenant");
-    (backend, store)
-}
-
-/// A raw connection, for what the traits can't do (planting threepids, damaging data).
-async fn raw(path: &Path) -> SqliteConnection {
-    SqliteConnection::connect_with(
-        &SqliteConnectOptions::new()
-            .filename(path)
-            .foreign_keys(true),
-    )
-    .await
-    .expect("raw connection")
-}
-
-#[tokio::test]
-async fn tenants_crud() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    let control = backend.control();
-    assert!(dir.path().join("control.db").is_file());
-
-    let mut acme = tenant(
-        "acme",
-        "acme.example",
-        &["matrix.acme.example", "acme.example"],
-    );
-    acme.settings.registration = RegistrationPolicy::Token;
-    acme.settings.max_users = Some(10);
-    control.insert_tenant(&acme).await.unwrap();
-    let other = tenant("other", "other.example", &["other.example"]);
-    control.insert_tenant(&other).await.unwrap();
-
-    assert_eq!(control.tenant("acme").await.unwrap(), Some(acme.clone()));
-    assert_eq!(
-        control.tenant_by_server_name("acme.example").await.unwrap(),
-        Some(acme.clone())
-    );
-    assert_eq!(control.tenant("nobody").await.unwrap(), None);
-    assert_eq!(
-        control
-            .tenant_by_server_name("nobody.example")
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        control.tenants().await.unwrap(),
-        vec![acme.clone(), other.clone()]
-    );
-
-    control.delete_tenant("other").await.unwrap();
-    assert_eq!(control.tenants().await.unwrap(), vec![acme.clone()]);
-    assert!(matches!(
-        control.delete_tenant("other").await,
-        Err(StoreError::NotFound(_))
-    ));
-
-    // The hosts of a deleted tenant are free again.
-    control
-        .insert_tenant(&tenant("again", "again.example", &["other.example"]))
-        .await
-        .unwrap();
-    backend.close().await;
-}
-
-#[tokio::test]
-async fn tenant_conflicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    let control = backend.control();
-    control
-        .insert_tenant(&tenant("a", "a.example", &["a.example", "www.a.example"]))
-        .await
-        .unwrap();
-
-    let same_id = tenant("a", "z.example", &[]);
-    let same_name = tenant("b", "a.example", &["b.example"]);
-    let same_host = tenant("c", "c.example", &["c.example", "www.a.example"]);
-    for conflicting in [same_id, same_name, same_host] {
-        let err = control.insert_tenant(&conflicting).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-        // Nothing of a refused tenant stays behind.
-        if conflicting.tenant_id != "a" {
-            assert_eq!(control.tenant(&conflicting.tenant_id).await.unwrap(), None);
-        }
-    }
-    let err = control
-        .insert_tenant(&tenant("b", "a.example", &[]))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Conflict(what) if what.contains("server name")),
-        "{err:?}"
-    );
-    let err = control
-        .insert_tenant(&tenant("c", "c.example", &["a.example"]))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Conflict(what) if what.contains("host")),
-        "{err:?}"
-    );
-    assert_eq!(control.tenants().await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn update_tenant_replaces_hosts_and_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    let control = backend.control();
-    let mut a = tenant("a", "a.example", &["a.example", "old.a.example"]);
-    control.insert_tenant(&a).await.unwrap();
-    control
-        .insert_tenant(&tenant("b", "b.example", &["b.example"]))
-        .await
-        .unwrap();
-
-    a.hosts = vec!["new.a.example".to_owned(), "a.example".to_owned()];
-    a.settings.suspended = true;
-    a.settings.client_base_url = Some("https://a.example".to_owned());
-    control.update_tenant(&a).await.unwrap();
-    let stored = control.tenant("a").await.unwrap().unwrap();
-    assert_eq!(stored, a);
-    assert_eq!(
-        stored.hosts[0], "new.a.example",
-        "the first host stays first"
-    );
-
-    // The host dropped by the update is free for another tenant.
-    control
-        .insert_tenant(&tenant("c", "c.example", &["old.a.example"]))
-        .await
-        .unwrap();
-
-    // A host of another tenant is refused and the update leaves nothing half done.
-    let mut taken = a.clone();
-    taken.hosts.push("b.example".to_owned());
-    taken.settings.suspended = false;
-    let err = control.update_tenant(&taken).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(control.tenant("a").await.unwrap(), Some(a.clone()));
-
-    let missing = tenant("zzz", "zzz.example", &[]);
-    assert!(matches!(
-        control.update_tenant(&missing).await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[tokio::test]
-async fn corrupt_settings_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    let control = backend.control();
-    control
-        .insert_tenant(&tenant("a", "a.example", &[]))
-        .await
-        .unwrap();
-
-    let mut conn = raw(&dir.path().join("control.db")).await;
-    sqlx::query("UPDATE tenants SET settings = '{not json' WHERE tenant_id = 'a'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    assert!(matches!(
-        control.tenant("a").await,
-        Err(StoreError::Corrupt(_))
-    ));
-    assert!(matches!(
-        control.tenants().await,
-        Err(StoreError::Corrupt(_))
-    ));
-}
-
-#[tokio::test]
-async fn signing_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn signing_keys(store: &dyn TenantStore) {
     let key = SigningKeyRecord {
         key_id: "ed25519:a".to_owned(),
-        pkcs8: vec![1, 2, 3],
+        pkcs8: vec![0, 1, 2, 255],
         created_ts: 1,
     };
+    let older = SigningKeyRecord {
+        key_id: "ed25519:z".to_owned(),
+        pkcs8: vec![9; 48],
+        created_ts: 0,
+    };
     store.insert_signing_key(&key).await.unwrap();
-    assert_eq!(store.signing_keys().await.unwrap(), vec![key.clone()]);
+    store.insert_signing_key(&older).await.unwrap();
+    assert_eq!(
+        store.signing_keys().await.unwrap(),
+        vec![older.clone(), key.clone()]
+    );
     assert!(matches!(
         store.insert_signing_key(&key).await,
         Err(StoreError::Conflict(_))
     ));
 }
 
-#[tokio::test]
-async fn users() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn users(store: &dyn TenantStore) {
     for name in ["carol", "alice", "bob"] {
         assert!(store.insert_user(&user(name), None).await.unwrap());
     }
@@ -327,12 +110,70 @@ async fn users() {
         store.set_displayname("nobody", None).await,
         Err(StoreError::NotFound(_))
     ));
+    assert!(matches!(
+        store.set_password_hash("nobody", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.set_avatar_url("nobody", None).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
-#[tokio::test]
-async fn max_users_quota() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn users_are_ordered_by_bytes(store: &dyn TenantStore) {
+    // Whatever the database's locale, paging follows byte order as on SQLite.
+    for name in ["b", "_x", "a.b", "ab", "A", "z9", "z10"] {
+        assert!(store.insert_user(&user(name), None).await.unwrap());
+    }
+    let mut page = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let users = store.users(from.as_deref(), 2).await.unwrap();
+        let Some(last) = users.last() else { break };
+        from = Some(last.localpart.clone());
+        page.extend(users.into_iter().map(|u| u.localpart));
+    }
+    assert_eq!(page, ["A", "_x", "a.b", "ab", "b", "z10", "z9"]);
+}
+
+async fn search_users(store: &dyn TenantStore) {
+    let names = |users: Vec<UserRecord>| users.into_iter().map(|u| u.localpart).collect::<Vec<_>>();
+    for name in ["alice", "malice", "bob", "al_x", "al%y", "back\\slash"] {
+        store.insert_user(&user(name), None).await.unwrap();
+    }
+    store
+        .set_displayname("bob", Some("Alice's friend Bób"))
+        .await
+        .unwrap();
+    let guest = UserRecord {
+        guest: true,
+        ..user("alice_guest")
+    };
+    store.insert_user(&guest, None).await.unwrap();
+    store.insert_user(&user("alice_gone"), None).await.unwrap();
+    store.deactivate_user("alice_gone").await.unwrap();
+
+    // Localpart or display name, case-insensitively; no guests, no deactivated users.
+    assert_eq!(
+        names(store.search_users("ALIC", 10).await.unwrap()),
+        ["alice", "bob", "malice"]
+    );
+    assert_eq!(
+        names(store.search_users("alic", 2).await.unwrap()),
+        ["alice", "bob"]
+    );
+    // Wildcards and the escape character are matched literally.
+    assert_eq!(names(store.search_users("l_", 10).await.unwrap()), ["al_x"]);
+    assert_eq!(names(store.search_users("l%", 10).await.unwrap()), ["al%y"]);
+    assert_eq!(
+        names(store.search_users("k\\s", 10).await.unwrap()),
+        ["back\\slash"]
+    );
+    assert_eq!(names(store.search_users("%", 10).await.unwrap()), ["al%y"]);
+    assert!(store.search_users("nobody", 10).await.unwrap().is_empty());
+}
+
+async fn max_users_quota(store: &dyn TenantStore) {
     assert!(store.insert_user(&user("a"), Some(2)).await.unwrap());
     assert!(store.insert_user(&user("b"), Some(2)).await.unwrap());
     assert!(!store.insert_user(&user("c"), Some(2)).await.unwrap());
@@ -346,10 +187,25 @@ async fn max_users_quota() {
     assert_eq!(store.count_users().await.unwrap(), 4);
 }
 
-#[tokio::test]
-async fn max_users_quota_holds_under_concurrency() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn max_users_quota_holds_under_concurrency(store: Arc<dyn TenantStore>) {
+    quota_holds_under_concurrency(store).await;
+}
+
+async fn max_users_quota_holds_with_one_connection_per_tenant(fixture: &Fixture) {
+    // Nothing waits for a second connection of its own tenant while holding one.
+    let backend = fixture
+        .open_backend_with(Connections {
+            total: 4,
+            per_tenant: 1,
+        })
+        .await;
+    quota_holds_under_concurrency(backend.open_tenant(TENANT).await.unwrap()).await;
+    backend.close().await;
+}
+
+/// Concurrent registrations, each on a connection of its own as far as the pool allows, never
+/// overshoot the quota.
+async fn quota_holds_under_concurrency(store: Arc<dyn TenantStore>) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = store.clone();
@@ -366,10 +222,7 @@ async fn max_users_quota_holds_under_concurrency() {
     assert_eq!(store.count_users().await.unwrap(), 7);
 }
 
-#[tokio::test]
-async fn sessions_devices_and_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn sessions_devices_and_tokens(store: &dyn TenantStore) {
     store.insert_user(&user("alice"), None).await.unwrap();
 
     store
@@ -423,6 +276,10 @@ async fn sessions_devices_and_tokens() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.device("alice", "D3").await.unwrap(), None);
+    assert_eq!(
+        store.access_token("h3").await.unwrap(),
+        Some(token("h3", "alice", "D1"))
+    );
 
     // Sessions only exist for users that do.
     let err = store
@@ -430,6 +287,13 @@ async fn sessions_devices_and_tokens() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    // A token for another device than the one created is refused too.
+    let err = store
+        .start_session(&device("alice", "D5", None), &token("h8", "alice", "D6"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.device("alice", "D5").await.unwrap(), None);
 
     assert!(
         store
@@ -471,12 +335,29 @@ async fn sessions_devices_and_tokens() {
     assert_eq!(deleted, ["D2"]);
     assert_eq!(store.access_token("h4").await.unwrap(), None);
     assert_eq!(ids(store.devices("alice").await.unwrap()), ["D1"]);
+    assert!(store.delete_devices("alice", &[]).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn delete_devices_except() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn delete_devices_keeps_the_callers_order(store: &dyn TenantStore) {
+    store.insert_user(&user("alice"), None).await.unwrap();
+    for (i, d) in ["A", "B", "C", "D"].into_iter().enumerate() {
+        store
+            .start_session(
+                &device("alice", d, None),
+                &token(&format!("t{i}"), "alice", d),
+            )
+            .await
+            .unwrap();
+    }
+    let asked = ["D", "x", "B", "A", "D"].map(str::to_owned);
+    assert_eq!(
+        store.delete_devices("alice", &asked).await.unwrap(),
+        ["D", "B", "A"]
+    );
+    assert_eq!(store.devices("alice").await.unwrap().len(), 1);
+}
+
+async fn delete_devices_except(store: &dyn TenantStore) {
     store.insert_user(&user("alice"), None).await.unwrap();
     store.insert_user(&user("bob"), None).await.unwrap();
     for (i, d) in ["A", "B", "C"].into_iter().enumerate() {
@@ -516,10 +397,8 @@ async fn delete_devices_except() {
     assert_eq!(store.devices("bob").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn deactivate_user() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn deactivate_user(fixture: &Fixture) {
+    let store = fixture.store().await;
     store.insert_user(&user("alice"), None).await.unwrap();
     store.insert_user(&user("bob"), None).await.unwrap();
     store
@@ -531,17 +410,15 @@ async fn deactivate_user() {
         .await
         .unwrap();
 
-    let mut conn = raw(&dir.path().join("tenants/t1/homeserver.db")).await;
+    // Threepids can't be added through the traits yet: planted.
+    let mut conn = fixture.raw().await;
     for (localpart, address) in [("alice", "alice@example.org"), ("bob", "bob@example.org")] {
-        sqlx::query(
+        conn.execute(
             "INSERT INTO user_threepids (medium, address, localpart, validated_ts, added_ts) \
-             VALUES ('email', ?, ?, 1, 2)",
+             VALUES ('email', $1, $2, 1, 2)",
+            &[address.into(), localpart.into()],
         )
-        .bind(address)
-        .bind(localpart)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        .await;
     }
     assert_eq!(store.threepids("alice").await.unwrap().len(), 1);
 
@@ -569,10 +446,7 @@ async fn deactivate_user() {
     ));
 }
 
-#[tokio::test]
-async fn uia_sessions() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn uia_sessions(store: &dyn TenantStore) {
     let mut s1 = uia("s1", None, 100);
     store.insert_uia_session(&s1).await.unwrap();
     assert!(matches!(
@@ -611,10 +485,24 @@ async fn uia_sessions() {
     assert!(store.uia_session("s3").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn registration_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_backend, store) = tenant_store(dir.path()).await;
+async fn corrupt_uia_stages_are_reported(fixture: &Fixture) {
+    let store = fixture.store().await;
+    store.insert_uia_session(&uia("s1", None, 1)).await.unwrap();
+    fixture
+        .raw()
+        .await
+        .execute(
+            "UPDATE uia_sessions SET completed = '[1' WHERE session_id = 's1'",
+            &[],
+        )
+        .await;
+    assert!(matches!(
+        store.uia_session("s1").await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+async fn registration_tokens(store: &dyn TenantStore) {
     let twice = reg_token("twice", Some(2), None);
     store.insert_registration_token(&twice).await.unwrap();
     store
@@ -741,126 +629,24 @@ async fn registration_tokens() {
     );
 }
 
-#[tokio::test]
-async fn destroy_tenant_removes_its_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    let store = backend.open_tenant("gone").await.unwrap();
-    store.insert_user(&user("alice"), None).await.unwrap();
-    let tenant_dir = dir.path().join("tenants/gone");
-    assert!(tenant_dir.join("homeserver.db").is_file());
-    store.close().await;
-
-    backend.destroy_tenant("gone").await.unwrap();
-    assert!(!tenant_dir.exists());
-    backend.destroy_tenant("gone").await.unwrap();
-
-    // A tenant opened again under the same id starts empty.
-    let store = backend.open_tenant("gone").await.unwrap();
-    assert_eq!(store.count_users().await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn tenant_ids_cannot_escape_the_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    for bad in ["", ".", "..", "../x", "a/b", "a\\b", ".hidden"] {
-        assert!(
-            matches!(backend.open_tenant(bad).await, Err(StoreError::NotFound(_))),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(
-                backend.destroy_tenant(bad).await,
-                Err(StoreError::NotFound(_))
-            ),
-            "{bad:?}"
-        );
-    }
-    assert!(dir.path().join("control.db").is_file());
-}
-
-#[tokio::test]
-async fn tenants_are_isolated() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(dir.path()).await;
-    let a = backend.open_tenant("a").await.unwrap();
-    let b = backend.open_tenant("b").await.unwrap();
-    a.insert_user(&user("alice"), None).await.unwrap();
-    a.start_session(&device("alice", "D", None), &token("h", "alice", "D"))
+async fn registration_token_uses_hold_under_concurrency(store: Arc<dyn TenantStore>) {
+    store
+        .insert_registration_token(&reg_token("three", Some(3), None))
         .await
         .unwrap();
-    assert_eq!(b.user("alice").await.unwrap(), None);
-    assert_eq!(b.access_token("h").await.unwrap(), None);
-    b.insert_user(&user("alice"), None).await.unwrap();
-}
-
-#[tokio::test]
-async fn data_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let acme = tenant("acme", "acme.example", &["acme.example", "m.acme.example"]);
-    {
-        let (backend, store) = tenant_store(dir.path()).await;
-        backend.control().insert_tenant(&acme).await.unwrap();
-        store.insert_user(&user("alice"), None).await.unwrap();
-        store
-            .start_session(
-                &device("alice", "D", Some("Phone")),
-                &token("h", "alice", "D"),
-            )
-            .await
-            .unwrap();
-        store
-            .insert_registration_token(&reg_token("tok", Some(1), None))
-            .await
-            .unwrap();
-        store.close().await;
-        backend.close().await;
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.complete_registration_token_use("three", 0).await })
+        })
+        .collect();
+    let mut completed = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            completed += 1;
+        }
     }
-    // Reopening runs the migrations again, which must find nothing to do.
-    for _ in 0..2 {
-        let (backend, store) = tenant_store(dir.path()).await;
-        assert_eq!(
-            backend.control().tenant("acme").await.unwrap(),
-            Some(acme.clone())
-        );
-        assert_eq!(store.user("alice").await.unwrap(), Some(user("alice")));
-        assert_eq!(
-            store.access_token("h").await.unwrap(),
-            Some(token("h", "alice", "D"))
-        );
-        assert!(store.registration_token("tok").await.unwrap().is_some());
-        store.close().await;
-        backend.close().await;
-    }
-}
-
-#[tokio::test]
-async fn migrations_are_recorded_once() {
-    let dir = tempfile::tempdir().unwrap();
-    for _ in 0..3 {
-        let (backend, store) = tenant_store(dir.path()).await;
-        store.close().await;
-        backend.close().await;
-    }
-    for (db, migrations) in [
-        ("control.db", "control"),
-        ("tenants/t1/homeserver.db", "tenant"),
-    ] {
-        let migrations = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations/sqlite")
-            .join(migrations);
-        let files = std::fs::read_dir(migrations).unwrap().count();
-        let mut conn = raw(&dir.path().join(db)).await;
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(usize::try_from(applied).unwrap(), files, "{db}");
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal", "{db}");
-    }
+    assert_eq!(completed, 3);
+    let stored = store.registration_token("three").await.unwrap().unwrap();
+    assert_eq!(stored.completed, 3);
 }
