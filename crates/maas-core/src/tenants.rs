@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use ruma::signatures::Ed25519KeyPair;
 use tokio::sync::OnceCell;
 
-use crate::accounts::Accounts;
 use crate::accounts::sessions::{self, SessionCache};
+use crate::accounts::{Accounts, passwords};
 use crate::config::Config;
 use crate::keys;
+use crate::platform::runtime::Runtime;
 use crate::presence::PresenceState;
 use crate::push::{self, RulesetCache};
 use crate::ratelimit::RateLimiter;
@@ -83,7 +84,7 @@ struct TenantInner {
     record: RwLock<TenantInfo>,
     store: Arc<dyn TenantStore>,
     config: Arc<Config>,
-    limiter: Arc<RateLimiter>,
+    runtime: Arc<Runtime>,
     last_used_ms: AtomicI64,
 }
 
@@ -100,7 +101,7 @@ impl Tenant {
         record: TenantInfo,
         store: Arc<dyn TenantStore>,
         config: Arc<Config>,
-        limiter: Arc<RateLimiter>,
+        runtime: Arc<Runtime>,
     ) -> Result<Self> {
         let server_name = parse_server_name(&record.server_name)?;
         let stream = Stream::load(store.clone()).await?;
@@ -111,14 +112,14 @@ impl Tenant {
             room_heads: RoomHeads::default(),
             sessions: sessions::session_cache(),
             push_rules: push::ruleset_cache(),
-            committer: Committer::start(store.commits_inline()),
+            committer: Committer::start(&runtime, store.commits_inline()),
             typing: TypingState::default(),
             presence: PresenceState::default(),
             signing_key: OnceCell::new(),
             record: RwLock::new(record),
             store,
             config,
-            limiter,
+            runtime,
             last_used_ms: AtomicI64::new(now_ms()),
         })))
     }
@@ -183,7 +184,18 @@ impl Tenant {
     }
 
     pub(crate) fn limiter(&self) -> &RateLimiter {
-        &self.0.limiter
+        self.0.runtime.limiter()
+    }
+
+    /// The argon2id hash of a new password, in turn with every other tenant's hashes.
+    pub(crate) async fn hash_password(&self, password: &str) -> Result<String> {
+        let hashing = self.0.runtime.hashing();
+        passwords::hash(hashing, &self.0.config.passwords, password).await
+    }
+
+    /// Whether `password` matches the stored hash `phc`.
+    pub(crate) async fn verify_password(&self, phc: &str, password: &str) -> Result<bool> {
+        passwords::verify(self.0.runtime.hashing(), phc, password).await
     }
 
     pub(crate) fn touch(&self) {

@@ -5,7 +5,7 @@
 use crate::store::UiaSessionRecord;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 
-use crate::accounts::{passwords, usernames};
+use crate::accounts::usernames;
 use crate::{Error, Result, Tenant, UiaChallenge, now_ms, secrets};
 
 /// The stages an endpoint accepts, as the spec's `flows`.
@@ -177,7 +177,7 @@ impl<'a> Uia<'a> {
         let Some(hash) = record.password_hash.as_deref() else {
             return forbidden();
         };
-        if record.deactivated || !passwords::verify(hash, password).await? {
+        if record.deactivated || !self.tenant.verify_password(hash, password).await? {
             return forbidden();
         }
         Ok(Ok(()))

@@ -227,7 +227,7 @@ impl<'a> Accounts<'a> {
             Some(l) => l,
             None => self.free_generated_localpart(false).await?,
         };
-        let hash = passwords::hash(&self.tenant.config().passwords, password).await?;
+        let hash = self.tenant.hash_password(password).await?;
         self.insert_user(new_user(localpart.clone(), Some(hash), false))
             .await?;
         self.finish_registration(&localpart, &reg).await
@@ -356,7 +356,11 @@ impl<'a> Accounts<'a> {
             return Err(Error::UserDeactivated);
         }
         let verified = match record.password_hash.as_deref() {
-            Some(hash) => passwords::verify(hash, &password_login.password).await?,
+            Some(hash) => {
+                self.tenant
+                    .verify_password(hash, &password_login.password)
+                    .await?
+            }
             None => false,
         };
         if !verified {
@@ -521,7 +525,7 @@ impl<'a> Accounts<'a> {
             .uia()
             .authenticate(&flows, auth, Some(&user.localpart))
             .await?;
-        let hash = passwords::hash(&self.tenant.config().passwords, new_password).await?;
+        let hash = self.tenant.hash_password(new_password).await?;
         let store = self.tenant.store();
         store
             .set_password_hash(&user.localpart, Some(&hash))
@@ -582,7 +586,7 @@ impl<'a> Accounts<'a> {
             .or(generated_password.as_deref())
             .unwrap_or_default();
         passwords::check_new_password(password)?;
-        let hash = passwords::hash(&self.tenant.config().passwords, password).await?;
+        let hash = self.tenant.hash_password(password).await?;
         let mut user = new_user(localpart, Some(hash), admin);
         user.displayname = displayname.map(str::to_owned);
         self.insert_user(user.clone()).await?;
@@ -606,7 +610,7 @@ impl<'a> Accounts<'a> {
         let generated = password.is_none().then(secrets::new_password);
         let password = password.or(generated.as_deref()).unwrap_or_default();
         passwords::check_new_password(password)?;
-        let hash = passwords::hash(&self.tenant.config().passwords, password).await?;
+        let hash = self.tenant.hash_password(password).await?;
         let store = self.tenant.store();
         store.set_password_hash(localpart, Some(&hash)).await?;
         if logout_devices {

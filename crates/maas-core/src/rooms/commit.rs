@@ -6,8 +6,6 @@
 //! two tasks: one evaluates the push rules of the events queued, the other stores what the
 //! first has prepared, so rule evaluation overlaps with the previous batch's write.
 
-mod threads;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +16,7 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::platform::runtime::Runtime;
 use crate::push::{Notifications, StateInputs};
 use crate::{Error, Result, Tenant};
 
@@ -123,9 +122,15 @@ impl Committer {
     /// A committer and the tasks that drain its queue; they end with the tenant. With
     /// `commits_inline` (the store commits on the calling thread), batches are stored on one
     /// of the commit threads.
-    pub(crate) fn start(commits_inline: bool) -> Self {
+    pub(crate) fn start(runtime: &Runtime, commits_inline: bool) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(receiver, commits_inline));
+        let (prepared, to_store) = mpsc::unbounded_channel();
+        if commits_inline {
+            runtime.commit_threads().spawn(store(to_store));
+        } else {
+            tokio::spawn(store(to_store));
+        }
+        tokio::spawn(run(receiver, prepared));
         Self {
             queue,
             epoch: AtomicU64::new(0),
@@ -217,13 +222,10 @@ fn txn_key(txn: &TxnRecord) -> TxnKey {
     )
 }
 
-async fn run(mut queue: mpsc::UnboundedReceiver<Pending>, commits_inline: bool) {
-    let (prepared, to_store) = mpsc::unbounded_channel();
-    if commits_inline {
-        threads::spawn(store(to_store));
-    } else {
-        tokio::spawn(store(to_store));
-    }
+async fn run(
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    prepared: mpsc::UnboundedSender<Vec<Prepared>>,
+) {
     let mut batch = Vec::new();
     let mut inputs = StateInputs::default();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -382,7 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn transactions_are_pending_then_committed_then_looked_up_again() {
-        let committer = Committer::start(false);
+        let committer = Committer::start(&Runtime::start(false), false);
         let since = committer.committed_txns();
         committer.txns.lock().pending.insert(txn_key(&txn("a")), 7);
         assert_eq!(state(&committer, "a", since), "pending 7");

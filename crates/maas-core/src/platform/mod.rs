@@ -1,6 +1,10 @@
 //! The platform: what all tenants share in one process. It knows every tenant's record and
 //! hosts (a small directory kept in memory), loads a tenant's handle and database on first use
 //! and drops them again after an idle period, and carries out the operator's tenant changes.
+//! Its [`runtime`] holds the workers and limiters the tenants share.
+
+mod commit_threads;
+pub mod runtime;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -15,9 +19,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::OnceCell;
 
+use self::runtime::Runtime;
 use crate::config::Config;
 use crate::export::{self, ArchivedTenant};
-use crate::ratelimit::RateLimiter;
 use crate::tenants::{CreatedTenant, Tenant, normalize_host, parse_server_name};
 use crate::{Error, Result, keys, now_ms, secrets};
 
@@ -36,7 +40,7 @@ pub struct Platform {
     loaded: DashMap<String, Arc<OnceCell<Tenant>>>,
     /// Tenants loaded at once at most (`tenants.max_loaded`, or what the open files allow).
     max_loaded: usize,
-    limiter: Arc<RateLimiter>,
+    runtime: Arc<Runtime>,
     operator_token_digest: [u8; 32],
     /// Serialises operator changes to tenants, so two of them can't interleave.
     operator_lock: tokio::sync::Mutex<()>,
@@ -137,7 +141,7 @@ impl Platform {
             "tenant directory loaded"
         );
         let platform = Arc::new(Platform {
-            limiter: Arc::new(RateLimiter::new(config.rate_limits.enabled)),
+            runtime: Arc::new(Runtime::start(config.rate_limits.enabled)),
             config: Arc::new(config),
             backend,
             directory: RwLock::new(directory),
@@ -202,7 +206,7 @@ impl Platform {
                     record.clone(),
                     store,
                     self.config.clone(),
-                    self.limiter.clone(),
+                    self.runtime.clone(),
                 )
                 .await
             })
@@ -482,12 +486,14 @@ impl Platform {
             }
         }
         let limits = self.config.rate_limits.clone();
-        self.limiter.prune(|key| match key.split('/').nth(1) {
-            Some("register") => Some(limits.register_per_ip),
-            Some("login-ip") => Some(limits.login_per_ip),
-            Some("login-user") => Some(limits.login_per_user),
-            _ => None,
-        });
+        self.runtime
+            .limiter()
+            .prune(|key| match key.split('/').nth(1) {
+                Some("register") => Some(limits.register_per_ip),
+                Some("login-ip") => Some(limits.login_per_ip),
+                Some("login-user") => Some(limits.login_per_user),
+                _ => None,
+            });
         unloaded
     }
 
