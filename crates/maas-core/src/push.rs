@@ -12,6 +12,7 @@
 //! read receipt.
 
 mod evaluation;
+mod step;
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use ruma::push::{
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 
-pub(crate) use self::evaluation::{Notifications, StateInputs, evaluate};
+pub(crate) use self::step::PushStep;
 use crate::accounts::{AuthedUser, usernames};
 use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, Tenant};

@@ -14,7 +14,6 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::Result;
 use crate::e2ee::device_keys::joined_rooms;
-use crate::rooms::commit::Ticket;
 
 /// Positions are reserved in the store in blocks, so a restart never hands out a position a
 /// client may already hold, without a write per position.
@@ -154,14 +153,42 @@ impl Stream {
         self.current.subscribe()
     }
 
-    /// Takes the tenant's write lock: positions are handed out under it in order.
+    /// Takes the tenant's position lock, for a change that is written while it is held:
+    /// positions are handed out under it in order.
     pub(crate) async fn writer(&self) -> StreamWriter<'_> {
         StreamWriter {
-            counter: Some(self.counter.lock().await),
+            counter: self.counter.lock().await,
             stream: self,
             taken: Vec::new(),
-            tickets: Vec::new(),
         }
+    }
+
+    /// The next position, for a room event that its room's writer queues for the event
+    /// committer, which settles it once stored. The position lock is held only to hand it out,
+    /// so events of different rooms are built concurrently.
+    pub(crate) async fn position(&self, audience: Audience) -> Result<Position<'_>> {
+        let mut counter = self.counter.lock().await;
+        let position = self.take(&mut counter, audience).await?;
+        Ok(Position {
+            stream: self,
+            position: Some(position),
+        })
+    }
+
+    /// Hands out the next position under the position lock, reserving a block in the store
+    /// when the reserved ones run out.
+    async fn take(&self, counter: &mut Counter, audience: Audience) -> Result<i64> {
+        let next = self.in_flight.lock().last + 1;
+        if next > counter.reserved {
+            let reserved = counter.reserved + RESERVE_BLOCK;
+            self.store.reserve_stream(reserved).await?;
+            counter.reserved = reserved;
+        }
+        let mut in_flight = self.in_flight.lock();
+        in_flight.last = next;
+        in_flight.positions.insert(next);
+        in_flight.audiences.record(next, audience);
+        Ok(next)
     }
 
     /// Whether a change at a position in `(after, up_to]` may concern `user_id`, whose
@@ -179,21 +206,6 @@ impl Stream {
             .concerns(after, up_to, user_id, rooms)
     }
 
-    /// Whether `position` was handed out and is still neither published nor abandoned.
-    pub(crate) fn in_flight(&self, position: i64) -> bool {
-        self.in_flight.lock().positions.contains(&position)
-    }
-
-    /// Waits until `position` is published or abandoned.
-    pub(crate) async fn settled(&self, position: i64) {
-        let mut changes = self.subscribe();
-        while self.in_flight(position) {
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
     /// Ends `position`: published once its change is durable, abandoned when it failed.
     /// Either way readers may now move past it.
     pub(crate) fn settle(&self, position: i64) {
@@ -205,46 +217,29 @@ impl Stream {
                 None => in_flight.last,
             }
         };
-        // Wake waiters even when the visible position stays: `settled` watches single ones.
-        self.current.send_modify(|current| {
-            if visible > *current {
+        self.current.send_if_modified(|current| {
+            let advanced = visible > *current;
+            if advanced {
                 *current = visible;
             }
+            advanced
         });
     }
 }
 
-/// Holder of the tenant's write lock, and of the positions and event commits taken under it.
+/// Holder of the tenant's position lock, and of the positions taken under it.
 pub(crate) struct StreamWriter<'a> {
-    counter: Option<MutexGuard<'a, Counter>>,
+    counter: MutexGuard<'a, Counter>,
     stream: &'a Stream,
-    /// Positions taken and not yet settled or handed to the event committer.
+    /// Positions taken and not yet published.
     taken: Vec<i64>,
-    /// Events appended under this writer, committed in the background.
-    tickets: Vec<Ticket>,
 }
 
 impl StreamWriter<'_> {
     /// The next position, for a change that concerns `audience` only; publish it with
     /// [`StreamWriter::publish`] once what it orders is durable.
     pub(crate) async fn next_for(&mut self, audience: Audience) -> Result<i64> {
-        let Some(counter) = self.counter.as_mut() else {
-            return Err(crate::Error::Internal(
-                "stream writer already released".into(),
-            ));
-        };
-        let next = self.stream.in_flight.lock().last + 1;
-        if next > counter.reserved {
-            let reserved = counter.reserved + RESERVE_BLOCK;
-            self.stream.store.reserve_stream(reserved).await?;
-            counter.reserved = reserved;
-        }
-        {
-            let mut in_flight = self.stream.in_flight.lock();
-            in_flight.last = next;
-            in_flight.positions.insert(next);
-            in_flight.audiences.record(next, audience);
-        }
+        let next = self.stream.take(&mut self.counter, audience).await?;
         self.taken.push(next);
         Ok(next)
     }
@@ -254,29 +249,6 @@ impl StreamWriter<'_> {
         self.taken.retain(|p| *p != position);
         self.stream.settle(position);
     }
-
-    /// Hands an event's position to the committer, which settles it; the writer waits for the
-    /// commit in [`StreamWriter::finish`].
-    pub(crate) fn hand_over(&mut self, position: i64, ticket: Ticket) {
-        self.taken.retain(|p| *p != position);
-        self.tickets.push(ticket);
-    }
-
-    /// Releases the write lock, then waits until every event appended under it is durable:
-    /// the next writer builds on them meanwhile, so commits batch up.
-    pub(crate) async fn finish(mut self) -> Result<()> {
-        self.counter = None;
-        let tickets = std::mem::take(&mut self.tickets);
-        let mut result = Ok(());
-        for ticket in tickets {
-            if let Err(err) = ticket.wait().await
-                && result.is_ok()
-            {
-                result = Err(err);
-            }
-        }
-        result
-    }
 }
 
 impl Drop for StreamWriter<'_> {
@@ -284,6 +256,32 @@ impl Drop for StreamWriter<'_> {
         // A writer that failed between taking a position and publishing it must not hold
         // readers back forever.
         for position in std::mem::take(&mut self.taken) {
+            self.stream.settle(position);
+        }
+    }
+}
+
+/// A position handed out for a room event, settled when dropped unless the event committer
+/// took it over (it settles it once the event is stored or has failed).
+pub(crate) struct Position<'a> {
+    stream: &'a Stream,
+    position: Option<i64>,
+}
+
+impl Position<'_> {
+    pub(crate) fn get(&self) -> i64 {
+        self.position.unwrap_or_default()
+    }
+
+    /// Leaves settling the position to whoever stores its event.
+    pub(crate) fn hand_over(mut self) -> i64 {
+        self.position.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Position<'_> {
+    fn drop(&mut self) {
+        if let Some(position) = self.position.take() {
             self.stream.settle(position);
         }
     }

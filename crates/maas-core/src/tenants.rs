@@ -18,13 +18,16 @@ use crate::config::Config;
 use crate::keys;
 use crate::platform::runtime::Runtime;
 use crate::presence::PresenceState;
-use crate::push::{self, RulesetCache};
+use crate::push::{self, PushStep, RulesetCache};
 use crate::ratelimit::RateLimiter;
 use crate::registration_tokens::RegistrationTokens;
 use crate::rooms::Rooms;
 use crate::rooms::commit::Committer;
 use crate::rooms::heads::RoomHeads;
+use crate::rooms::lock::RoomLocks;
 use crate::rooms::state::StateCache;
+use crate::rooms::steps::Steps;
+use crate::rooms::transactions::Transactions;
 use crate::stream::Stream;
 use crate::typing::TypingState;
 use crate::uia::Uia;
@@ -78,6 +81,8 @@ struct TenantInner {
     sessions: SessionCache,
     push_rules: RulesetCache,
     committer: Committer,
+    room_locks: RoomLocks,
+    transactions: Transactions,
     typing: TypingState,
     presence: PresenceState,
     signing_key: OnceCell<Arc<Ed25519KeyPair>>,
@@ -112,7 +117,9 @@ impl Tenant {
             room_heads: RoomHeads::default(),
             sessions: sessions::session_cache(),
             push_rules: push::ruleset_cache(),
-            committer: Committer::start(&runtime, store.commits_inline()),
+            committer: Committer::start(&runtime, store.commits_inline(), steps()),
+            room_locks: RoomLocks::default(),
+            transactions: Transactions::default(),
             typing: TypingState::default(),
             presence: PresenceState::default(),
             signing_key: OnceCell::new(),
@@ -238,6 +245,14 @@ impl Tenant {
         &self.0.committer
     }
 
+    pub(crate) fn room_locks(&self) -> &RoomLocks {
+        &self.0.room_locks
+    }
+
+    pub(crate) fn transactions(&self) -> &Transactions {
+        &self.0.transactions
+    }
+
     /// The tenant's current signing key, loaded once.
     pub(crate) async fn signing_key(&self) -> Result<Arc<Ed25519KeyPair>> {
         self.0
@@ -268,6 +283,11 @@ impl Tenant {
     pub fn registration_tokens(&self) -> RegistrationTokens<'_> {
         RegistrationTokens::new(self)
     }
+}
+
+/// The steps of the event pipeline every tenant runs, in order.
+fn steps() -> Steps {
+    Steps::new(vec![Arc::new(PushStep::default())])
 }
 
 pub(crate) fn parse_server_name(name: &str) -> Result<OwnedServerName> {

@@ -429,6 +429,7 @@ async fn conflicts_leave_nothing_written(store: &dyn TenantStore) {
                 event_id: "$first".to_owned(),
                 redacted_pdu: "{}".to_owned(),
                 redacted_by: "$whatever".to_owned(),
+                relation: None,
             }),
         }
     };
@@ -669,6 +670,7 @@ async fn redaction_is_applied_with_the_redaction_event(store: &dyn TenantStore) 
         event_id: "$edit".to_owned(),
         redacted_pdu: r#"{"content":{},"type":"m.room.message"}"#.to_owned(),
         redacted_by: "$redaction".to_owned(),
+        relation: None,
     });
     store.persist_event(&new).await.unwrap();
 
@@ -692,6 +694,7 @@ async fn redaction_is_applied_with_the_redaction_event(store: &dyn TenantStore) 
         event_id: "$elsewhere".to_owned(),
         redacted_pdu: "{}".to_owned(),
         redacted_by: "$redaction2".to_owned(),
+        relation: None,
     });
     store.persist_event(&new).await.unwrap();
     let elsewhere = store.event("$elsewhere").await.unwrap().unwrap();
@@ -701,8 +704,29 @@ async fn redaction_is_applied_with_the_redaction_event(store: &dyn TenantStore) 
         event_id: "$not_yet_here".to_owned(),
         redacted_pdu: "{}".to_owned(),
         redacted_by: "$redaction3".to_owned(),
+        relation: None,
     });
     store.persist_event(&new).await.unwrap();
+
+    // Where the room version keeps `m.relates_to` in the redacted form, the relation stays.
+    let relation = RelationRecord {
+        rel_type: "m.thread".to_owned(),
+        parent_event_id: "$root".to_owned(),
+    };
+    let mut reply = event(ROOM, "$reply", 7, 7);
+    reply.relation = Some(relation.clone());
+    store.persist_event(&plain(reply)).await.unwrap();
+    let mut new = plain(event(ROOM, "$redaction4", 8, 8));
+    new.redaction = Some(Redaction {
+        event_id: "$reply".to_owned(),
+        redacted_pdu: r#"{"content":{"m.relates_to":{}},"type":"m.room.message"}"#.to_owned(),
+        redacted_by: "$redaction4".to_owned(),
+        relation: Some(relation.clone()),
+    });
+    store.persist_event(&new).await.unwrap();
+    let reply = store.event("$reply").await.unwrap().unwrap();
+    assert_eq!(reply.redacted_by.as_deref(), Some("$redaction4"));
+    assert_eq!(reply.relation, Some(relation));
 }
 
 async fn relations_and_thread_roots(store: Arc<dyn TenantStore>) {

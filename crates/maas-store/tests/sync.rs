@@ -513,6 +513,7 @@ async fn room_wide_notifications_count_while_joined(store: &dyn TenantStore) {
         event_id: "$e12".to_owned(),
         redacted_pdu: r#"{"content":{},"type":"m.room.message"}"#.to_owned(),
         redacted_by: "$e13".to_owned(),
+        relation: None,
     });
     let batch = EventBatch {
         events: vec![message, redaction],

@@ -1,22 +1,16 @@
 //! Room creation (spec: Client-Server API, "Creation"): the create event, the creator's join,
 //! power levels, presets, initial state, name, topic, alias and invites, in the spec's order.
 
-use std::sync::Arc;
-
-use crate::store::{AliasRecord, EventRecord, NewEvent, NewStateGroup, RoomRecord, StoreError};
-use ruma::events::StateEventType;
+use crate::store::{AliasRecord, StoreError};
 use ruma::room_version_rules::RoomIdFormatVersion;
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, UserId,
 };
 use serde_json::{Map, Value, json};
 
-use super::commit::Built;
-use super::heads::RoomHead;
-use super::pdu::{self, EventDraft, PduContext};
-use super::state::RoomState;
+use super::lock::RoomWriter;
+use super::pdu::EventDraft;
 use super::{DEFAULT_ROOM_VERSION, Rooms, is_supported_version};
-use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, secrets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,10 +62,8 @@ impl Rooms<'_> {
             Preset::PrivateChat
         });
 
-        let mut writer = self.tenant.stream().writer().await;
-        let room_id = self
-            .create_event(&mut writer, creator, &version, &req)
-            .await?;
+        let mut writer = self.create_event(creator, &version, &req).await?;
+        let room_id = writer.room_id().to_owned();
         let mut drafts = vec![
             self.with_profile(creator, Self::member_draft(creator, "join", None))
                 .await?,
@@ -137,8 +129,7 @@ impl Rooms<'_> {
             drafts.push(draft);
         }
         for draft in drafts {
-            self.append(&mut writer, &room_id, creator, draft, None)
-                .await?;
+            self.append(&mut writer, creator, draft, None).await?;
         }
         writer.finish().await?;
 
@@ -171,14 +162,14 @@ impl Rooms<'_> {
         Ok(alias)
     }
 
-    /// Creates the room record with its `m.room.create` event; returns the room id.
+    /// The room's `m.room.create` event, stored with the room record; returns the new room's
+    /// write lock.
     async fn create_event(
         &self,
-        writer: &mut StreamWriter<'_>,
         creator: &UserId,
         version: &RoomVersionId,
         req: &CreateRoom,
-    ) -> Result<OwnedRoomId> {
+    ) -> Result<RoomWriter> {
         let rules = version
             .rules()
             .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;
@@ -188,6 +179,7 @@ impl Rooms<'_> {
             content.insert("creator".into(), json!(creator));
         }
         let draft = EventDraft::state("m.room.create", "", Value::Object(content));
+        // From version 12 the room id is the create event's hash.
         let room_id = match rules.room_id_format {
             RoomIdFormatVersion::V1 => Some(
                 RoomId::parse(format!(
@@ -199,122 +191,10 @@ impl Rooms<'_> {
             ),
             _ => None,
         };
-        let key = self.tenant.signing_key().await?;
-        let heads = self.tenant.room_heads();
-        let mut attempts = 0;
-        let (pdu, canonical) = loop {
-            // From version 12 the room id is the create event's hash: two rooms created with
-            // the same content in the same millisecond would be one. Create events of a tenant
-            // get strictly increasing timestamps (under the write lock), and an id already
-            // taken (a clock that went back across a restart) moves on to the next one.
-            let ctx = PduContext {
-                rules: &rules,
-                server_name: self.tenant.server_name(),
-                key: &key,
-                room_id: room_id.as_deref(),
-                sender: creator,
-                prev_events: &[],
-                auth_events: &[],
-                origin_server_ts: heads.next_create_ts(),
-            };
-            let (pdu, canonical) = pdu::build(&ctx, draft.clone())?;
-            let pdu = Arc::new(pdu);
-            let taken = heads.contains(&pdu.room_id)
-                || self
-                    .tenant
-                    .store()
-                    .room(pdu.room_id.as_str())
-                    .await?
-                    .is_some();
-            attempts += 1;
-            if !taken {
-                break (pdu, canonical);
-            }
-            if attempts >= 8 {
-                return Err(Error::Internal("no free room id".into()));
-            }
-        };
-        let room_id = pdu.room_id.clone();
-
-        let store = self.tenant.store();
-        let cache = self.tenant.state_cache();
-        let empty = NewStateGroup {
-            id: cache.next_group_id(store).await?,
-            room_id: room_id.to_string(),
-            prev_group: None,
-            delta: Vec::new(),
-            chain_len: 0,
-        };
-        let mut after = RoomState::new();
-        after.insert(
-            (StateEventType::RoomCreate, String::new()),
-            pdu.event_id.clone(),
-        );
-        let group = cache
-            .new_group(store, room_id.as_str(), None, &after)
+        let (writer, _) = self
+            .append_create(creator, rules, version.as_str(), room_id.as_deref(), draft)
             .await?;
-        let room = RoomRecord {
-            room_id: room_id.to_string(),
-            room_version: version.to_string(),
-            creator: creator.to_string(),
-            created_ts: pdu.origin_server_ts.get().into(),
-            published: false,
-            state_group: empty.id,
-        };
-        let audience = Audience::Room {
-            room_id: room_id.to_string(),
-            user: None,
-        };
-        let stream = writer.next_for(audience).await?;
-        let record = EventRecord {
-            event_id: pdu.event_id.to_string(),
-            room_id: room_id.to_string(),
-            stream,
-            depth: 1,
-            event_type: pdu.kind.to_string(),
-            state_key: Some(String::new()),
-            sender: creator.to_string(),
-            origin_server_ts: pdu.origin_server_ts.get().into(),
-            pdu: canonical,
-            state_before: empty.id,
-            state_after: group.id,
-            redacted_by: None,
-            txn: None,
-            relation: None,
-        };
-        let state_after = group.id;
-        let new = NewEvent {
-            event: record,
-            extremities: vec![pdu.event_id.to_string()],
-            room_state_group: state_after,
-            new_state_group: Some(group),
-            membership: None,
-            redaction: None,
-        };
-        let epoch = self.tenant.committer().epoch();
-        // The room row and its empty state are stored with the create event, in its batch.
-        let built = Built {
-            new,
-            room_id: room_id.clone(),
-            rules: super::rules_of(version.as_str())?,
-            members: Arc::default(),
-            redacts: None,
-            creates: Some((room, empty)),
-        };
-        let ticket = self.tenant.committer().enqueue(self.tenant, built, epoch)?;
-        writer.hand_over(stream, ticket);
-        let head = RoomHead {
-            room_version: version.to_string(),
-            state_group: state_after,
-            extremities: vec![pdu.clone()],
-            joined: Arc::default(),
-            last_stream: stream,
-        };
-        self.tenant
-            .room_heads()
-            .set(self.tenant, writer, &room_id, head, epoch);
-        cache.remember(pdu);
-        Ok(room_id)
+        Ok(writer)
     }
 }
 

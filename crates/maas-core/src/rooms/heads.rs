@@ -1,7 +1,7 @@
 //! Room heads: what the next event of a room builds on (its version, current state group,
 //! forward extremities and joined members), kept in memory for the rooms being written to.
-//! Events are committed after the write lock is released, so the store may lag behind; under
-//! the lock, the heads are the truth.
+//! Events are committed after the room's write lock is released, so the store may lag behind;
+//! under the lock, the head is the truth.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, UInt};
 
+use super::lock::RoomWriter;
 use super::pdu::Pdu;
-use crate::stream::StreamWriter;
 use crate::{Error, Result, Tenant};
 
 /// Heads kept at most before those of committed rooms are dropped (they reload from the store).
@@ -63,12 +63,17 @@ struct Heads {
 }
 
 impl RoomHeads {
-    /// A timestamp for a create event: now, or just after the previous one. Called under
-    /// the tenant's write lock, so the load and store can't interleave.
+    /// A timestamp for a create event: now, or just after the tenant's previous one, even
+    /// when rooms are created at the same time.
     pub(crate) fn next_create_ts(&self) -> MilliSecondsSinceUnixEpoch {
         let now = u64::from(MilliSecondsSinceUnixEpoch::now().get());
-        let ts = now.max(self.last_create_ts.load(Ordering::Acquire) + 1);
-        self.last_create_ts.store(ts, Ordering::Release);
+        let previous = self
+            .last_create_ts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or_default();
+        let ts = now.max(previous + 1);
         MilliSecondsSinceUnixEpoch(UInt::new_saturating(ts))
     }
 
@@ -77,14 +82,14 @@ impl RoomHeads {
         self.inner.lock().rooms.contains_key(room_id.as_str())
     }
 
-    /// The head of `room_id` and the committer epoch it belongs to; `writer` proves the caller
-    /// holds the tenant's write lock.
+    /// The head of the writer's room and the committer epoch it belongs to; `writer` proves
+    /// the caller holds the room's write lock.
     pub(crate) async fn get(
         &self,
         tenant: &Tenant,
-        _writer: &StreamWriter<'_>,
-        room_id: &RoomId,
+        writer: &RoomWriter,
     ) -> Result<(RoomHead, u64)> {
+        let room_id = writer.room_id();
         let epoch = tenant.committer().epoch();
         if let Some(head) = self.current(tenant).rooms.get(room_id.as_str()) {
             return Ok((head.clone(), epoch));
@@ -92,15 +97,10 @@ impl RoomHeads {
         Ok((load(tenant, room_id).await?, epoch))
     }
 
-    /// Replaces the head of `room_id` after an event built in `epoch` was queued on it.
-    pub(crate) fn set(
-        &self,
-        tenant: &Tenant,
-        _writer: &StreamWriter<'_>,
-        room_id: &RoomId,
-        head: RoomHead,
-        epoch: u64,
-    ) {
+    /// Replaces the head of the writer's room after an event built in `epoch` was queued on
+    /// it.
+    pub(crate) fn set(&self, tenant: &Tenant, writer: &RoomWriter, head: RoomHead, epoch: u64) {
+        let room_id = writer.room_id();
         let mut heads = self.current(tenant);
         if heads.epoch != epoch {
             // The event is stale already: it will fail, and so must not be built on.

@@ -58,16 +58,15 @@ impl Rooms<'_> {
             .await?)
     }
 
-    /// Sends a membership event under the tenant's write lock.
+    /// Sends a membership event under the room's write lock.
     async fn send_membership(
         &self,
         sender: &UserId,
         room_id: &RoomId,
         draft: EventDraft,
     ) -> Result<()> {
-        let mut writer = self.tenant.stream().writer().await;
-        self.append(&mut writer, room_id, sender, draft, None)
-            .await?;
+        let mut writer = self.tenant.room_locks().lock(room_id).await;
+        self.append(&mut writer, sender, draft, None).await?;
         writer.finish().await
     }
 

@@ -156,8 +156,9 @@ impl ruma::state_res::Event for Pdu {
         &self.event_id
     }
 
+    /// As the PDU carries it: version 12 create events have none (their hash is the id).
     fn room_id(&self) -> Option<&RoomId> {
-        Some(&self.room_id)
+        self.json.contains_key("room_id").then_some(&*self.room_id)
     }
 
     fn sender(&self) -> &UserId {

@@ -269,10 +269,6 @@ fn to_state_map(entries: Vec<StateEntry>) -> Result<RoomState> {
 
 /// The state after the given forward extremities: theirs if there is one, else the states
 /// after each resolved with state resolution v2.
-#[expect(
-    dead_code,
-    reason = "the event pipeline's check of received events will call it"
-)]
 pub(crate) async fn resolve(
     cache: &StateCache,
     store: &dyn TenantStore,

@@ -129,6 +129,9 @@ pub struct Redaction {
     pub event_id: String,
     pub redacted_pdu: String,
     pub redacted_by: String,
+    /// The relation the redacted form still declares (room versions differ on whether
+    /// `m.relates_to` survives), which replaces the event's.
+    pub relation: Option<RelationRecord>,
 }
 
 pub use crate::rooms::Direction;

@@ -2,7 +2,6 @@
 //! the timeline, relation, thread and timestamp queries. The stream position is the primary
 //! key of `events`, and every range query reads an index that ends in it.
 
-use serde_json::Value;
 use sqlx::postgres::PgConnection;
 
 use super::{members, state};
@@ -10,8 +9,8 @@ use crate::postgres::push;
 use crate::postgres::util::{Schema, conflict, violates};
 use crate::rows::event_from_row;
 use crate::{
-    Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StoreError,
-    StreamRange, TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, Redaction, Result, StoreError, StreamRange,
+    TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -157,9 +156,8 @@ async fn insert_event(conn: &mut PgConnection, event: &EventRecord) -> Result<()
 /// Replaces the redacted event's PDU with its redacted form. A target that isn't stored (yet)
 /// is no error: redactions may arrive before their target, which is then redacted on arrival.
 async fn redact(conn: &mut PgConnection, room_id: &str, redaction: &Redaction) -> Result<()> {
-    // The relation columns mirror `content.m.relates_to`; stable room versions strip it on
-    // redaction (a redacted edit or thread reply no longer counts), later ones may keep it.
-    let relation = relation_of(&redaction.redacted_pdu);
+    // The relation columns mirror `content.m.relates_to` of the redacted form.
+    let relation = redaction.relation.as_ref();
     sqlx::query(
         "UPDATE events SET pdu = $1, redacted_by = COALESCE(redacted_by, $2), \
                            rel_type = $3, parent_event_id = $4 \
@@ -167,8 +165,8 @@ async fn redact(conn: &mut PgConnection, room_id: &str, redaction: &Redaction) -
     )
     .bind(&redaction.redacted_pdu)
     .bind(&redaction.redacted_by)
-    .bind(relation.as_ref().map(|r| r.rel_type.as_str()))
-    .bind(relation.as_ref().map(|r| r.parent_event_id.as_str()))
+    .bind(relation.map(|r| r.rel_type.as_str()))
+    .bind(relation.map(|r| r.parent_event_id.as_str()))
     .bind(&redaction.event_id)
     // A redaction only ever applies within its own room.
     .bind(room_id)
@@ -176,16 +174,6 @@ async fn redact(conn: &mut PgConnection, room_id: &str, redaction: &Redaction) -
     .await?;
     // A redacted event no longer notifies anyone.
     push::delete_push_actions_of(conn, &redaction.event_id).await
-}
-
-/// `content.m.relates_to` of a PDU, if it has a well-formed one.
-fn relation_of(pdu: &str) -> Option<RelationRecord> {
-    let pdu: Value = serde_json::from_str(pdu).ok()?;
-    let relates_to = pdu.get("content")?.get("m.relates_to")?;
-    Some(RelationRecord {
-        rel_type: relates_to.get("rel_type")?.as_str()?.to_owned(),
-        parent_event_id: relates_to.get("event_id")?.as_str()?.to_owned(),
-    })
 }
 
 pub(super) async fn event(schema: &Schema, event_id: &str) -> Result<Option<EventRecord>> {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::Value;
 use sqlx::sqlite::SqlitePool;
 
 use super::{ID_CHUNK, members, state};
@@ -14,8 +13,7 @@ use crate::sqlite::push;
 use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_json};
 use crate::{
-    Direction, EventBatch, EventRecord, NewEvent, Redaction, RelationRecord, Result, StreamRange,
-    TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, Redaction, Result, StreamRange, TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -141,9 +139,8 @@ fn insert_event(tx: &Connection, event: &EventRecord) -> Result<()> {
 /// Replaces the redacted event's PDU with its redacted form. A target that isn't stored (yet)
 /// is no error: redactions may arrive before their target, which is then redacted on arrival.
 fn redact(tx: &Connection, room_id: &str, redaction: &Redaction) -> Result<()> {
-    // The relation columns mirror `content.m.relates_to`; stable room versions strip it on
-    // redaction (a redacted edit or thread reply no longer counts), later ones may keep it.
-    let relation = relation_of(&redaction.redacted_pdu);
+    // The relation columns mirror `content.m.relates_to` of the redacted form.
+    let relation = redaction.relation.as_ref();
     tx.prepare_cached(
         "UPDATE events SET pdu = ?, redacted_by = COALESCE(redacted_by, ?), \
                            rel_type = ?, parent_event_id = ? \
@@ -152,24 +149,14 @@ fn redact(tx: &Connection, room_id: &str, redaction: &Redaction) -> Result<()> {
     .execute((
         &redaction.redacted_pdu,
         &redaction.redacted_by,
-        relation.as_ref().map(|r| r.rel_type.as_str()),
-        relation.as_ref().map(|r| r.parent_event_id.as_str()),
+        relation.map(|r| r.rel_type.as_str()),
+        relation.map(|r| r.parent_event_id.as_str()),
         &redaction.event_id,
         // A redaction only ever applies within its own room.
         room_id,
     ))?;
     // A redacted event no longer notifies anyone.
     push::delete_push_actions_of(tx, &redaction.event_id)
-}
-
-/// `content.m.relates_to` of a PDU, if it has a well-formed one.
-fn relation_of(pdu: &str) -> Option<RelationRecord> {
-    let pdu: Value = serde_json::from_str(pdu).ok()?;
-    let relates_to = pdu.get("content")?.get("m.relates_to")?;
-    Some(RelationRecord {
-        rel_type: relates_to.get("rel_type")?.as_str()?.to_owned(),
-        parent_event_id: relates_to.get("event_id")?.as_str()?.to_owned(),
-    })
 }
 
 pub(super) async fn event(pool: &SqlitePool, event_id: &str) -> Result<Option<EventRecord>> {

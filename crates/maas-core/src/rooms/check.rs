@@ -1,0 +1,195 @@
+//! The second stage of the event pipeline: is the event allowed (spec: Server-Server API,
+//! "Checks performed on receipt of a PDU", "Authorization rules", "Soft failure")? Every event
+//! is checked against the auth rules of its room version (ruma-state-res), three times over:
+//! against the state its own auth events form, against the state before it (its prev events'
+//! states, resolved), and against the room's current state. Failing either of the first two
+//! rejects the event; failing only the last soft-fails it: it is kept, but neither shown to
+//! clients nor built on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{EventId, OwnedEventId};
+
+use super::auth;
+use super::pdu::Pdu;
+use super::read::power_levels;
+use super::state::{self, RoomState};
+use super::{Rooms, rules_of};
+use crate::{Error, Result, Tenant};
+
+/// Where a received event stands after its checks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed by all three checks.
+    Accepted,
+    /// Allowed by its auth events and the state before it, not by the current state.
+    SoftFailed(String),
+}
+
+/// The checks of an event built here. Its auth events were taken from the state it is built
+/// on, which is the room's current state, so the three checks are one; `pdus` holds the PDUs
+/// of the state entries the rules consult.
+pub(crate) fn local(
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &RoomState,
+    pdus: &HashMap<OwnedEventId, Arc<Pdu>>,
+) -> Result<()> {
+    auth::check(rules, pdu, state, pdus)
+}
+
+impl Rooms<'_> {
+    /// The checks of a PDU received for a room of this tenant, whose prev and auth events are
+    /// stored here (fetching missing ones and verifying signatures and hashes come before, in
+    /// the federation receiver). `Err` rejects the event.
+    pub async fn check_received(&self, pdu: &Pdu) -> Result<Verdict> {
+        let writer = self.tenant.room_locks().lock(&pdu.room_id).await;
+        let (head, _) = self.tenant.room_heads().get(self.tenant, &writer).await?;
+        let rules = rules_of(&head.room_version)?;
+        let current = self
+            .tenant
+            .state_cache()
+            .group(self.tenant.store(), head.state_group)
+            .await?;
+        received(self.tenant, &rules, pdu, &current).await
+    }
+}
+
+/// The checks of an event received from another server, whose prev and auth events are
+/// stored here; `current` is the room's current state.
+async fn received(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    current: &RoomState,
+) -> Result<Verdict> {
+    let types = auth_types_of(rules, pdu)?;
+    let by_auth_events = auth_events_state(tenant, pdu).await?;
+    check_against(tenant, rules, pdu, &by_auth_events, &types).await?;
+    let before = state_before(tenant, rules, pdu).await?;
+    check_against(tenant, rules, pdu, &before, &types).await?;
+    match check_against(tenant, rules, pdu, current, &types).await {
+        Ok(()) => Ok(Verdict::Accepted),
+        Err(Error::Forbidden(why)) => Ok(Verdict::SoftFailed(why)),
+        Err(other) => Err(other),
+    }
+}
+
+/// The PDUs of the entries of `state` that the rules consult for an event needing `types`,
+/// and of the create event.
+pub(crate) async fn consulted(
+    tenant: &Tenant,
+    state: &RoomState,
+    types: &[(StateEventType, String)],
+) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
+    let (store, cache) = (tenant.store(), tenant.state_cache());
+    let mut pdus = HashMap::new();
+    let create_key = (StateEventType::RoomCreate, String::new());
+    for key in types.iter().chain(std::iter::once(&create_key)) {
+        if let Some(id) = state.get(key)
+            && let Some(pdu) = cache.pdu(store, id).await?
+        {
+            pdus.insert(id.clone(), pdu);
+        }
+    }
+    Ok(pdus)
+}
+
+/// For an `m.room.redaction` by someone else than the redacted event's sender: the redacter
+/// needs the room's redact power (spec: "Redactions"; the auth rules leave this to the
+/// server). Returns the redacted event when it is stored and of the same room.
+pub(crate) async fn redaction(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &RoomState,
+) -> Result<Option<Arc<Pdu>>> {
+    if pdu.kind != TimelineEventType::RoomRedaction {
+        return Ok(None);
+    }
+    let Some(target_id) = &pdu.redacts else {
+        return Err(Error::BadJson("A redaction needs `redacts`".into()));
+    };
+    let Some(target) = tenant.state_cache().pdu(tenant.store(), target_id).await? else {
+        return Ok(None);
+    };
+    if target.room_id != pdu.room_id {
+        return Ok(None);
+    }
+    if target.sender != pdu.sender {
+        let levels = power_levels(tenant, rules, state).await?;
+        if levels.for_user(&pdu.sender) < levels.redact {
+            return Err(Error::Forbidden(
+                "You don't have permission to redact events of others".into(),
+            ));
+        }
+    }
+    Ok(Some(target))
+}
+
+fn auth_types_of(rules: &RoomVersionRules, pdu: &Pdu) -> Result<Vec<(StateEventType, String)>> {
+    auth::auth_types(
+        rules,
+        &pdu.kind,
+        &pdu.sender,
+        pdu.state_key.as_deref(),
+        &pdu.content,
+    )
+}
+
+async fn check_against(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &RoomState,
+    types: &[(StateEventType, String)],
+) -> Result<()> {
+    let mut pdus = consulted(tenant, state, types).await?;
+    // The state-independent rules look at the event's own auth events.
+    for id in &pdu.auth_events {
+        if let Some(auth_event) = known(tenant, id).await? {
+            pdus.insert(id.clone(), auth_event);
+        }
+    }
+    auth::check(rules, pdu, state, &pdus)
+}
+
+/// The state the event's own auth events form.
+async fn auth_events_state(tenant: &Tenant, pdu: &Pdu) -> Result<RoomState> {
+    let mut state = RoomState::new();
+    for id in &pdu.auth_events {
+        let auth_event = known(tenant, id)
+            .await?
+            .ok_or_else(|| Error::Forbidden(format!("Unknown auth event {id}")))?;
+        let Some(state_key) = &auth_event.state_key else {
+            return Err(Error::Forbidden(format!(
+                "Auth event {id} is not a state event"
+            )));
+        };
+        let key = (auth_event.kind.to_string().into(), state_key.clone());
+        state.insert(key, id.clone());
+    }
+    Ok(state)
+}
+
+/// The state before the event: the state after its prev event, or the states after each of
+/// them resolved (state resolution v2).
+async fn state_before(tenant: &Tenant, rules: &RoomVersionRules, pdu: &Pdu) -> Result<RoomState> {
+    let (store, cache) = (tenant.store(), tenant.state_cache());
+    let mut states = Vec::with_capacity(pdu.prev_events.len());
+    for id in &pdu.prev_events {
+        let prev = store
+            .event(id.as_str())
+            .await?
+            .ok_or_else(|| Error::Unknown(format!("Unknown prev event {id}")))?;
+        states.push(cache.group(store, prev.state_after).await?);
+    }
+    state::resolve(cache, store, rules, states).await
+}
+
+async fn known(tenant: &Tenant, id: &EventId) -> Result<Option<Arc<Pdu>>> {
+    tenant.state_cache().pdu(tenant.store(), id).await
+}

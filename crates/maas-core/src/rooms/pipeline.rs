@@ -1,0 +1,353 @@
+//! The event pipeline: the one path every event takes into a room, local or received.
+//!
+//! 1. **build** ([`super::build`]): a local event becomes a signed PDU on the room's head;
+//!    a received one arrives as a PDU.
+//! 2. **check** ([`super::check`]): the auth rules, against the event's auth events, the state
+//!    before it and the current state; redactions also need the power to redact.
+//! 3. **accept** (here): what the event changes — the state after it, the membership it sets,
+//!    the redaction it applies, its relation — and its position in the tenant's stream.
+//! 4. **derive** ([`super::steps`]): each step of the tenant's list adds what it stores with
+//!    the event (push actions today).
+//! 5. **commit** ([`super::commit`]): the batch is stored in one transaction, the positions
+//!    published (waking `/sync`), the senders answered and the steps told.
+//!
+//! Stages 1–3 run under the room's write lock ([`super::lock`]): one room's events are built
+//! one after another on its head, different rooms' at the same time. Stages 4–5 run after the
+//! lock is released, in the tenant's committer, so the next event of the room is built while
+//! the last is stored.
+
+use std::sync::Arc;
+
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedEventId, RoomId, UserId};
+
+use super::build::{self, Built};
+use super::check;
+use super::heads::RoomHead;
+use super::lock::RoomWriter;
+use super::pdu::{EventDraft, Pdu};
+use super::state::RoomState;
+use super::steps::Accepted;
+use super::transactions::TxnClaim;
+use super::{Rooms, rules_of};
+use crate::store::{
+    EventRecord, MembershipRecord, NewEvent, NewStateGroup, Redaction, RelationRecord, RoomRecord,
+};
+use crate::stream::Audience;
+use crate::{Error, Result};
+
+impl Rooms<'_> {
+    /// Appends an event by `sender` to the writer's room, building on its head, and queues it
+    /// for the committer; it is durable once [`RoomWriter::finish`] returns.
+    pub(crate) async fn append(
+        &self,
+        writer: &mut RoomWriter,
+        sender: &UserId,
+        draft: EventDraft,
+        txn: Option<TxnClaim>,
+    ) -> Result<Arc<Pdu>> {
+        let (head, epoch) = self.tenant.room_heads().get(self.tenant, writer).await?;
+        let rules = rules_of(&head.room_version)?;
+        let state = self
+            .tenant
+            .state_cache()
+            .group(self.tenant.store(), head.state_group)
+            .await?;
+        let room_id = writer.room_id().to_owned();
+        let built =
+            build::event(self.tenant, &rules, &room_id, &head, &state, sender, draft).await?;
+        check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
+        let redacted = check::redaction(self.tenant, &rules, &built.pdu, &state).await?;
+        let before = Before {
+            head,
+            state,
+            epoch,
+            rules,
+        };
+        self.accept(writer, built, before, redacted, txn, None)
+            .await
+    }
+
+    /// Appends a room's `m.room.create` event (the room row and its empty state group are
+    /// stored with it) and locks the new room for the events that follow.
+    pub(crate) async fn append_create(
+        &self,
+        creator: &UserId,
+        rules: RoomVersionRules,
+        room_version: &str,
+        room_id: Option<&RoomId>,
+        draft: EventDraft,
+    ) -> Result<(RoomWriter, Arc<Pdu>)> {
+        let built = self
+            .free_create_event(&rules, room_id, creator, draft)
+            .await?;
+        let store = self.tenant.store();
+        let state = RoomState::new();
+        check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
+        let mut writer = self.tenant.room_locks().lock(&built.pdu.room_id).await;
+        let cache = self.tenant.state_cache();
+        let empty = NewStateGroup {
+            id: cache.next_group_id(store).await?,
+            room_id: built.pdu.room_id.to_string(),
+            prev_group: None,
+            delta: Vec::new(),
+            chain_len: 0,
+        };
+        let room = RoomRecord {
+            room_id: built.pdu.room_id.to_string(),
+            room_version: room_version.to_owned(),
+            creator: creator.to_string(),
+            created_ts: built.pdu.origin_server_ts.get().into(),
+            published: false,
+            state_group: empty.id,
+        };
+        let before = Before {
+            head: RoomHead {
+                room_version: room_version.to_owned(),
+                state_group: empty.id,
+                extremities: Vec::new(),
+                joined: Arc::default(),
+                last_stream: 0,
+            },
+            state: Arc::new(state),
+            epoch: self.tenant.committer().epoch(),
+            rules,
+        };
+        let pdu = self
+            .accept(&mut writer, built, before, None, None, Some((room, empty)))
+            .await?;
+        Ok((writer, pdu))
+    }
+
+    /// A create event whose room id is free: one taken already (a clock that went back across
+    /// a restart, for version 12 ids) moves on to the next timestamp.
+    async fn free_create_event(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: Option<&RoomId>,
+        creator: &UserId,
+        draft: EventDraft,
+    ) -> Result<Built> {
+        for _ in 0..8 {
+            let built =
+                build::create_event(self.tenant, rules, room_id, creator, draft.clone()).await?;
+            let id = &built.pdu.room_id;
+            let taken = self.tenant.room_heads().contains(id)
+                || self.tenant.store().room(id.as_str()).await?.is_some();
+            if !taken {
+                return Ok(built);
+            }
+        }
+        Err(Error::Internal("no free room id".into()))
+    }
+
+    /// The third stage: what the checked event changes, its stream position, and the hand-over
+    /// to the committer; the room's head moves onto the event.
+    async fn accept(
+        &self,
+        writer: &mut RoomWriter,
+        built: Built,
+        before: Before,
+        redacted: Option<Arc<Pdu>>,
+        txn: Option<TxnClaim>,
+        creates: Option<(RoomRecord, NewStateGroup)>,
+    ) -> Result<Arc<Pdu>> {
+        let Before {
+            mut head,
+            state,
+            epoch,
+            rules,
+        } = before;
+        let Built { pdu, canonical, .. } = built;
+        let cache = self.tenant.state_cache();
+        let redaction = redacted
+            .map(|target| redaction_of(&rules, &target, &pdu))
+            .transpose()?;
+        let (state_after, new_state_group) = match &pdu.state_key {
+            Some(state_key) => {
+                let mut after = (*state).clone();
+                after.insert(
+                    (pdu.kind.to_string().into(), state_key.clone()),
+                    pdu.event_id.clone(),
+                );
+                let base = creates.is_none().then_some(head.state_group);
+                let group = cache
+                    .new_group(self.tenant.store(), pdu.room_id.as_str(), base, &after)
+                    .await?;
+                (group.id, Some(group))
+            }
+            None => (head.state_group, None),
+        };
+        let position = self.tenant.stream().position(audience_of(&pdu)).await?;
+        let stream = position.get();
+        let membership = self.membership_of(&pdu, stream, state_after).await?;
+        if let Some(m) = &membership
+            && let Ok(user) = UserId::parse(&m.user_id)
+        {
+            head.set_membership(&user, &m.membership);
+        }
+        let record = EventRecord {
+            event_id: pdu.event_id.to_string(),
+            room_id: pdu.room_id.to_string(),
+            stream,
+            depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: pdu.sender.to_string(),
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            pdu: canonical,
+            state_before: head.state_group,
+            state_after,
+            redacted_by: None,
+            txn: txn.as_ref().map(|claim| claim.record().clone()),
+            relation: relation_of(&pdu.content_value()),
+        };
+        let redacts = redaction
+            .as_ref()
+            .and_then(|r| OwnedEventId::try_from(r.event_id.as_str()).ok());
+        let accepted = Accepted {
+            new: NewEvent {
+                event: record,
+                extremities: vec![pdu.event_id.to_string()],
+                new_state_group,
+                room_state_group: state_after,
+                membership,
+                redaction,
+            },
+            room_id: pdu.room_id.clone(),
+            rules,
+            members: head.joined.clone(),
+            redacts: redacts.clone(),
+            creates,
+        };
+        let ticket = self
+            .tenant
+            .committer()
+            .enqueue(self.tenant, accepted, epoch, txn)?;
+        position.hand_over();
+        writer.hand_over(ticket);
+        cache.remember(pdu.clone());
+        if let Some(id) = &redacts {
+            cache.forget(id);
+        }
+        head.state_group = state_after;
+        head.extremities = vec![pdu.clone()];
+        head.last_stream = stream;
+        self.tenant
+            .room_heads()
+            .set(self.tenant, writer, head, epoch);
+        Ok(pdu)
+    }
+
+    async fn membership_of(
+        &self,
+        pdu: &Pdu,
+        stream: i64,
+        state_after: i64,
+    ) -> Result<Option<MembershipRecord>> {
+        if pdu.kind != TimelineEventType::RoomMember {
+            return Ok(None);
+        }
+        let Some(target) = &pdu.state_key else {
+            return Ok(None);
+        };
+        let membership = pdu
+            .content_value()
+            .get("membership")
+            .and_then(|m| m.as_str())
+            .unwrap_or("leave")
+            .to_owned();
+        let stripped_state = if membership == "invite" || membership == "knock" {
+            Some(self.stripped_state(state_after).await?)
+        } else {
+            None
+        };
+        Ok(Some(MembershipRecord {
+            room_id: pdu.room_id.to_string(),
+            user_id: target.clone(),
+            membership,
+            event_id: pdu.event_id.to_string(),
+            stream,
+            sender: pdu.sender.to_string(),
+            stripped_state,
+        }))
+    }
+
+    /// The stripped state shown to invitees and knockers (spec: "Stripped state").
+    async fn stripped_state(&self, group: i64) -> Result<String> {
+        let store = self.tenant.store();
+        let cache = self.tenant.state_cache();
+        let state = cache.group(store, group).await?;
+        let kinds = [
+            StateEventType::RoomCreate,
+            StateEventType::RoomJoinRules,
+            StateEventType::RoomName,
+            StateEventType::RoomAvatar,
+            StateEventType::RoomCanonicalAlias,
+            StateEventType::RoomEncryption,
+            StateEventType::RoomTopic,
+        ];
+        let mut events = Vec::new();
+        for kind in kinds {
+            if let Some(id) = state.get(&(kind, String::new()))
+                && let Some(pdu) = cache.pdu(store, id).await?
+            {
+                events.push(serde_json::json!({
+                    "type": pdu.kind.to_string(),
+                    "state_key": pdu.state_key,
+                    "content": pdu.content_value(),
+                    "sender": pdu.sender,
+                }));
+            }
+        }
+        Ok(serde_json::Value::Array(events).to_string())
+    }
+}
+
+/// What an event is built on: the room's head and its state, the committer epoch the head
+/// belongs to, and the room version's rules.
+struct Before {
+    head: RoomHead,
+    state: Arc<RoomState>,
+    epoch: u64,
+    rules: RoomVersionRules,
+}
+
+/// Who a room event's stream position concerns: the room's members, and the target of a
+/// membership event, who may not be one yet.
+fn audience_of(pdu: &Pdu) -> Audience {
+    Audience::Room {
+        room_id: pdu.room_id.to_string(),
+        user: (pdu.kind == TimelineEventType::RoomMember)
+            .then(|| pdu.state_key.clone())
+            .flatten(),
+    }
+}
+
+/// The redacted form of `target`, which `redaction` redacts (spec: "Redactions").
+fn redaction_of(rules: &RoomVersionRules, target: &Pdu, redaction: &Pdu) -> Result<Redaction> {
+    let redacted = ruma::canonical_json::redact(target.json.clone(), &rules.redaction, None)
+        .map_err(|e| Error::Internal(format!("redaction failed: {e}")))?;
+    // Whether `m.relates_to` survives depends on the room version.
+    let relation = redacted
+        .get("content")
+        .and_then(|content| serde_json::to_value(content).ok())
+        .and_then(|content| relation_of(&content));
+    Ok(Redaction {
+        event_id: target.event_id.to_string(),
+        redacted_pdu: ruma::CanonicalJsonValue::Object(redacted).to_string(),
+        redacted_by: redaction.event_id.to_string(),
+        relation,
+    })
+}
+
+/// The relation an event's `content` declares in `m.relates_to` (spec: "Relationships"), if
+/// well formed.
+pub(crate) fn relation_of(content: &serde_json::Value) -> Option<RelationRecord> {
+    let relates_to = content.get("m.relates_to")?;
+    Some(RelationRecord {
+        rel_type: relates_to.get("rel_type")?.as_str()?.to_owned(),
+        parent_event_id: relates_to.get("event_id")?.as_str()?.to_owned(),
+    })
+}
