@@ -206,6 +206,16 @@ impl Stream {
             .concerns(after, up_to, user_id, rooms)
     }
 
+    /// Waits until every position up to `position` is published or abandoned.
+    pub(crate) async fn reached(&self, position: i64) {
+        let mut changes = self.subscribe();
+        while self.current() < position {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Ends `position`: published once its change is durable, abandoned when it failed.
     /// Either way readers may now move past it.
     pub(crate) fn settle(&self, position: i64) {

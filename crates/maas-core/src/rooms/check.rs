@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{EventId, OwnedEventId};
+use ruma::{EventId, OwnedEventId, RoomId};
 
 use super::auth;
 use super::pdu::Pdu;
@@ -67,7 +67,7 @@ async fn received(
     current: &RoomState,
 ) -> Result<Verdict> {
     let types = auth_types_of(rules, pdu)?;
-    let by_auth_events = auth_events_state(tenant, pdu).await?;
+    let by_auth_events = auth_events_state(tenant, rules, pdu).await?;
     check_against(tenant, rules, pdu, &by_auth_events, &types).await?;
     let before = state_before(tenant, rules, pdu).await?;
     check_against(tenant, rules, pdu, &before, &types).await?;
@@ -157,9 +157,18 @@ async fn check_against(
     auth::check(rules, pdu, state, &pdus)
 }
 
-/// The state the event's own auth events form.
-async fn auth_events_state(tenant: &Tenant, pdu: &Pdu) -> Result<RoomState> {
+/// The state the event's own auth events form; from version 12 on, with the create event the
+/// room id stands for.
+async fn auth_events_state(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+) -> Result<RoomState> {
     let mut state = RoomState::new();
+    if !rules.event_format.allow_room_create_in_auth_events {
+        let create = create_event_id(&pdu.room_id)?;
+        state.insert((StateEventType::RoomCreate, String::new()), create);
+    }
     for id in &pdu.auth_events {
         let auth_event = known(tenant, id)
             .await?
@@ -188,6 +197,13 @@ async fn state_before(tenant: &Tenant, rules: &RoomVersionRules, pdu: &Pdu) -> R
         states.push(cache.group(store, prev.state_after).await?);
     }
     state::resolve(cache, store, rules, states).await
+}
+
+/// The create event of a version 12 room: the room id is its hash.
+fn create_event_id(room_id: &RoomId) -> Result<OwnedEventId> {
+    let hash = room_id.as_str().trim_start_matches('!');
+    EventId::parse(format!("${hash}"))
+        .map_err(|_| Error::Forbidden(format!("{room_id} names no create event")))
 }
 
 async fn known(tenant: &Tenant, id: &EventId) -> Result<Option<Arc<Pdu>>> {

@@ -77,6 +77,16 @@ impl RoomHeads {
         MilliSecondsSinceUnixEpoch(UInt::new_saturating(ts))
     }
 
+    /// The stream position of the newest event built on the writer's room, when it is
+    /// known in memory (it may not be committed yet).
+    pub(crate) fn last_stream(&self, tenant: &Tenant, writer: &RoomWriter) -> Option<i64> {
+        let heads = self.current(tenant);
+        heads
+            .rooms
+            .get(writer.room_id().as_str())
+            .map(|h| h.last_stream)
+    }
+
     /// Whether a head exists for `room_id` (a room being written to, committed or not).
     pub(crate) fn contains(&self, room_id: &RoomId) -> bool {
         self.inner.lock().rooms.contains_key(room_id.as_str())

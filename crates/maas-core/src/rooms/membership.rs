@@ -238,8 +238,14 @@ impl Rooms<'_> {
         Ok(room_id.to_owned())
     }
 
-    /// `POST /rooms/{roomId}/forget`: only once the user has left.
+    /// `POST /rooms/{roomId}/forget`: only once the user has left. Membership events are
+    /// committed after the room's lock is released; under the lock, once the room's pending
+    /// events are stored, the stored membership is the last word until the forget is recorded.
     pub async fn forget(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        let writer = self.tenant.room_locks().lock(room_id).await;
+        if let Some(last) = self.tenant.room_heads().last_stream(self.tenant, &writer) {
+            self.tenant.stream().reached(last).await;
+        }
         match self.current_membership(room_id, user).await? {
             Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => {
                 Err(Error::Unknown("The user has not left the room".into()))

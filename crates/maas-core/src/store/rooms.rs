@@ -284,7 +284,8 @@ pub trait RoomStore: Send + Sync {
         room_id: &str,
         membership: Option<&str>,
     ) -> Result<Vec<MembershipRecord>>;
-    /// Forgets the room for the user (only allowed once they left).
+    /// Records that the user forgot the room (whether they may is the caller's rule); a
+    /// later membership of theirs in the room, persisted with its event, undoes it.
     async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()>;
     async fn is_forgotten(&self, room_id: &str, user_id: &str) -> Result<bool>;
 

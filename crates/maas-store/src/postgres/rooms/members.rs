@@ -7,7 +7,7 @@ use sqlx::postgres::PgConnection;
 
 use crate::postgres::util::{Schema, conflict};
 use crate::rows::membership_from_row;
-use crate::{AliasRecord, MembershipRecord, Result, StoreError, StreamRange};
+use crate::{AliasRecord, MembershipRecord, Result, StreamRange};
 
 /// `SELECT <every membership column> FROM room_memberships <rest>`, as a `&'static str`.
 macro_rules! select_memberships {
@@ -119,34 +119,15 @@ pub(super) async fn room_members(
 }
 
 pub(super) async fn forget_room(schema: &Schema, room_id: &str, user_id: &str) -> Result<()> {
-    let mut tx = schema.begin().await?;
-    // Under READ COMMITTED a join committed between the check and the insert would go unseen,
-    // and a first membership has no row to lock. SHARE mode waits for the membership writes in
-    // flight and holds off new ones until commit (readers carry on), as SQLite's write lock
-    // does; forgetting is rare and this transaction short.
-    sqlx::query("LOCK TABLE room_memberships IN SHARE MODE")
-        .execute(&mut *tx)
-        .await?;
-    let current: Option<String> = sqlx::query_scalar(
-        "SELECT membership FROM room_memberships WHERE room_id = $1 AND user_id = $2",
-    )
-    .bind(room_id)
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(current @ ("join" | "invite" | "knock")) = current.as_deref() {
-        return Err(StoreError::Conflict(format!(
-            "{user_id} can't forget {room_id}: their membership is {current}"
-        )));
-    }
+    let mut conn = schema.conn().await?;
     sqlx::query(
         "INSERT INTO forgotten_rooms (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
     .bind(room_id)
     .bind(user_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 pub(super) async fn is_forgotten(schema: &Schema, room_id: &str, user_id: &str) -> Result<bool> {

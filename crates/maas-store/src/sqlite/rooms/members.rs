@@ -9,8 +9,8 @@ use sqlx::sqlite::SqlitePool;
 
 use crate::rows::membership_from_row;
 use crate::sqlite::raw::{self, Direct};
-use crate::sqlite::util::{begin_write, conflict};
-use crate::{AliasRecord, MembershipRecord, Result, StoreError, StreamRange};
+use crate::sqlite::util::conflict;
+use crate::{AliasRecord, MembershipRecord, Result, StreamRange};
 
 /// `SELECT <every membership column> FROM room_memberships <rest>`, as a `&'static str`.
 macro_rules! select_memberships {
@@ -119,28 +119,13 @@ pub(super) async fn room_members(
 }
 
 pub(super) async fn forget_room(pool: &SqlitePool, room_id: &str, user_id: &str) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    // Checked under the write lock, so a join can't slip in between the check and the insert.
-    let current: Option<String> = sqlx::query_scalar(
-        "SELECT membership FROM room_memberships WHERE room_id = ? AND user_id = ?",
-    )
-    .bind(room_id)
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(current @ ("join" | "invite" | "knock")) = current.as_deref() {
-        return Err(StoreError::Conflict(format!(
-            "{user_id} can't forget {room_id}: their membership is {current}"
-        )));
-    }
     sqlx::query(
         "INSERT INTO forgotten_rooms (room_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(room_id)
     .bind(user_id)
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
