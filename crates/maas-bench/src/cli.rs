@@ -99,6 +99,10 @@ pub struct SendArgs {
     /// Senders, one user each; 1 sends sequentially.
     #[arg(long, default_value_t = 10, value_parser = positive())]
     pub concurrency: u32,
+    /// Rooms the senders are spread over (sender i in room i mod R): 1 puts them all in one
+    /// room, as a busy room; more lets a server build events of different rooms at once.
+    #[arg(long, default_value_t = 1, value_parser = positive())]
+    pub rooms: u32,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -282,7 +286,8 @@ mod tests {
             cli.scenario,
             Scenario::Send(SendArgs {
                 messages: 5,
-                concurrency: 1
+                concurrency: 1,
+                rooms: 1
             })
         ));
         assert!(Cli::try_parse_from(["maas-bench", "send", "--concurrency", "0"]).is_err());

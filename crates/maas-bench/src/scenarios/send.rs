@@ -1,4 +1,4 @@
-//! `send`: C users, all in one room, send K text messages in total through
+//! `send`: C users, in one room or spread over R rooms, send K text messages in total through
 //! `PUT /rooms/{id}/send/m.room.message/{txnId}`; throughput and per-message latency.
 
 use std::time::Instant;
@@ -10,19 +10,26 @@ use crate::client::{Homeserver, Session};
 use crate::report::Outcome;
 use crate::stats::Recorder;
 
-pub async fn send(ctx: &Ctx, messages: u32, concurrency: u32) -> anyhow::Result<Outcome> {
+pub async fn send(
+    ctx: &Ctx,
+    messages: u32,
+    concurrency: u32,
+    rooms: u32,
+) -> anyhow::Result<Outcome> {
     let bound = ctx.bound();
-    let mut out = Outcome::new(
-        "send",
-        json!({"messages": messages, "concurrency": concurrency}),
-    );
+    let mut params = json!({"messages": messages, "concurrency": concurrency});
+    if rooms > 1 {
+        params["rooms"] = json!(rooms);
+    }
+    let mut out = Outcome::new("send", params);
     let senders = register_users(ctx, &format!("s{concurrency}x"), concurrency, bound).await?;
-    let room_id = shared_room(&ctx.hs, &senders, bound).await?;
+    let room_ids = spread_rooms(&ctx.hs, &senders, rooms, bound).await?;
     warm_up(&ctx.hs, concurrency, bound).await?;
     let queue = WorkQueue::new(messages, bound);
     let start = Instant::now();
     let workers = senders.into_iter().enumerate().map(|(task, sender)| {
-        let (hs, queue, room_id) = (ctx.hs.clone(), queue.clone(), room_id.clone());
+        let room_id = room_ids[task % room_ids.len()].clone();
+        let (hs, queue) = (ctx.hs.clone(), queue.clone());
         let txn_prefix = format!("{}-{task}", ctx.prefix);
         async move {
             let mut rec = Recorder::default();
@@ -43,6 +50,22 @@ pub async fn send(ctx: &Ctx, messages: u32, concurrency: u32) -> anyhow::Result<
         out.extra("stopped_by_time_bound", true);
     }
     Ok(out)
+}
+
+/// `rooms` public rooms, user i in room i mod `rooms` (untimed).
+async fn spread_rooms(
+    hs: &Homeserver,
+    users: &[Session],
+    rooms: u32,
+    bound: super::Bound,
+) -> anyhow::Result<Vec<String>> {
+    let rooms = usize::try_from(rooms).unwrap_or(1).clamp(1, users.len().max(1));
+    let mut room_ids = Vec::with_capacity(rooms);
+    for r in 0..rooms {
+        let members: Vec<Session> = users.iter().skip(r).step_by(rooms).cloned().collect();
+        room_ids.push(shared_room(hs, &members, bound).await?);
+    }
+    Ok(room_ids)
 }
 
 /// A public room created by the first user and joined by the others (untimed).
