@@ -8,9 +8,9 @@ use ruma::api::client::discovery::discover_homeserver;
 use ruma::api::client::discovery::discover_homeserver::HomeserverInfo;
 use ruma::api::federation::discovery::discover_homeserver as discover_server;
 
-use crate::client::{AppRouter, route};
 use crate::context::ForTenant;
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 use maas_core::Tenant;
 

@@ -8,9 +8,9 @@ use ruma::api::client::account::{
 use ruma::thirdparty::{Medium, ThirdPartyIdentifier, ThirdPartyIdentifierInit};
 use ruma::{UInt, uint};
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant, MaybeAuthed};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

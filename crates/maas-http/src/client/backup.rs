@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use super::events::{raw_value, to_raw};
 use super::keys::from_core;
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -8,8 +8,8 @@ use ruma::api::client::discovery::get_capabilities::v3::{
     Capabilities, RoomVersionStability, RoomVersionsCapability,
 };
 
-use super::{AppRouter, route};
 use crate::context::Authed;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

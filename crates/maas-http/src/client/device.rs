@@ -5,10 +5,10 @@ use ruma::api::client::device::{
 };
 use ruma::{MilliSecondsSinceUnixEpoch, UInt};
 
-use super::{AppRouter, route};
 use crate::context::Authed;
 use crate::context::ForTenant;
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

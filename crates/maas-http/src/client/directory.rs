@@ -11,9 +11,9 @@ use ruma::api::client::room::{Visibility, aliases};
 use ruma::directory::PublicRoomsChunk;
 use ruma::{OwnedRoomAliasId, ServerName, UInt};
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use super::events::client_event_raw;
 use super::rooms::threepid_unsupported;
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

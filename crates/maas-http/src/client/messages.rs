@@ -12,9 +12,9 @@ use ruma::{TransactionId, UInt};
 use serde_json::{Map, Value};
 
 use super::events::{client_events_raw, raw_value};
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 /// Events a page of `/messages` carries at most.

@@ -25,16 +25,9 @@ mod user_data;
 mod user_directory;
 mod versions;
 
-use std::sync::Arc;
-
 use axum::Router;
-use axum::handler::Handler;
-use axum::routing::{MethodFilter, on};
-use maas_core::Platform;
-use ruma::api::IncomingRequest;
-use ruma::api::path_builder::PathBuilder;
 
-pub(crate) type AppRouter = Router<Arc<Platform>>;
+use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
     let router = Router::new();
@@ -60,27 +53,4 @@ pub fn routes() -> AppRouter {
     let router = to_device::routes(router);
     let router = backup::routes(router);
     sync::routes(router)
-}
-
-/// Registers `handler` for the ruma endpoint `R` on all of its paths.
-pub(crate) fn route<R, H, T>(router: AppRouter, handler: H) -> AppRouter
-where
-    R: IncomingRequest,
-    H: Handler<T, Arc<Platform>>,
-    T: 'static,
-{
-    let filter = method_filter(&R::METHOD);
-    R::PATH_BUILDER.all_paths().fold(router, |router, path| {
-        router.route(path, on(filter, handler.clone()))
-    })
-}
-
-fn method_filter(method: &http::Method) -> MethodFilter {
-    match *method {
-        http::Method::POST => MethodFilter::POST,
-        http::Method::PUT => MethodFilter::PUT,
-        http::Method::DELETE => MethodFilter::DELETE,
-        http::Method::PATCH => MethodFilter::PATCH,
-        _ => MethodFilter::GET,
-    }
 }

@@ -5,10 +5,10 @@ use ruma::api::client::profile::{
 };
 use serde_json::Value;
 
-use super::{AppRouter, route};
 use crate::context::Authed;
 use crate::context::ForTenant;
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -6,9 +6,9 @@ use ruma::api::client::push::{
     get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
 };
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

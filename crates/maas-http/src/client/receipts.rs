@@ -7,9 +7,9 @@ use ruma::api::client::typing::create_typing_event;
 use ruma::api::client::typing::create_typing_event::v3::Typing;
 use ruma::events::receipt::ReceiptThread;
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -7,10 +7,10 @@ use ruma::api::client::account::{
     check_registration_token_validity, get_username_availability, register,
 };
 
-use super::{AppRouter, route};
 use crate::context::ClientIp;
 use crate::context::ForTenant;
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -18,9 +18,9 @@ use ruma::serde::Raw;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, RoomId, UInt};
 
 use super::events::{client_event_raw, client_events_raw};
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 const DEFAULT_LIMIT: u32 = 10;

@@ -13,9 +13,9 @@ use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_s
 use ruma::api::path_builder::PathBuilder;
 
 use super::events::{client_event_raw, client_events_raw, raw_value, to_raw};
-use super::{AppRouter, method_filter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, method_filter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -7,9 +7,9 @@ use ruma::serde::Raw;
 use serde_json::{Map, Value};
 
 use super::events::{client_event_raw, raw_value};
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

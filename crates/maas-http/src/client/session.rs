@@ -7,9 +7,9 @@ use ruma::api::client::session::get_login_types::v3::{
 };
 use ruma::api::client::session::{login, logout, logout_all};
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ClientIp, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

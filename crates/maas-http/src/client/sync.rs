@@ -10,9 +10,9 @@ use ruma::api::client::sync::sync_events;
 use ruma::api::client::sync::sync_events::v3::Filter;
 use serde_json::Value;
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::Ruma;
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -5,9 +5,9 @@ use ruma::api::client::to_device::send_event_to_device;
 use serde_json::{Map, Value};
 
 use super::events::raw_value;
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

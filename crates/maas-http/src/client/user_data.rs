@@ -9,9 +9,9 @@ use ruma::api::client::tag::{create_tag, delete_tag, get_tags};
 use ruma::events::tag::{TagInfo, TagName, Tags};
 
 use super::events::{raw_value, to_raw};
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

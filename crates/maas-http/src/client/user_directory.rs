@@ -3,9 +3,9 @@
 use ruma::api::client::user_directory::search_users;
 use ruma::api::client::user_directory::search_users::v3::User;
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -2,7 +2,7 @@
 
 use ruma::api::client::discovery::get_supported_versions;
 
-use super::{AppRouter, route};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 /// Versions whose endpoints are served under the `v3` paths, which every one of these uses.
