@@ -65,10 +65,7 @@ async fn server(
     _: Ruma<discover_server::Request>,
 ) -> Result<RumaResponse<discover_server::Response>> {
     let delegated = tenant.federation_server();
-    let server = ServerName::parse(&delegated).map_err(|e| {
-        HttpError::from(maas_core::Error::Internal(format!(
-            "bad delegated server: {e}"
-        )))
-    })?;
+    let server = ServerName::parse(&delegated)
+        .map_err(|e| HttpError::internal(format!("bad delegated server: {e}")))?;
     Ok(discover_server::Response::new(server).into())
 }

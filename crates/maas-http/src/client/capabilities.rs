@@ -1,4 +1,5 @@
-//! `GET /_matrix/client/v3/capabilities`: what this homeserver lets clients do.
+//! `GET /_matrix/client/v3/capabilities` (spec: "Capabilities negotiation"; ruma `discovery`):
+//! what this homeserver lets clients do.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
-//! Device management (spec: "Device management"): list, inspect, rename and delete devices.
+//! Device management (spec: "Device management"; ruma `device`): list, inspect, rename and delete
+//! devices.
 
 use ruma::api::client::device::{
     self, Device, delete_device, delete_devices, get_device, get_devices, update_device,

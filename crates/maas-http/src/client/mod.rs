@@ -1,27 +1,39 @@
-//! The Client-Server API (spec v1.15), one module per section of the spec. Every endpoint is
-//! registered under each path ruma knows for it (`r0`, `v3`, stable and unstable).
+//! The Client-Server API (spec v1.15): one module per ruma `ruma::api::client` module, named
+//! like it (where a name differs, the module says why), each a section of the spec. Every
+//! endpoint is registered under each path ruma knows for it (`r0`, `v3`, stable and unstable).
+//! `convert` is not an endpoint module: it holds the conversions between core's types and
+//! ruma's that several of them share.
 
 mod account;
+mod account_data;
+mod alias;
 mod backup;
 mod capabilities;
+mod context;
+mod convert;
 mod device;
 mod directory;
-mod events;
+mod filter;
 mod keys;
 mod membership;
-mod messages;
+mod message;
 mod presence;
 mod profile;
 mod push;
-mod receipts;
+mod read_marker;
+mod receipt;
+mod redact;
 mod register;
 mod relations;
-mod room_state;
-mod rooms;
+mod room;
 mod session;
+mod state;
 mod sync;
+mod tag;
+mod threads;
 mod to_device;
-mod user_data;
+mod typing;
+mod upgrade_room;
 mod user_directory;
 mod versions;
 
@@ -38,14 +50,23 @@ pub fn routes() -> AppRouter {
     let router = account::routes(router);
     let router = device::routes(router);
     let router = profile::routes(router);
-    let router = rooms::routes(router);
+    let router = room::routes(router);
+    let router = upgrade_room::routes(router);
     let router = membership::routes(router);
-    let router = room_state::routes(router);
-    let router = messages::routes(router);
-    let router = receipts::routes(router);
-    let router = user_data::routes(router);
-    let router = directory::routes(router);
+    let router = state::routes(router);
+    let router = message::routes(router);
+    let router = redact::routes(router);
+    let router = context::routes(router);
     let router = relations::routes(router);
+    let router = threads::routes(router);
+    let router = receipt::routes(router);
+    let router = read_marker::routes(router);
+    let router = typing::routes(router);
+    let router = account_data::routes(router);
+    let router = tag::routes(router);
+    let router = filter::routes(router);
+    let router = alias::routes(router);
+    let router = directory::routes(router);
     let router = presence::routes(router);
     let router = push::routes(router);
     let router = user_directory::routes(router);

@@ -1,4 +1,5 @@
-//! Presence (spec: "Presence"): a user's own status, and reading another local user's.
+//! Presence (spec: "Presence"; ruma `presence`): a user's own status, and reading another local
+//! user's.
 
 use std::time::Duration;
 

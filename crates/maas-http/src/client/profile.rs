@@ -1,4 +1,4 @@
-//! Profiles (spec: "Profiles"): display name and avatar of local users.
+//! Profiles (spec: "Profiles"; ruma `profile`): display name and avatar of local users.
 
 use ruma::api::client::profile::{
     get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,

@@ -1,5 +1,5 @@
-//! Push rules (spec: "Push Notifications" → "Push Rules: API"): the user's ruleset, and
-//! creating, deleting, enabling and re-targeting single rules. Evaluation lives in core.
+//! Push rules (spec: "Push Notifications" → "Push Rules: API"; ruma `push`): the user's ruleset,
+//! and creating, deleting, enabling and re-targeting single rules. Evaluation lives in core.
 
 use ruma::api::client::push::{
     delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,

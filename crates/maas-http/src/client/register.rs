@@ -1,5 +1,6 @@
-//! Account registration (spec: "Account registration and management"): `POST /register` behind
-//! the tenant's registration policy, username availability, registration token validity.
+//! Account registration (spec: "Account registration and management"; ruma `account`):
+//! `POST /register` behind the tenant's registration policy, username availability,
+//! registration token validity. Apart from `account`, which serves accounts that exist.
 
 use maas_core::accounts::Registration;
 use ruma::api::client::account::register::RegistrationKind;

@@ -1,5 +1,5 @@
-//! Syncing (spec: "Syncing"): `/sync`, long-polled on the tenant's notifier. Core builds the
-//! response as JSON in the spec's shape, so it is sent as is rather than through ruma's
+//! Syncing (spec: "Syncing"; ruma `sync`): `/sync`, long-polled on the tenant's notifier. Core
+//! builds the response as JSON in the spec's shape, so it is sent as is rather than through ruma's
 //! response type.
 
 use std::time::Duration;

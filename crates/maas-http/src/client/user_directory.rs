@@ -1,4 +1,5 @@
-//! The user directory (spec: "User directory"): searching the tenant's users.
+//! The user directory (spec: "User directory"; ruma `user_directory`): searching the tenant's
+//! users.
 
 use ruma::api::client::user_directory::search_users;
 use ruma::api::client::user_directory::search_users::v3::User;

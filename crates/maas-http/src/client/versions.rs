@@ -1,4 +1,6 @@
-//! `GET /_matrix/client/versions`: the spec versions this server implements.
+//! `GET /_matrix/client/versions` (spec: "API Standards"; ruma `discovery`, whose other
+//! endpoints are `capabilities` and the `.well-known` surface): the spec versions this server
+//! implements.
 
 use ruma::api::client::discovery::get_supported_versions;
 
