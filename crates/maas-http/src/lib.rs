@@ -5,6 +5,7 @@
 mod client;
 mod context;
 mod error;
+mod federation;
 mod operator;
 mod routes;
 mod ruma;
@@ -19,6 +20,10 @@ use maas_core::Platform;
 
 pub use error::HttpError;
 pub use routes::router;
+
+/// How this server names itself to other servers and to tenant admins.
+const IMPLEMENTATION_NAME: &str = "maas";
+const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(

@@ -1,6 +1,6 @@
 //! Routing in one place: every API surface's router behind the middleware that decides whom a
-//! request is for (the tenant by `Host`, or the operator by token), and what all surfaces share:
-//! CORS, and Matrix-style errors for unknown paths and methods.
+//! request is for (the tenant by `Host` or by `X-Matrix` destination, or the operator by token),
+//! and what all surfaces share: CORS, and Matrix-style errors for unknown paths and methods.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use ruma::api::path_builder::PathBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::HttpError;
-use crate::{client, context, operator, well_known};
+use crate::{client, context, federation, operator, well_known};
 
 pub(crate) type AppRouter = Router<Arc<Platform>>;
 
@@ -28,6 +28,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
             platform.clone(),
             context::tenant_by_host,
         ));
+    let federation = federation::routes().layer(from_fn_with_state(
+        platform.clone(),
+        federation::tenant_by_destination,
+    ));
     let operator = operator::routes().layer(from_fn_with_state(
         platform.clone(),
         operator::require_operator,
@@ -35,6 +39,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
     Router::new()
         .merge(operator)
         .merge(by_host)
+        .merge(federation)
         .fallback(unrecognized)
         .layer(map_response(json_method_not_allowed))
         .layer(cors())

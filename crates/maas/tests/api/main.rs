@@ -13,6 +13,7 @@ mod e2ee_support;
 mod e2ee_to_device;
 mod errors;
 mod export;
+mod federation;
 mod group_commit;
 mod harness;
 mod isolation;
