@@ -2,6 +2,7 @@
 //! the Server-Server API, the Synapse-compatible admin API and the operator API, all assembled
 //! in `routes`. Handlers are thin: parse with ruma, call `maas-core`, serialise with ruma.
 
+mod admin;
 mod client;
 mod context;
 mod error;

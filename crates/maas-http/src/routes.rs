@@ -16,7 +16,7 @@ use ruma::api::path_builder::PathBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::HttpError;
-use crate::{client, context, federation, operator, well_known};
+use crate::{admin, client, context, federation, operator, well_known};
 
 pub(crate) type AppRouter = Router<Arc<Platform>>;
 
@@ -24,6 +24,7 @@ pub(crate) type AppRouter = Router<Arc<Platform>>;
 pub fn router(platform: Arc<Platform>) -> Router {
     let by_host = client::routes()
         .merge(well_known::routes())
+        .merge(admin::routes())
         .layer(from_fn_with_state(
             platform.clone(),
             context::tenant_by_host,

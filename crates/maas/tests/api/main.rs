@@ -2,6 +2,7 @@
 //! port with its own data directory and talks to it over HTTP (see `harness`).
 
 mod account;
+mod admin;
 mod cli;
 mod devices;
 mod discovery;
