@@ -1,8 +1,6 @@
-//! The Client-Server API (spec v1.15): one module per ruma `ruma::api::client` module, named
-//! like it (where a name differs, the module says why), each a section of the spec. Every
-//! endpoint is registered under each path ruma knows for it (`r0`, `v3`, stable and unstable).
-//! `convert` is not an endpoint module: it holds the conversions between core's types and
-//! ruma's that several of them share.
+//! The Client-Server API (spec v1.15): one module per `ruma::api::client` module and named like
+//! it (one whose name differs says why), each endpoint under all of ruma's paths for it (`r0`,
+//! `v3`, unstable). `convert` holds the conversions between core's and ruma's types they share.
 
 mod account;
 mod account_data;

@@ -1,8 +1,6 @@
-//! The Server-Server API (`/_matrix/federation/…`, `/_matrix/key/…`) of each tenant. A request
-//! is for the tenant its `X-Matrix` authorization names as `destination`, else the one of its
-//! `Host` (`destination`). Modules are named after ruma's `ruma::api::federation` modules.
-//! Verifying the `X-Matrix` signature will be this surface's next layer, after the tenant is
-//! known; `/.well-known/matrix/server` is served by the `.well-known` surface, by `Host`.
+//! The Server-Server API (`/_matrix/federation/…`, `/_matrix/key/…`) of the tenant a request's
+//! `X-Matrix` destination names (see `destination`); modules named after `ruma::api::federation`'s.
+//! Verifying signatures will be the next layer; `/.well-known/matrix/server` is `well_known`'s.
 
 mod destination;
 mod discovery;
