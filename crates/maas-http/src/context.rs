@@ -1,6 +1,6 @@
-//! What every request carries before a handler runs: the tenant it is for (resolved from the
-//! `Host` header, never from anything global), the client's address, and the user behind the
-//! access token.
+//! What every tenant-scoped request carries before a handler runs: the tenant it is for
+//! (resolved by its surface from the request, never from anything global), the client's
+//! address, and the user behind the access token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,19 +21,32 @@ use crate::ruma::BodyLimit;
 #[derive(Clone, Debug)]
 pub struct ClientIp(pub String);
 
-/// Resolves the tenant of a request by its `Host`; unknown hosts get `404 M_UNRECOGNIZED`.
-pub async fn resolve_tenant(
+/// Resolves the tenant of a request by its `Host` (Client-Server API, admin API,
+/// `.well-known`); unknown hosts get `404 M_UNRECOGNIZED`.
+pub async fn tenant_by_host(
     State(platform): State<Arc<Platform>>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let found = platform.tenant_for_host(&request_host(&req)).await;
+    enter(&platform, found, req, next).await
+}
+
+/// Admits a request to the tenant its surface found for it, or refuses it: an unknown tenant
+/// is `404 M_UNRECOGNIZED`, a suspended one `403`. Hands the tenant, the client's address and
+/// the body limit to the handlers.
+pub async fn enter(
+    platform: &Platform,
+    found: maas_core::Result<Option<Tenant>>,
     mut req: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let host = request_host(&req);
-    let tenant = match platform.tenant_for_host(&host).await {
+    let tenant = match found {
         Ok(Some(tenant)) => tenant,
         Ok(None) => return HttpError::unknown_host().into_response(),
         Err(e) => return HttpError::from(e).into_response(),
     };
-    if req.uri().path().starts_with("/_matrix/")
+    if !is_discovery(req.uri().path())
         && let Err(e) = tenant.ensure_active()
     {
         return HttpError::from(e).into_response();
@@ -53,7 +66,14 @@ pub async fn resolve_tenant(
     .await
 }
 
-fn request_host<B>(req: &http::Request<B>) -> String {
+/// Discovery stays open while a tenant is suspended, so that clients and servers still find
+/// the homeserver and learn from its API that it is closed.
+fn is_discovery(path: &str) -> bool {
+    path.starts_with("/.well-known/")
+}
+
+/// The `Host` of a request, without port.
+pub fn request_host<B>(req: &http::Request<B>) -> String {
     let header = req
         .headers()
         .get(http::header::HOST)

@@ -39,6 +39,10 @@ impl HttpError {
         )
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "M_FORBIDDEN", message)
+    }
+
     pub fn missing_token() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -79,6 +83,12 @@ impl HttpError {
             "M_TOO_LARGE",
             "Request body is too large",
         )
+    }
+
+    /// A fault on this side, such as core's output not fitting a response type: logged and
+    /// answered as `500`, never blamed on the request.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into()).into()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -124,7 +134,7 @@ impl From<Error> for HttpError {
     fn from(error: Error) -> Self {
         use StatusCode as S;
         match error {
-            Error::Forbidden(m) => Self::new(S::FORBIDDEN, "M_FORBIDDEN", m),
+            Error::Forbidden(m) => Self::forbidden(m),
             Error::NotFound(m) => Self::new(S::NOT_FOUND, "M_NOT_FOUND", m),
             Error::InvalidParam(m) => Self::invalid_param(m),
             Error::MissingParam(m) => Self::missing_param(m),

@@ -8,9 +8,9 @@ use ruma::api::client::discovery::discover_homeserver;
 use ruma::api::client::discovery::discover_homeserver::HomeserverInfo;
 use ruma::api::federation::discovery::discover_homeserver as discover_server;
 
-use crate::client::{AppRouter, route};
 use crate::context::ForTenant;
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 use maas_core::Tenant;
 
@@ -65,10 +65,7 @@ async fn server(
     _: Ruma<discover_server::Request>,
 ) -> Result<RumaResponse<discover_server::Response>> {
     let delegated = tenant.federation_server();
-    let server = ServerName::parse(&delegated).map_err(|e| {
-        HttpError::from(maas_core::Error::Internal(format!(
-            "bad delegated server: {e}"
-        )))
-    })?;
+    let server = ServerName::parse(&delegated)
+        .map_err(|e| HttpError::internal(format!("bad delegated server: {e}")))?;
     Ok(discover_server::Response::new(server).into())
 }

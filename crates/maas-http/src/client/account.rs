@@ -1,22 +1,24 @@
-//! Account management (spec: "Account registration and management"): password change,
-//! deactivation and third-party identifiers, behind user-interactive auth.
+//! Account management (spec: "Account registration and management"; ruma `account`): who the
+//! user is (`whoami`), password change, deactivation and third-party identifiers, behind
+//! user-interactive auth. Creating an account is `register`'s.
 
 use ruma::MilliSecondsSinceUnixEpoch;
 use ruma::api::client::account::{
-    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids,
+    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids, whoami,
 };
 use ruma::thirdparty::{Medium, ThirdPartyIdentifier, ThirdPartyIdentifierInit};
 use ruma::{UInt, uint};
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant, MaybeAuthed};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<change_password::v3::Request, _, _>(router, change_password);
     let router = route::<deactivate::v3::Request, _, _>(router, deactivate);
-    route::<get_3pids::v3::Request, _, _>(router, get_3pids)
+    let router = route::<get_3pids::v3::Request, _, _>(router, get_3pids);
+    route::<whoami::v3::Request, _, _>(router, whoami)
 }
 
 /// `POST /_matrix/client/v3/account/password`
@@ -73,6 +75,16 @@ async fn get_3pids(
         })
         .collect();
     Ok(get_3pids::v3::Response::new(threepids).into())
+}
+
+/// `GET /_matrix/client/v3/account/whoami`
+async fn whoami(
+    Authed(user): Authed,
+    _: Ruma<whoami::v3::Request>,
+) -> RumaResponse<whoami::v3::Response> {
+    let mut response = whoami::v3::Response::new(user.user_id, user.guest);
+    response.device_id = Some(user.device_id);
+    response.into()
 }
 
 fn ms(ts: i64) -> MilliSecondsSinceUnixEpoch {

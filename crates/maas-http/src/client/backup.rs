@@ -1,5 +1,5 @@
-//! Server-side key backups (spec: "Server-side key backups"): backup versions with their
-//! algorithm and `auth_data`, and the encrypted room keys in them at three levels (all rooms,
+//! Server-side key backups (spec: "Server-side key backups"; ruma `backup`): backup versions with
+//! their algorithm and `auth_data`, and the encrypted room keys in them at three levels (all rooms,
 //! one room, one session), each change answered with the backup's `etag` and `count`.
 
 use std::collections::BTreeMap;
@@ -16,11 +16,10 @@ use ruma::api::client::backup::{
 use ruma::serde::Raw;
 use serde_json::{Value, json};
 
-use super::events::{raw_value, to_raw};
-use super::keys::from_core;
-use super::{AppRouter, route};
+use super::convert::{from_core, raw_value, to_raw};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,4 +1,5 @@
-//! `GET /_matrix/client/v3/capabilities`: what this homeserver lets clients do.
+//! `GET /_matrix/client/v3/capabilities` (spec: "Capabilities negotiation"; ruma `discovery`):
+//! what this homeserver lets clients do.
 
 use std::collections::BTreeMap;
 
@@ -8,8 +9,8 @@ use ruma::api::client::discovery::get_capabilities::v3::{
     Capabilities, RoomVersionStability, RoomVersionsCapability,
 };
 
-use super::{AppRouter, route};
 use crate::context::Authed;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

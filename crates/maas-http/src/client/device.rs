@@ -1,14 +1,15 @@
-//! Device management (spec: "Device management"): list, inspect, rename and delete devices.
+//! Device management (spec: "Device management"; ruma `device`): list, inspect, rename and delete
+//! devices.
 
 use ruma::api::client::device::{
     self, Device, delete_device, delete_devices, get_device, get_devices, update_device,
 };
 use ruma::{MilliSecondsSinceUnixEpoch, UInt};
 
-use super::{AppRouter, route};
 use crate::context::Authed;
 use crate::context::ForTenant;
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

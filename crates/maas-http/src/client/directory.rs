@@ -1,76 +1,25 @@
-//! Room aliases and the room directory (spec: "Room aliases", "Room directory", "Listing
-//! rooms"): the tenant's local aliases and its list of published rooms.
+//! The room directory (spec: "Listing rooms"; ruma `directory`): which rooms the tenant
+//! publishes, and the list of them, searchable and paginated.
 
 use maas_core::Tenant;
 use maas_core::rooms::directory::PublicRoomsPage;
-use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
-use ruma::api::client::room::{Visibility, aliases};
+use ruma::api::client::room::Visibility;
 use ruma::directory::PublicRoomsChunk;
-use ruma::{OwnedRoomAliasId, ServerName, UInt};
+use ruma::{ServerName, UInt};
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
-    let router = route::<get_alias::v3::Request, _, _>(router, get_alias);
-    let router = route::<create_alias::v3::Request, _, _>(router, create_alias);
-    let router = route::<delete_alias::v3::Request, _, _>(router, delete_alias);
-    let router = route::<aliases::v3::Request, _, _>(router, aliases);
     let router = route::<get_room_visibility::v3::Request, _, _>(router, get_room_visibility);
     let router = route::<set_room_visibility::v3::Request, _, _>(router, set_room_visibility);
     let router = route::<get_public_rooms::v3::Request, _, _>(router, get_public_rooms);
     route::<get_public_rooms_filtered::v3::Request, _, _>(router, get_public_rooms_filtered)
-}
-
-/// `GET /_matrix/client/v3/directory/room/{roomAlias}`
-async fn get_alias(
-    ForTenant(tenant): ForTenant,
-    Ruma(req): Ruma<get_alias::v3::Request>,
-) -> Result<RumaResponse<get_alias::v3::Response>> {
-    let (room_id, servers) = tenant.rooms().alias(&req.room_alias).await?;
-    Ok(get_alias::v3::Response::new(room_id, servers).into())
-}
-
-/// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
-async fn create_alias(
-    ForTenant(tenant): ForTenant,
-    Authed(user): Authed,
-    Ruma(req): Ruma<create_alias::v3::Request>,
-) -> Result<RumaResponse<create_alias::v3::Response>> {
-    tenant
-        .rooms()
-        .set_alias(&user, &req.room_alias, &req.room_id)
-        .await?;
-    Ok(create_alias::v3::Response::new().into())
-}
-
-/// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
-async fn delete_alias(
-    ForTenant(tenant): ForTenant,
-    Authed(user): Authed,
-    Ruma(req): Ruma<delete_alias::v3::Request>,
-) -> Result<RumaResponse<delete_alias::v3::Response>> {
-    tenant.rooms().delete_alias(&user, &req.room_alias).await?;
-    Ok(delete_alias::v3::Response::new().into())
-}
-
-/// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
-async fn aliases(
-    ForTenant(tenant): ForTenant,
-    Authed(user): Authed,
-    Ruma(req): Ruma<aliases::v3::Request>,
-) -> Result<RumaResponse<aliases::v3::Response>> {
-    let aliases = tenant.rooms().aliases(&user, &req.room_id).await?;
-    let aliases = aliases
-        .iter()
-        .filter_map(|alias| OwnedRoomAliasId::try_from(alias.as_str()).ok())
-        .collect();
-    Ok(aliases::v3::Response::new(aliases).into())
 }
 
 /// `GET /_matrix/client/v3/directory/list/room/{roomId}`
@@ -137,9 +86,7 @@ fn page(page: PublicRoomsPage) -> Result<Page> {
         .into_iter()
         .map(serde_json::from_value::<PublicRoomsChunk>)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            HttpError::from(maas_core::Error::Internal(format!("directory entry: {e}")))
-        })?;
+        .map_err(|e| HttpError::internal(format!("directory entry: {e}")))?;
     Ok(Page {
         chunk,
         next_batch: page.next_batch,

@@ -1,4 +1,4 @@
-//! Key management (spec: "Key management API", "Cross-signing"): device, one-time and
+//! Key management (spec: "Key management API", "Cross-signing"; ruma `keys`): device, one-time and
 //! fallback keys, who changed keys, and the cross-signing keys and signatures made with them.
 //! Keys are opaque JSON objects to these handlers; core checks their shape and signatures.
 
@@ -12,13 +12,12 @@ use ruma::api::client::keys::{
 };
 use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::events::raw_value;
-use super::{AppRouter, route};
+use super::convert::{from_core, raw_value};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
@@ -28,12 +27,6 @@ pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<get_key_changes::v3::Request, _, _>(router, get_key_changes);
     let router = route::<upload_signing_keys::v3::Request, _, _>(router, upload_signing_keys);
     route::<upload_signatures::v3::Request, _, _>(router, upload_signatures)
-}
-
-/// A JSON value from core as a ruma response type; core's output not fitting is a bug.
-pub(crate) fn from_core<T: DeserializeOwned>(value: Value, what: &str) -> Result<T> {
-    serde_json::from_value(value)
-        .map_err(|e| HttpError::from(maas_core::Error::Internal(format!("{what}: {e}"))))
 }
 
 /// Key ids → key objects of an upload, as JSON.

@@ -1,5 +1,7 @@
-//! Room membership (spec: "Room membership"): joining, knocking, inviting, leaving, kicking,
-//! banning and forgetting, and listing rooms and members.
+//! Room membership (spec: "Room membership"; ruma `membership`): joining, knocking, inviting,
+//! leaving, kicking, banning and forgetting, and listing rooms and members. Knocking (ruma
+//! `knock`) is here too: the spec counts it as membership, and it resolves aliases as joining
+//! does.
 
 use std::collections::BTreeMap;
 
@@ -14,11 +16,11 @@ use ruma::api::client::membership::{
 use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, RoomAliasId};
 use serde_json::Value;
 
-use super::events::client_event_raw;
-use super::rooms::threepid_unsupported;
-use super::{AppRouter, route};
+use super::convert::client_event_raw;
+use super::room::threepid_unsupported;
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,40 +1,43 @@
-//! The Client-Server API (spec v1.15), one module per section of the spec. Every endpoint is
-//! registered under each path ruma knows for it (`r0`, `v3`, stable and unstable).
+//! The Client-Server API (spec v1.15): one module per `ruma::api::client` module and named like
+//! it (one whose name differs says why), each endpoint under all of ruma's paths for it (`r0`,
+//! `v3`, unstable). `convert` holds the conversions between core's and ruma's types they share.
 
 mod account;
+mod account_data;
+mod alias;
 mod backup;
 mod capabilities;
+mod context;
+mod convert;
 mod device;
 mod directory;
-mod events;
+mod filter;
 mod keys;
 mod membership;
-mod messages;
+mod message;
 mod presence;
 mod profile;
 mod push;
-mod receipts;
+mod read_marker;
+mod receipt;
+mod redact;
 mod register;
 mod relations;
-mod room_state;
-mod rooms;
+mod room;
 mod session;
+mod state;
 mod sync;
+mod tag;
+mod threads;
 mod to_device;
-mod user_data;
+mod typing;
+mod upgrade_room;
 mod user_directory;
 mod versions;
 
-use std::sync::Arc;
-
 use axum::Router;
-use axum::handler::Handler;
-use axum::routing::{MethodFilter, on};
-use maas_core::Platform;
-use ruma::api::IncomingRequest;
-use ruma::api::path_builder::PathBuilder;
 
-pub(crate) type AppRouter = Router<Arc<Platform>>;
+use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
     let router = Router::new();
@@ -45,14 +48,23 @@ pub fn routes() -> AppRouter {
     let router = account::routes(router);
     let router = device::routes(router);
     let router = profile::routes(router);
-    let router = rooms::routes(router);
+    let router = room::routes(router);
+    let router = upgrade_room::routes(router);
     let router = membership::routes(router);
-    let router = room_state::routes(router);
-    let router = messages::routes(router);
-    let router = receipts::routes(router);
-    let router = user_data::routes(router);
-    let router = directory::routes(router);
+    let router = state::routes(router);
+    let router = message::routes(router);
+    let router = redact::routes(router);
+    let router = context::routes(router);
     let router = relations::routes(router);
+    let router = threads::routes(router);
+    let router = receipt::routes(router);
+    let router = read_marker::routes(router);
+    let router = typing::routes(router);
+    let router = account_data::routes(router);
+    let router = tag::routes(router);
+    let router = filter::routes(router);
+    let router = alias::routes(router);
+    let router = directory::routes(router);
     let router = presence::routes(router);
     let router = push::routes(router);
     let router = user_directory::routes(router);
@@ -60,27 +72,4 @@ pub fn routes() -> AppRouter {
     let router = to_device::routes(router);
     let router = backup::routes(router);
     sync::routes(router)
-}
-
-/// Registers `handler` for the ruma endpoint `R` on all of its paths.
-pub(crate) fn route<R, H, T>(router: AppRouter, handler: H) -> AppRouter
-where
-    R: IncomingRequest,
-    H: Handler<T, Arc<Platform>>,
-    T: 'static,
-{
-    let filter = method_filter(&R::METHOD);
-    R::PATH_BUILDER.all_paths().fold(router, |router, path| {
-        router.route(path, on(filter, handler.clone()))
-    })
-}
-
-fn method_filter(method: &http::Method) -> MethodFilter {
-    match *method {
-        http::Method::POST => MethodFilter::POST,
-        http::Method::PUT => MethodFilter::PUT,
-        http::Method::DELETE => MethodFilter::DELETE,
-        http::Method::PATCH => MethodFilter::PATCH,
-        _ => MethodFilter::GET,
-    }
 }

@@ -1,4 +1,5 @@
-//! Presence (spec: "Presence"): a user's own status, and reading another local user's.
+//! Presence (spec: "Presence"; ruma `presence`): a user's own status, and reading another local
+//! user's.
 
 use std::time::Duration;
 
@@ -6,9 +7,9 @@ use ruma::api::client::presence::{get_presence, set_presence};
 use ruma::presence::PresenceState;
 use serde_json::Value;
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,14 +1,14 @@
-//! Profiles (spec: "Profiles"): display name and avatar of local users.
+//! Profiles (spec: "Profiles"; ruma `profile`): display name and avatar of local users.
 
 use ruma::api::client::profile::{
     get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
 };
 use serde_json::Value;
 
-use super::{AppRouter, route};
 use crate::context::Authed;
 use crate::context::ForTenant;
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,14 +1,14 @@
-//! Push rules (spec: "Push Notifications" → "Push Rules: API"): the user's ruleset, and
-//! creating, deleting, enabling and re-targeting single rules. Evaluation lives in core.
+//! Push rules (spec: "Push Notifications" → "Push Rules: API"; ruma `push`): the user's ruleset,
+//! and creating, deleting, enabling and re-targeting single rules. Evaluation lives in core.
 
 use ruma::api::client::push::{
     delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
     get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
 };
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,5 +1,6 @@
-//! Account registration (spec: "Account registration and management"): `POST /register` behind
-//! the tenant's registration policy, username availability, registration token validity.
+//! Account registration (spec: "Account registration and management"; ruma `account`):
+//! `POST /register` behind the tenant's registration policy, username availability,
+//! registration token validity. Apart from `account`, which serves accounts that exist.
 
 use maas_core::accounts::Registration;
 use ruma::api::client::account::register::RegistrationKind;
@@ -7,10 +8,10 @@ use ruma::api::client::account::{
     check_registration_token_validity, get_username_availability, register,
 };
 
-use super::{AppRouter, route};
 use crate::context::ClientIp;
 use crate::context::ForTenant;
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,23 +1,21 @@
-//! Login and logout (spec: "Login", "Logout"): password login on `m.id.user`, sessions bound to
-//! devices, and `whoami`.
+//! Login and logout (spec: "Login", "Logout"; ruma `session`): password login on `m.id.user`,
+//! sessions bound to devices.
 
-use ruma::api::client::account::whoami;
 use ruma::api::client::session::get_login_types::v3::{
     self as get_login_types, LoginType, PasswordLoginType,
 };
 use ruma::api::client::session::{login, logout, logout_all};
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ClientIp, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<get_login_types::Request, _, _>(router, get_login_types);
     let router = route::<login::v3::Request, _, _>(router, login);
     let router = route::<logout::v3::Request, _, _>(router, logout);
-    let router = route::<logout_all::v3::Request, _, _>(router, logout_all);
-    route::<whoami::v3::Request, _, _>(router, whoami)
+    route::<logout_all::v3::Request, _, _>(router, logout_all)
 }
 
 /// `GET /_matrix/client/v3/login`
@@ -63,14 +61,4 @@ async fn logout_all(
 ) -> Result<RumaResponse<logout_all::v3::Response>> {
     tenant.accounts().logout_all(&user).await?;
     Ok(logout_all::v3::Response::new().into())
-}
-
-/// `GET /_matrix/client/v3/account/whoami`
-async fn whoami(
-    Authed(user): Authed,
-    _: Ruma<whoami::v3::Request>,
-) -> RumaResponse<whoami::v3::Response> {
-    let mut response = whoami::v3::Response::new(user.user_id, user.guest);
-    response.device_id = Some(user.device_id);
-    response.into()
 }

@@ -1,5 +1,5 @@
-//! Syncing (spec: "Syncing"): `/sync`, long-polled on the tenant's notifier. Core builds the
-//! response as JSON in the spec's shape, so it is sent as is rather than through ruma's
+//! Syncing (spec: "Syncing"; ruma `sync`): `/sync`, long-polled on the tenant's notifier. Core
+//! builds the response as JSON in the spec's shape, so it is sent as is rather than through ruma's
 //! response type.
 
 use std::time::Duration;
@@ -10,9 +10,9 @@ use ruma::api::client::sync::sync_events;
 use ruma::api::client::sync::sync_events::v3::Filter;
 use serde_json::Value;
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::Ruma;
 
 pub fn routes(router: AppRouter) -> AppRouter {

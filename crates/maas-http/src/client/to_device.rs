@@ -1,13 +1,13 @@
-//! Send-to-device messaging (spec: "Send-to-Device messaging"): messages to other users'
-//! devices, delivered through their sync; idempotent per device and transaction id.
+//! Send-to-device messaging (spec: "Send-to-Device messaging"; ruma `to_device`): messages to other
+//! users' devices, delivered through their sync; idempotent per device and transaction id.
 
 use ruma::api::client::to_device::send_event_to_device;
 use serde_json::{Map, Value};
 
-use super::events::raw_value;
-use super::{AppRouter, route};
+use super::convert::raw_value;
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

@@ -1,11 +1,12 @@
-//! The user directory (spec: "User directory"): searching the tenant's users.
+//! The user directory (spec: "User directory"; ruma `user_directory`): searching the tenant's
+//! users.
 
 use ruma::api::client::user_directory::search_users;
 use ruma::api::client::user_directory::search_users::v3::User;
 
-use super::{AppRouter, route};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {

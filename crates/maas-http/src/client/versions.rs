@@ -1,8 +1,10 @@
-//! `GET /_matrix/client/versions`: the spec versions this server implements.
+//! `GET /_matrix/client/versions` (spec: "API Standards"; ruma `discovery`, whose other
+//! endpoints are `capabilities` and the `.well-known` surface): the spec versions this server
+//! implements.
 
 use ruma::api::client::discovery::get_supported_versions;
 
-use super::{AppRouter, route};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 /// Versions whose endpoints are served under the `v3` paths, which every one of these uses.

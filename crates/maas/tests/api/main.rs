@@ -2,6 +2,7 @@
 //! port with its own data directory and talks to it over HTTP (see `harness`).
 
 mod account;
+mod admin;
 mod cli;
 mod devices;
 mod discovery;
@@ -13,6 +14,7 @@ mod e2ee_support;
 mod e2ee_to_device;
 mod errors;
 mod export;
+mod federation;
 mod group_commit;
 mod harness;
 mod isolation;

@@ -1,20 +1,22 @@
-//! Rooms (spec: "Rooms", "Creation"; "Getting events for a room"): creating a room and reading
-//! one of its events.
+//! Rooms (spec: "Rooms" → "Creation", "Getting events for a room"; ruma `room`): creating a
+//! room, and finding one of its events by id or by time.
 
 use maas_core::rooms::{CreateRoom, Preset};
-use ruma::api::client::room::{Visibility, create_room, get_room_event};
+use ruma::api::client::room::{Visibility, create_room, get_event_by_timestamp, get_room_event};
 use ruma::serde::Raw;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, UInt};
 use serde_json::{Map, Value};
 
-use super::events::{client_event_raw, raw_value};
-use super::{AppRouter, route};
+use super::convert::{client_event_raw, direction, raw_value};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<create_room::v3::Request, _, _>(router, create_room);
-    route::<get_room_event::v3::Request, _, _>(router, get_room_event)
+    let router = route::<get_room_event::v3::Request, _, _>(router, get_room_event);
+    route::<get_event_by_timestamp::v1::Request, _, _>(router, get_event_by_timestamp)
 }
 
 /// Third-party invites need an identity server, which this server does not talk to.
@@ -123,4 +125,23 @@ async fn get_room_event(
         .await?;
     let event = client_event_raw(&tenant, &record, &user).await?;
     Ok(get_room_event::v3::Response::new(event).into())
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
+async fn get_event_by_timestamp(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    Ruma(req): Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<RumaResponse<get_event_by_timestamp::v1::Response>> {
+    let ts = i64::from(req.ts.get());
+    let event = tenant
+        .rooms()
+        .timestamp_to_event(&user.user_id, &req.room_id, ts, direction(req.dir))
+        .await?;
+    let event_id =
+        EventId::parse(event.event_id()).map_err(|_| HttpError::internal("bad stored event id"))?;
+    let origin_server_ts = UInt::try_from(event.origin_server_ts())
+        .map(MilliSecondsSinceUnixEpoch)
+        .unwrap_or(MilliSecondsSinceUnixEpoch(UInt::MIN));
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, origin_server_ts).into())
 }

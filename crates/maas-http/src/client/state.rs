@@ -1,5 +1,5 @@
-//! Room state (spec: "Getting events for a room", "Sending events to a room"): the whole
-//! current state, one state event, and sending state.
+//! Room state (spec: "Getting events for a room", "Sending events to a room"; ruma `state`):
+//! the whole current state, one state event, and sending state.
 
 use std::sync::Arc;
 
@@ -12,10 +12,10 @@ use ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::api::path_builder::PathBuilder;
 
-use super::events::{client_event_raw, client_events_raw, raw_value, to_raw};
-use super::{AppRouter, method_filter, route};
+use super::convert::{client_event_raw, client_events_raw, raw_value, to_raw};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::routes::{AppRouter, method_filter, route};
 use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
