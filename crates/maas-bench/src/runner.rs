@@ -118,8 +118,12 @@ impl Runner {
             }
             Scenario::Join(a) => self.one("join", max, rooms::join(ctx, a.users)).await,
             Scenario::Send(a) => {
-                self.one("send", max, send::send(ctx, a.messages, a.concurrency, a.rooms))
-                    .await;
+                self.one(
+                    "send",
+                    max,
+                    send::send(ctx, a.messages, a.concurrency, a.rooms),
+                )
+                .await;
             }
             Scenario::Fanout(a) => {
                 let run = fanout::fanout(ctx, a.rounds, a.settle_ms, a.idle_pollers);
@@ -152,7 +156,8 @@ impl Runner {
         self.one("create-rooms", max, rooms::create_rooms(ctx, n(200), 10))
             .await;
         self.one("join", max, rooms::join(ctx, n(100))).await;
-        self.one("send c=1", max, send::send(ctx, n(2000), 1, 1)).await;
+        self.one("send c=1", max, send::send(ctx, n(2000), 1, 1))
+            .await;
         self.one("send c=10", max, send::send(ctx, n(2000), 10, 1))
             .await;
         self.one("fanout", max, fanout::fanout(ctx, n(200), 5, 0))

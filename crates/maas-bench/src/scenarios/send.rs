@@ -59,7 +59,9 @@ async fn spread_rooms(
     rooms: u32,
     bound: super::Bound,
 ) -> anyhow::Result<Vec<String>> {
-    let rooms = usize::try_from(rooms).unwrap_or(1).clamp(1, users.len().max(1));
+    let rooms = usize::try_from(rooms)
+        .unwrap_or(1)
+        .clamp(1, users.len().max(1));
     let mut room_ids = Vec::with_capacity(rooms);
     for r in 0..rooms {
         let members: Vec<Session> = users.iter().skip(r).step_by(rooms).cloned().collect();

@@ -178,7 +178,16 @@ impl Platform {
         }
     }
 
+    /// The tenant named `server_name`, loading it if needed; `NotFound` when there is none.
     pub async fn tenant_by_server_name(&self, server_name: &str) -> Result<Tenant> {
+        self.tenant_for_server_name(server_name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("No tenant {server_name}")))
+    }
+
+    /// The tenant named `server_name` (a federation request's destination), loading it if
+    /// needed.
+    pub async fn tenant_for_server_name(&self, server_name: &str) -> Result<Option<Tenant>> {
         let record = {
             let directory = self.directory.read();
             let id = directory
@@ -186,8 +195,10 @@ impl Platform {
                 .get(&server_name.to_ascii_lowercase());
             id.and_then(|id| directory.records.get(id)).cloned()
         };
-        let record = record.ok_or_else(|| Error::NotFound(format!("No tenant {server_name}")))?;
-        self.load(record).await
+        match record {
+            Some(record) => self.load(record).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn load(&self, record: TenantInfo) -> Result<Tenant> {

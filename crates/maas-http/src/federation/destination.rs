@@ -8,9 +8,9 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use maas_core::{Platform, Tenant};
+use maas_core::Platform;
+use ruma::OwnedServerName;
 use ruma::api::federation::authentication::XMatrix;
-use ruma::{OwnedServerName, ServerName};
 
 use crate::context::{enter, request_host};
 use crate::error::HttpError;
@@ -24,22 +24,10 @@ pub async fn tenant_by_destination(
 ) -> Response {
     let found = match x_matrix_destination(req.headers()) {
         Err(e) => return e.into_response(),
-        Ok(Some(destination)) => tenant_named(&platform, &destination).await,
+        Ok(Some(destination)) => platform.tenant_for_server_name(destination.as_str()).await,
         Ok(None) => platform.tenant_for_host(&request_host(&req)).await,
     };
     enter(&platform, found, req, next).await
-}
-
-/// The tenant whose server name is `server_name`, if there is one.
-async fn tenant_named(
-    platform: &Platform,
-    server_name: &ServerName,
-) -> maas_core::Result<Option<Tenant>> {
-    match platform.tenant_by_server_name(server_name.as_str()).await {
-        Ok(tenant) => Ok(Some(tenant)),
-        Err(maas_core::Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// The `destination` of the request's `X-Matrix` authorization: `None` when there is no such
