@@ -7,65 +7,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maas_core::accounts::AuthedUser;
-use maas_core::config::Config;
 use maas_core::filter::Filter;
 use maas_core::rooms::pdu::{self, PduContext};
 use maas_core::rooms::{
     CreateRoom, Direction, EventDraft, Page, Pdu, Preset, Transaction, Verdict,
 };
 use maas_core::sync::{SyncRequest, parse_token};
-use maas_core::{Error, Platform, Tenant};
-use maas_store::sqlite::SqliteBackend;
+use maas_core::{Error, Tenant};
 use ruma::signatures::Ed25519KeyPair;
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, RoomId,
-    ServerName, TransactionId, UserId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, ServerName,
+    TransactionId, UserId,
 };
 use serde_json::{Value, json};
 
+mod support;
+
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _platform: Arc<Platform>,
+    _platform: support::Platformed,
     tenant: Tenant,
     alice: AuthedUser,
     bob: AuthedUser,
 }
 
-async fn authed(tenant: &Tenant, localpart: &str) -> AuthedUser {
-    tenant
-        .accounts()
-        .create_user(localpart, Some("pw-long-enough-1"), false, None)
-        .await
-        .expect("user");
-    AuthedUser {
-        user_id: UserId::parse(format!("@{localpart}:localhost")).expect("user id"),
-        localpart: localpart.to_owned(),
-        device_id: OwnedDeviceId::from("DEVICE"),
-        admin: false,
-        guest: false,
-    }
-}
-
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::default();
-    config.server.data_dir = dir.path().to_path_buf();
-    config.operator.token = Some("operator-token".into());
-    config.passwords.memory_kib = 1024;
-    config.passwords.iterations = 1;
-    let backend = SqliteBackend::open(dir.path()).await.expect("backend");
-    let platform = Platform::start(config, Arc::new(backend))
-        .await
-        .expect("platform");
-    platform.bootstrap_default_tenant().await.expect("tenant");
-    let tenant = platform
-        .tenant_by_server_name("localhost")
-        .await
-        .expect("tenant");
-    let alice = authed(&tenant, "alice").await;
-    let bob = authed(&tenant, "bob").await;
+    let platform = support::platform().await;
+    let tenant = platform.tenant.clone();
+    let alice = support::authed(&tenant, "alice", None).await;
+    let bob = support::authed(&tenant, "bob", None).await;
     Fixture {
-        _dir: dir,
         _platform: platform,
         tenant,
         alice,

@@ -2,21 +2,18 @@
 //! event notifies and highlights, as the unread counts that sync reports show it, and how the
 //! users' own rules (kept as account data) change that.
 
-use std::sync::Arc;
-
 use maas_core::accounts::AuthedUser;
-use maas_core::config::Config;
 use maas_core::push::{PUSH_RULES_TYPE, unread_counts};
 use maas_core::rooms::{CreateRoom, EventDraft, Preset};
-use maas_core::{Error, Platform, Tenant};
-use maas_store::sqlite::SqliteBackend;
+use maas_core::{Error, Tenant};
 use ruma::push::{NewConditionalPushRule, NewPushRule, NewSimplePushRule, RuleKind};
-use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Value, json};
 
+mod support;
+
 struct Fixture {
-    _dir: tempfile::TempDir,
-    _platform: Arc<Platform>,
+    _platform: support::Platformed,
     tenant: Tenant,
     room_id: OwnedRoomId,
     alice: AuthedUser,
@@ -24,41 +21,13 @@ struct Fixture {
     carol: AuthedUser,
 }
 
-async fn authed(tenant: &Tenant, localpart: &str, name: &str) -> AuthedUser {
-    tenant
-        .accounts()
-        .create_user(localpart, Some("pw-long-enough-1"), false, Some(name))
-        .await
-        .expect("user");
-    AuthedUser {
-        user_id: UserId::parse(format!("@{localpart}:localhost")).expect("user id"),
-        localpart: localpart.to_owned(),
-        device_id: OwnedDeviceId::from("DEVICE"),
-        admin: false,
-        guest: false,
-    }
-}
-
 /// A tenant where Alice created a room that Bob ("Bobby") and Carol joined.
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::default();
-    config.server.data_dir = dir.path().to_path_buf();
-    config.operator.token = Some("operator-token".into());
-    config.passwords.memory_kib = 1024;
-    config.passwords.iterations = 1;
-    let backend = SqliteBackend::open(dir.path()).await.expect("backend");
-    let platform = Platform::start(config, Arc::new(backend))
-        .await
-        .expect("platform");
-    platform.bootstrap_default_tenant().await.expect("tenant");
-    let tenant = platform
-        .tenant_by_server_name("localhost")
-        .await
-        .expect("tenant");
-    let alice = authed(&tenant, "alice", "Alice").await;
-    let bob = authed(&tenant, "bob", "Bobby").await;
-    let carol = authed(&tenant, "carol", "Carol").await;
+    let platform = support::platform().await;
+    let tenant = platform.tenant.clone();
+    let alice = support::authed(&tenant, "alice", Some("Alice")).await;
+    let bob = support::authed(&tenant, "bob", Some("Bobby")).await;
+    let carol = support::authed(&tenant, "carol", Some("Carol")).await;
     let room_id = tenant
         .rooms()
         .create(
@@ -78,7 +47,6 @@ async fn fixture() -> Fixture {
             .expect("join");
     }
     Fixture {
-        _dir: dir,
         _platform: platform,
         tenant,
         room_id,
@@ -353,8 +321,8 @@ async fn room_wide_notifications_count_for_the_members_they_are_for() {
     f.send(&f.alice, message, notice).await;
 
     // Two more members: a mention is a room row with Bob's highlight as his own row.
-    let dave = authed(&f.tenant, "dave", "Dave").await;
-    let erin = authed(&f.tenant, "erin", "Erin").await;
+    let dave = support::authed(&f.tenant, "dave", Some("Dave")).await;
+    let erin = support::authed(&f.tenant, "erin", Some("Erin")).await;
     for user in [&dave, &erin] {
         f.tenant
             .rooms()
