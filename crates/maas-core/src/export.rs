@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use crate::store::{TENANT_TABLES, TableRows, TenantInfo, TenantSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::store::{TENANT_TABLES, TableRows, TenantInfo, TenantSettings};
 use crate::{Error, Result};
 
 /// The `format` of the header line.

@@ -1,9 +1,9 @@
 //! The tenant's server signing keys (ed25519). Every tenant signs its events and federation
 //! requests with a key of its own, created with the tenant.
 
-use crate::store::SigningKeyRecord;
 use ruma::signatures::Ed25519KeyPair;
 
+use crate::store::SigningKeyRecord;
 use crate::{Error, Result, now_ms, secrets};
 
 /// A new key pair with a random version, ready to store.

@@ -16,7 +16,6 @@ mod step;
 
 use std::sync::Arc;
 
-use crate::store::AccountDataRecord;
 use ruma::power_levels::NotificationPowerLevelsKey;
 use ruma::push::{
     Action, AnyPushRule, ConditionalPushRule, ConditionalPushRuleInit, EventMatchConditionData,
@@ -30,6 +29,7 @@ use serde_json::{Value, json};
 
 pub(crate) use self::step::PushStep;
 use crate::accounts::{AuthedUser, usernames};
+use crate::store::AccountDataRecord;
 use crate::stream::{Audience, StreamWriter};
 use crate::{Error, Result, Tenant};
 

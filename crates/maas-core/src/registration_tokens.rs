@@ -2,7 +2,6 @@
 //! someone register on a tenant whose policy is `token`, with optional use counts and expiry.
 
 use crate::store::{RegistrationTokenRecord, StoreError};
-
 use crate::{Error, Result, Tenant, now_ms, secrets};
 
 /// A token with its live usage, as the operator API shows it.

@@ -7,13 +7,13 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::store::TenantStore;
 use parking_lot::Mutex as SyncMutex;
 use ruma::UserId;
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::Result;
 use crate::e2ee::device_keys::joined_rooms;
+use crate::store::TenantStore;
 
 /// Positions are reserved in the store in blocks, so a restart never hands out a position a
 /// client may already hold, without a write per position.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::store::TenantStore;
 use parking_lot::RwLock;
 use ruma::{OwnedServerName, ServerName};
 use serde::{Deserialize, Serialize};
@@ -28,6 +27,7 @@ use crate::rooms::lock::RoomLocks;
 use crate::rooms::state::StateCache;
 use crate::rooms::steps::Steps;
 use crate::rooms::transactions::Transactions;
+use crate::store::TenantStore;
 use crate::stream::Stream;
 use crate::typing::TypingState;
 use crate::uia::Uia;

@@ -2,10 +2,10 @@
 //! API"): one mechanism for every endpoint that needs it. An endpoint names its flows and a
 //! purpose; sessions are stored so a multi-stage dance survives across requests and nodes.
 
-use crate::store::UiaSessionRecord;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 
 use crate::accounts::usernames;
+use crate::store::UiaSessionRecord;
 use crate::{Error, Result, Tenant, UiaChallenge, now_ms, secrets};
 
 /// The stages an endpoint accepts, as the spec's `flows`.

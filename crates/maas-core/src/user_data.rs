@@ -2,11 +2,11 @@
 //! "Room tagging", "Filtering"): account data, receipts, read markers, tags and stored
 //! filters. Every change takes a stream position so sync delivers it.
 
-use crate::store::{AccountDataRecord, ReceiptRecord};
 use ruma::{EventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use crate::accounts::{AuthedUser, usernames};
+use crate::store::{AccountDataRecord, ReceiptRecord};
 use crate::stream::Audience;
 use crate::{Error, Result, Tenant, filter, now_ms};
 

@@ -7,11 +7,11 @@ mod profile;
 pub(crate) mod sessions;
 pub mod usernames;
 
-use crate::store::{AccessTokenRecord, DeviceRecord, StoreError, ThreepidRecord, UserRecord};
 use ruma::api::client::session::login::v3::LoginInfo;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 use ruma::{OwnedDeviceId, OwnedUserId};
 
+use crate::store::{AccessTokenRecord, DeviceRecord, StoreError, ThreepidRecord, UserRecord};
 use crate::uia::{self, UiaFlows};
 use crate::{Error, Result, Tenant, now_ms, secrets};
 use sessions::CachedSession;

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::BackupKeyRecord;
 use serde_json::{Value, json};
 
 use super::{E2ee, parse_json};
 use crate::accounts::AuthedUser;
+use crate::store::BackupKeyRecord;
 use crate::{Error, Result};
 
 /// A backup version as `GET /room_keys/version` shows it.

@@ -1,13 +1,13 @@
 //! Cross-signing (spec: "Cross-signing"): uploading a user's master, self-signing and
 //! user-signing keys, and signatures made with them on devices and other users' master keys.
 
-use crate::store::{CrossSigningKeyRecord, DeviceKeysRecord};
 use ruma::UserId;
 use ruma::api::client::uiaa::AuthData;
 use serde_json::{Map, Value, json};
 
 use super::{E2ee, has_valid_signature, merge_signatures, parse_json};
 use crate::accounts::AuthedUser;
+use crate::store::{CrossSigningKeyRecord, DeviceKeysRecord};
 use crate::uia::UiaFlows;
 use crate::{Error, Result};
 

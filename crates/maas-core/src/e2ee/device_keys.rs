@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::store::{DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 
 use super::{E2ee, ed25519_key, has_valid_signature, parse_json};
 use crate::accounts::AuthedUser;
+use crate::store::{DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange};
 use crate::{Error, Result};
 
 /// What `keys/upload` carries, as JSON objects.

@@ -1,12 +1,12 @@
 //! Send-to-device messaging (spec: "Send-to-Device messaging"): messages queued per device,
 //! delivered through sync and deleted once a later `since` acknowledges them.
 
-use crate::store::{ToDeviceRecord, TxnRecord};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 
 use super::{E2ee, parse_json};
 use crate::accounts::AuthedUser;
+use crate::store::{ToDeviceRecord, TxnRecord};
 use crate::stream::Audience;
 use crate::{Error, Result};
 

@@ -10,9 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::store::{
-    Backend, RegistrationPolicy, StoreError, TableRows, TenantInfo, TenantSettings,
-};
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
@@ -22,6 +19,9 @@ use tokio::sync::OnceCell;
 use self::runtime::Runtime;
 use crate::config::Config;
 use crate::export::{self, ArchivedTenant};
+use crate::store::{
+    Backend, RegistrationPolicy, StoreError, TableRows, TenantInfo, TenantSettings,
+};
 use crate::tenants::{CreatedTenant, Tenant, normalize_host, parse_server_name};
 use crate::{Error, Result, keys, now_ms, secrets};
 

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::store::{EventRecord, PushActionRecord, RoomPushActionRecord};
 use ruma::events::room::power_levels::{
     RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource,
 };
@@ -23,6 +22,7 @@ use serde_json::value::RawValue;
 
 use super::{PUSH_RULES_TYPE, ruleset_from};
 use crate::rooms::state::RoomState;
+use crate::store::{EventRecord, PushActionRecord, RoomPushActionRecord};
 use crate::{Error, Result, Tenant};
 
 /// What one event does for one recipient.

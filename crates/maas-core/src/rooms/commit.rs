@@ -40,6 +40,13 @@ struct Prepared {
 pub(crate) struct Ticket(oneshot::Receiver<Result<()>>);
 
 impl Ticket {
+    /// A receipt and the sender that resolves it, for tests of those who wait.
+    #[cfg(test)]
+    pub(crate) fn pending() -> (oneshot::Sender<Result<()>>, Self) {
+        let (done, receipt) = oneshot::channel();
+        (done, Self(receipt))
+    }
+
     /// Resolves once the event is durable (or failed to be persisted).
     pub(crate) async fn wait(self) -> Result<()> {
         self.0

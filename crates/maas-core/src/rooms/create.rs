@@ -1,7 +1,6 @@
 //! Room creation (spec: Client-Server API, "Creation"): the create event, the creator's join,
 //! power levels, presets, initial state, name, topic, alias and invites, in the spec's order.
 
-use crate::store::{AliasRecord, StoreError};
 use ruma::room_version_rules::RoomIdFormatVersion;
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, UserId,
@@ -11,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::lock::RoomWriter;
 use super::pdu::EventDraft;
 use super::{DEFAULT_ROOM_VERSION, Rooms, is_supported_version};
+use crate::store::{AliasRecord, StoreError};
 use crate::{Error, Result, secrets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

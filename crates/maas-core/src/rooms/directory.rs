@@ -2,13 +2,13 @@
 //! "Listing rooms"): local aliases of the tenant's server name, and the rooms published in its
 //! directory.
 
-use crate::store::{AliasRecord, RoomRecord, StoreError};
 use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{Rooms, rules_of};
 use crate::accounts::AuthedUser;
+use crate::store::{AliasRecord, RoomRecord, StoreError};
 use crate::{Error, Result};
 
 /// Power a member needs to change the room's aliases or directory listing, as for

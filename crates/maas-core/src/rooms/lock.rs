@@ -28,7 +28,7 @@ impl RoomLocks {
         let lock = self.lock_of(room_id);
         RoomWriter {
             room_id: room_id.to_owned(),
-            _guard: lock.lock_owned().await,
+            guard: lock.lock_owned().await,
             tickets: Vec::new(),
         }
     }
@@ -50,7 +50,7 @@ impl RoomLocks {
 /// Holder of one room's write lock, and of the commits of the events appended under it.
 pub(crate) struct RoomWriter {
     room_id: OwnedRoomId,
-    _guard: OwnedMutexGuard<()>,
+    guard: OwnedMutexGuard<()>,
     tickets: Vec<Ticket>,
 }
 
@@ -68,7 +68,8 @@ impl RoomWriter {
     /// Releases the lock, then waits until every event appended under it is durable: the
     /// next writer of the room builds on them meanwhile, so commits batch up.
     pub(crate) async fn finish(self) -> Result<()> {
-        let Self { tickets, .. } = self;
+        let Self { tickets, guard, .. } = self;
+        drop(guard);
         let mut result = Ok(());
         for ticket in tickets {
             if let Err(err) = ticket.wait().await
@@ -110,6 +111,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), second)
             .await
             .expect("free once the first finished");
+    }
+
+    /// The next writer builds on the last one's events while they are stored: the lock is
+    /// free before their commits end.
+    #[tokio::test]
+    async fn finishing_releases_the_lock_before_waiting_for_commits() {
+        let locks = Arc::new(RoomLocks::default());
+        let room = room_id!("!a:example.org");
+        let mut first = locks.lock(room).await;
+        let (committed, ticket) = Ticket::pending();
+        first.hand_over(ticket);
+        let finishing = tokio::spawn(first.finish());
+        let second = tokio::time::timeout(Duration::from_secs(1), locks.lock(room))
+            .await
+            .expect("the lock is free while the commit is pending");
+        assert!(!finishing.is_finished(), "finish waits for the commit");
+        committed.send(Ok(())).expect("send");
+        finishing.await.expect("task").expect("committed");
+        drop(second);
     }
 
     #[tokio::test]

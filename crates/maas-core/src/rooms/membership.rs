@@ -1,12 +1,12 @@
 //! Room membership (spec: Client-Server API, "Room membership"): join, invite, leave, kick,
 //! ban, unban, knock and forget. Each is an `m.room.member` event the auth rules decide on.
 
-use crate::store::MembershipRecord;
 use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{EventDraft, Rooms};
+use crate::store::MembershipRecord;
 use crate::{Error, Result};
 
 impl Rooms<'_> {

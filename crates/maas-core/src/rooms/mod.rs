@@ -24,9 +24,9 @@ pub(crate) mod steps;
 pub(crate) mod transactions;
 mod upgrade;
 
-use ruma::room_version_rules::RoomVersionRules;
 use std::sync::Arc;
 
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::{DeviceId, EventId, OwnedEventId, RoomId, RoomVersionId, TransactionId, UserId};
 
 use crate::store::{RoomRecord, TxnRecord};

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::store::{EventRecord, MembershipRecord, StreamRange};
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
@@ -16,6 +15,7 @@ use super::pdu::Pdu;
 use super::state::RoomState;
 use super::{Direction, Rooms, rules_of};
 use crate::filter::RoomEventFilter;
+use crate::store::{EventRecord, MembershipRecord, StreamRange};
 use crate::{Error, Result, Tenant};
 
 /// The power levels of a room, as the auth rules read them.

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::store::{NewStateGroup, StateEntry, TenantStore};
 use lru::LruCache;
 use parking_lot::Mutex;
 use ruma::events::StateEventType;
@@ -14,6 +13,7 @@ use ruma::state_res::{self, StateMap};
 use ruma::{EventId, OwnedEventId};
 
 use super::pdu::Pdu;
+use crate::store::{NewStateGroup, StateEntry, TenantStore};
 use crate::{Error, Result};
 
 /// Deltas allowed on top of a snapshot before the next group is a snapshot again: reading a

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::ReceiptRecord;
 use serde_json::{Map, Value, json};
 
 use super::Builder;
+use crate::store::ReceiptRecord;
 
 impl Builder<'_> {
     /// Typing and receipts of a room that changed in range; `receipts` are the room's, in

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::store::{EventRecord, MemberSummary, ReceiptRecord, StreamRange, UnreadCounts};
 use ruma::events::StateEventType;
 use serde_json::{Map, Value, json};
 
@@ -14,6 +13,7 @@ use super::{Builder, token};
 use crate::filter::DEFAULT_TIMELINE_LIMIT;
 use crate::rooms::client_format::{Bundles, format_event};
 use crate::rooms::state::RoomState;
+use crate::store::{EventRecord, MemberSummary, ReceiptRecord, StreamRange, UnreadCounts};
 use crate::{Error, Result};
 
 const MAX_HEROES: u32 = 5;

@@ -15,7 +15,6 @@ mod others;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::store::{MembershipRecord, ReceiptRecord, StreamRange};
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -23,6 +22,7 @@ use tokio::time::Instant;
 use crate::accounts::AuthedUser;
 use crate::e2ee::device_keys::{device_list_delta_of, joined_rooms};
 use crate::filter::Filter;
+use crate::store::{MembershipRecord, ReceiptRecord, StreamRange};
 use crate::{Error, Result, Tenant};
 
 use joined::RoomPlan;

@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 
-use crate::store::{Direction, EventRecord, MembershipRecord, StreamRange};
 use serde_json::{Map, Value, json};
 
 use super::{Builder, token};
 use crate::Result;
 use crate::filter::DEFAULT_TIMELINE_LIMIT;
 use crate::rooms::client_format::client_events_of;
+use crate::store::{Direction, EventRecord, MembershipRecord, StreamRange};
 
 /// The `invite`, `knock` and `leave` sections of a response.
 #[derive(Default)]
