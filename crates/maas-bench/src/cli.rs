@@ -64,7 +64,7 @@ pub enum Scenario {
     CreateRooms(CreateRoomsArgs),
     /// A creator makes a public room; N users join it one after the other.
     Join(UsersArgs),
-    /// C users in one room send K messages in total.
+    /// C users, in one room or spread over R rooms, send K messages in total.
     Send(SendArgs),
     /// User B sends, user A's long-poll /sync receives: delivery latency.
     Fanout(FanoutArgs),
