@@ -88,8 +88,9 @@ impl Committer {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Queues an accepted event whose room head was built in `epoch`, with the position it
-    /// holds (settled by the commit, stored or failed) and the client transaction it answers.
+    /// Queues an accepted event whose room head was built in `epoch`, with the client
+    /// transaction it answers; once queued, its stream position is the commit's to settle,
+    /// stored or failed.
     pub(crate) fn enqueue(
         &self,
         tenant: &Tenant,
@@ -105,9 +106,7 @@ impl Committer {
             txn,
             done,
         };
-        if let Err(refused) = self.queue.send(pending) {
-            // The event's position must not hold readers back.
-            tenant.stream().settle(refused.0.accepted.new.event.stream);
+        if self.queue.send(pending).is_err() {
             return Err(Error::Internal("event committer stopped".into()));
         }
         Ok(Ticket(receipt))
