@@ -191,10 +191,8 @@ impl Rooms<'_> {
             ),
             _ => None,
         };
-        let (writer, _) = self
-            .append_create(creator, rules, version.as_str(), room_id.as_deref(), draft)
-            .await?;
-        Ok(writer)
+        self.append_create(creator, rules, version.as_str(), room_id.as_deref(), draft)
+            .await
     }
 }
 

@@ -78,7 +78,7 @@ impl Rooms<'_> {
         room_version: &str,
         room_id: Option<&RoomId>,
         draft: EventDraft,
-    ) -> Result<(RoomWriter, Arc<Pdu>)> {
+    ) -> Result<RoomWriter> {
         let built = self
             .free_create_event(&rules, room_id, creator, draft)
             .await?;
@@ -114,10 +114,9 @@ impl Rooms<'_> {
             epoch: self.tenant.committer().epoch(),
             rules,
         };
-        let pdu = self
-            .accept(&mut writer, built, before, None, None, Some((room, empty)))
+        self.accept(&mut writer, built, before, None, None, Some((room, empty)))
             .await?;
-        Ok((writer, pdu))
+        Ok(writer)
     }
 
     /// A create event whose room id is free: one taken already (a clock that went back across
