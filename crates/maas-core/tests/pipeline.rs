@@ -1,6 +1,6 @@
 //! The event pipeline on a real tenant (SQLite): events of different rooms are built at the
-//! same time and each room's stay in order; a client transaction is stored once whatever rooms
-//! its attempts name; the checks of received events (against their auth events, the state
+//! same time and each room's stay in order; a client transaction is stored once per request
+//! path; the checks of received events (against their auth events, the state
 //! before them, and the current state); and forgetting a room never races a join.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use maas_core::accounts::AuthedUser;
 use maas_core::filter::Filter;
 use maas_core::rooms::pdu::{self, PduContext};
 use maas_core::rooms::{
-    CreateRoom, Direction, EventDraft, Page, Pdu, Preset, Transaction, Verdict,
+    CreateRoom, Direction, EventDraft, Page, Pdu, Preset, Transaction, TxnEndpoint, Verdict,
 };
 use maas_core::sync::{SyncRequest, parse_token};
 use maas_core::{Error, Tenant};
@@ -118,8 +118,11 @@ async fn rooms_are_written_at_once_and_each_keeps_its_order() {
     }
 }
 
+/// A transaction id is scoped to its device and request path (spec: "Transaction
+/// identifiers"): concurrent attempts on one path store one event; the same id in another room
+/// is another request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_transaction_is_stored_once_whatever_rooms_its_attempts_name() {
+async fn a_transaction_is_stored_once_per_request_path() {
     let f = Arc::new(fixture().await);
     let rooms = [f.room().await, f.room().await];
     let txn_id = TransactionId::new();
@@ -129,31 +132,46 @@ async fn one_transaction_is_stored_once_whatever_rooms_its_attempts_name() {
             let txn = Transaction {
                 device_id: &f.alice.device_id,
                 txn_id: &txn_id,
+                endpoint: TxnEndpoint::Send,
             };
-            f.tenant
+            let sent = f
+                .tenant
                 .rooms()
                 .send(&f.alice.user_id, &room_id, text("once"), Some(txn))
-                .await
+                .await;
+            (n % 2, sent)
         })
     });
-    let mut event_ids = Vec::new();
+    let mut event_ids: [Vec<OwnedEventId>; 2] = Default::default();
     for attempt in attempts.collect::<Vec<_>>() {
-        event_ids.push(attempt.await.expect("attempt").expect("send"));
+        let (room, sent) = attempt.await.expect("attempt");
+        event_ids[room].push(sent.expect("send"));
     }
-    event_ids.dedup();
-    assert_eq!(event_ids.len(), 1, "every attempt answers with one event");
-    let stored: usize = {
-        let mut count = 0;
-        for room_id in &rooms {
-            count += f.bodies(room_id).await.len();
-        }
-        count
+    for (room_id, ids) in rooms.iter().zip(&mut event_ids) {
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            1,
+            "every attempt in a room answers with its one event"
+        );
+        assert_eq!(f.bodies(room_id).await, ["once"]);
+    }
+    assert_ne!(event_ids[0], event_ids[1]);
+
+    // Another event type is another path too.
+    let txn = Transaction {
+        device_id: &f.alice.device_id,
+        txn_id: &txn_id,
+        endpoint: TxnEndpoint::Send,
     };
-    assert_eq!(stored, 1);
-    // Other users' events in the same batches were not harmed.
-    let room = &rooms[0];
-    f.say(&f.bob, room, "after").await;
-    assert!(f.bodies(room).await.contains(&"after".to_owned()));
+    let reaction = EventDraft::message("m.room.custom", json!({"body": "other type"}));
+    let other = f
+        .tenant
+        .rooms()
+        .send(&f.alice.user_id, &rooms[0], reaction, Some(txn))
+        .await
+        .expect("send");
+    assert!(!event_ids[0].contains(&other));
 }
 
 /// A PDU as another server would send it: by `sender`, on `prev_events`, citing `auth_events`.

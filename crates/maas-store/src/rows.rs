@@ -58,6 +58,8 @@ pub(crate) fn event_from_row(row: &impl Columns) -> Result<EventRecord> {
         (Some(localpart), Some(device_id), Some(txn_id)) => Some(TxnRecord {
             localpart,
             device_id,
+            // Events stored before scopes were kept have none.
+            scope: row.text_or_null("txn_scope")?.unwrap_or_default(),
             txn_id,
         }),
         (None, None, None) => None,

@@ -56,6 +56,7 @@ fn txn(localpart: &str, device_id: &str, txn_id: &str) -> TxnRecord {
     TxnRecord {
         localpart: localpart.to_owned(),
         device_id: device_id.to_owned(),
+        scope: r#"["sendToDevice","m.test"]"#.to_owned(),
         txn_id: txn_id.to_owned(),
     }
 }
@@ -507,7 +508,7 @@ async fn to_device_messages_are_stored_once_per_transaction(store: &dyn TenantSt
             .await
             .unwrap()
     );
-    // Transaction ids are per sending device.
+    // Transaction ids are per sending device, and per request path (the event type).
     add_device(store, "alice", "A2").await;
     assert!(
         store
@@ -515,6 +516,11 @@ async fn to_device_messages_are_stored_once_per_transaction(store: &dyn TenantSt
             .await
             .unwrap()
     );
+    let other_type = TxnRecord {
+        scope: r#"["sendToDevice","m.other"]"#.to_owned(),
+        ..txn("alice", "A", "t1")
+    };
+    assert!(store.insert_to_device(&other_type, &[]).await.unwrap());
     assert!(is_not_found(
         store
             .insert_to_device(&txn("alice", "NOPE", "t1"), &[message("bob", "B1", 8, "x")])

@@ -96,13 +96,14 @@ async fn fill(dir: &Path, tenant_id: &str, store: &dyn TenantStore) {
         INSERT INTO state_group_entries VALUES (3, 'm.room.member', '@bob:example.org', '$join');
         INSERT INTO events VALUES (1, '$create', '!r:example.org', 1, 'm.room.create', '',
             '@alice:example.org', 6000, '{"type":"m.room.create"}', 0, 1, NULL,
-            NULL, NULL, NULL, NULL, NULL);
+            NULL, NULL, NULL, NULL, NULL, NULL);
         INSERT INTO events VALUES (5, '$msg', '!r:example.org', 2, 'm.room.message', NULL,
             '@alice:example.org', 6001, '{"content":{}}', 1, 1, '$redaction',
-            'alice', 'ALICEDEVICE', 'txn1', NULL, NULL);
+            'alice', 'ALICEDEVICE', 'txn1', NULL, NULL,
+            '["send","!r:example.org","m.room.message"]');
         INSERT INTO events VALUES (7, '$edit', '!r:example.org', 3, 'm.room.message', NULL,
             '@alice:example.org', 6002, '{"content":{"body":"é ✓"}}', 1, 1, NULL,
-            NULL, NULL, NULL, 'm.replace', '$msg');
+            NULL, NULL, NULL, 'm.replace', '$msg', NULL);
         INSERT INTO forward_extremities VALUES ('!r:example.org', '$edit');
         INSERT INTO room_memberships VALUES ('!r:example.org', '@alice:example.org', 'join',
             '$create', 1, '@alice:example.org', NULL, 1);

@@ -21,6 +21,9 @@ const ROOM: &str = "!room:example.org";
 const OTHER_ROOM: &str = "!other:example.org";
 
 /// A store with `ROOM` and `OTHER_ROOM` and an empty snapshot as group 1.
+/// The request path most test transactions were sent on.
+const SEND_SCOPE: &str = r#"["send","!room:example.org","m.room.message"]"#;
+
 async fn with_rooms(store: &dyn TenantStore) {
     let id = store.next_state_group_id().await.unwrap();
     assert_eq!(id, 1);
@@ -327,6 +330,7 @@ async fn persist_event_writes_everything_at_once(store: &dyn TenantStore) {
     topic.txn = Some(TxnRecord {
         localpart: "alice".to_owned(),
         device_id: "DEV".to_owned(),
+        scope: SEND_SCOPE.to_owned(),
         txn_id: "t1".to_owned(),
     });
     let new = NewEvent {
@@ -382,9 +386,16 @@ async fn persist_event_writes_everything_at_once(store: &dyn TenantStore) {
     let other_device = TxnRecord {
         localpart: "alice".to_owned(),
         device_id: "OTHER".to_owned(),
+        scope: SEND_SCOPE.to_owned(),
         txn_id: "t1".to_owned(),
     };
     assert_eq!(store.event_id_by_txn(&other_device).await.unwrap(), None);
+    // The same id on another request path is another transaction.
+    let other_path = TxnRecord {
+        scope: r#"["send","!room:example.org","m.room.name"]"#.to_owned(),
+        ..topic.txn.clone().unwrap()
+    };
+    assert_eq!(store.event_id_by_txn(&other_path).await.unwrap(), None);
 
     let mut found = store
         .events(&["$a".to_owned(), "$missing".to_owned(), "$topic".to_owned()])
@@ -400,6 +411,7 @@ async fn conflicts_leave_nothing_written(store: &dyn TenantStore) {
     let txn = TxnRecord {
         localpart: "alice".to_owned(),
         device_id: "DEV".to_owned(),
+        scope: SEND_SCOPE.to_owned(),
         txn_id: "t1".to_owned(),
     };
     let mut first = event(ROOM, "$first", 1, 10);
@@ -505,6 +517,13 @@ async fn conflicts_leave_nothing_written(store: &dyn TenantStore) {
         ..txn.clone()
     });
     store.persist_event(&plain(other_device)).await.unwrap();
+    // …and from the same device on another request path too.
+    let mut other_path = event(ROOM, "$other_path", 4, 40);
+    other_path.txn = Some(TxnRecord {
+        scope: r#"["send","!room:example.org","m.reaction"]"#.to_owned(),
+        ..txn.clone()
+    });
+    store.persist_event(&plain(other_path)).await.unwrap();
 }
 
 async fn room_events_by_range_and_direction(store: Arc<dyn TenantStore>) {

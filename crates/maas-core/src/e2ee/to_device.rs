@@ -67,6 +67,8 @@ impl E2ee<'_> {
         let txn = TxnRecord {
             localpart: sender.localpart.clone(),
             device_id: sender.device_id.to_string(),
+            // The path names the event type (spec: "Transaction identifiers").
+            scope: serde_json::to_string(&["sendToDevice", event_type]).unwrap_or_default(),
             txn_id: txn_id.to_owned(),
         };
         store.insert_to_device(&txn, &records).await?;

@@ -38,6 +38,11 @@ pub(crate) async fn event(
     sender: &UserId,
     draft: EventDraft,
 ) -> Result<Built> {
+    if draft.kind.to_string().is_empty() {
+        return Err(Error::InvalidParam(
+            "The event type must not be empty".into(),
+        ));
+    }
     let content = serde_json::value::to_raw_value(&draft.content)
         .map_err(|e| Error::BadJson(e.to_string()))?;
     let types = auth::auth_types(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{EventId, OwnedEventId, RoomId};
+use ruma::{EventId, OwnedEventId, RoomId, UserId};
 
 use super::auth;
 use super::pdu::Pdu;
@@ -27,6 +27,42 @@ pub enum Verdict {
     Accepted,
     /// Allowed by its auth events and the state before it, not by the current state.
     SoftFailed(String),
+}
+
+/// Keys of an event capped by the spec (spec: "Size limits"), besides the whole PDU's 64 KiB.
+const MAX_TYPE_BYTES: usize = 255;
+const MAX_STATE_KEY_BYTES: usize = 255;
+
+/// What every event must be before the auth rules look at it: within the spec's size limits
+/// ("Size limits"), and a member event's state key a user id (appendices, "User Identifiers":
+/// historical ids are still valid, an empty localpart or one with spaces never was).
+pub(crate) fn well_formed(pdu: &Pdu) -> Result<()> {
+    if pdu.kind.to_string().len() > MAX_TYPE_BYTES {
+        return Err(Error::TooLarge(format!(
+            "Event type is longer than {MAX_TYPE_BYTES} bytes"
+        )));
+    }
+    let Some(state_key) = &pdu.state_key else {
+        return Ok(());
+    };
+    if state_key.len() > MAX_STATE_KEY_BYTES {
+        return Err(Error::TooLarge(format!(
+            "State key is longer than {MAX_STATE_KEY_BYTES} bytes"
+        )));
+    }
+    if pdu.kind == TimelineEventType::RoomMember {
+        let user = UserId::parse(state_key.as_str())
+            .map_err(|_| Error::InvalidParam(format!("{state_key:?} is not a valid user id")))?;
+        member_id(&user)?;
+    }
+    Ok(())
+}
+
+/// A user id that may have a membership: valid by the historical grammar, which ruma's
+/// parser relaxes further (spaces, an empty localpart).
+pub(crate) fn member_id(user: &UserId) -> Result<()> {
+    user.validate_historical()
+        .map_err(|_| Error::InvalidParam(format!("{user:?} is not a valid user id")))
 }
 
 /// The checks of an event built here. Its auth events were taken from the state it is built
@@ -66,6 +102,7 @@ async fn received(
     pdu: &Pdu,
     current: &RoomState,
 ) -> Result<Verdict> {
+    well_formed(pdu)?;
     let types = auth_types_of(rules, pdu)?;
     let by_auth_events = auth_events_state(tenant, rules, pdu).await?;
     check_against(tenant, rules, pdu, &by_auth_events, &types).await?;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::lock::RoomWriter;
 use super::pdu::EventDraft;
+use super::pipeline::HeldEvents;
 use super::{DEFAULT_ROOM_VERSION, Rooms, is_supported_version};
 use crate::store::{AliasRecord, StoreError};
 use crate::{Error, Result, secrets};
@@ -62,7 +63,7 @@ impl Rooms<'_> {
             Preset::PrivateChat
         });
 
-        let mut writer = self.create_event(creator, &version, &req).await?;
+        let (mut writer, mut held) = self.create_event(creator, &version, &req).await?;
         let room_id = writer.room_id().to_owned();
         let mut drafts = vec![
             self.with_profile(creator, Self::member_draft(creator, "join", None))
@@ -129,8 +130,11 @@ impl Rooms<'_> {
             drafts.push(draft);
         }
         for draft in drafts {
-            self.append(&mut writer, creator, draft, None).await?;
+            self.append_held(&mut writer, &mut held, creator, draft)
+                .await?;
         }
+        // Every first event passed its checks: the room may exist now.
+        held.release(&mut writer)?;
         writer.finish().await?;
 
         let store = self.tenant.store();
@@ -169,7 +173,7 @@ impl Rooms<'_> {
         creator: &UserId,
         version: &RoomVersionId,
         req: &CreateRoom,
-    ) -> Result<RoomWriter> {
+    ) -> Result<(RoomWriter, HeldEvents)> {
         let rules = version
             .rules()
             .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;

@@ -124,6 +124,11 @@ impl RoomHeads {
         heads.rooms.insert(room_id.as_str().to_owned(), head);
     }
 
+    /// Drops the head of a room being created whose first events will never be stored.
+    pub(crate) fn forget(&self, tenant: &Tenant, room_id: &RoomId) {
+        self.current(tenant).rooms.remove(room_id.as_str());
+    }
+
     /// The heads, emptied first when a batch failed since they were built: they may cite
     /// events that were never stored.
     fn current(&self, tenant: &Tenant) -> parking_lot::MutexGuard<'_, Heads> {

@@ -5,7 +5,7 @@ use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Value, json};
 
-use super::{EventDraft, Rooms};
+use super::{EventDraft, Rooms, check};
 use crate::store::MembershipRecord;
 use crate::{Error, Result};
 
@@ -121,6 +121,7 @@ impl Rooms<'_> {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
+        check::member_id(target)?;
         self.room_for_member(sender, room_id).await?;
         if target.server_name() != self.tenant.server_name() {
             return Err(Error::Forbidden(
@@ -172,6 +173,7 @@ impl Rooms<'_> {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
+        check::member_id(target)?;
         self.room_for_member(sender, room_id).await?;
         match self.current_membership(room_id, target).await? {
             Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => {}
@@ -189,6 +191,7 @@ impl Rooms<'_> {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
+        check::member_id(target)?;
         self.room_for_member(sender, room_id).await?;
         self.send_membership(sender, room_id, Self::member_draft(target, "ban", reason))
             .await
@@ -202,6 +205,7 @@ impl Rooms<'_> {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
+        check::member_id(target)?;
         self.room_for_member(sender, room_id).await?;
         let membership = self.current_membership(room_id, target).await?;
         if membership.is_none_or(|m| m.membership != "ban") {

@@ -5,7 +5,7 @@
 
 pub mod auth;
 mod build;
-mod check;
+pub(crate) mod check;
 pub mod client_format;
 pub(crate) mod commit;
 mod context;
@@ -62,11 +62,22 @@ enum Claimed {
 }
 
 /// A client's transaction (spec: "Transaction identifiers"): its id, scoped to the device
-/// that sent it, makes a send idempotent.
+/// that sent it and to the request path, makes a send idempotent.
 #[derive(Clone, Copy, Debug)]
 pub struct Transaction<'a> {
     pub device_id: &'a DeviceId,
     pub txn_id: &'a TransactionId,
+    pub endpoint: TxnEndpoint,
+}
+
+/// The endpoint a transaction id was used on; with the room and the event type (or redacted
+/// event) it names, the request path that scopes the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnEndpoint {
+    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`.
+    Send,
+    /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`.
+    Redact,
 }
 
 pub struct Rooms<'a> {
@@ -112,7 +123,7 @@ impl<'a> Rooms<'a> {
         txn: Option<Transaction<'_>>,
     ) -> Result<OwnedEventId> {
         let claim = match txn {
-            Some(txn) => match self.claim(sender, txn).await? {
+            Some(txn) => match self.claim(sender, room_id, &draft, txn).await? {
                 Claimed::Sent(event_id) => return Ok(event_id),
                 Claimed::Ours(claim) => Some(claim),
             },
@@ -134,10 +145,17 @@ impl<'a> Rooms<'a> {
 
     /// Claims a client transaction for this attempt, unless it was sent already: then its
     /// event. A retry while another attempt holds it waits for that attempt.
-    async fn claim(&self, sender: &UserId, txn: Transaction<'_>) -> Result<Claimed> {
+    async fn claim(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        draft: &EventDraft,
+        txn: Transaction<'_>,
+    ) -> Result<Claimed> {
         let record = TxnRecord {
             localpart: sender.localpart().to_owned(),
             device_id: txn.device_id.to_string(),
+            scope: txn_scope(txn.endpoint, room_id, draft),
             txn_id: txn.txn_id.to_string(),
         };
         let txns = self.tenant.transactions();
@@ -185,6 +203,21 @@ impl<'a> Rooms<'a> {
         }
         self.room(room_id).await
     }
+}
+
+/// The request path a transaction id is scoped to, as a compact JSON array of the endpoint and
+/// its path parameters (stored and compared as such).
+fn txn_scope(endpoint: TxnEndpoint, room_id: &RoomId, draft: &EventDraft) -> String {
+    let scope = match endpoint {
+        TxnEndpoint::Send => ["send", room_id.as_str(), &draft.kind.to_string()].map(str::to_owned),
+        TxnEndpoint::Redact => [
+            "redact",
+            room_id.as_str(),
+            draft.redacts.as_ref().map_or("", |id| id.as_str()),
+        ]
+        .map(str::to_owned),
+    };
+    serde_json::to_string(&scope).unwrap_or_default()
 }
 
 fn parse_event_id(stored: String) -> Result<OwnedEventId> {

@@ -35,7 +35,7 @@ use crate::store::{
     EventRecord, MembershipRecord, NewEvent, NewStateGroup, Redaction, RelationRecord, RoomRecord,
 };
 use crate::stream::Audience;
-use crate::{Error, Result};
+use crate::{Error, Result, Tenant};
 
 impl Rooms<'_> {
     /// Appends an event by `sender` to the writer's room, building on its head, and queues it
@@ -43,6 +43,30 @@ impl Rooms<'_> {
     pub(crate) async fn append(
         &self,
         writer: &mut RoomWriter,
+        sender: &UserId,
+        draft: EventDraft,
+        txn: Option<TxnClaim>,
+    ) -> Result<Arc<Pdu>> {
+        self.append_to(writer, None, sender, draft, txn).await
+    }
+
+    /// Appends an event to a room being created, held back with the room's other first
+    /// events until [`HeldEvents::release`].
+    pub(crate) async fn append_held(
+        &self,
+        writer: &mut RoomWriter,
+        held: &mut HeldEvents,
+        sender: &UserId,
+        draft: EventDraft,
+    ) -> Result<Arc<Pdu>> {
+        self.append_to(writer, Some(held), sender, draft, None)
+            .await
+    }
+
+    async fn append_to(
+        &self,
+        writer: &mut RoomWriter,
+        held: Option<&mut HeldEvents>,
         sender: &UserId,
         draft: EventDraft,
         txn: Option<TxnClaim>,
@@ -57,6 +81,7 @@ impl Rooms<'_> {
         let room_id = writer.room_id().to_owned();
         let built =
             build::event(self.tenant, &rules, &room_id, &head, &state, sender, draft).await?;
+        check::well_formed(&built.pdu)?;
         check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
         let redacted = check::redaction(self.tenant, &rules, &built.pdu, &state).await?;
         let before = Before {
@@ -65,12 +90,14 @@ impl Rooms<'_> {
             epoch,
             rules,
         };
-        self.accept(writer, built, before, redacted, txn, None)
+        self.accept(writer, built, before, redacted, txn, None, held)
             .await
     }
 
     /// Appends a room's `m.room.create` event (the room row and its empty state group are
-    /// stored with it) and locks the new room for the events that follow.
+    /// stored with it) and locks the new room for the events that follow. The event is held
+    /// back with the room's other first events: nothing of the room is stored unless all of
+    /// them pass their checks.
     pub(crate) async fn append_create(
         &self,
         creator: &UserId,
@@ -78,7 +105,7 @@ impl Rooms<'_> {
         room_version: &str,
         room_id: Option<&RoomId>,
         draft: EventDraft,
-    ) -> Result<RoomWriter> {
+    ) -> Result<(RoomWriter, HeldEvents)> {
         let built = self
             .free_create_event(&rules, room_id, creator, draft)
             .await?;
@@ -114,9 +141,19 @@ impl Rooms<'_> {
             epoch: self.tenant.committer().epoch(),
             rules,
         };
-        self.accept(&mut writer, built, before, None, None, Some((room, empty)))
-            .await?;
-        Ok(writer)
+        let mut held = HeldEvents::new(self.tenant);
+        let creates = Some((room, empty));
+        self.accept(
+            &mut writer,
+            built,
+            before,
+            None,
+            None,
+            creates,
+            Some(&mut held),
+        )
+        .await?;
+        Ok((writer, held))
     }
 
     /// A create event whose room id is free: one taken already (a clock that went back across
@@ -142,7 +179,8 @@ impl Rooms<'_> {
     }
 
     /// The third stage: what the checked event changes, its stream position, and the hand-over
-    /// to the committer; the room's head moves onto the event.
+    /// to the committer (or to `held`); the room's head moves onto the event.
+    #[allow(clippy::too_many_arguments)]
     async fn accept(
         &self,
         writer: &mut RoomWriter,
@@ -151,6 +189,7 @@ impl Rooms<'_> {
         redacted: Option<Arc<Pdu>>,
         txn: Option<TxnClaim>,
         creates: Option<(RoomRecord, NewStateGroup)>,
+        held: Option<&mut HeldEvents>,
     ) -> Result<Arc<Pdu>> {
         let Before {
             mut head,
@@ -220,12 +259,17 @@ impl Rooms<'_> {
             redacts: redacts.clone(),
             creates,
         };
-        let ticket = self
-            .tenant
-            .committer()
-            .enqueue(self.tenant, accepted, epoch, txn)?;
+        match held {
+            Some(held) => held.events.push((accepted, epoch, pdu.event_id.clone())),
+            None => {
+                let ticket = self
+                    .tenant
+                    .committer()
+                    .enqueue(self.tenant, accepted, epoch, txn)?;
+                writer.hand_over(ticket);
+            }
+        }
         position.hand_over();
-        writer.hand_over(ticket);
         cache.remember(pdu.clone());
         if let Some(id) = &redacts {
             cache.forget(id);
@@ -301,6 +345,49 @@ impl Rooms<'_> {
             }
         }
         Ok(serde_json::Value::Array(events).to_string())
+    }
+}
+
+/// The first events of a room being created, accepted but not handed to the committer yet: a
+/// request that creates a room is all or nothing. Dropped without [`HeldEvents::release`]
+/// (an event failed its checks), they are forgotten: their positions settle, their PDUs leave
+/// the cache and the room's head goes, so nothing of the room remains.
+pub(crate) struct HeldEvents {
+    tenant: Tenant,
+    /// Each event with the committer epoch its head was built in, and its id.
+    events: Vec<(Accepted, u64, OwnedEventId)>,
+}
+
+impl HeldEvents {
+    fn new(tenant: &Tenant) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Hands every held event to the committer, in order; the writer waits for them.
+    pub(crate) fn release(mut self, writer: &mut RoomWriter) -> Result<()> {
+        for (accepted, epoch, _) in std::mem::take(&mut self.events) {
+            let committer = self.tenant.committer();
+            writer.hand_over(committer.enqueue(&self.tenant, accepted, epoch, None)?);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HeldEvents {
+    fn drop(&mut self) {
+        let cache = self.tenant.state_cache();
+        let mut room = None;
+        for (accepted, _, event_id) in self.events.drain(..) {
+            self.tenant.stream().settle(accepted.new.event.stream);
+            cache.forget(&event_id);
+            room = Some(accepted.room_id);
+        }
+        if let Some(room_id) = room {
+            self.tenant.room_heads().forget(&self.tenant, &room_id);
+        }
     }
 }
 

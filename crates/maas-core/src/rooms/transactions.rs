@@ -16,8 +16,8 @@ use crate::store::TxnRecord;
 /// the store before claiming it; this only has to cover the commits in between.
 const RECENT_TXNS: usize = 256;
 
-/// A client transaction, as `(localpart, device id, txn id)`.
-type TxnKey = (String, String, String);
+/// A client transaction, as `(localpart, device id, scope, txn id)`.
+type TxnKey = (String, String, String, String);
 
 /// The transactions of one tenant that are claimed or were committed lately.
 #[derive(Clone, Default)]
@@ -116,6 +116,7 @@ fn key_of(txn: &TxnRecord) -> TxnKey {
     (
         txn.localpart.clone(),
         txn.device_id.clone(),
+        txn.scope.clone(),
         txn.txn_id.clone(),
     )
 }
@@ -128,6 +129,7 @@ mod tests {
         TxnRecord {
             localpart: "alice".into(),
             device_id: "DEV".into(),
+            scope: r#"["send","!r:x","m.room.message"]"#.into(),
             txn_id: id.into(),
         }
     }

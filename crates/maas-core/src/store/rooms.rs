@@ -46,9 +46,14 @@ pub struct EventRecord {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A client transaction: its id is scoped to the device and the request path (spec:
+/// "Transaction identifiers").
 pub struct TxnRecord {
     pub localpart: String,
     pub device_id: String,
+    /// The endpoint and its path parameters, as a compact JSON array such as
+    /// `["send","!room:example.org","m.room.message"]`.
+    pub scope: String,
     pub txn_id: String,
 }
 

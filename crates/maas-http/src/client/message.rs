@@ -3,7 +3,7 @@
 //! the timeline with `/messages`.
 
 use maas_core::accounts::AuthedUser;
-use maas_core::rooms::{EventDraft, Page, Transaction};
+use maas_core::rooms::{EventDraft, Page, Transaction, TxnEndpoint};
 use maas_core::sync::{parse_token, token};
 use ruma::TransactionId;
 use ruma::api::client::message::{get_message_events, send_message_event};
@@ -19,11 +19,16 @@ pub fn routes(router: AppRouter) -> AppRouter {
     route::<get_message_events::v3::Request, _, _>(router, get_message_events)
 }
 
-/// The transaction a client sends under: idempotent per device.
-pub(super) fn txn<'a>(user: &'a AuthedUser, txn_id: &'a TransactionId) -> Transaction<'a> {
+/// The transaction a client sends under: idempotent per device and request path.
+pub(super) fn txn<'a>(
+    user: &'a AuthedUser,
+    txn_id: &'a TransactionId,
+    endpoint: TxnEndpoint,
+) -> Transaction<'a> {
     Transaction {
         device_id: &user.device_id,
         txn_id,
+        endpoint,
     }
 }
 
@@ -42,7 +47,7 @@ async fn send_message_event(
             &user.user_id,
             &req.room_id,
             draft,
-            Some(txn(&user, &req.txn_id)),
+            Some(txn(&user, &req.txn_id, TxnEndpoint::Send)),
         )
         .await?;
     Ok(send_message_event::v3::Response::new(event_id).into())

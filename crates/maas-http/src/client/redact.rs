@@ -1,7 +1,7 @@
 //! Redactions (spec: "Redactions"; ruma `redact`): redacting an event is sending an
 //! `m.room.redaction`, idempotent per device and transaction id like any message.
 
-use maas_core::rooms::EventDraft;
+use maas_core::rooms::{EventDraft, TxnEndpoint};
 use ruma::api::client::redact::redact_event;
 use serde_json::{Map, Value};
 
@@ -36,7 +36,7 @@ async fn redact_event(
             &user.user_id,
             &req.room_id,
             draft,
-            Some(txn(&user, &req.txn_id)),
+            Some(txn(&user, &req.txn_id, TxnEndpoint::Redact)),
         )
         .await?;
     Ok(redact_event::v3::Response::new(event_id).into())

@@ -13,6 +13,7 @@ mod e2ee_sdk;
 mod e2ee_support;
 mod e2ee_to_device;
 mod errors;
+mod event_validation;
 mod export;
 mod federation;
 mod group_commit;

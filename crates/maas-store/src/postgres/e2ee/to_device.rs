@@ -18,11 +18,12 @@ pub(super) async fn insert_to_device(
     // waits on the first one's txn row and then inserts nothing.
     let mut tx = schema.begin().await?;
     let recorded = sqlx::query(
-        "INSERT INTO to_device_txns (localpart, device_id, txn_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (localpart, device_id, txn_id) DO NOTHING",
+        "INSERT INTO to_device_txns (localpart, device_id, scope, txn_id) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (localpart, device_id, scope, txn_id) DO NOTHING",
     )
     .bind(&txn.localpart)
     .bind(&txn.device_id)
+    .bind(&txn.scope)
     .bind(&txn.txn_id)
     .execute(&mut *tx)
     .await

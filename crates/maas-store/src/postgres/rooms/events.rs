@@ -19,7 +19,7 @@ macro_rules! select_events {
         concat!(
             "SELECT stream, event_id, room_id, depth, event_type, state_key, sender, \
                     origin_server_ts, pdu, state_before, state_after, redacted_by, \
-                    txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id \
+                    txn_localpart, txn_device_id, txn_scope, txn_id, rel_type, parent_event_id \
              FROM events ",
             $rest
         )
@@ -111,8 +111,9 @@ async fn insert_event(conn: &mut PgConnection, event: &EventRecord) -> Result<()
     sqlx::query(
         "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
                              origin_server_ts, pdu, state_before, state_after, redacted_by, \
-                             txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                             txn_localpart, txn_device_id, txn_scope, txn_id, rel_type, parent_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18)",
     )
     .bind(event.stream)
     .bind(&event.event_id)
@@ -128,6 +129,7 @@ async fn insert_event(conn: &mut PgConnection, event: &EventRecord) -> Result<()
     .bind(&event.redacted_by)
     .bind(txn.map(|t| t.localpart.as_str()))
     .bind(txn.map(|t| t.device_id.as_str()))
+    .bind(txn.map(|t| t.scope.as_str()))
     .bind(txn.map(|t| t.txn_id.as_str()))
     .bind(relation.map(|r| r.rel_type.as_str()))
     .bind(relation.map(|r| r.parent_event_id.as_str()))
@@ -203,10 +205,11 @@ pub(super) async fn event_id_by_txn(schema: &Schema, txn: &TxnRecord) -> Result<
     let mut conn = schema.conn().await?;
     let event_id = sqlx::query_scalar(
         "SELECT event_id FROM events \
-         WHERE txn_localpart = $1 AND txn_device_id = $2 AND txn_id = $3",
+         WHERE txn_localpart = $1 AND txn_device_id = $2 AND txn_scope = $3 AND txn_id = $4",
     )
     .bind(&txn.localpart)
     .bind(&txn.device_id)
+    .bind(&txn.scope)
     .bind(&txn.txn_id)
     .fetch_optional(&mut *conn)
     .await?;

@@ -24,7 +24,7 @@ macro_rules! event_columns {
     () => {
         "e.stream, e.event_id, e.room_id, e.depth, e.event_type, e.state_key, e.sender, \
          e.origin_server_ts, e.pdu, e.state_before, e.state_after, e.redacted_by, \
-         e.txn_localpart, e.txn_device_id, e.txn_id, e.rel_type, e.parent_event_id"
+         e.txn_localpart, e.txn_device_id, e.txn_scope, e.txn_id, e.rel_type, e.parent_event_id"
     };
 }
 

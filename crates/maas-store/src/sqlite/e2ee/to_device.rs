@@ -19,11 +19,12 @@ pub(super) async fn insert_to_device(
     // must neither be refused with nothing delivered nor deliver twice.
     let mut tx = begin_write(pool).await?;
     let recorded = sqlx::query(
-        "INSERT INTO to_device_txns (localpart, device_id, txn_id) VALUES (?, ?, ?) \
-         ON CONFLICT (localpart, device_id, txn_id) DO NOTHING",
+        "INSERT INTO to_device_txns (localpart, device_id, scope, txn_id) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (localpart, device_id, scope, txn_id) DO NOTHING",
     )
     .bind(&txn.localpart)
     .bind(&txn.device_id)
+    .bind(&txn.scope)
     .bind(&txn.txn_id)
     .execute(&mut *tx)
     .await

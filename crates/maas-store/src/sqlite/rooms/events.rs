@@ -22,7 +22,7 @@ macro_rules! select_events {
         concat!(
             "SELECT stream, event_id, room_id, depth, event_type, state_key, sender, \
                     origin_server_ts, pdu, state_before, state_after, redacted_by, \
-                    txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id \
+                    txn_localpart, txn_device_id, txn_scope, txn_id, rel_type, parent_event_id \
              FROM events ",
             $rest
         )
@@ -95,8 +95,8 @@ fn insert_event(tx: &Connection, event: &EventRecord) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
                              origin_server_ts, pdu, state_before, state_after, redacted_by, \
-                             txn_localpart, txn_device_id, txn_id, rel_type, parent_event_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             txn_localpart, txn_device_id, txn_scope, txn_id, rel_type, parent_event_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(rusqlite::params![
         event.stream,
@@ -113,6 +113,7 @@ fn insert_event(tx: &Connection, event: &EventRecord) -> Result<()> {
         event.redacted_by,
         txn.map(|t| t.localpart.as_str()),
         txn.map(|t| t.device_id.as_str()),
+        txn.map(|t| t.scope.as_str()),
         txn.map(|t| t.txn_id.as_str()),
         relation.map(|r| r.rel_type.as_str()),
         relation.map(|r| r.parent_event_id.as_str()),
@@ -197,11 +198,13 @@ pub(super) async fn event_id_by_txn(
             let event_id = db
                 .prepare_cached(
                     "SELECT event_id FROM events \
-                     WHERE txn_localpart = ? AND txn_device_id = ? AND txn_id = ?",
+                     WHERE txn_localpart = ? AND txn_device_id = ? AND txn_scope = ? \
+                       AND txn_id = ?",
                 )?
-                .query_row((&txn.localpart, &txn.device_id, &txn.txn_id), |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    (&txn.localpart, &txn.device_id, &txn.scope, &txn.txn_id),
+                    |row| row.get(0),
+                )
                 .optional()?;
             Ok(event_id)
         })
