@@ -70,6 +70,8 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// One user in R rooms times N initial /sync requests.
     InitialSync(InitialSyncArgs),
+    /// The fanout rounds on the quiet tenant, alone and while another tenant is flooded.
+    Neighbours(NeighboursArgs),
     /// maas only: spawns `maas serve` and measures many tenants (memory, start-up, cold tenants).
     Tenants(TenantsArgs),
     /// register, login, create-rooms, join, send (C=1, C=10), fanout, initial-sync.
@@ -103,6 +105,27 @@ pub struct SendArgs {
     /// room, as a busy room; more lets a server build events of different rooms at once.
     #[arg(long, default_value_t = 1, value_parser = positive())]
     pub rooms: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct NeighboursArgs {
+    /// Host of the noisy tenant on the same server; it must allow open registration.
+    #[arg(long)]
+    pub noisy_host: String,
+    #[arg(long, default_value_t = 200, value_parser = positive())]
+    pub rounds: u32,
+    /// Pause between re-arming the long-poll and the send (see `fanout`).
+    #[arg(long, default_value_t = 5)]
+    pub settle_ms: u64,
+    /// Noisy users sending as fast as they can, each into a room of their own.
+    #[arg(long, default_value_t = 20)]
+    pub flood_senders: u32,
+    /// Noisy users doing initial syncs back to back, each in every sender's room.
+    #[arg(long, default_value_t = 4)]
+    pub flood_syncers: u32,
+    /// Noisy registrations back to back (password hashing), one stream each.
+    #[arg(long, default_value_t = 2)]
+    pub flood_registrations: u32,
 }
 
 #[derive(Clone, Debug, Args)]

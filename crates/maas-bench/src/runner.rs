@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::{GlobalArgs, Scenario, SuiteArgs, scaled};
 use crate::report::{self, Mem, Outcome, ScenarioResult};
-use crate::scenarios::{Ctx, fanout, initial_sync, register, rooms, send, tenants};
+use crate::scenarios::{Ctx, fanout, initial_sync, neighbours, register, rooms, send, tenants};
 
 pub const DEFAULT_MAX_SECONDS: u64 = 120;
 const TENANTS_MAX_SECONDS: u64 = 1800;
@@ -138,6 +138,10 @@ impl Runner {
                     a.distinct_requests,
                 );
                 self.one("initial-sync", max, run).await;
+            }
+            Scenario::Neighbours(a) => {
+                self.one("neighbours", max, neighbours::neighbours(ctx, a))
+                    .await;
             }
             Scenario::Suite(a) => self.suite(ctx, a).await,
             Scenario::Tenants(_) | Scenario::Compare(_) => {

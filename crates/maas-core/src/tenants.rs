@@ -15,7 +15,7 @@ use crate::accounts::sessions::{self, SessionCache};
 use crate::accounts::{Accounts, passwords};
 use crate::config::Config;
 use crate::keys;
-use crate::platform::runtime::Runtime;
+use crate::platform::runtime::{Hashing, Runtime};
 use crate::presence::PresenceState;
 use crate::push::{self, PushStep, RulesetCache};
 use crate::ratelimit::RateLimiter;
@@ -90,6 +90,8 @@ struct TenantInner {
     store: Arc<dyn TenantStore>,
     config: Arc<Config>,
     runtime: Arc<Runtime>,
+    /// This tenant's share of the platform's password-hashing slots.
+    hashing: Hashing,
     last_used_ms: AtomicI64,
 }
 
@@ -126,6 +128,7 @@ impl Tenant {
             record: RwLock::new(record),
             store,
             config,
+            hashing: runtime.hashing().share(),
             runtime,
             last_used_ms: AtomicI64::new(now_ms()),
         })))
@@ -196,13 +199,12 @@ impl Tenant {
 
     /// The argon2id hash of a new password, in turn with every other tenant's hashes.
     pub(crate) async fn hash_password(&self, password: &str) -> Result<String> {
-        let hashing = self.0.runtime.hashing();
-        passwords::hash(hashing, &self.0.config.passwords, password).await
+        passwords::hash(&self.0.hashing, &self.0.config.passwords, password).await
     }
 
     /// Whether `password` matches the stored hash `phc`.
     pub(crate) async fn verify_password(&self, phc: &str, password: &str) -> Result<bool> {
-        passwords::verify(self.0.runtime.hashing(), phc, password).await
+        passwords::verify(&self.0.hashing, phc, password).await
     }
 
     pub(crate) fn touch(&self) {

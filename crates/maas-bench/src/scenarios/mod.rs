@@ -3,6 +3,7 @@
 
 pub mod fanout;
 pub mod initial_sync;
+pub mod neighbours;
 pub mod register;
 pub mod rooms;
 pub mod send;

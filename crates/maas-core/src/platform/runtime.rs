@@ -40,9 +40,16 @@ impl Runtime {
 
 /// Bounds the password hashes (argon2id) running at once across all tenants: each takes
 /// `passwords.memory_kib` and a core for tens of milliseconds, so a burst of logins on one
-/// tenant queues here instead of taking every core and hundreds of MiB from the others.
+/// tenant queues here instead of taking every core and hundreds of MiB from the others. Each
+/// tenant hashes through a [`Hashing::share`] of it, so one tenant's burst can't hold every
+/// slot either: it leaves at least one to the others.
 #[derive(Clone)]
-pub(crate) struct Hashing(Arc<Semaphore>);
+pub(crate) struct Hashing {
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    /// The tenant's own bound, for a share.
+    share: Option<Arc<Semaphore>>,
+}
 
 impl Hashing {
     /// One hash at a time per CPU.
@@ -51,24 +58,54 @@ impl Hashing {
     }
 
     pub(crate) fn with_slots(slots: usize) -> Self {
-        Self(Arc::new(Semaphore::new(slots)))
+        Self {
+            slots: Arc::new(Semaphore::new(slots)),
+            capacity: slots,
+            share: None,
+        }
     }
 
-    /// Runs the blocking work `f` on the blocking pool once a slot is free. The slot moves
-    /// into the blocking task, so a caller that gives up waiting (a dropped request) frees it
-    /// only when the work it started has really finished.
+    /// The slots as one tenant uses them: at most half of them (at least one) at once.
+    pub(crate) fn share(&self) -> Self {
+        let mine = self
+            .capacity
+            .div_ceil(2)
+            .min(self.capacity.saturating_sub(1))
+            .max(1);
+        Self {
+            share: Some(Arc::new(Semaphore::new(mine))),
+            ..self.clone()
+        }
+    }
+
+    /// Runs the blocking work `f` on the blocking pool once a slot (of the share, then of the
+    /// platform) is free. The slots move into the blocking task, so a caller that gives up
+    /// waiting (a dropped request) frees them only when the work it started has really
+    /// finished.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         what: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        let permit: OwnedSemaphorePermit = Arc::clone(&self.0)
+        let unavailable = |e: tokio::sync::AcquireError| {
+            Error::Internal(format!("password {what} slot unavailable: {e}"))
+        };
+        let share: Option<OwnedSemaphorePermit> = match &self.share {
+            Some(share) => Some(
+                Arc::clone(share)
+                    .acquire_owned()
+                    .await
+                    .map_err(unavailable)?,
+            ),
+            None => None,
+        };
+        let slot = Arc::clone(&self.slots)
             .acquire_owned()
             .await
-            .map_err(|e| Error::Internal(format!("password {what} slot unavailable: {e}")))?;
+            .map_err(unavailable)?;
         tokio::task::spawn_blocking(move || {
             let result = f();
-            drop(permit);
+            drop((slot, share));
             result
         })
         .await
@@ -77,6 +114,46 @@ impl Hashing {
 
     #[cfg(test)]
     pub(crate) fn semaphore(&self) -> &Arc<Semaphore> {
-        &self.0
+        &self.slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_tenants_burst_leaves_a_slot_to_the_others() {
+        let platform = Hashing::with_slots(2);
+        let (busy, other) = (platform.share(), platform.share());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let busy = busy.clone();
+            tokio::spawn(async move { busy.run("test", move || released.recv().is_ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = {
+            let busy = busy.clone();
+            tokio::spawn(async move { busy.run("test", || true).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !second.is_finished(),
+            "the busy tenant's second hash waits for its share"
+        );
+        let others = tokio::time::timeout(Duration::from_secs(5), other.run("test", || true))
+            .await
+            .expect("another tenant hashes meanwhile");
+        assert!(others.expect("ran"));
+        release.send(()).expect("release");
+        assert!(first.await.expect("task").expect("ran"));
+        assert!(second.await.expect("task").expect("ran"));
+        assert_eq!(
+            platform.semaphore().available_permits(),
+            2,
+            "no slot leaked"
+        );
     }
 }

@@ -331,7 +331,7 @@ pub fn build(ctx: &PduContext<'_>, draft: EventDraft) -> Result<(Pdu, String)> {
         ruma::signatures::JsonError::PduTooLarge => too_large(),
         other => Error::Internal(format!("signing failed: {other}")),
     })?;
-    let canonical = canonical_string(&json);
+    let canonical = canonical_json(&json);
     if canonical.len() > MAX_PDU_BYTES {
         return Err(too_large());
     }
@@ -354,7 +354,7 @@ fn int(value: u64) -> Result<ruma::Int> {
 /// The canonical JSON of an object: the bytes `CanonicalJsonValue`'s `Display` gives, without
 /// first copying the whole tree into a value. A map of canonical values (string keys, integers,
 /// no floats) always serialises.
-fn canonical_string(json: &CanonicalJsonObject) -> String {
+pub fn canonical_json(json: &CanonicalJsonObject) -> String {
     serde_json::to_string(json).unwrap_or_default()
 }
 
@@ -382,7 +382,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn canonical_string_is_the_canonical_form() {
+    fn canonical_json_is_the_canonical_form() {
         let value = serde_json::json!({
             "b": [1, -2, {"z": null, "a": true}],
             "a": "quote \" backslash \\ control \u{1} unicode é 😀",
@@ -392,7 +392,7 @@ mod tests {
             panic!("not a canonical object");
         };
         let expected = CanonicalJsonValue::Object(object.clone()).to_string();
-        assert_eq!(canonical_string(&object), expected);
+        assert_eq!(canonical_json(&object), expected);
         assert!(expected.starts_with(r#"{"a":"quote \" backslash \\ control \u0001"#));
     }
 }
