@@ -6,6 +6,7 @@ mod admin;
 mod client;
 mod context;
 mod error;
+mod extract;
 mod federation;
 mod operator;
 mod routes;
