@@ -194,6 +194,11 @@ impl Tenant {
         self.0.runtime.limiter()
     }
 
+    /// Becomes `true` when the platform begins to shut down (see `Platform::begin_shutdown`).
+    pub(crate) fn shutting_down(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.runtime.shutting_down()
+    }
+
     /// The argon2id hash of a new password, in turn with every other tenant's hashes.
     pub(crate) async fn hash_password(&self, password: &str) -> Result<String> {
         let hashing = self.0.runtime.hashing();

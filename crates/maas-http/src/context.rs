@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::middleware::Next;
@@ -14,6 +15,7 @@ use maas_core::{Platform, Tenant, tenants::host_without_port};
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::body::{refuse_announced_oversize, with_body_deadline};
 use crate::error::HttpError;
 use crate::ruma::BodyLimit;
 
@@ -38,7 +40,7 @@ pub async fn tenant_by_host(
 pub async fn enter(
     platform: &Platform,
     found: maas_core::Result<Option<Tenant>>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: Next,
 ) -> Response {
     let tenant = match found {
@@ -51,10 +53,15 @@ pub async fn enter(
     {
         return HttpError::from(e).into_response();
     }
+    let limits = &platform.config().limits;
+    if let Err(e) = refuse_announced_oversize(req.headers(), limits.max_request_bytes) {
+        return e.into_response();
+    }
+    let mut req = with_body_deadline(req, Duration::from_secs(limits.body_read_timeout_secs));
     let ip = client_ip(&req, platform.config().server.behind_proxy);
     let span = tracing::info_span!("request", tenant = %tenant.server_name(), method = %req.method(), path = %req.uri().path());
     let extensions = req.extensions_mut();
-    extensions.insert(BodyLimit(platform.config().limits.max_request_bytes));
+    extensions.insert(BodyLimit(limits.max_request_bytes));
     extensions.insert(ClientIp(ip));
     extensions.insert(tenant);
     async move {

@@ -12,6 +12,7 @@ use ruma::api::{IncomingRequest, OutgoingResponse};
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
+use crate::body::BodyTimeout;
 use crate::error::HttpError;
 
 /// The largest body a request may carry, set per request by the routing layer.
@@ -103,13 +104,21 @@ fn fix_object<F: BodyFix>(bytes: Bytes) -> Result<Bytes, HttpError> {
         .map_err(|e| HttpError::internal(format!("could not re-serialize a request body: {e}")))
 }
 
-/// Reads a whole body, refusing more than `limit` bytes with `M_TOO_LARGE`.
+/// Reads a whole body, refusing more than `limit` bytes with `M_TOO_LARGE`, and a body that
+/// missed its deadline (`body::with_body_deadline`) with `408`.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
     to_bytes(body, limit).await.map_err(|e| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(err) = source {
             if err.is::<http_body_util::LengthLimitError>() {
                 return HttpError::too_large();
+            }
+            if err.is::<BodyTimeout>() {
+                return HttpError::new(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "M_UNKNOWN",
+                    "The request body did not arrive in time",
+                );
             }
             source = err.source();
         }
