@@ -25,6 +25,7 @@ mod operator;
 mod persistence;
 mod profile;
 mod protocol_connections;
+mod protocol_requests;
 mod push_rules;
 mod rate_limit;
 mod raw_http;
