@@ -163,17 +163,39 @@ pub struct Bucket {
     pub burst: u32,
 }
 
+/// Bounds on what one request or connection may take, so that slow or idle clients can't hold
+/// the server's connections, memory or shutdown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LimitsConfig {
     /// Largest accepted request body for JSON endpoints, in bytes.
     pub max_request_bytes: usize,
+    /// A request's headers must arrive within this many seconds of its first byte (0: no
+    /// bound).
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds of its headers, however steadily
+    /// it trickles in (0: no bound).
+    pub body_read_timeout_secs: u64,
+    /// A connection with no request in flight is closed after this many seconds without the
+    /// first byte of a new one, also a new connection that sends nothing (0: no bound).
+    pub idle_timeout_secs: u64,
+    /// Connections one client address may hold open at once; 0 for no bound. Not applied with
+    /// `server.behind_proxy`, where every connection comes from the proxy.
+    pub max_connections_per_ip: usize,
+    /// On shutdown, in-flight requests get this many seconds to finish before the server exits
+    /// anyway (long-polling `/sync` requests are answered at once).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_request_bytes: 1024 * 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+            idle_timeout_secs: 75,
+            max_connections_per_ip: 512,
+            shutdown_grace_secs: 10,
         }
     }
 }

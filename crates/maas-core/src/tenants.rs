@@ -197,6 +197,11 @@ impl Tenant {
         self.0.runtime.limiter()
     }
 
+    /// Becomes `true` when the platform begins to shut down (see `Platform::begin_shutdown`).
+    pub(crate) fn shutting_down(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.runtime.shutting_down()
+    }
+
     /// The argon2id hash of a new password, in turn with every other tenant's hashes.
     pub(crate) async fn hash_password(&self, password: &str) -> Result<String> {
         passwords::hash(&self.0.hashing, &self.0.config.passwords, password).await
@@ -309,7 +314,9 @@ pub fn normalize_host(host: &str) -> Result<String> {
     Ok(host)
 }
 
-/// Strips the port from a `Host` header value (`example.org:8448`, `[::1]:8008`).
+/// The host name of a `Host` header value or URI authority, as tenants' hosts are stored: lower
+/// case, without port (`example.org:8448`, `[::1]:8008`), and without the trailing dot of a
+/// fully qualified name (`example.org.` is the same name as `example.org`, RFC 1034 §3.1).
 pub fn host_without_port(host: &str) -> String {
     let host = host.trim().to_ascii_lowercase();
     if let Some(rest) = host.strip_prefix('[') {
@@ -319,7 +326,8 @@ pub fn host_without_port(host: &str) -> String {
             .map(|h| format!("[{h}]"))
             .unwrap_or_default();
     }
-    host.split(':').next().unwrap_or_default().to_owned()
+    let name = host.split(':').next().unwrap_or_default();
+    name.strip_suffix('.').unwrap_or(name).to_owned()
 }
 
 #[cfg(test)]
@@ -334,5 +342,10 @@ mod tests {
         assert_eq!(host_without_port("Example.org:8008"), "example.org");
         assert_eq!(host_without_port("[::1]:8008"), "[::1]");
         assert_eq!(host_without_port("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_without_port("Example.ORG."), "example.org");
+        assert_eq!(host_without_port("example.org.:8448"), "example.org");
+        // Only one trailing dot makes a fully qualified name; more is no host name at all.
+        assert_eq!(host_without_port("example.org.."), "example.org.");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::middleware::Next;
@@ -14,6 +15,7 @@ use maas_core::{Platform, Tenant, tenants::host_without_port};
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::body::{refuse_announced_oversize, with_body_deadline};
 use crate::error::HttpError;
 use crate::ruma::BodyLimit;
 
@@ -28,7 +30,11 @@ pub async fn tenant_by_host(
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let found = platform.tenant_for_host(&request_host(&req)).await;
+    let host = match request_host(&req) {
+        Ok(host) => host,
+        Err(e) => return e.into_response(),
+    };
+    let found = platform.tenant_for_host(&host).await;
     enter(&platform, found, req, next).await
 }
 
@@ -38,7 +44,7 @@ pub async fn tenant_by_host(
 pub async fn enter(
     platform: &Platform,
     found: maas_core::Result<Option<Tenant>>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: Next,
 ) -> Response {
     let tenant = match found {
@@ -51,10 +57,15 @@ pub async fn enter(
     {
         return HttpError::from(e).into_response();
     }
+    let limits = &platform.config().limits;
+    if let Err(e) = refuse_announced_oversize(req.headers(), limits.max_request_bytes) {
+        return e.into_response();
+    }
+    let mut req = with_body_deadline(req, Duration::from_secs(limits.body_read_timeout_secs));
     let ip = client_ip(&req, platform.config().server.behind_proxy);
     let span = tracing::info_span!("request", tenant = %tenant.server_name(), method = %req.method(), path = %req.uri().path());
     let extensions = req.extensions_mut();
-    extensions.insert(BodyLimit(platform.config().limits.max_request_bytes));
+    extensions.insert(BodyLimit(limits.max_request_bytes));
     extensions.insert(ClientIp(ip));
     extensions.insert(tenant);
     async move {
@@ -72,14 +83,40 @@ fn is_discovery(path: &str) -> bool {
     path.starts_with("/.well-known/")
 }
 
-/// The `Host` of a request, without port.
-pub fn request_host<B>(req: &http::Request<B>) -> String {
-    let header = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let host = header.or_else(|| req.uri().host()).unwrap_or_default();
-    host_without_port(host)
+/// The host a request is for, as `host_without_port` normalises it (RFC 9112 §3.2): the
+/// authority of an absolute-form target (or HTTP/2's `:authority`) wins over `Host`; without
+/// either, the host is empty (HTTP/1.0 needs no `Host`), and no tenant answers on it.
+///
+/// More than one `Host`, a `Host` that is no authority, or none at all in HTTP/1.1 is `400`, as
+/// RFC 9112 §3.2 requires: the request doesn't say which homeserver it is for. The spec has no
+/// errcode for malformed HTTP; `M_INVALID_PARAM` is the one for a request parameter whose value
+/// is invalid, and the host is the parameter that picks the homeserver.
+pub fn request_host<B>(req: &http::Request<B>) -> Result<String, HttpError> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad_host("More than one Host header"));
+    }
+    if let Some(authority) = req.uri().authority() {
+        return Ok(host_without_port(authority.host()));
+    }
+    match header {
+        Some(value) if value.is_empty() => Ok(String::new()),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<http::uri::Authority>().ok())
+            .map(|authority| host_without_port(authority.host()))
+            .ok_or_else(|| bad_host("The Host header is no host name")),
+        None if req.version() == http::Version::HTTP_11 => {
+            Err(bad_host("An HTTP/1.1 request needs a Host header"))
+        }
+        None => Ok(String::new()),
+    }
+}
+
+fn bad_host(message: &str) -> HttpError {
+    HttpError::invalid_param(message)
 }
 
 fn client_ip<B>(req: &http::Request<B>, behind_proxy: bool) -> String {
@@ -133,15 +170,22 @@ struct TokenQuery {
     access_token: Option<String>,
 }
 
+/// The token of an `Authorization` value of the `Bearer` scheme. The scheme is case-insensitive
+/// and is followed by one or more spaces (RFC 9110 §11.4, §11.1); `None` for other schemes.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then_some(token.trim_matches(' '))
+}
+
 /// The access token from `Authorization: Bearer` or, as the spec still allows, the
 /// `access_token` query parameter.
 pub fn access_token(parts: &Parts) -> Result<Option<String>, HttpError> {
     if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
         let value = header.to_str().map_err(|_| HttpError::missing_token())?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or_else(HttpError::missing_token)?;
-        return Ok(Some(token.trim().to_owned()));
+        let token = bearer_token(value).ok_or_else(HttpError::missing_token)?;
+        return Ok(Some(token.to_owned()));
     }
     let query = Query::<TokenQuery>::try_from_uri(&parts.uri).ok();
     Ok(query.and_then(|q| q.0.access_token))
@@ -179,5 +223,72 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthed {
                 .map(|u| MaybeAuthed(Some(u))),
             None => Ok(MaybeAuthed(None)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: http::Version, target: &str, hosts: &[&str]) -> http::Request<()> {
+        let mut builder = http::Request::get(target).version(version);
+        for host in hosts {
+            builder = builder.header(http::header::HOST, *host);
+        }
+        builder.body(()).expect("a request")
+    }
+
+    fn host(target: &str, hosts: &[&str]) -> Result<String, HttpError> {
+        request_host(&request(http::Version::HTTP_11, target, hosts))
+    }
+
+    #[test]
+    fn the_host_is_read_from_the_host_header() {
+        assert_eq!(
+            host("/", &["Example.ORG:8008"]).ok().as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(
+            host("/", &["example.org."]).ok().as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(host("/", &["[::1]:8008"]).ok().as_deref(), Some("[::1]"));
+        assert_eq!(host("/", &[""]).ok().as_deref(), Some(""));
+    }
+
+    #[test]
+    fn an_absolute_form_target_wins_over_host() {
+        let found = host("http://a.test:8008/path", &["b.test"]);
+        assert_eq!(found.ok().as_deref(), Some("a.test"));
+        let found = host("http://user@[::1]/path", &[]);
+        assert_eq!(found.ok().as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn duplicate_bad_or_missing_hosts_are_400() {
+        for (target, hosts) in [
+            ("/", &["a.test", "b.test"][..]),
+            ("/", &["a.test", "a.test"][..]),
+            ("http://a.test/", &["a.test", "a.test"][..]),
+            ("/", &["a test"][..]),
+            ("/", &[][..]),
+        ] {
+            let error = host(target, hosts).expect_err("a bad host");
+            assert_eq!(error.errcode(), "M_INVALID_PARAM", "{hosts:?}");
+        }
+        // HTTP/1.0 has no Host to require.
+        let old = request(http::Version::HTTP_10, "/", &[]);
+        assert_eq!(request_host(&old).ok().as_deref(), Some(""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_without_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("X-Matrix origin=a"), None);
     }
 }

@@ -3,44 +3,22 @@
 //! in `routes`. Handlers are thin: parse with ruma, call `maas-core`, serialise with ruma.
 
 mod admin;
+mod body;
 mod client;
 mod context;
 mod error;
+mod extract;
 mod federation;
 mod operator;
 mod routes;
 mod ruma;
+mod server;
 mod well_known;
-
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::serve::ListenerExt;
-use maas_core::Platform;
 
 pub use error::HttpError;
 pub use routes::router;
+pub use server::serve;
 
 /// How this server names itself to other servers and to tenant admins.
 const IMPLEMENTATION_NAME: &str = "maas";
 const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Serves until `shutdown` completes, then lets in-flight requests finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    platform: Arc<Platform>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(platform).into_make_service_with_connect_info::<SocketAddr>();
-    // Responses go out as soon as they are written, not when the client acknowledges the
-    // previous segment (Nagle's algorithm against delayed ACKs costs up to 40 ms).
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}

@@ -11,6 +11,10 @@ use crate::accounts::AuthedUser;
 use crate::store::BackupKeyRecord;
 use crate::{Error, Result};
 
+/// The one backup algorithm of spec v1.15 (`POST /room_keys/version`'s `algorithm` enum). A
+/// backup in an algorithm no client knows could never be restored, so others are refused.
+pub const MEGOLM_BACKUP_V1: &str = "m.megolm_backup.v1.curve25519-aes-sha2";
+
 /// A backup version as `GET /room_keys/version` shows it.
 #[derive(Debug)]
 pub struct BackupInfo {
@@ -91,6 +95,11 @@ impl E2ee<'_> {
         algorithm: &str,
         auth_data: &Value,
     ) -> Result<String> {
+        if algorithm != MEGOLM_BACKUP_V1 {
+            return Err(Error::InvalidParam(format!(
+                "Unsupported backup algorithm {algorithm:?}; the only one is {MEGOLM_BACKUP_V1}"
+            )));
+        }
         if !auth_data.is_object() {
             return Err(Error::BadJson("auth_data must be an object".into()));
         }

@@ -539,6 +539,13 @@ impl Platform {
         self.loaded.len()
     }
 
+    /// Tells long-polling requests (`/sync`) to answer now with what they have, and those that
+    /// start later not to wait: the process is shutting down and should not wait out their
+    /// timeouts. Everything else carries on until `shutdown`.
+    pub fn begin_shutdown(&self) {
+        self.runtime.begin_shutdown();
+    }
+
     /// Closes every database cleanly; the platform can't serve afterwards.
     pub async fn shutdown(&self) {
         let cells: Vec<_> = self.loaded.iter().map(|e| e.value().clone()).collect();

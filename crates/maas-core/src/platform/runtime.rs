@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::commit_threads::CommitThreads;
 use crate::ratelimit::RateLimiter;
@@ -14,6 +14,8 @@ pub struct Runtime {
     commit_threads: CommitThreads,
     hashing: Hashing,
     limiter: RateLimiter,
+    /// `true` once the platform shuts down: waits that would outlast it (long-polls) end.
+    shutting_down: watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -22,7 +24,16 @@ impl Runtime {
             commit_threads: CommitThreads::start(),
             hashing: Hashing::per_cpu(),
             limiter: RateLimiter::new(rate_limits_enabled),
+            shutting_down: watch::Sender::new(false),
         }
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.send_replace(true);
+    }
+
+    pub(crate) fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.shutting_down.subscribe()
     }
 
     pub(crate) fn commit_threads(&self) -> &CommitThreads {

@@ -69,6 +69,7 @@ impl Tenant {
         let presence = req.set_presence.as_deref().unwrap_or("online");
         self.mark_presence_from_sync(user, presence).await?;
         let mut positions = self.stream().subscribe();
+        let mut shutting_down = self.shutting_down();
         let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
         let mut expired = false;
         // After a look that found nothing: the rooms the user has a membership in, and the
@@ -106,11 +107,14 @@ impl Tenant {
                 *looked = up_to;
             }
             // Past the deadline, one last (usually empty) response goes out: it still carries
-            // the device's key counts.
-            expired = !matches!(
-                tokio::time::timeout_at(deadline, positions.changed()).await,
-                Ok(Ok(()))
-            );
+            // the device's key counts. A shutdown ends the wait the same way, so that the
+            // process need not wait out the long-polls.
+            expired = tokio::select! {
+                changed = tokio::time::timeout_at(deadline, positions.changed()) => {
+                    !matches!(changed, Ok(Ok(())))
+                }
+                _ = shutting_down.wait_for(|stopping| *stopping) => true,
+            };
         }
     }
 }

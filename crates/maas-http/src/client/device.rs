@@ -1,10 +1,11 @@
 //! Device management (spec: "Device management"; ruma `device`): list, inspect, rename and delete
 //! devices.
 
+use axum::Json;
 use ruma::api::client::device::{
-    self, Device, delete_device, delete_devices, get_device, get_devices, update_device,
+    delete_device, delete_devices, get_device, get_devices, update_device,
 };
-use ruma::{MilliSecondsSinceUnixEpoch, UInt};
+use serde::Serialize;
 
 use crate::context::Authed;
 use crate::context::ForTenant;
@@ -20,15 +21,34 @@ pub fn routes(router: AppRouter) -> AppRouter {
     route::<delete_devices::v3::Request, _, _>(router, delete_devices)
 }
 
-fn to_device(found: maas_core::accounts::Device) -> Device {
-    let mut device = device::Device::new(found.device_id);
-    device.display_name = found.display_name;
-    device.last_seen_ip = found.last_seen_ip;
-    device.last_seen_ts = found
-        .last_seen_ts
-        .and_then(|ts| UInt::try_from(ts).ok())
-        .map(MilliSecondsSinceUnixEpoch);
-    device
+/// A device as the spec's `Device` object. ruma 0.16's `Device` writes `"display_name": null`
+/// and `"last_seen_ip": null` for a device without them, where the spec's fields are optional
+/// strings: absent, never null. So the two device reads answer with this instead.
+#[derive(Serialize)]
+struct DeviceJson {
+    device_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen_ts: Option<u64>,
+}
+
+impl From<maas_core::accounts::Device> for DeviceJson {
+    fn from(found: maas_core::accounts::Device) -> Self {
+        Self {
+            device_id: found.device_id.to_string(),
+            display_name: found.display_name,
+            last_seen_ip: found.last_seen_ip,
+            last_seen_ts: found.last_seen_ts.and_then(|ts| u64::try_from(ts).ok()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DevicesJson {
+    devices: Vec<DeviceJson>,
 }
 
 /// `GET /_matrix/client/v3/devices`
@@ -36,9 +56,10 @@ async fn get_devices(
     ForTenant(tenant): ForTenant,
     Authed(user): Authed,
     _: Ruma<get_devices::v3::Request>,
-) -> Result<RumaResponse<get_devices::v3::Response>> {
+) -> Result<Json<DevicesJson>> {
     let devices = tenant.accounts().devices(&user).await?;
-    Ok(get_devices::v3::Response::new(devices.into_iter().map(to_device).collect()).into())
+    let devices = devices.into_iter().map(DeviceJson::from).collect();
+    Ok(Json(DevicesJson { devices }))
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
@@ -46,12 +67,12 @@ async fn get_device(
     ForTenant(tenant): ForTenant,
     Authed(user): Authed,
     Ruma(req): Ruma<get_device::v3::Request>,
-) -> Result<RumaResponse<get_device::v3::Response>> {
+) -> Result<Json<DeviceJson>> {
     let device = tenant
         .accounts()
         .device(&user, req.device_id.as_str())
         .await?;
-    Ok(get_device::v3::Response::new(to_device(device)).into())
+    Ok(Json(device.into()))
 }
 
 /// `PUT /_matrix/client/v3/devices/{deviceId}`

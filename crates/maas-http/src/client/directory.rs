@@ -9,11 +9,12 @@ use ruma::api::client::directory::{
 use ruma::api::client::room::Visibility;
 use ruma::directory::PublicRoomsChunk;
 use ruma::{ServerName, UInt};
+use serde_json::{Map, Value};
 
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
 use crate::routes::{AppRouter, route};
-use crate::ruma::{Ruma, RumaResponse};
+use crate::ruma::{BodyFix, Ruma, RumaResponse, RumaWith};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<get_room_visibility::v3::Request, _, _>(router, get_room_visibility);
@@ -35,11 +36,22 @@ async fn get_room_visibility(
     Ok(get_room_visibility::v3::Response::new(visibility).into())
 }
 
+/// Spec v1.15: `visibility` is optional and "Defaults to `public`"; ruma 0.16 requires it.
+struct VisibilityDefaultsToPublic;
+
+impl BodyFix for VisibilityDefaultsToPublic {
+    fn fix(body: &mut Map<String, Value>) -> Result<()> {
+        body.entry("visibility")
+            .or_insert_with(|| Value::from(Visibility::Public.as_str()));
+        Ok(())
+    }
+}
+
 /// `PUT /_matrix/client/v3/directory/list/room/{roomId}`
 async fn set_room_visibility(
     ForTenant(tenant): ForTenant,
     Authed(user): Authed,
-    Ruma(req): Ruma<set_room_visibility::v3::Request>,
+    RumaWith(req, _): RumaWith<set_room_visibility::v3::Request, VisibilityDefaultsToPublic>,
 ) -> Result<RumaResponse<set_room_visibility::v3::Response>> {
     let public = match req.visibility {
         Visibility::Public => true,

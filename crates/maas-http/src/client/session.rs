@@ -6,10 +6,12 @@ use ruma::api::client::session::get_login_types::v3::{
 };
 use ruma::api::client::session::{login, logout, logout_all};
 
+use serde_json::{Map, Value};
+
 use crate::context::{Authed, ClientIp, ForTenant};
-use crate::error::Result;
+use crate::error::{HttpError, Result};
 use crate::routes::{AppRouter, route};
-use crate::ruma::{Ruma, RumaResponse};
+use crate::ruma::{BodyFix, Ruma, RumaResponse, RumaWith};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<get_login_types::Request, _, _>(router, get_login_types);
@@ -25,11 +27,25 @@ async fn get_login_types(
     get_login_types::Response::new(vec![LoginType::Password(PasswordLoginType::new())]).into()
 }
 
+/// A login body must name its `type`. ruma 0.16's `LoginInfo` reads it as `data["type"]`, which
+/// panics when the field is absent (a `type` of the wrong JSON type it refuses by itself).
+struct LoginTypeRequired;
+
+impl BodyFix for LoginTypeRequired {
+    fn fix(body: &mut Map<String, Value>) -> Result<()> {
+        if body.contains_key("type") {
+            Ok(())
+        } else {
+            Err(HttpError::bad_json("missing field `type`"))
+        }
+    }
+}
+
 /// `POST /_matrix/client/v3/login`
 async fn login(
     ForTenant(tenant): ForTenant,
     ClientIp(ip): ClientIp,
-    Ruma(req): Ruma<login::v3::Request>,
+    RumaWith(req, _): RumaWith<login::v3::Request, LoginTypeRequired>,
 ) -> Result<RumaResponse<login::v3::Response>> {
     let session = tenant
         .accounts()

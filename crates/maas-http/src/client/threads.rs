@@ -1,7 +1,6 @@
 //! Threads (spec: "Threading"; ruma `threads`): the thread roots of a room, all of them or those
 //! the user took part in.
 
-use axum::extract::{Path, Query};
 use maas_core::sync::{parse_token, token};
 use ruma::api::client::threads::get_threads;
 use ruma::{RoomId, UInt};
@@ -9,6 +8,7 @@ use ruma::{RoomId, UInt};
 use super::convert::{client_events_raw, page_limit};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
+use crate::extract::{Path, Query};
 use crate::routes::{AppRouter, route};
 use crate::ruma::RumaResponse;
 

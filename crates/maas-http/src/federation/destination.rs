@@ -22,10 +22,16 @@ pub async fn tenant_by_destination(
     req: Request,
     next: Next,
 ) -> Response {
+    // Checked even when the destination decides: a request with two `Host`s is malformed
+    // whatever it is for (RFC 9112 §3.2).
+    let host = match request_host(&req) {
+        Ok(host) => host,
+        Err(e) => return e.into_response(),
+    };
     let found = match x_matrix_destination(req.headers()) {
         Err(e) => return e.into_response(),
         Ok(Some(destination)) => platform.tenant_for_server_name(destination.as_str()).await,
-        Ok(None) => platform.tenant_for_host(&request_host(&req)).await,
+        Ok(None) => platform.tenant_for_host(&host).await,
     };
     enter(&platform, found, req, next).await
 }

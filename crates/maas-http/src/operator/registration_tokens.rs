@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use maas_core::Platform;
 use maas_core::registration_tokens::TokenInfo;
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{JsonBody, TENANTS, op};
 use crate::error::Result;
+use crate::extract::Path;
 use crate::routes::AppRouter;
 
 pub(super) fn routes(router: AppRouter) -> AppRouter {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use maas_core::accounts::Account;
 use maas_core::{Platform, Tenant};
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{JsonBody, TENANTS, op};
 use crate::error::Result;
+use crate::extract::{Path, Query};
 use crate::routes::AppRouter;
 
 pub(super) fn routes(router: AppRouter) -> AppRouter {

@@ -194,3 +194,25 @@ async fn delete_devices_in_bulk_requires_uia() {
         .collect();
     assert_eq!(ids, vec![json!(a.device_id)], "{list}");
 }
+
+#[tokio::test]
+async fn unset_device_fields_are_omitted_not_null() {
+    let srv = TestServer::start().await;
+    let api = srv.on("localhost");
+    // Registered without `initial_device_display_name`: the device has no name.
+    let alice = api.register("alice", "pw-alice-1").await;
+    let me = api.as_user(&alice);
+    let list = me.get(&format!("{CS}/devices")).await.ok();
+    let one = me
+        .get(&format!("{CS}/devices/{}", enc(&alice.device_id)))
+        .await
+        .ok();
+    let devices = list["devices"].as_array().cloned().unwrap_or_default();
+    assert_eq!(devices.len(), 1, "{list}");
+    for device in devices.iter().chain([&one]) {
+        let fields = device.as_object().unwrap_or_else(|| panic!("{device}"));
+        assert!(!fields.contains_key("display_name"), "{device}");
+        assert!(fields.values().all(|v| !v.is_null()), "{device}");
+        assert_eq!(device["device_id"], alice.device_id.as_str());
+    }
+}

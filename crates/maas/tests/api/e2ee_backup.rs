@@ -487,6 +487,16 @@ async fn bad_backup_versions_are_refused() {
             resp.text
         );
     }
+    // The spec knows one algorithm; any other is refused, not stored.
+    for algorithm in ["bogus", "m.megolm_backup.v2", ""] {
+        let resp = api
+            .post(
+                &format!("{CS}/room_keys/version"),
+                json!({"algorithm": algorithm, "auth_data": {"public_key": "abc"}}),
+            )
+            .await;
+        assert_error(&resp, 400, "M_INVALID_PARAM");
+    }
     assert_error(
         &api.get(&format!("{CS}/room_keys/version")).await,
         404,

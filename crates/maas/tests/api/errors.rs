@@ -128,6 +128,79 @@ async fn wrong_field_types_are_400_bad_json() {
 }
 
 #[tokio::test]
+async fn login_bodies_without_a_type_are_400_bad_json() {
+    let srv = TestServer::start().await;
+    srv.create_user("localhost", "alice", "pw-alice-1").await;
+    let api = srv.on("localhost");
+    // ruma 0.16 panicked on a login body without `type`; the client got no answer at all.
+    for body in [
+        json!({}),
+        json!({"identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice-1"}),
+        json!({"type": null}),
+        json!({"type": 5}),
+    ] {
+        let resp = api.login_raw(body.clone()).await;
+        assert_error(&resp, 400, "M_BAD_JSON");
+    }
+    api.login("alice", "pw-alice-1").await;
+}
+
+#[tokio::test]
+async fn bad_queries_and_paths_are_matrix_errors() {
+    let srv = TestServer::start().await;
+    let api = srv.on("localhost");
+    let alice = api.register("alice", "pw-alice-1").await;
+    let me = api.as_user(&alice);
+    let room = me.post(&format!("{CS}/createRoom"), json!({})).await.ok()["room_id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("a room id");
+    let threads = format!("/_matrix/client/v1/rooms/{}/threads", enc(&room));
+    let cases = [
+        (
+            me.clone(),
+            format!("{threads}?limit=many"),
+            "M_INVALID_PARAM",
+        ),
+        (me.clone(), format!("{threads}?limit=-1"), "M_INVALID_PARAM"),
+        (
+            me.clone(),
+            format!("{threads}?include=none"),
+            "M_INVALID_PARAM",
+        ),
+        (
+            me.clone(),
+            format!("{threads}?from=later"),
+            "M_INVALID_PARAM",
+        ),
+        (
+            me.clone(),
+            "/_matrix/client/v1/rooms/%FF%FE/threads".to_owned(),
+            "M_INVALID_PARAM",
+        ),
+        (
+            srv.op(),
+            format!("{OP}/tenants/localhost/users?limit=many"),
+            "M_INVALID_PARAM",
+        ),
+        (
+            srv.op(),
+            format!("{OP}/tenants/%FF%FE/users"),
+            "M_INVALID_PARAM",
+        ),
+    ];
+    for (caller, path, errcode) in cases {
+        let resp = caller.get(&path).await;
+        assert_error(&resp, 400, errcode);
+        assert!(
+            resp.header("content-type").starts_with("application/json"),
+            "{path}: {:?}",
+            resp.headers
+        );
+    }
+}
+
+#[tokio::test]
 async fn missing_and_unknown_tokens_are_401() {
     let srv = TestServer::start().await;
     let api = srv.on("localhost");

@@ -167,6 +167,29 @@ async fn aliases_and_the_public_room_directory() {
 }
 
 #[tokio::test]
+async fn room_visibility_defaults_to_public() {
+    let srv = TestServer::start().await;
+    let alice = local_user(&srv, "alice").await;
+    let api = srv.on("localhost").as_user(&alice);
+    let room = create_room(&api, json!({"visibility": "private"})).await;
+    let list_path = format!("{CS}/directory/list/room/{}", enc(&room));
+    assert_eq!(api.get(&list_path).await.ok()["visibility"], "private");
+    // Spec v1.15: `visibility` is optional, "Defaults to `public`".
+    assert_eq!(api.put(&list_path, json!({})).await.ok(), json!({}));
+    assert_eq!(api.get(&list_path).await.ok()["visibility"], "public");
+    api.put(&list_path, json!({"visibility": "private"}))
+        .await
+        .ok();
+    assert_eq!(api.get(&list_path).await.ok()["visibility"], "private");
+    // Neither known value nor absent: refused, and nothing changes.
+    for body in [json!({"visibility": "hidden"}), json!({"visibility": 5})] {
+        let resp = api.put(&list_path, body.clone()).await;
+        assert_eq!(resp.status, 400, "{body}: {}", resp.text);
+    }
+    assert_eq!(api.get(&list_path).await.ok()["visibility"], "private");
+}
+
+#[tokio::test]
 async fn user_directory_finds_users_of_the_tenant_only() {
     let srv = TestServer::start().await;
     srv.create_tenant("other.test", &["other.test"], "open")
