@@ -210,6 +210,10 @@ pub struct TenantsConfig {
     pub max_loaded: usize,
     /// How long a user-interactive auth session stays valid.
     pub uia_session_secs: u64,
+    /// A tenant's requests building events or sync responses at once at most; the others of
+    /// that tenant wait their turn, so one busy tenant can't take every core from the rest.
+    /// 0: the number of CPUs.
+    pub work_slots: usize,
 }
 
 impl Default for TenantsConfig {
@@ -218,6 +222,7 @@ impl Default for TenantsConfig {
             idle_unload_secs: 600,
             max_loaded: 0,
             uia_session_secs: 900,
+            work_slots: 0,
         }
     }
 }

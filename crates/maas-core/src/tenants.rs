@@ -9,7 +9,7 @@ use ruma::{OwnedServerName, ServerName};
 use serde::{Deserialize, Serialize};
 
 use ruma::signatures::Ed25519KeyPair;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use crate::accounts::sessions::{self, SessionCache};
 use crate::accounts::{Accounts, passwords};
@@ -92,6 +92,8 @@ struct TenantInner {
     runtime: Arc<Runtime>,
     /// This tenant's share of the platform's password-hashing slots.
     hashing: Hashing,
+    /// Turns at building events and sync responses (`tenants.work_slots`).
+    work: Arc<Semaphore>,
     last_used_ms: AtomicI64,
 }
 
@@ -111,6 +113,7 @@ impl Tenant {
         runtime: Arc<Runtime>,
     ) -> Result<Self> {
         let server_name = parse_server_name(&record.server_name)?;
+        let work = Arc::new(Semaphore::new(work_slots(&config)));
         let stream = Stream::load(store.clone()).await?;
         Ok(Self(Arc::new(TenantInner {
             server_name,
@@ -129,6 +132,7 @@ impl Tenant {
             store,
             config,
             hashing: runtime.hashing().share(),
+            work,
             runtime,
             last_used_ms: AtomicI64::new(now_ms()),
         })))
@@ -205,6 +209,17 @@ impl Tenant {
     /// The argon2id hash of a new password, in turn with every other tenant's hashes.
     pub(crate) async fn hash_password(&self, password: &str) -> Result<String> {
         passwords::hash(&self.0.hashing, &self.0.config.passwords, password).await
+    }
+
+    /// A turn at the tenant's work (`tenants.work_slots` at once): held while building
+    /// events or a sync response, never while waiting for commits or new events, so a tenant
+    /// flooding the server queues behind itself and leaves cores to the other tenants.
+    pub(crate) async fn work(&self) -> Result<SemaphorePermit<'_>> {
+        self.0
+            .work
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("work turns unavailable: {e}")))
     }
 
     /// Whether `password` matches the stored hash `phc`.
@@ -289,6 +304,13 @@ impl Tenant {
 
     pub fn registration_tokens(&self) -> RegistrationTokens<'_> {
         RegistrationTokens::new(self)
+    }
+}
+
+fn work_slots(config: &Config) -> usize {
+    match config.tenants.work_slots {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        slots => slots,
     }
 }
 

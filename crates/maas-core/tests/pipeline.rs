@@ -31,7 +31,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let platform = support::platform().await;
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(configure: impl FnOnce(&mut maas_core::config::Config)) -> Fixture {
+    let platform = support::platform_with(configure).await;
     let tenant = platform.tenant.clone();
     let alice = support::authed(&tenant, "alice", None).await;
     let bob = support::authed(&tenant, "bob", None).await;
@@ -99,7 +103,18 @@ fn text(body: &str) -> EventDraft {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_written_at_once_and_each_keeps_its_order() {
-    let f = Arc::new(fixture().await);
+    rooms_written_at_once(fixture().await).await;
+}
+
+/// With one work turn for the tenant, its senders of every room take turns, and none waits
+/// forever (a turn is never held while waiting for a room's lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_work_turn_still_serves_every_room() {
+    rooms_written_at_once(fixture_with(|config| config.tenants.work_slots = 1).await).await;
+}
+
+async fn rooms_written_at_once(f: Fixture) {
+    let f = Arc::new(f);
     let rooms = [f.room().await, f.room().await, f.room().await];
     let senders = rooms.iter().cloned().map(|room_id| {
         let f = f.clone();

@@ -71,6 +71,7 @@ impl Rooms<'_> {
         draft: EventDraft,
         txn: Option<TxnClaim>,
     ) -> Result<Arc<Pdu>> {
+        let _turn = self.tenant.work().await?;
         let (head, epoch) = self.tenant.room_heads().get(self.tenant, writer).await?;
         let rules = rules_of(&head.room_version)?;
         let state = self
@@ -106,13 +107,17 @@ impl Rooms<'_> {
         room_id: Option<&RoomId>,
         draft: EventDraft,
     ) -> Result<(RoomWriter, HeldEvents)> {
+        let turn = self.tenant.work().await?;
         let built = self
             .free_create_event(&rules, room_id, creator, draft)
             .await?;
         let store = self.tenant.store();
         let state = RoomState::new();
         check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
+        // No turn is held while waiting for a lock (the new room's is free anyway).
+        drop(turn);
         let mut writer = self.tenant.room_locks().lock(&built.pdu.room_id).await;
+        let _turn = self.tenant.work().await?;
         let cache = self.tenant.state_cache();
         let empty = NewStateGroup {
             id: cache.next_group_id(store).await?,

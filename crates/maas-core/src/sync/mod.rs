@@ -98,7 +98,9 @@ impl Tenant {
                     full_state: req.full_state,
                     filter: &req.filter,
                 };
+                let turn = self.work().await?;
                 let (response, changed, rooms) = builder.build().await?;
+                drop(turn);
                 if initial || changed || expired || Instant::now() >= deadline {
                     return Ok(response);
                 }

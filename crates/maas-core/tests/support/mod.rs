@@ -19,12 +19,18 @@ pub struct Platformed {
 
 /// A platform on a fresh data directory, with its `localhost` tenant; cheap password hashing.
 pub async fn platform() -> Platformed {
+    platform_with(|_| {}).await
+}
+
+/// [`platform`] with its configuration changed by `configure`.
+pub async fn platform_with(configure: impl FnOnce(&mut Config)) -> Platformed {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::default();
     config.server.data_dir = dir.path().to_path_buf();
     config.operator.token = Some("operator-token".into());
     config.passwords.memory_kib = 1024;
     config.passwords.iterations = 1;
+    configure(&mut config);
     let backend = SqliteBackend::open(dir.path()).await.expect("backend");
     let platform = Platform::start(config, Arc::new(backend))
         .await
