@@ -30,6 +30,10 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let dir = config.server.data_dir.clone();
     data_dir::create(&dir)?;
+    // Before anything else is read or written: the directory (and the database) is this
+    // server's alone until it exits, when the locks go with the process.
+    let _dir_lock = data_dir::lock(&dir)?;
+    let _database_lock = crate::storage::lock_database(&config).await?;
     config.operator.token = Some(operator_token(&config, &dir)?);
     let platform = start_platform(config.clone()).await?;
     crate::allocator::spawn_trimmer(Arc::downgrade(&platform));

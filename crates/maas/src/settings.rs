@@ -22,6 +22,9 @@ pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
 /// Name of the file a running server writes its address and pid to, inside the data directory.
 pub const SERVER_INFO_FILE: &str = "server.json";
 
+/// Name of the file a running server holds locked, inside the data directory.
+pub const LOCK_FILE: &str = "serve.lock";
+
 /// What the command line contributes to the configuration; `None` leaves lower layers alone.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {

@@ -411,6 +411,47 @@ fn drain(pipe: impl AsyncRead + Unpin + Send + 'static, buf: Arc<Mutex<String>>)
     });
 }
 
+/// Runs `cmd` (a `maas serve` expected to refuse to start) and returns its stderr once it
+/// exited with a failure. Fails the test as soon as the server announces itself in
+/// `<data_dir>/server.json` instead, or when it neither exits nor starts in time.
+pub async fn refused_start(mut cmd: Command, data_dir: &Path) -> String {
+    let mut child = cmd.spawn().expect("spawning maas serve");
+    let pid = child.id().expect("child pid");
+    let stderr = Arc::<Mutex<String>>::default();
+    drain(child.stderr.take().expect("piped stderr"), stderr.clone());
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for maas serve") {
+            // Let the drain task read the last lines.
+            let mut stdout = String::new();
+            if let Some(mut out) = child.stdout.take() {
+                use tokio::io::AsyncReadExt;
+                let _ = out.read_to_string(&mut stdout).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let stderr = stderr.lock().unwrap().clone();
+            assert!(
+                !status.success(),
+                "maas serve exited with success\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
+            return stderr;
+        }
+        let announced = std::fs::read_to_string(data_dir.join("server.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|v| v["pid"].as_u64() == Some(u64::from(pid)));
+        if announced || Instant::now() > deadline {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            panic!(
+                "maas serve started (or hung) where it should have refused to\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -457,13 +498,13 @@ impl TestServer {
         server
     }
 
-    async fn spawn(&mut self) {
-        let server_json = self.data_dir.join("server.json");
-        let _ = std::fs::remove_file(&server_json);
+    /// A `maas serve` command configured like this server (environment, database) on
+    /// `data_dir`, listening on free ports, with stdout and stderr piped.
+    pub fn serve_command(&self, data_dir: &Path) -> Command {
         let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
         cmd.arg("serve")
             .arg("--data-dir")
-            .arg(&self.data_dir)
+            .arg(data_dir)
             .arg("--listen")
             .arg(self.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .current_dir(self.tmp.path())
@@ -477,6 +518,13 @@ impl TestServer {
         if let Some(database) = &self.database {
             cmd.env("MAAS_DATABASE__URL", &database.url);
         }
+        cmd
+    }
+
+    async fn spawn(&mut self) {
+        let server_json = self.data_dir.join("server.json");
+        let _ = std::fs::remove_file(&server_json);
+        let mut cmd = self.serve_command(&self.data_dir);
         let mut child = cmd.spawn().expect("spawning maas serve");
         drain(child.stdout.take().unwrap(), self.stdout.clone());
         drain(child.stderr.take().unwrap(), self.stderr.clone());

@@ -37,5 +37,6 @@ mod room_support;
 mod rooms;
 mod sdk;
 mod sdk_rooms;
+mod single_server;
 mod sync;
 mod tenant_loading;
