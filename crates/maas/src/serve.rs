@@ -44,17 +44,13 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The configured token, else the generated one in the data directory. An empty configured
-/// token is refused: it would let `Authorization: Bearer ` through.
+/// The configured token (`Config::check` refused an empty one, which would let
+/// `Authorization: Bearer ` through), else the generated one in the data directory.
 fn operator_token(config: &Config, dir: &std::path::Path) -> anyhow::Result<String> {
-    let Some(token) = &config.operator.token else {
-        return data_dir::ensure_operator_token(dir);
-    };
-    let token = token.trim();
-    if token.is_empty() {
-        anyhow::bail!("operator.token is set but empty; set a secret or unset it to generate one");
+    match &config.operator.token {
+        Some(token) => Ok(token.trim().to_owned()),
+        None => data_dir::ensure_operator_token(dir),
     }
-    Ok(token.to_owned())
 }
 
 /// Logs go to stderr: stdout carries only the first-start credentials, for scripts to read.

@@ -144,12 +144,10 @@ async fn watch_database_lock(mut conn: PgConnection, options: PgConnectOptions) 
 }
 
 pub async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+    // `Config::check` made sure it is a postgres:// URL.
     let Some(url) = config.database.url.as_deref() else {
         return open_sqlite(config).await;
     };
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        anyhow::bail!("database.url must be a postgres:// URL");
-    }
     let options = PostgresOptions {
         max_connections: config.database.max_connections,
         per_tenant_connections: config.database.per_tenant_connections,

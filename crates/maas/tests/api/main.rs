@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod cli;
+mod configuration;
 mod devices;
 mod discovery;
 mod e2ee_backup;
