@@ -21,6 +21,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether the operator API is served on the public listener rather than on its own:
+    /// `operator.listen` is `server.listen`. Port 0 on both means two free ports.
+    pub fn operator_on_public_listener(&self) -> bool {
+        self.operator.listen == self.server.listen && self.server.listen.port() != 0
+    }
+
     /// Refuses values that have the right type but can't work, naming each key: the server
     /// would otherwise start and fail later, on a request, far from the cause.
     pub fn check(&self) -> Result<(), String> {
@@ -180,11 +186,24 @@ impl Default for SqliteTenantConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OperatorConfig {
     /// Operator API token; when unset one is generated into `<data_dir>/operator.token`.
     pub token: Option<String>,
+    /// Where the operator API listens, apart from the Matrix APIs so that it stays off the
+    /// public network unless asked for. The same address as `server.listen` (with a port
+    /// other than 0) serves it on the public listener instead, as before it had its own.
+    pub listen: SocketAddr,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8009)),
+        }
+    }
 }
 
 /// argon2id parameters (RFC 9106 names).
@@ -328,6 +347,7 @@ mod tests {
     #[test]
     fn the_defaults_pass_the_check() {
         assert_eq!(Config::default().check(), Ok(()));
+        assert!(!Config::default().operator_on_public_listener());
     }
 
     #[test]
@@ -348,6 +368,16 @@ mod tests {
         ] {
             assert!(problems.contains(key), "{key} not in {problems}");
         }
+    }
+
+    #[test]
+    fn the_operator_api_shares_the_public_listener_only_on_one_real_port() {
+        let mut config = Config::default();
+        config.operator.listen = config.server.listen;
+        assert!(config.operator_on_public_listener());
+        config.server.listen.set_port(0);
+        config.operator.listen.set_port(0);
+        assert!(!config.operator_on_public_listener());
     }
 
     #[test]

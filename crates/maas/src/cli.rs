@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of the operator API [default: 127.0.0.1:8009, or `operator.listen`]; the same
+    /// address as --listen serves it on the public listener.
+    #[arg(long, value_name = "ADDR")]
+    pub operator_listen: Option<SocketAddr>,
+
     /// Log line format (on stderr). The level comes from `RUST_LOG` (default `info,ruma_state_res=warn`).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty, env = "MAAS_LOG_FORMAT")]
     pub log_format: LogFormat,

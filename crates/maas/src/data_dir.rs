@@ -18,8 +18,20 @@ use crate::settings::{LOCK_FILE, OPERATOR_TOKEN_FILE, SERVER_INFO_FILE};
 /// Contents of `server.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
+    /// The public listener: the Matrix APIs.
     pub url: String,
+    /// The operator API's listener; the same as `url` when they share one. Absent in the
+    /// files of servers from before the operator API had a listener of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_url: Option<String>,
     pub pid: u32,
+}
+
+impl ServerInfo {
+    /// Where the CLI finds the operator API.
+    pub fn operator_url(&self) -> &str {
+        self.operator_url.as_deref().unwrap_or(&self.url)
+    }
 }
 
 /// The exclusive lock on a data directory, held from start-up to exit by the one server that
@@ -264,6 +276,7 @@ mod tests {
         assert_eq!(read_server_info(dir.path()).expect("read"), None);
         let other = ServerInfo {
             url: "http://127.0.0.1:1".into(),
+            operator_url: Some("http://127.0.0.1:3".into()),
             pid: std::process::id() + 1,
         };
         write_server_info(dir.path(), &other).expect("write");
@@ -272,6 +285,7 @@ mod tests {
 
         let ours = ServerInfo {
             url: "http://127.0.0.1:2".into(),
+            operator_url: None,
             pid: std::process::id(),
         };
         write_server_info(dir.path(), &ours).expect("write");
@@ -297,6 +311,13 @@ mod tests {
         let again = lock(dir.path()).expect("lock after release");
         drop(again);
         assert!(dir.path().join(LOCK_FILE).exists(), "the lock file is kept");
+    }
+
+    #[test]
+    fn server_info_without_an_operator_url_shares_the_public_one() {
+        let info: ServerInfo =
+            serde_json::from_str(r#"{"url": "http://127.0.0.1:8008", "pid": 1}"#).expect("old");
+        assert_eq!(info.operator_url(), "http://127.0.0.1:8008");
     }
 
     #[test]

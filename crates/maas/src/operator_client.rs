@@ -41,7 +41,7 @@ pub struct OperatorClient {
 }
 
 impl OperatorClient {
-    /// Finds the server (`--url`, else `<data_dir>/server.json`) and the token
+    /// Finds the server's operator API (`--url`, else `<data_dir>/server.json`) and the token
     /// (`MAAS_OPERATOR_TOKEN`, else `operator.token` in the config, else the token file).
     pub fn connect(url: Option<&str>, config: &Config) -> anyhow::Result<Self> {
         let dir = &config.server.data_dir;
@@ -174,7 +174,7 @@ pub fn encode(raw: &str) -> String {
 
 fn url_from_data_dir(dir: &Path) -> anyhow::Result<String> {
     match data_dir::read_server_info(dir)? {
-        Some(info) => Ok(info.url.trim_end_matches('/').to_owned()),
+        Some(info) => Ok(info.operator_url().trim_end_matches('/').to_owned()),
         None => Err(not_running(dir)),
     }
 }

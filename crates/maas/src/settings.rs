@@ -19,7 +19,12 @@ const ENV_SEPARATOR: &str = "__";
 
 /// Keys whose values are strings however they look. Figment parses environment values, so
 /// `MAAS_OPERATOR__TOKEN=1234` would otherwise become a number and fail extraction.
-const STRING_KEYS: &[&str] = &["operator.token", "server.data_dir", "server.listen"];
+const STRING_KEYS: &[&str] = &[
+    "operator.token",
+    "operator.listen",
+    "server.data_dir",
+    "server.listen",
+];
 
 /// Marks the values that came from the environment, to name their variable in errors.
 const ENV_SOURCE: &str = "environment";
@@ -39,6 +44,7 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub operator_listen: Option<SocketAddr>,
 }
 
 /// Loads the configuration from every layer, reading the process environment, and checks it.
@@ -106,6 +112,9 @@ fn merge_flags(mut figment: Figment, overrides: &Overrides) -> Figment {
     }
     if let Some(listen) = overrides.listen {
         figment = figment.merge(Serialized::default("server.listen", listen.to_string()));
+    }
+    if let Some(listen) = overrides.operator_listen {
+        figment = figment.merge(Serialized::default("operator.listen", listen.to_string()));
     }
     figment
 }
@@ -267,10 +276,12 @@ mod tests {
                 config_file: file,
                 data_dir: Some(PathBuf::from("from-flag")),
                 listen: Some("127.0.0.1:0".parse().map_err(|_| "addr")?),
+                operator_listen: Some("127.0.0.1:7".parse().map_err(|_| "addr")?),
             };
             let config = load_in_jail(&overrides)?;
             assert_eq!(config.server.data_dir, PathBuf::from("from-flag"));
             assert_eq!(config.server.listen.port(), 0);
+            assert_eq!(config.operator.listen.port(), 7);
             Ok(())
         });
     }

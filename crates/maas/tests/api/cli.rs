@@ -276,7 +276,7 @@ async fn cli_users_and_tokens() {
 async fn cli_with_url_and_token_from_env() {
     let srv = TestServer::start().await; // configured token, no operator.token file
     let cwd = srv.data_dir.parent().unwrap();
-    let url = srv.url.as_str();
+    let url = srv.operator_url.as_str();
 
     let out = maas(
         cwd,

@@ -659,11 +659,12 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_back() {
     sqlite.login(name, "alice", "pw-alice-1").await;
 }
 
-/// Runs `maas <args>` against `srv` (its URL, the test operator token), bounded in time.
+/// Runs `maas <args>` against `srv` (its operator URL, the test operator token), bounded in
+/// time.
 async fn maas(srv: &TestServer, args: &[&str]) -> Output {
     let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
     cmd.arg("--url")
-        .arg(&srv.url)
+        .arg(&srv.operator_url)
         .args(args)
         .env("MAAS_OPERATOR_TOKEN", &srv.operator_token)
         .current_dir(srv.data_dir.parent().expect("temp dir"))

@@ -58,6 +58,8 @@ pub struct Options {
     pub generated_operator_token: bool,
     /// Run on this backend whatever the suite's mode (for tests that move data between them).
     pub backend: Option<TestBackend>,
+    /// `--listen` for every start; `None` picks a free port each time.
+    pub listen: Option<String>,
 }
 
 /// A storage backend a test server can be pinned to.
@@ -91,6 +93,11 @@ impl Options {
         self.backend = Some(backend);
         self
     }
+
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = Some(addr.to_owned());
+        self
+    }
 }
 
 /// A running `maas serve` child process with its own data directory.
@@ -98,6 +105,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`, read from `<data_dir>/server.json`.
     pub url: String,
+    /// The operator API's listener (`operator_url` of `server.json`), `http://127.0.0.1:PORT`.
+    pub operator_url: String,
     pub port: u16,
     pub data_dir: PathBuf,
     pub operator_token: String,
@@ -385,6 +394,8 @@ fn base_env(options: &Options) -> Vec<(String, String)> {
     }
     env.push(("MAAS_PASSWORDS__MEMORY_KIB".into(), "1024".into()));
     env.push(("MAAS_PASSWORDS__ITERATIONS".into(), "1".into()));
+    // A free port for the operator API too: tests run in parallel, the default port is fixed.
+    env.push(("MAAS_OPERATOR__LISTEN".into(), "127.0.0.1:0".into()));
     env.extend(options.env.iter().cloned());
     env
 }
@@ -483,11 +494,12 @@ impl TestServer {
         let mut server = TestServer {
             child: None,
             url: String::new(),
+            operator_url: String::new(),
             port: 0,
             data_dir,
             operator_token: OPERATOR_TOKEN.to_owned(),
+            listen: options.listen.clone(),
             options,
-            listen: None,
             stdout: Arc::default(),
             stderr: Arc::default(),
             http: http_client(),
@@ -539,6 +551,9 @@ impl TestServer {
                 && let Some(url) = v["url"].as_str()
             {
                 self.url = url.trim_end_matches('/').to_owned();
+                // A server sharing one listener for both APIs may leave `operator_url` out.
+                let operator_url = v["operator_url"].as_str().unwrap_or(url);
+                self.operator_url = operator_url.trim_end_matches('/').to_owned();
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -668,7 +683,7 @@ impl TestServer {
         );
         self.listen = Some(format!("127.0.0.1:{}", self.port));
         self.spawn().await;
-        self.listen = None;
+        self.listen = self.options.listen.clone();
     }
 
     /// Starts the server again after `stop()`, on the same data dir.
@@ -683,6 +698,7 @@ impl TestServer {
             server: self,
             host: Some(host.to_owned()),
             token: None,
+            operator: false,
         }
     }
 
@@ -692,6 +708,7 @@ impl TestServer {
             server: self,
             host: None,
             token: None,
+            operator: false,
         }
     }
 
@@ -702,12 +719,21 @@ impl TestServer {
 
     // ----- operator API -----
 
-    /// Operator API requests, authorised with the server's operator token.
+    /// Operator API requests (on the operator listener), authorised with the operator token.
     pub fn op(&self) -> Api<'_> {
+        Api {
+            token: Some(self.operator_token.clone()),
+            ..self.op_anon()
+        }
+    }
+
+    /// Requests to the operator listener without a token.
+    pub fn op_anon(&self) -> Api<'_> {
         Api {
             server: self,
             host: None,
-            token: Some(self.operator_token.clone()),
+            token: None,
+            operator: true,
         }
     }
 
@@ -815,6 +841,8 @@ pub struct Api<'a> {
     server: &'a TestServer,
     host: Option<String>,
     token: Option<String>,
+    /// To the operator listener rather than the public one.
+    operator: bool,
 }
 
 impl<'a> Api<'a> {
@@ -833,10 +861,12 @@ impl<'a> Api<'a> {
 
     /// A request builder with the host and token applied.
     pub fn builder(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut b = self
-            .server
-            .http
-            .request(method, format!("{}{path}", self.server.url));
+        let base = if self.operator {
+            &self.server.operator_url
+        } else {
+            &self.server.url
+        };
+        let mut b = self.server.http.request(method, format!("{base}{path}"));
         if let Some(host) = &self.host {
             b = b.header("Host", host);
         }
