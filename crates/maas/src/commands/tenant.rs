@@ -357,7 +357,7 @@ async fn import(ctx: &Ctx, args: TenantImportArgs) -> anyhow::Result<()> {
     let archive = tokio::fs::read(&args.file)
         .await
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let path = format!("/tenants/import?replace={}", args.replace);
+    let path = format!("/import?replace={}", args.replace);
     let answer = ctx
         .client
         .post_bytes(&path, archive, "application/x-ndjson")

@@ -39,11 +39,11 @@ async fn export(srv: &TestServer, server_name: &str) -> Vec<u8> {
     resp.bytes().await.expect("archive body").to_vec()
 }
 
-/// `POST /tenants/import` with `query` (e.g. `?replace=true`) and the archive as body.
+/// `POST /import` with `query` (e.g. `?replace=true`) and the archive as body.
 async fn import_raw(srv: &TestServer, archive: &[u8], query: &str) -> Resp {
     let builder = srv
         .op()
-        .builder(Method::POST, &format!("{OP}/tenants/import{query}"))
+        .builder(Method::POST, &format!("{OP}/import{query}"))
         .header("content-type", "application/x-ndjson")
         .body(archive.to_vec());
     TestServer::send(builder).await

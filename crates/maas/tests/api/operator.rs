@@ -700,3 +700,66 @@ async fn registration_tokens_create_and_list() {
         .await;
     assert_eq!(s.user_id, "@alice:x.test");
 }
+
+/// Every server name is a tenant path: no operator path of its own may sit beside them. A
+/// tenant named `import` is shown, changed and deleted like any other, and archives are
+/// imported at `/import`, outside the tenants.
+#[tokio::test]
+async fn a_tenant_named_import_is_a_tenant_like_any_other() {
+    let srv = TestServer::start().await;
+    let created = srv
+        .op()
+        .post(&format!("{OP}/tenants"), json!({"server_name": "import"}))
+        .await
+        .ok();
+    assert_eq!(created["server_name"], "import");
+    let shown = srv.get_tenant("import").await;
+    assert_eq!(shown["tenant_id"], created["tenant_id"], "{shown}");
+    let patched = srv
+        .patch_tenant("import", json!({"registration": "open"}))
+        .await;
+    assert_eq!(patched["registration"], "open", "{patched}");
+    srv.op()
+        .post(
+            &format!("{OP}/tenants/import/users"),
+            json!({"localpart": "alice", "password": "pw-alice-1"}),
+        )
+        .await
+        .ok();
+
+    // Its archive goes in through `/import`; the old path was a tenant's, and imports nothing.
+    let archive = srv
+        .op()
+        .builder(Method::GET, &format!("{OP}/tenants/import/export"))
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("archive");
+    srv.op().delete(&format!("{OP}/tenants/import")).await.ok();
+    assert_error(
+        &srv.op().get(&format!("{OP}/tenants/import")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let old_path = srv
+        .op()
+        .builder(Method::POST, &format!("{OP}/tenants/import"))
+        .header("content-type", "application/x-ndjson")
+        .body(archive.clone());
+    assert_error(&TestServer::send(old_path).await, 405, "M_UNRECOGNIZED");
+    let import = srv
+        .op()
+        .builder(Method::POST, &format!("{OP}/import"))
+        .header("content-type", "application/x-ndjson")
+        .body(archive);
+    let imported = TestServer::send(import).await.ok();
+    assert_eq!(imported["server_name"], "import", "{imported}");
+    let user = srv
+        .op()
+        .get(&format!("{OP}/tenants/import/users/alice"))
+        .await
+        .ok();
+    assert_eq!(user["user_id"], "@alice:import", "{user}");
+}
