@@ -145,7 +145,18 @@ async fn update_tenant(
     };
     let record = op(platform.update_tenant(&server_name, update).await)?;
     tracing::info!(server_name = %record.server_name, "tenant updated");
-    Ok(Json(tenant_json(&platform, &record).await?))
+    let mut json = tenant_json(&platform, &record).await?;
+    // A quota below the users the tenant has is allowed (it removes nobody, and the operator
+    // may mean to shrink the tenant), but the answer says what it does.
+    let users = json["user_count"].as_u64().unwrap_or(0);
+    if let Some(max) = record.settings.max_users
+        && users > max
+    {
+        json["warnings"] = json!([format!(
+            "the tenant has {users} users, more than max_users {max}: new users are refused until the quota is raised"
+        )]);
+    }
+    Ok(Json(json))
 }
 
 /// `DELETE /_maas/operator/v1/tenants/{server_name}`
