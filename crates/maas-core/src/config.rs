@@ -1,5 +1,7 @@
 //! The server configuration: every key has a default, so `maas serve` needs no file. The
 //! binary layers a TOML file and `MAAS_<SECTION>__<KEY>` environment variables over these.
+//! Unknown keys are refused (`deny_unknown_fields`): a misspelt key would otherwise leave its
+//! setting at the default without a word, such as `[rate_limit]` leaving rate limits on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
@@ -18,8 +20,93 @@ pub struct Config {
     pub tenants: TenantsConfig,
 }
 
+impl Config {
+    /// Whether the operator API is served on the public listener rather than on its own:
+    /// `operator.listen` is `server.listen`. Port 0 on both means two free ports.
+    pub fn operator_on_public_listener(&self) -> bool {
+        self.operator.listen == self.server.listen && self.server.listen.port() != 0
+    }
+
+    /// Refuses values that have the right type but can't work, naming each key: the server
+    /// would otherwise start and fail later, on a request, far from the cause.
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut require = |ok: bool, key: &str, why: &str| {
+            if !ok {
+                problems.push(format!("{key}: {why}"));
+            }
+        };
+        require(
+            self.server.federation_port != 0,
+            "server.federation_port",
+            "must be a port from 1 to 65535",
+        );
+        let db = &self.database;
+        require(
+            db.max_connections > 0,
+            "database.max_connections",
+            "must be at least 1",
+        );
+        require(
+            db.per_tenant_connections > 0,
+            "database.per_tenant_connections",
+            "must be at least 1",
+        );
+        require(
+            db.sqlite.connections > 0,
+            "database.sqlite.connections",
+            "must be at least 1",
+        );
+        if let Some(url) = &db.url {
+            require(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "database.url",
+                "must be a postgres:// URL (leave it unset for SQLite)",
+            );
+        }
+        if let Some(token) = &self.operator.token {
+            require(
+                !token.trim().is_empty(),
+                "operator.token",
+                "is set but empty; set a secret or unset it to generate one",
+            );
+        }
+        if let Err(problem) = self.passwords.check() {
+            problems.push(problem);
+        }
+        let limits = &self.rate_limits;
+        for (name, bucket) in [
+            ("login_per_ip", &limits.login_per_ip),
+            ("login_per_user", &limits.login_per_user),
+            ("register_per_ip", &limits.register_per_ip),
+        ] {
+            problems.extend(bucket.check(&format!("rate_limits.{name}")));
+        }
+        let mut require = |ok: bool, key: &str, why: &str| {
+            if !ok {
+                problems.push(format!("{key}: {why}"));
+            }
+        };
+        require(
+            self.limits.max_request_bytes > 0,
+            "limits.max_request_bytes",
+            "must be at least 1",
+        );
+        require(
+            self.tenants.uia_session_secs > 0,
+            "tenants.uia_session_secs",
+            "must be at least 1",
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -42,7 +129,7 @@ impl Default for ServerConfig {
 
 /// Where tenants are stored: SQLite files under the data dir unless a PostgreSQL URL is set.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user@host/db` selects PostgreSQL: the control plane and every tenant in
     /// schemas of that one database.
@@ -75,7 +162,7 @@ impl Default for DatabaseConfig {
 /// two file descriptors and its own caches, and thousands of tenants may be loaded at once;
 /// the control database keeps SQLite's defaults.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SqliteTenantConfig {
     /// Connections one tenant may hold at once: one writes, the others read (or checkpoint
     /// the write-ahead log) alongside.
@@ -99,21 +186,58 @@ impl Default for SqliteTenantConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OperatorConfig {
     /// Operator API token; when unset one is generated into `<data_dir>/operator.token`.
     pub token: Option<String>,
+    /// Where the operator API listens, apart from the Matrix APIs so that it stays off the
+    /// public network unless asked for. The same address as `server.listen` (with a port
+    /// other than 0) serves it on the public listener instead, as before it had its own.
+    pub listen: SocketAddr,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8009)),
+        }
+    }
 }
 
 /// argon2id parameters (RFC 9106 names).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {
     /// Memory in KiB.
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+}
+
+impl PasswordConfig {
+    /// What argon2 accepts, named by key: a bad parameter would otherwise fail every login.
+    fn check(&self) -> Result<(), String> {
+        use argon2::Error;
+        let Err(error) =
+            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+        else {
+            return Ok(());
+        };
+        let (key, why) = match error {
+            Error::MemoryTooLittle => (
+                "passwords.memory_kib",
+                "must be at least 8 × passwords.parallelism".to_owned(),
+            ),
+            Error::MemoryTooMuch => ("passwords.memory_kib", error.to_string()),
+            Error::TimeTooSmall => ("passwords.iterations", "must be at least 1".to_owned()),
+            Error::ThreadsTooFew => ("passwords.parallelism", "must be at least 1".to_owned()),
+            Error::ThreadsTooMany => ("passwords.parallelism", error.to_string()),
+            _ => ("passwords", error.to_string()),
+        };
+        Err(format!("{key}: {why}"))
+    }
 }
 
 impl Default for PasswordConfig {
@@ -128,7 +252,7 @@ impl Default for PasswordConfig {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub enabled: bool,
     pub login_per_ip: Bucket,
@@ -158,15 +282,31 @@ impl Default for RateLimitConfig {
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bucket {
     pub per_second: f64,
     pub burst: u32,
 }
 
+impl Bucket {
+    /// A bucket that lets requests through now and then: `rate_limits.enabled = false` is the
+    /// way to switch limits off, not a bucket that refuses everything or a NaN rate.
+    fn check(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(self.per_second.is_finite() && self.per_second > 0.0) {
+            problems.push(format!("{key}.per_second: must be a number above 0"));
+        }
+        if self.burst == 0 {
+            problems.push(format!("{key}.burst: must be at least 1"));
+        }
+        problems
+    }
+}
+
 /// Bounds on what one request or connection may take, so that slow or idle clients can't hold
 /// the server's connections, memory or shutdown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest accepted request body for JSON endpoints, in bytes.
     pub max_request_bytes: usize,
@@ -201,7 +341,7 @@ impl Default for LimitsConfig {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TenantsConfig {
     /// A loaded tenant unused this long is unloaded (its database closed).
     pub idle_unload_secs: u64,
@@ -224,5 +364,58 @@ impl Default for TenantsConfig {
             uia_session_secs: 900,
             work_slots: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        assert_eq!(Config::default().check(), Ok(()));
+        assert!(!Config::default().operator_on_public_listener());
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_named() {
+        let mut config = Config::default();
+        config.passwords.parallelism = 0;
+        config.database.max_connections = 0;
+        config.rate_limits.login_per_ip.per_second = f64::NAN;
+        config.rate_limits.register_per_ip.burst = 0;
+        config.operator.token = Some("  ".into());
+        let problems = config.check().expect_err("refused");
+        for key in [
+            "passwords.parallelism",
+            "database.max_connections",
+            "rate_limits.login_per_ip.per_second",
+            "rate_limits.register_per_ip.burst",
+            "operator.token",
+        ] {
+            assert!(problems.contains(key), "{key} not in {problems}");
+        }
+    }
+
+    #[test]
+    fn the_operator_api_shares_the_public_listener_only_on_one_real_port() {
+        let mut config = Config::default();
+        config.operator.listen = config.server.listen;
+        assert!(config.operator_on_public_listener());
+        config.server.listen.set_port(0);
+        config.operator.listen.set_port(0);
+        assert!(!config.operator_on_public_listener());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = serde_json::from_value::<Config>(serde_json::json!({"rate_limit": {}}))
+            .expect_err("unknown section");
+        assert!(error.to_string().contains("rate_limit"), "{error}");
+        let error = serde_json::from_value::<Config>(
+            serde_json::json!({"rate_limits": {"login_per_ip": {"per_second": 1.0, "burst": 1, "brust": 2}}}),
+        )
+        .expect_err("unknown key in a bucket");
+        assert!(error.to_string().contains("brust"), "{error}");
     }
 }

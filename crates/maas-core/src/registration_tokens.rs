@@ -63,6 +63,13 @@ impl<'a> RegistrationTokens<'a> {
     ) -> Result<TokenInfo> {
         let token = token.unwrap_or_else(|| secrets::random_alphanumeric(16));
         check_token_syntax(&token)?;
+        // A token that allows no registration is of no use (and Synapse's admin API, like
+        // MSC3231's wording, speaks of a number of uses: leave it out for unlimited).
+        if uses_allowed == Some(0) {
+            return Err(Error::InvalidParam(
+                "uses_allowed must be at least 1; leave it out for unlimited uses".into(),
+            ));
+        }
         if expiry_time.is_some_and(|t| t <= now_ms()) {
             return Err(Error::InvalidParam(
                 "expiry_time must be in the future".into(),

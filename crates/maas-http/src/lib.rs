@@ -15,10 +15,36 @@ mod ruma;
 mod server;
 mod well_known;
 
+use std::future::Future;
+use std::sync::Arc;
+
+use maas_core::Platform;
+use tokio::net::TcpListener;
+
 pub use error::HttpError;
-pub use routes::router;
-pub use server::serve;
+pub use routes::{operator_router, router};
 
 /// How this server names itself to other servers and to tenant admins.
 const IMPLEMENTATION_NAME: &str = "maas";
 const IMPLEMENTATION_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Serves the public listener (the Matrix APIs) until `shutdown` completes, then answers
+/// long-polls at once and gives the other requests in flight `limits.shutdown_grace_secs`.
+pub async fn serve(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Arc::clone(&platform));
+    server::serve(listener, platform, app, shutdown).await
+}
+
+/// Serves the operator listener (the operator API alone) like [`serve`].
+pub async fn serve_operator(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = operator_router(Arc::clone(&platform));
+    server::serve(listener, platform, app, shutdown).await
+}

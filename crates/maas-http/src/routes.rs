@@ -23,7 +23,9 @@ use crate::{admin, client, context, federation, operator, well_known};
 
 pub(crate) type AppRouter = Router<Arc<Platform>>;
 
-/// The whole application: every API surface, CORS, and Matrix-style errors for unknown paths.
+/// The public listener's application: every Matrix API surface, CORS, and Matrix-style errors
+/// for unknown paths. The operator API is on its own listener ([`operator_router`]) unless
+/// the configuration puts it on this one.
 pub fn router(platform: Arc<Platform>) -> Router {
     let by_host = client::routes()
         .merge(well_known::routes())
@@ -36,19 +38,34 @@ pub fn router(platform: Arc<Platform>) -> Router {
         platform.clone(),
         federation::tenant_by_destination,
     ));
-    let operator = operator::routes().layer(from_fn_with_state(
-        platform.clone(),
-        operator::require_operator,
-    ));
-    Router::new()
-        .merge(operator)
-        .merge(by_host)
+    let mut app = Router::new();
+    if platform.config().operator_on_public_listener() {
+        app = app.merge(operator_routes(&platform));
+    }
+    app.merge(by_host)
         .merge(federation)
         .fallback(unrecognized)
         .layer(map_response(matrix_errors))
         .layer(catch_panics())
         .layer(cors())
         .with_state(platform)
+}
+
+/// The operator listener's application: the operator API and nothing else, on every host.
+/// No CORS: it serves the CLI and automation, not web pages.
+pub fn operator_router(platform: Arc<Platform>) -> Router {
+    operator_routes(&platform)
+        .fallback(unrecognized)
+        .layer(map_response(matrix_errors))
+        .layer(catch_panics())
+        .with_state(platform)
+}
+
+fn operator_routes(platform: &Arc<Platform>) -> AppRouter {
+    operator::routes().layer(from_fn_with_state(
+        platform.clone(),
+        operator::require_operator,
+    ))
 }
 
 /// Registers `handler` for the ruma endpoint `R` on all of its paths.

@@ -31,7 +31,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
 
-    /// Operator API base URL of a running server (default: read from <DATA_DIR>/server.json).
+    /// Operator API address of a running server, e.g. http://127.0.0.1:8009 or 127.0.0.1:8009
+    /// (default: read from <DATA_DIR>/server.json).
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub url: Option<String>,
 
@@ -60,6 +61,11 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8008, or `server.listen`]; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Address of the operator API [default: 127.0.0.1:8009, or `operator.listen`]; the same
+    /// address as --listen serves it on the public listener.
+    #[arg(long, value_name = "ADDR")]
+    pub operator_listen: Option<SocketAddr>,
 
     /// Log line format (on stderr). The level comes from `RUST_LOG` (default `info,ruma_state_res=warn`).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty, env = "MAAS_LOG_FORMAT")]
@@ -122,8 +128,8 @@ pub struct TenantCreateArgs {
     #[arg(long, value_enum)]
     pub registration: Option<Registration>,
 
-    /// Most users the tenant may have.
-    #[arg(long, value_name = "N")]
+    /// Most users the tenant may have, its admin included (at least 1) [default: no limit].
+    #[arg(long, value_name = "N", value_parser = user_quota)]
     pub max_users: Option<u64>,
 
     /// Allow guest accounts.
@@ -156,8 +162,14 @@ pub struct TenantSetArgs {
     #[arg(long, value_enum)]
     pub registration: Option<Registration>,
 
-    /// New user quota.
-    #[arg(long, value_name = "N", conflicts_with = "no_max_users")]
+    /// New user quota, at least 1; below the current number of users, no new users are
+    /// accepted until it is raised (nobody is removed).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = user_quota,
+        conflicts_with = "no_max_users"
+    )]
     pub max_users: Option<u64>,
 
     /// Remove the user quota.
@@ -180,6 +192,8 @@ pub struct TenantSetArgs {
     #[arg(long)]
     pub no_client_base_url: bool,
 
+    /// `m.server` served in `/.well-known/matrix/server`, e.g. `matrix.example.org:443`:
+    /// where other servers reach this tenant.
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -310,13 +324,34 @@ pub struct TokenCreateArgs {
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
 
-    /// How many registrations the token allows [default: unlimited].
-    #[arg(long, value_name = "N")]
+    /// How many registrations the token allows, at least 1 [default: unlimited].
+    #[arg(long, value_name = "N", value_parser = token_uses)]
     pub uses: Option<u64>,
 
     /// Seconds from now until the token expires [default: never].
     #[arg(long, value_name = "SECONDS")]
     pub expires_in: Option<u64>,
+}
+
+/// `--max-users`: the first admin counts, so 0 could never hold.
+fn user_quota(value: &str) -> Result<u64, String> {
+    positive(
+        value,
+        "the admin counts as a user; to stop new users use --registration closed",
+    )
+}
+
+/// `--uses`: a token allowing no registration is of no use.
+fn token_uses(value: &str) -> Result<u64, String> {
+    positive(value, "leave --uses out for unlimited uses")
+}
+
+fn positive(value: &str, hint: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(0) => Err(format!("must be at least 1 ({hint})")),
+        Ok(n) => Ok(n),
+        Err(error) => Err(format!("not a whole number ({error})")),
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +419,42 @@ mod tests {
         };
         assert_eq!(args.file, PathBuf::from("a.jsonl"));
         assert!(args.replace);
+    }
+
+    #[test]
+    fn quotas_and_uses_must_be_positive() {
+        for argv in [
+            &["maas", "tenant", "create", "x.test", "--max-users", "0"][..],
+            &["maas", "tenant", "set", "x.test", "--max-users", "0"][..],
+            &["maas", "token", "create", "x.test", "--uses", "0"][..],
+        ] {
+            let error = Cli::try_parse_from(argv).expect_err("refused");
+            let flag = argv[argv.len() - 2];
+            assert!(error.to_string().contains(flag), "{argv:?}: {error}");
+        }
+        let cli = Cli::try_parse_from(["maas", "token", "create", "x.test", "--uses", "1"])
+            .expect("parses");
+        let Command::Token(TokenCommand::Create(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.uses, Some(1));
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "maas{path}: {} has no help text",
+                    arg.get_id()
+                );
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "");
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The small files maas keeps next to its databases: `operator.token` (the generated operator
-//! API secret) and `server.json` (where a running server listens). The server writes them, the
-//! CLI reads them; all writes are atomic so a reader never sees half a file.
+//! The small files maas keeps next to its databases: `serve.lock` (held by the one server using
+//! the directory), `operator.token` (the generated operator API secret) and `server.json`
+//! (where a running server listens). The server writes them, the CLI reads them; all writes
+//! are atomic so a reader never sees half a file.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,13 +13,78 @@ use anyhow::{Context, bail};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{OPERATOR_TOKEN_FILE, SERVER_INFO_FILE};
+use crate::settings::{LOCK_FILE, OPERATOR_TOKEN_FILE, SERVER_INFO_FILE};
 
 /// Contents of `server.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
+    /// The public listener: the Matrix APIs.
     pub url: String,
+    /// The operator API's listener; the same as `url` when they share one. Absent in the
+    /// files of servers from before the operator API had a listener of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_url: Option<String>,
     pub pid: u32,
+}
+
+impl ServerInfo {
+    /// Where the CLI finds the operator API.
+    pub fn operator_url(&self) -> &str {
+        self.operator_url.as_deref().unwrap_or(&self.url)
+    }
+}
+
+/// The exclusive lock on a data directory, held from start-up to exit by the one server that
+/// uses it. Two servers on one directory would both write the same tenant databases (a room's
+/// DAG forks) and overwrite each other's `server.json`.
+///
+/// It is an advisory `flock` on `serve.lock`: the kernel releases it when the process ends,
+/// however it ends (`kill -9` included), so it never goes stale and the file is never
+/// deleted (deleting a lock file lets a third process lock a new file while the first still
+/// holds the old one). The file holds the holder's pid, to name it in the refusal.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Takes the data directory's lock, or says which server holds it.
+pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // the holder's pid stays readable until we hold the lock
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = read_pid(&mut file)
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
+            bail!(
+                "another maas serve{holder} uses data dir {}; stop it first, or start this one with another --data-dir",
+                dir.display()
+            );
+        }
+        Err(TryLockError::Error(error)) => {
+            return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(DataDirLock { _file: file })
+}
+
+/// The pid in a lock file; `None` while its holder is still writing it.
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 /// Creates the data directory (owner-only: it holds password hashes and secrets).
@@ -159,8 +225,9 @@ pub fn read_server_info(dir: &Path) -> anyhow::Result<Option<ServerInfo>> {
     Ok(Some(info))
 }
 
-/// Removes `server.json`, but only if it is still ours: a second server started on the same
-/// directory may have replaced it.
+/// Removes `server.json`, but only if it is still ours. The data directory's lock keeps a
+/// second server out while we run, so this is a second line of defence: someone may have
+/// replaced the file by hand, or a copy of the directory may be in use.
 pub fn remove_server_info(dir: &Path) {
     let Ok(Some(info)) = read_server_info(dir) else {
         return;
@@ -209,6 +276,7 @@ mod tests {
         assert_eq!(read_server_info(dir.path()).expect("read"), None);
         let other = ServerInfo {
             url: "http://127.0.0.1:1".into(),
+            operator_url: Some("http://127.0.0.1:3".into()),
             pid: std::process::id() + 1,
         };
         write_server_info(dir.path(), &other).expect("write");
@@ -217,12 +285,39 @@ mod tests {
 
         let ours = ServerInfo {
             url: "http://127.0.0.1:2".into(),
+            operator_url: None,
             pid: std::process::id(),
         };
         write_server_info(dir.path(), &ours).expect("write");
         assert_eq!(read_server_info(dir.path()).expect("read"), Some(ours));
         remove_server_info(dir.path());
         assert_eq!(read_server_info(dir.path()).expect("read"), None);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_names_its_holder_and_dies_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = lock(dir.path()).expect("first lock");
+        // flock locks belong to the open file, so a second open in this process conflicts as
+        // another process would.
+        let error = lock(dir.path()).expect_err("second lock");
+        let expected = format!(
+            "another maas serve (pid {}) uses data dir {}",
+            std::process::id(),
+            dir.path().display()
+        );
+        assert!(error.to_string().starts_with(&expected), "{error}");
+        drop(held);
+        let again = lock(dir.path()).expect("lock after release");
+        drop(again);
+        assert!(dir.path().join(LOCK_FILE).exists(), "the lock file is kept");
+    }
+
+    #[test]
+    fn server_info_without_an_operator_url_shares_the_public_one() {
+        let info: ServerInfo =
+            serde_json::from_str(r#"{"url": "http://127.0.0.1:8008", "pid": 1}"#).expect("old");
+        assert_eq!(info.operator_url(), "http://127.0.0.1:8008");
     }
 
     #[test]

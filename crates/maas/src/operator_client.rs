@@ -41,12 +41,12 @@ pub struct OperatorClient {
 }
 
 impl OperatorClient {
-    /// Finds the server (`--url`, else `<data_dir>/server.json`) and the token
+    /// Finds the server's operator API (`--url`, else `<data_dir>/server.json`) and the token
     /// (`MAAS_OPERATOR_TOKEN`, else `operator.token` in the config, else the token file).
     pub fn connect(url: Option<&str>, config: &Config) -> anyhow::Result<Self> {
         let dir = &config.server.data_dir;
         let (base_url, data_dir) = match url {
-            Some(url) => (url.trim_end_matches('/').to_owned(), None),
+            Some(url) => (base_url(url)?, None),
             None => (url_from_data_dir(dir)?, Some(dir.clone())),
         };
         let token = find_token(config)?;
@@ -142,7 +142,17 @@ impl OperatorClient {
             .await
             .with_context(|| format!("reading the answer of {url}"))?;
         if !status.is_success() {
-            return Err(api_error(status, &bytes).into());
+            let mut error = api_error(status, &bytes);
+            // The operator API's paths are unknown at this address: most likely the public
+            // listener, where they were served before the operator API had its own.
+            if status == StatusCode::NOT_FOUND && error.errcode == "M_UNRECOGNIZED" {
+                error.message = format!(
+                    "{}; {} serves no operator API: it has a listener of its own \
+                     (operator.listen, 127.0.0.1:8009 by default; operator_url in server.json)",
+                    error.message, self.base_url
+                );
+            }
+            return Err(error.into());
         }
         Ok(bytes)
     }
@@ -172,9 +182,37 @@ pub fn encode(raw: &str) -> String {
     out
 }
 
+/// `--url` as the base of the API's paths. A bare `HOST:PORT` means `http://HOST:PORT`, the
+/// way the server's own addresses are written; anything else must be an http(s) URL with a
+/// host (it may have a path, for a server behind a proxy under a prefix).
+fn base_url(raw: &str) -> anyhow::Result<String> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    let invalid = |why: String| {
+        anyhow!(
+            "--url {raw}: {why}; expected the operator API's address, e.g. http://127.0.0.1:8009"
+        )
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|e| invalid(format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("{} is not http or https", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a query or fragment has no place in it".into()));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 fn url_from_data_dir(dir: &Path) -> anyhow::Result<String> {
     match data_dir::read_server_info(dir)? {
-        Some(info) => Ok(info.url.trim_end_matches('/').to_owned()),
+        Some(info) => Ok(info.operator_url().trim_end_matches('/').to_owned()),
         None => Err(not_running(dir)),
     }
 }
@@ -256,6 +294,32 @@ mod tests {
         assert_eq!(error.to_string(), "HTTP 502: upstream down");
         let error = api_error(StatusCode::INTERNAL_SERVER_ERROR, b"");
         assert_eq!(error.to_string(), "HTTP 500: Internal Server Error");
+    }
+
+    #[test]
+    fn url_may_lack_its_scheme_but_not_its_host() {
+        assert_eq!(
+            base_url("127.0.0.1:8009").expect("bare"),
+            "http://127.0.0.1:8009"
+        );
+        assert_eq!(
+            base_url("https://ops.example.org/maas/").expect("prefix"),
+            "https://ops.example.org/maas"
+        );
+        assert_eq!(base_url("[::1]:8009").expect("v6"), "http://[::1]:8009");
+        for bad in [
+            "http://",
+            "ftp://127.0.0.1:1",
+            "http:// x",
+            "127.0.0.1:8009/?a=1",
+            "",
+        ] {
+            let error = base_url(bad).expect_err(bad).to_string();
+            assert!(
+                error.starts_with(&format!("--url {}:", bad.trim())),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `maas serve`: the server process and its contract with tests and the CLI (see
-//! crates/maas-http/API.md): configuration, operator token, first-start tenant, `server.json`,
-//! logging, and graceful shutdown on SIGINT/SIGTERM.
+//! crates/maas-http/API.md): configuration, the data directory's lock, operator token,
+//! first-start tenant, `server.json`, the public and operator listeners, logging, and graceful
+//! shutdown on SIGINT/SIGTERM.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,6 +13,7 @@ use maas_core::config::Config;
 use maas_core::tenants::CreatedTenant;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
@@ -22,6 +25,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         config_file: global.config.clone(),
         data_dir: global.data_dir.clone(),
         listen: args.listen,
+        operator_listen: args.operator_listen,
     };
     let mut config = settings::load(&overrides)?;
     init_logging(args.log_format)?;
@@ -30,6 +34,10 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let dir = config.server.data_dir.clone();
     data_dir::create(&dir)?;
+    // Before anything else is read or written: the directory (and the database) is this
+    // server's alone until it exits, when the locks go with the process.
+    let _dir_lock = data_dir::lock(&dir)?;
+    let _database_lock = crate::storage::lock_database(&config).await?;
     config.operator.token = Some(operator_token(&config, &dir)?);
     let platform = start_platform(config.clone()).await?;
     crate::allocator::spawn_trimmer(Arc::downgrade(&platform));
@@ -40,17 +48,13 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The configured token, else the generated one in the data directory. An empty configured
-/// token is refused: it would let `Authorization: Bearer ` through.
+/// The configured token (`Config::check` refused an empty one, which would let
+/// `Authorization: Bearer ` through), else the generated one in the data directory.
 fn operator_token(config: &Config, dir: &std::path::Path) -> anyhow::Result<String> {
-    let Some(token) = &config.operator.token else {
-        return data_dir::ensure_operator_token(dir);
-    };
-    let token = token.trim();
-    if token.is_empty() {
-        anyhow::bail!("operator.token is set but empty; set a secret or unset it to generate one");
+    match &config.operator.token {
+        Some(token) => Ok(token.trim().to_owned()),
+        None => data_dir::ensure_operator_token(dir),
     }
-    Ok(token.to_owned())
 }
 
 /// Logs go to stderr: stdout carries only the first-start credentials, for scripts to read.
@@ -87,23 +91,56 @@ async fn serve_until_signal(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listen = config.server.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
+    let public = bind(config.server.listen, "server.listen").await?;
+    let addr = public.local_addr()?;
+    let operator = if config.operator_on_public_listener() {
+        None
+    } else {
+        let listener = bind(config.operator.listen, "operator.listen").await?;
+        let addr = listener.local_addr()?;
+        Some((listener, addr))
+    };
     if let Some(created) = platform.bootstrap_default_tenant().await? {
         announce_default_tenant(&created)?;
     }
+    let url = data_dir::local_url(addr);
+    let operator_url = operator
+        .as_ref()
+        .map_or_else(|| url.clone(), |(_, addr)| data_dir::local_url(*addr));
     let info = ServerInfo {
-        url: data_dir::local_url(addr),
+        url,
+        operator_url: Some(operator_url),
         pid: std::process::id(),
     };
     data_dir::write_server_info(&config.server.data_dir, &info)?;
-    tracing::info!(%addr, url = %info.url, data_dir = %config.server.data_dir.display(), "listening");
-    maas_http::serve(listener, Arc::clone(platform), shutdown)
+    tracing::info!(%addr, url = %info.url, operator_url = %info.operator_url(), data_dir = %config.server.data_dir.display(), "listening");
+    // Both listeners stop at the same signal.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which is a reason to stop as well.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let public = maas_http::serve(public, Arc::clone(platform), stopped(stopping.clone()));
+    let served = match operator {
+        None => public.await,
+        Some((listener, _)) => {
+            let operator =
+                maas_http::serve_operator(listener, Arc::clone(platform), stopped(stopping));
+            tokio::try_join!(public, operator).map(|_| ())
+        }
+    };
+    served.context("server failed")
+}
+
+/// Binds `addr`, the value of the configuration key `key`, naming both when that fails.
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
         .await
-        .context("server failed")
+        .with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
 /// Prints the first-start credentials to stdout: the only place the password ever appears.

@@ -61,6 +61,9 @@ impl Server {
                 args.argon2_iterations.to_string(),
             )
             .env("MAAS_OPERATOR__TOKEN", operator_token)
+            // The operator API on the public listener: the scenario creates tenants through
+            // the one address it knows.
+            .env("MAAS_OPERATOR__LISTEN", format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?)

@@ -608,15 +608,42 @@ fn normalize_hosts(hosts: Vec<String>) -> Result<Vec<String>> {
 }
 
 fn check_settings(settings: &TenantSettings) -> Result<()> {
-    if let Some(url) = &settings.client_base_url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        return Err(Error::InvalidParam(
-            "client_base_url must be an http(s) URL".into(),
-        ));
+    if let Some(url) = &settings.client_base_url {
+        check_client_base_url(url)?;
     }
     if let Some(server) = &settings.federation_server {
         parse_server_name(server)?;
+    }
+    // The first admin is a user too, so 0 could never hold; closing registration is the
+    // way to stop new users.
+    if settings.max_users == Some(0) {
+        return Err(Error::InvalidParam(
+            "max_users must be at least 1 (the admin counts); set registration to closed to stop new users".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The homeserver URL clients are sent to (`m.homeserver.base_url`): an absolute http(s) URL
+/// with a host, and nothing a client would drop or misread (credentials, query, fragment).
+fn check_client_base_url(raw: &str) -> Result<()> {
+    let invalid = |why: &str| {
+        Error::InvalidParam(format!(
+            "client_base_url {raw:?} {why}; expected e.g. https://matrix.example.org"
+        ))
+    };
+    let url = url::Url::parse(raw).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("is not an http(s) URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not hold credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or fragment"));
     }
     Ok(())
 }
@@ -639,5 +666,48 @@ fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
     }
     if let Some(server) = update.federation_server {
         settings.federation_server = server;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut TenantSettings)) -> Result<()> {
+        let mut settings = TenantSettings::default();
+        edit(&mut settings);
+        check_settings(&settings)
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        assert!(with(|_| ()).is_ok());
+        assert!(with(|s| s.max_users = Some(1)).is_ok());
+        assert!(with(|s| s.max_users = Some(0)).is_err());
+        for good in [
+            "https://matrix.example.org",
+            "http://127.0.0.1:8008/",
+            "https://example.org/matrix",
+        ] {
+            assert!(
+                with(|s| s.client_base_url = Some(good.into())).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "http://",
+            "https://:443/",
+            "https://a b.test",
+            "matrix.example.org",
+            "ftp://example.org",
+            "https://user:pw@example.org",
+            "https://example.org/?x=1",
+        ] {
+            let result = with(|s| s.client_base_url = Some(bad.into()));
+            assert!(
+                matches!(&result, Err(Error::InvalidParam(m)) if m.contains("client_base_url")),
+                "{bad}: {result:?}"
+            );
+        }
     }
 }

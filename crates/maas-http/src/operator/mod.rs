@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::{FromRequest, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use maas_core::Platform;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -20,12 +21,20 @@ use crate::error::{HttpError, Result};
 use crate::routes::AppRouter;
 use crate::ruma::read_body;
 
-/// Where every operator path starts: all of them are about tenants.
+/// The operator API's paths start here.
+const PREFIX: &str = "/_maas/operator/v1";
+
+/// Where the tenants' paths start: `{TENANTS}/{server_name}/…`. Every name below it is a
+/// server name, so no operator path of its own may sit beside them; a path such as
+/// `{TENANTS}/import` would shadow the tenant named `import`.
 const TENANTS: &str = "/_maas/operator/v1/tenants";
 
 pub fn routes() -> AppRouter {
     let router = tenants::routes(Router::new());
     let router = users::routes(router);
+    // Importing makes a tenant from an archive, whose server name is inside the archive:
+    // an action of the platform, outside the tenants' paths.
+    let router = router.route(&format!("{PREFIX}/import"), post(tenants::import_tenant));
     registration_tokens::routes(router)
 }
 
@@ -39,7 +48,7 @@ pub async fn require_operator(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
-    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    let Some(token) = header.and_then(crate::context::bearer_token) else {
         return HttpError::missing_token().into_response();
     };
     if !platform.is_operator_token(token.trim()) {

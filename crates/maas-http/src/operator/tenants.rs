@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use maas_core::Platform;
 use maas_core::platform::{NewTenant, TenantUpdate};
 use maas_core::tenants::{RegistrationPolicy, TenantInfo, TenantSettings};
@@ -22,7 +22,6 @@ pub(super) fn routes(router: AppRouter) -> AppRouter {
     let tenant = format!("{TENANTS}/{{server_name}}");
     router
         .route(TENANTS, get(list_tenants).post(create_tenant))
-        .route(&format!("{TENANTS}/import"), post(import_tenant))
         .route(
             &tenant,
             get(show_tenant).patch(update_tenant).delete(delete_tenant),
@@ -146,7 +145,18 @@ async fn update_tenant(
     };
     let record = op(platform.update_tenant(&server_name, update).await)?;
     tracing::info!(server_name = %record.server_name, "tenant updated");
-    Ok(Json(tenant_json(&platform, &record).await?))
+    let mut json = tenant_json(&platform, &record).await?;
+    // A quota below the users the tenant has is allowed (it removes nobody, and the operator
+    // may mean to shrink the tenant), but the answer says what it does.
+    let users = json["user_count"].as_u64().unwrap_or(0);
+    if let Some(max) = record.settings.max_users
+        && users > max
+    {
+        json["warnings"] = json!([format!(
+            "the tenant has {users} users, more than max_users {max}: new users are refused until the quota is raised"
+        )]);
+    }
+    Ok(Json(json))
 }
 
 /// `DELETE /_maas/operator/v1/tenants/{server_name}`
@@ -186,12 +196,12 @@ async fn export_tenant(
 }
 
 #[derive(Deserialize)]
-struct ImportQuery {
+pub(super) struct ImportQuery {
     replace: Option<String>,
 }
 
-/// `POST /_maas/operator/v1/tenants/import`
-async fn import_tenant(
+/// `POST /_maas/operator/v1/import` (registered in `operator/mod.rs`)
+pub(super) async fn import_tenant(
     State(platform): State<Arc<Platform>>,
     Query(query): Query<ImportQuery>,
     body: axum::body::Body,

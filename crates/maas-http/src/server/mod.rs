@@ -19,7 +19,6 @@ use tokio::task::JoinSet;
 
 use self::connection::{Timeouts, serve_connection};
 use self::per_ip::PerIp;
-use crate::routes::router;
 
 /// What the listener takes from the configuration (`limits`).
 struct Settings {
@@ -51,10 +50,10 @@ impl Settings {
 pub async fn serve(
     listener: TcpListener,
     platform: Arc<Platform>,
+    app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let settings = Settings::of(platform.config());
-    let app = router(Arc::clone(&platform));
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

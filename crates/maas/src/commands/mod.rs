@@ -41,6 +41,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         config_file: global.config.clone(),
         data_dir: global.data_dir.clone(),
         listen: None,
+        operator_listen: None,
     };
     // Refusals that need no server come first, so `delete` without `--yes` never connects.
     refuse_unconfirmed(&command)?;

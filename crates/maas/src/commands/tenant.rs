@@ -203,7 +203,17 @@ async fn set(ctx: &Ctx, args: TenantSetArgs) -> anyhow::Result<()> {
         .client
         .patch(&tenant_path(&server_name), &Value::Object(body))
         .await?;
+    print_warnings(&answer);
     ctx.print(&answer, |tenant: Tenant| render_tenant(&tenant))
+}
+
+/// The API's `warnings` (a change it made but the operator may not have meant), on stderr so
+/// that `--json` output stays the answer alone.
+fn print_warnings(answer: &Value) {
+    let warnings = answer.get("warnings").and_then(Value::as_array);
+    for warning in warnings.into_iter().flatten().filter_map(Value::as_str) {
+        eprintln!("warning: {warning}");
+    }
 }
 
 /// Only the settings given on the command line; clearing flags send `null`.
@@ -357,7 +367,7 @@ async fn import(ctx: &Ctx, args: TenantImportArgs) -> anyhow::Result<()> {
     let archive = tokio::fs::read(&args.file)
         .await
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let path = format!("/tenants/import?replace={}", args.replace);
+    let path = format!("/import?replace={}", args.replace);
     let answer = ctx
         .client
         .post_bytes(&path, archive, "application/x-ndjson")

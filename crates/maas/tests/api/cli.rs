@@ -276,7 +276,7 @@ async fn cli_users_and_tokens() {
 async fn cli_with_url_and_token_from_env() {
     let srv = TestServer::start().await; // configured token, no operator.token file
     let cwd = srv.data_dir.parent().unwrap();
-    let url = srv.url.as_str();
+    let url = srv.operator_url.as_str();
 
     let out = maas(
         cwd,
@@ -339,5 +339,177 @@ async fn cli_with_url_and_token_from_env() {
         !out.status.success(),
         "listing without a server succeeded: {}",
         stdout(&out)
+    );
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_refused(out: &Output, args: &str, needle: &str) {
+    assert!(
+        !out.status.success(),
+        "`maas {args}` succeeded:\n{}",
+        stdout(out)
+    );
+    assert!(
+        stderr(out).contains(needle),
+        "`maas {args}`: stderr should mention {needle:?}:\n{}",
+        stderr(out)
+    );
+}
+
+/// Settings that can't work are refused, by the CLI and by the API, and change nothing.
+#[tokio::test]
+async fn cli_refuses_bad_settings() {
+    let srv = TestServer::start_with(Options::default().with_generated_operator_token()).await;
+    let cli = Cli { srv: &srv };
+
+    let args = [
+        "tenant",
+        "create",
+        "bad.test",
+        "--client-base-url",
+        "http://",
+    ];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "client_base_url");
+    let args = ["tenant", "create", "bad.test", "--max-users", "0"];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "--max-users");
+    let args = ["tenant", "set", "localhost", "--max-users", "0"];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "--max-users");
+    let args = ["token", "create", "localhost", "--uses", "0"];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "--uses");
+    assert_error(
+        &srv.op().get(&format!("{OP}/tenants/bad.test")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // The API refuses them too, whoever the client.
+    let create = |body: Value| {
+        let srv = &srv;
+        async move { srv.op().post(&format!("{OP}/tenants"), body).await }
+    };
+    for bad in [
+        serde_json::json!({"server_name": "bad.test", "max_users": 0}),
+        serde_json::json!({"server_name": "bad.test", "client_base_url": "http://"}),
+        serde_json::json!({"server_name": "bad.test", "client_base_url": "https://a b.test"}),
+        serde_json::json!({"server_name": "bad.test", "client_base_url": "https://:443/"}),
+    ] {
+        assert_error(&create(bad.clone()).await, 400, "M_INVALID_PARAM");
+    }
+    assert_error(
+        &srv.op().get(&format!("{OP}/tenants/bad.test")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let patch = srv
+        .op()
+        .patch(
+            &format!("{OP}/tenants/localhost"),
+            serde_json::json!({"max_users": 0}),
+        )
+        .await;
+    assert_error(&patch, 400, "M_INVALID_PARAM");
+    let tokens = format!("{OP}/tenants/localhost/registration_tokens");
+    let resp = srv
+        .op()
+        .post(&tokens, serde_json::json!({"uses_allowed": 0}))
+        .await;
+    assert_error(&resp, 400, "M_INVALID_PARAM");
+    let list = srv.op().get(&tokens).await.ok();
+    assert_eq!(list["registration_tokens"], serde_json::json!([]), "{list}");
+    let tenant = srv.get_tenant("localhost").await;
+    assert_eq!(tenant["max_users"], Value::Null, "{tenant}");
+    // A client base URL with a host is fine.
+    let base = "https://matrix.example.test";
+    cli.ok(&["tenant", "set", "localhost", "--client-base-url", base])
+        .await;
+    assert_eq!(srv.get_tenant("localhost").await["client_base_url"], base);
+}
+
+/// A quota below the current number of users is allowed (users are never removed by it), but
+/// the answer says what it means: no new users until the count is below the quota.
+#[tokio::test]
+async fn cli_warns_of_a_quota_below_the_user_count() {
+    let srv = TestServer::start_with(Options::default().with_generated_operator_token()).await;
+    let cli = Cli { srv: &srv };
+    srv.register("localhost", "alice", "pw-alice-1").await;
+    srv.register("localhost", "bob", "pw-bob-1").await;
+
+    let args = ["tenant", "set", "localhost", "--max-users", "2"];
+    let out = cli.run(&args).await;
+    assert_success(&out, &args.join(" "));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning:") && err.contains("3 users") && err.contains("max_users 2"),
+        "stderr:\n{err}"
+    );
+    let patch = srv
+        .patch_tenant("localhost", serde_json::json!({"max_users": 1}))
+        .await;
+    assert_eq!(patch["max_users"], 1, "{patch}");
+    let warnings = patch["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings: {patch}"));
+    assert_eq!(warnings.len(), 1, "{patch}");
+    let resp = srv
+        .on("localhost")
+        .register_raw(serde_json::json!({"username": "carol", "password": "pw-carol-1"}))
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    // Within the quota, no warning.
+    let patch = srv
+        .patch_tenant("localhost", serde_json::json!({"max_users": 10}))
+        .await;
+    assert!(patch.get("warnings").is_none(), "{patch}");
+}
+
+#[tokio::test]
+async fn cli_url_without_scheme_and_flag_help() {
+    let srv = TestServer::start().await;
+    let cwd = srv.data_dir.parent().unwrap();
+    let bare = srv.operator_url.trim_start_matches("http://").to_owned();
+    let out = maas(
+        cwd,
+        &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &["--url", &bare, "tenant", "list", "--json"],
+    )
+    .await;
+    let list = json_of(&out, "--url HOST:PORT tenant list --json");
+    assert_eq!(list["tenants"][0]["server_name"], "localhost", "{list}");
+
+    // The public listener is not the operator API: the error says where that is.
+    let out = maas(
+        cwd,
+        &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+        &["--url", &srv.url, "tenant", "list"],
+    )
+    .await;
+    assert_refused(&out, "--url PUBLIC tenant list", "operator.listen");
+
+    for bad in ["ftp://127.0.0.1:1", "http://", "http:// x"] {
+        let out = maas(
+            cwd,
+            &[("MAAS_OPERATOR_TOKEN", OPERATOR_TOKEN)],
+            &["--url", bad, "tenant", "list"],
+        )
+        .await;
+        assert_refused(&out, &format!("--url {bad} tenant list"), "--url");
+    }
+
+    let out = maas(cwd, &[], &["tenant", "set", "--help"]).await;
+    assert_success(&out, "tenant set --help");
+    let help = stdout(&out);
+    let line = help
+        .lines()
+        .skip_while(|l| !l.contains("--federation-server"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        line.contains("m.server"),
+        "no help for --federation-server:\n{help}"
     );
 }

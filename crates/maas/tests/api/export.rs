@@ -39,11 +39,11 @@ async fn export(srv: &TestServer, server_name: &str) -> Vec<u8> {
     resp.bytes().await.expect("archive body").to_vec()
 }
 
-/// `POST /tenants/import` with `query` (e.g. `?replace=true`) and the archive as body.
+/// `POST /import` with `query` (e.g. `?replace=true`) and the archive as body.
 async fn import_raw(srv: &TestServer, archive: &[u8], query: &str) -> Resp {
     let builder = srv
         .op()
-        .builder(Method::POST, &format!("{OP}/tenants/import{query}"))
+        .builder(Method::POST, &format!("{OP}/import{query}"))
         .header("content-type", "application/x-ndjson")
         .body(archive.to_vec());
     TestServer::send(builder).await
@@ -659,11 +659,12 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_back() {
     sqlite.login(name, "alice", "pw-alice-1").await;
 }
 
-/// Runs `maas <args>` against `srv` (its URL, the test operator token), bounded in time.
+/// Runs `maas <args>` against `srv` (its operator URL, the test operator token), bounded in
+/// time.
 async fn maas(srv: &TestServer, args: &[&str]) -> Output {
     let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
     cmd.arg("--url")
-        .arg(&srv.url)
+        .arg(&srv.operator_url)
         .args(args)
         .env("MAAS_OPERATOR_TOKEN", &srv.operator_token)
         .current_dir(srv.data_dir.parent().expect("temp dir"))

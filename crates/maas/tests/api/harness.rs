@@ -58,6 +58,8 @@ pub struct Options {
     pub generated_operator_token: bool,
     /// Run on this backend whatever the suite's mode (for tests that move data between them).
     pub backend: Option<TestBackend>,
+    /// `--listen` for every start; `None` picks a free port each time.
+    pub listen: Option<String>,
 }
 
 /// A storage backend a test server can be pinned to.
@@ -91,6 +93,11 @@ impl Options {
         self.backend = Some(backend);
         self
     }
+
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = Some(addr.to_owned());
+        self
+    }
 }
 
 /// A running `maas serve` child process with its own data directory.
@@ -98,6 +105,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`, read from `<data_dir>/server.json`.
     pub url: String,
+    /// The operator API's listener (`operator_url` of `server.json`), `http://127.0.0.1:PORT`.
+    pub operator_url: String,
     pub port: u16,
     pub data_dir: PathBuf,
     pub operator_token: String,
@@ -385,6 +394,8 @@ fn base_env(options: &Options) -> Vec<(String, String)> {
     }
     env.push(("MAAS_PASSWORDS__MEMORY_KIB".into(), "1024".into()));
     env.push(("MAAS_PASSWORDS__ITERATIONS".into(), "1".into()));
+    // A free port for the operator API too: tests run in parallel, the default port is fixed.
+    env.push(("MAAS_OPERATOR__LISTEN".into(), "127.0.0.1:0".into()));
     env.extend(options.env.iter().cloned());
     env
 }
@@ -409,6 +420,47 @@ fn drain(pipe: impl AsyncRead + Unpin + Send + 'static, buf: Arc<Mutex<String>>)
             buf.push('\n');
         }
     });
+}
+
+/// Runs `cmd` (a `maas serve` expected to refuse to start) and returns its stderr once it
+/// exited with a failure. Fails the test as soon as the server announces itself in
+/// `<data_dir>/server.json` instead, or when it neither exits nor starts in time.
+pub async fn refused_start(mut cmd: Command, data_dir: &Path) -> String {
+    let mut child = cmd.spawn().expect("spawning maas serve");
+    let pid = child.id().expect("child pid");
+    let stderr = Arc::<Mutex<String>>::default();
+    drain(child.stderr.take().expect("piped stderr"), stderr.clone());
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for maas serve") {
+            // Let the drain task read the last lines.
+            let mut stdout = String::new();
+            if let Some(mut out) = child.stdout.take() {
+                use tokio::io::AsyncReadExt;
+                let _ = out.read_to_string(&mut stdout).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let stderr = stderr.lock().unwrap().clone();
+            assert!(
+                !status.success(),
+                "maas serve exited with success\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
+            return stderr;
+        }
+        let announced = std::fs::read_to_string(data_dir.join("server.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|v| v["pid"].as_u64() == Some(u64::from(pid)));
+        if announced || Instant::now() > deadline {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            panic!(
+                "maas serve started (or hung) where it should have refused to\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub fn http_client() -> reqwest::Client {
@@ -442,11 +494,12 @@ impl TestServer {
         let mut server = TestServer {
             child: None,
             url: String::new(),
+            operator_url: String::new(),
             port: 0,
             data_dir,
             operator_token: OPERATOR_TOKEN.to_owned(),
+            listen: options.listen.clone(),
             options,
-            listen: None,
             stdout: Arc::default(),
             stderr: Arc::default(),
             http: http_client(),
@@ -457,13 +510,13 @@ impl TestServer {
         server
     }
 
-    async fn spawn(&mut self) {
-        let server_json = self.data_dir.join("server.json");
-        let _ = std::fs::remove_file(&server_json);
+    /// A `maas serve` command configured like this server (environment, database) on
+    /// `data_dir`, listening on free ports, with stdout and stderr piped.
+    pub fn serve_command(&self, data_dir: &Path) -> Command {
         let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
         cmd.arg("serve")
             .arg("--data-dir")
-            .arg(&self.data_dir)
+            .arg(data_dir)
             .arg("--listen")
             .arg(self.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .current_dir(self.tmp.path())
@@ -477,6 +530,13 @@ impl TestServer {
         if let Some(database) = &self.database {
             cmd.env("MAAS_DATABASE__URL", &database.url);
         }
+        cmd
+    }
+
+    async fn spawn(&mut self) {
+        let server_json = self.data_dir.join("server.json");
+        let _ = std::fs::remove_file(&server_json);
+        let mut cmd = self.serve_command(&self.data_dir);
         let mut child = cmd.spawn().expect("spawning maas serve");
         drain(child.stdout.take().unwrap(), self.stdout.clone());
         drain(child.stderr.take().unwrap(), self.stderr.clone());
@@ -491,6 +551,9 @@ impl TestServer {
                 && let Some(url) = v["url"].as_str()
             {
                 self.url = url.trim_end_matches('/').to_owned();
+                // A server sharing one listener for both APIs may leave `operator_url` out.
+                let operator_url = v["operator_url"].as_str().unwrap_or(url);
+                self.operator_url = operator_url.trim_end_matches('/').to_owned();
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -620,7 +683,7 @@ impl TestServer {
         );
         self.listen = Some(format!("127.0.0.1:{}", self.port));
         self.spawn().await;
-        self.listen = None;
+        self.listen = self.options.listen.clone();
     }
 
     /// Starts the server again after `stop()`, on the same data dir.
@@ -635,6 +698,7 @@ impl TestServer {
             server: self,
             host: Some(host.to_owned()),
             token: None,
+            operator: false,
         }
     }
 
@@ -644,6 +708,7 @@ impl TestServer {
             server: self,
             host: None,
             token: None,
+            operator: false,
         }
     }
 
@@ -654,12 +719,21 @@ impl TestServer {
 
     // ----- operator API -----
 
-    /// Operator API requests, authorised with the server's operator token.
+    /// Operator API requests (on the operator listener), authorised with the operator token.
     pub fn op(&self) -> Api<'_> {
+        Api {
+            token: Some(self.operator_token.clone()),
+            ..self.op_anon()
+        }
+    }
+
+    /// Requests to the operator listener without a token.
+    pub fn op_anon(&self) -> Api<'_> {
         Api {
             server: self,
             host: None,
-            token: Some(self.operator_token.clone()),
+            token: None,
+            operator: true,
         }
     }
 
@@ -767,6 +841,8 @@ pub struct Api<'a> {
     server: &'a TestServer,
     host: Option<String>,
     token: Option<String>,
+    /// To the operator listener rather than the public one.
+    operator: bool,
 }
 
 impl<'a> Api<'a> {
@@ -785,10 +861,12 @@ impl<'a> Api<'a> {
 
     /// A request builder with the host and token applied.
     pub fn builder(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut b = self
-            .server
-            .http
-            .request(method, format!("{}{path}", self.server.url));
+        let base = if self.operator {
+            &self.server.operator_url
+        } else {
+            &self.server.url
+        };
+        let mut b = self.server.http.request(method, format!("{base}{path}"));
         if let Some(host) = &self.host {
             b = b.header("Host", host);
         }

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod cli;
+mod configuration;
 mod devices;
 mod discovery;
 mod e2ee_backup;
@@ -41,5 +42,6 @@ mod room_support;
 mod rooms;
 mod sdk;
 mod sdk_rooms;
+mod single_server;
 mod sync;
 mod tenant_loading;

@@ -13,19 +13,19 @@ fn find<'a>(list: &'a Value, key: &str, field: &str, value: &str) -> Option<&'a 
 async fn operator_auth() {
     let srv = TestServer::start().await;
     let path = format!("{OP}/tenants");
-    assert_error(&srv.direct().get(&path).await, 401, "M_MISSING_TOKEN");
+    assert_error(&srv.op_anon().get(&path).await, 401, "M_MISSING_TOKEN");
     assert_error(
-        &srv.direct().auth("wrong-token").get(&path).await,
+        &srv.op_anon().auth("wrong-token").get(&path).await,
         401,
         "M_UNKNOWN_TOKEN",
     );
     let resp = srv
-        .direct()
+        .op_anon()
         .post(&path, json!({"server_name": "x.test"}))
         .await;
     assert_error(&resp, 401, "M_MISSING_TOKEN");
     let resp = srv
-        .direct()
+        .op_anon()
         .auth("wrong-token")
         .delete(&format!("{OP}/tenants/localhost"))
         .await;
@@ -33,23 +33,18 @@ async fn operator_auth() {
     // A tenant's access token is not an operator token.
     let s = srv.register("localhost", "alice", "pw-1").await;
     assert_error(
-        &srv.on("localhost").as_user(&s).get(&path).await,
+        &srv.op_anon().as_user(&s).get(&path).await,
         401,
         "M_UNKNOWN_TOKEN",
     );
 
     srv.op().get(&path).await.ok();
     // The operator API answers on every host, known or not.
-    srv.on("localhost")
-        .auth(OPERATOR_TOKEN)
-        .get(&path)
-        .await
-        .ok();
-    srv.on("unknown.test")
-        .auth(OPERATOR_TOKEN)
-        .get(&path)
-        .await
-        .ok();
+    for host in ["localhost", "unknown.test"] {
+        let resp =
+            TestServer::send(srv.op().builder(Method::GET, &path).header("Host", host)).await;
+        resp.ok();
+    }
     // Nothing changed through the refused requests.
     let list = srv.op().get(&path).await.ok();
     assert!(
@@ -60,6 +55,78 @@ async fn operator_auth() {
         find(&list, "tenants", "server_name", "localhost").is_some(),
         "{list}"
     );
+}
+
+/// The operator API has a listener of its own (loopback by default): the public listener
+/// doesn't know its paths, even with the right token, and it serves nothing else.
+#[tokio::test]
+async fn operator_api_is_on_its_own_listener() {
+    let srv = TestServer::start().await;
+    assert_ne!(srv.operator_url, srv.url, "server.json names one listener");
+    let path = format!("{OP}/tenants");
+    for host in ["localhost", "unknown.test"] {
+        let resp = srv.on(host).auth(OPERATOR_TOKEN).get(&path).await;
+        assert_error(&resp, 404, "M_UNRECOGNIZED");
+        let resp = srv
+            .on(host)
+            .auth(OPERATOR_TOKEN)
+            .post(&path, json!({"server_name": "public.test"}))
+            .await;
+        assert_error(&resp, 404, "M_UNRECOGNIZED");
+    }
+    assert_error(
+        &srv.direct().auth(OPERATOR_TOKEN).get(&path).await,
+        404,
+        "M_UNRECOGNIZED",
+    );
+    // The Matrix APIs are not on the operator listener.
+    let versions = srv.op().builder(Method::GET, "/_matrix/client/versions");
+    let resp = TestServer::send(versions.header("Host", "localhost")).await;
+    assert_error(&resp, 404, "M_UNRECOGNIZED");
+    assert_error(
+        &srv.op().get("/.well-known/matrix/client").await,
+        404,
+        "M_UNRECOGNIZED",
+    );
+    srv.on("localhost")
+        .get("/_matrix/client/versions")
+        .await
+        .ok();
+    let list = srv.op().get(&path).await.ok();
+    assert!(find(&list, "tenants", "server_name", "public.test").is_none());
+}
+
+/// `operator.listen` equal to `server.listen`: one listener serves both, as before the
+/// operator API had its own.
+#[tokio::test]
+async fn operator_api_can_share_the_public_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let srv = TestServer::start_with(
+        Options::default()
+            .listen(&addr)
+            .env("MAAS_OPERATOR__LISTEN", &addr),
+    )
+    .await;
+    assert_eq!(srv.operator_url, srv.url);
+    let path = format!("{OP}/tenants");
+    srv.on("localhost")
+        .auth(OPERATOR_TOKEN)
+        .get(&path)
+        .await
+        .ok();
+    assert_error(
+        &srv.on("localhost").get(&path).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    srv.on("localhost")
+        .get("/_matrix/client/versions")
+        .await
+        .ok();
 }
 
 #[tokio::test]
@@ -632,4 +699,67 @@ async fn registration_tokens_create_and_list() {
         .register_with_token("alice", "pw-1", &generated)
         .await;
     assert_eq!(s.user_id, "@alice:x.test");
+}
+
+/// Every server name is a tenant path: no operator path of its own may sit beside them. A
+/// tenant named `import` is shown, changed and deleted like any other, and archives are
+/// imported at `/import`, outside the tenants.
+#[tokio::test]
+async fn a_tenant_named_import_is_a_tenant_like_any_other() {
+    let srv = TestServer::start().await;
+    let created = srv
+        .op()
+        .post(&format!("{OP}/tenants"), json!({"server_name": "import"}))
+        .await
+        .ok();
+    assert_eq!(created["server_name"], "import");
+    let shown = srv.get_tenant("import").await;
+    assert_eq!(shown["tenant_id"], created["tenant_id"], "{shown}");
+    let patched = srv
+        .patch_tenant("import", json!({"registration": "open"}))
+        .await;
+    assert_eq!(patched["registration"], "open", "{patched}");
+    srv.op()
+        .post(
+            &format!("{OP}/tenants/import/users"),
+            json!({"localpart": "alice", "password": "pw-alice-1"}),
+        )
+        .await
+        .ok();
+
+    // Its archive goes in through `/import`; the old path was a tenant's, and imports nothing.
+    let archive = srv
+        .op()
+        .builder(Method::GET, &format!("{OP}/tenants/import/export"))
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("archive");
+    srv.op().delete(&format!("{OP}/tenants/import")).await.ok();
+    assert_error(
+        &srv.op().get(&format!("{OP}/tenants/import")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let old_path = srv
+        .op()
+        .builder(Method::POST, &format!("{OP}/tenants/import"))
+        .header("content-type", "application/x-ndjson")
+        .body(archive.clone());
+    assert_error(&TestServer::send(old_path).await, 405, "M_UNRECOGNIZED");
+    let import = srv
+        .op()
+        .builder(Method::POST, &format!("{OP}/import"))
+        .header("content-type", "application/x-ndjson")
+        .body(archive);
+    let imported = TestServer::send(import).await.ok();
+    assert_eq!(imported["server_name"], "import", "{imported}");
+    let user = srv
+        .op()
+        .get(&format!("{OP}/tenants/import/users/alice"))
+        .await
+        .ok();
+    assert_eq!(user["user_id"], "@alice:import", "{user}");
 }

@@ -170,7 +170,7 @@ async fn generated_operator_token_file() {
     assert_ne!(token, OPERATOR_TOKEN);
     srv.op().get(&format!("{OP}/tenants")).await.ok();
     assert_error(
-        &srv.direct()
+        &srv.op_anon()
             .auth(OPERATOR_TOKEN)
             .get(&format!("{OP}/tenants"))
             .await,
@@ -187,6 +187,8 @@ async fn generated_operator_token_file() {
         serde_json::from_str(&std::fs::read_to_string(srv.data_dir.join("server.json")).unwrap())
             .unwrap();
     assert_eq!(server_json["url"], srv.url.as_str());
+    assert_eq!(server_json["operator_url"], srv.operator_url.as_str());
+    assert_ne!(server_json["operator_url"], server_json["url"]);
     assert_eq!(server_json["pid"], srv.pid());
 }
 
