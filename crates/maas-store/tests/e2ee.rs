@@ -102,6 +102,7 @@ on_both_backends!(concurrent_claims_never_hand_out_a_key_twice);
 on_both_backends!(fallback_keys_are_replaced_per_algorithm);
 on_both_backends!(cross_signing_keys_are_upserted_by_type);
 on_both_backends!(device_list_changes_in_a_range);
+on_both_backends!(signature_changes_are_the_signers_own);
 on_both_backends!(to_device_messages_are_stored_once_per_transaction);
 on_both_backends!(deleting_a_device_deletes_its_keys_and_messages);
 on_both_backends!(backup_versions_are_numbered_per_user_and_never_reused);
@@ -424,6 +425,48 @@ async fn cross_signing_keys_are_upserted_by_type(store: &dyn TenantStore) {
             .is_err()
     );
     assert!(store.cross_signing_keys("bob").await.unwrap().is_empty());
+}
+
+async fn signature_changes_are_the_signers_own(store: &dyn TenantStore) {
+    let (alice, bob, carol) = ("@alice:x", "@bob:x", "@carol:x");
+    for (signer, target, stream) in [
+        (bob, alice, 5),
+        (bob, carol, 7),
+        (bob, alice, 7),
+        (carol, alice, 8),
+    ] {
+        store
+            .record_signature_change(signer, target, stream)
+            .await
+            .unwrap();
+    }
+    // Recording the same change again changes nothing.
+    store.record_signature_change(bob, alice, 5).await.unwrap();
+    assert_eq!(
+        store.signature_changes(bob, range(0, 20)).await.unwrap(),
+        vec![alice, carol]
+    );
+    assert_eq!(
+        store.signature_changes(bob, range(5, 6)).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.signature_changes(carol, range(0, 8)).await.unwrap(),
+        vec![alice]
+    );
+    assert_eq!(
+        store.signature_changes(alice, range(0, 20)).await.unwrap(),
+        Vec::<String>::new(),
+        "a signature changes nothing for its target"
+    );
+    // Nobody's devices changed.
+    assert!(
+        store
+            .device_list_changes(range(0, 20))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn device_list_changes_in_a_range(store: &dyn TenantStore) {

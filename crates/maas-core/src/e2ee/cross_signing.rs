@@ -231,7 +231,7 @@ impl E2ee<'_> {
             }
             return self
                 .store_master_signature(
-                    &user.localpart,
+                    &user.user_id,
                     &user.user_id,
                     master.clone(),
                     object,
@@ -255,19 +255,15 @@ impl E2ee<'_> {
                 "Signature does not verify with the user-signing key".into(),
             ));
         }
-        self.store_master_signature(
-            target_user.localpart(),
-            &user.user_id,
-            master.clone(),
-            object,
-            signer,
-        )
-        .await
+        self.store_master_signature(&target_user, &user.user_id, master.clone(), object, signer)
+            .await
     }
 
+    /// Stores `signer`'s signature on `owner`'s master key: a change of the owner's keys for
+    /// everyone when the owner signed it, of the signer's view of them only otherwise.
     async fn store_master_signature(
         &self,
-        owner: &str,
+        owner: &UserId,
         signer_user: &UserId,
         mut master: Value,
         object: &Value,
@@ -275,12 +271,15 @@ impl E2ee<'_> {
     ) -> Result<()> {
         merge_signatures(&mut master, &only_signer(object, signer));
         let record = CrossSigningKeyRecord {
-            localpart: owner.to_owned(),
+            localpart: owner.localpart().to_owned(),
             key_type: "master".into(),
             key_json: master.to_string(),
         };
         self.tenant.store().set_cross_signing_key(&record).await?;
-        self.device_list_changed(signer_user).await
+        if owner == signer_user {
+            return self.device_list_changed(owner).await;
+        }
+        self.signature_changed(signer_user, owner).await
     }
 }
 

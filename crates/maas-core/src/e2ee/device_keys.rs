@@ -259,7 +259,8 @@ fn visible_signatures(key: &mut Value, owner: &str, requester: &str) {
 }
 
 /// `device_lists` of sync and `keys/changes`. `changed`: users sharing a room with `user`
-/// whose devices changed in range, or who came to share a room in range; `left`: users who
+/// whose devices changed in range, or who came to share a room in range, and users whose keys
+/// `user` signed in range (only the signer sees such a signature); `left`: users who
 /// stopped sharing every room in range. Only rooms with events in range are looked at, so the
 /// cost follows what changed, not how many rooms the user is in.
 pub(crate) async fn device_list_delta(
@@ -298,9 +299,10 @@ pub(crate) async fn device_list_delta_of(
         .filter(|room| !mine_changed.contains(room.as_str()))
         .cloned()
         .collect();
-    let (device_changes, changes) = tokio::try_join!(
+    let (device_changes, changes, signed) = tokio::try_join!(
         store.device_list_changes(range),
         store.membership_changes_in(&others, range),
+        store.signature_changes(user.as_str(), range),
     )?;
     let mut moved = changes;
     for room_id in mine_changed {
@@ -329,6 +331,8 @@ pub(crate) async fn device_list_delta_of(
         .into_iter()
         .filter(|other| other == user.as_str() || sharing.contains(other))
         .collect();
+    // The user's own signatures of others changed those users for the user alone.
+    changed.extend(signed);
     let mut left = HashSet::new();
     for member in moved {
         if sharing.contains(&member.user_id) {

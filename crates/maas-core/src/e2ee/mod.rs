@@ -43,6 +43,24 @@ impl E2ee<'_> {
     }
 }
 
+impl E2ee<'_> {
+    /// Announces that `signer` signed `target`'s keys: a signature by a user-signing key is
+    /// visible to its signer only, so only the signer's clients learn of it, through
+    /// `device_lists.changed` naming `target`.
+    pub(crate) async fn signature_changed(&self, signer: &UserId, target: &UserId) -> Result<()> {
+        let mut writer = self.tenant.stream().writer().await;
+        let stream = writer
+            .next_for(Audience::Users(vec![signer.to_string()]))
+            .await?;
+        self.tenant
+            .store()
+            .record_signature_change(signer.as_str(), target.as_str(), stream)
+            .await?;
+        writer.publish(stream);
+        Ok(())
+    }
+}
+
 /// Decodes unpadded (or padded) standard base64, as keys and signatures are written.
 fn unbase64(value: &str) -> Option<Vec<u8>> {
     let trimmed = value.trim_end_matches('=');

@@ -116,6 +116,10 @@ pub trait E2eeStore: Send + Sync {
     async fn record_device_list_change(&self, user_id: &str, stream: i64) -> Result<()>;
     /// Users whose devices or keys changed in `range`, each once.
     async fn device_list_changes(&self, range: StreamRange) -> Result<Vec<String>>;
+    /// `signer` signed `target`'s keys at `stream` (a change only the signer sees).
+    async fn record_signature_change(&self, signer: &str, target: &str, stream: i64) -> Result<()>;
+    /// The users whose keys `signer` signed in `range`, each once.
+    async fn signature_changes(&self, signer: &str, range: StreamRange) -> Result<Vec<String>>;
 
     // To-device messages.
     /// Stores messages for delivery, at most once per sender transaction: `Ok(false)` when the

@@ -93,6 +93,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "fallback_keys",
     "cross_signing_keys",
     "device_list_changes",
+    "signature_changes",
     "to_device_txns",
     "to_device_messages",
     "backup_versions",

@@ -84,6 +84,14 @@ impl E2eeStore for PostgresTenantStore {
         keys::device_list_changes(&self.schema, range).await
     }
 
+    async fn record_signature_change(&self, signer: &str, target: &str, stream: i64) -> Result<()> {
+        keys::record_signature_change(&self.schema, signer, target, stream).await
+    }
+
+    async fn signature_changes(&self, signer: &str, range: StreamRange) -> Result<Vec<String>> {
+        keys::signature_changes(&self.schema, signer, range).await
+    }
+
     async fn insert_to_device(&self, txn: &TxnRecord, messages: &[ToDeviceRecord]) -> Result<bool> {
         to_device::insert_to_device(&self.schema, txn, messages).await
     }

@@ -152,6 +152,8 @@ async fn cross_signing_keys_and_signatures_are_served() {
 
     // Bob signs Alice's master key with his user-signing key: Bob sees the signature,
     // Alice doesn't.
+    let bob_before = next_batch(&sync(&bob_api, Some(&tb), None).await);
+    let alice_before = next_batch(&sync(&alice_api, None, None).await);
     let bob_sig = bob_cs.user_signing.sign(&alice_cs.master_key());
     let body = signatures_upload(&bob_api, json!({a: {&alice_cs.master.public: bob_sig}}))
         .await
@@ -173,11 +175,14 @@ async fn cross_signing_keys_and_signatures_are_served() {
     );
     // Bob's other devices learn of it: Alice's keys as Bob sees them changed (clients such
     // as matrix-sdk only re-query keys listed in device_lists.changed).
-    let s = sync(&bob_api, Some(&tb), None).await;
+    let s = sync(&bob_api, Some(&bob_before), None).await;
     assert!(
         device_lists(&s, "changed").contains(&alice.user_id),
         "Bob's signature of Alice's master key isn't announced to Bob: {s}"
     );
+    // Nobody else's view changed: Alice's sync names neither of them.
+    let s = sync(&alice_api, Some(&alice_before), None).await;
+    assert!(device_lists(&s, "changed").is_empty(), "{s}");
     for q in [
         keys_query(&alice_api, &[a]).await,
         keys_query(&alice_api, &[b, a]).await,

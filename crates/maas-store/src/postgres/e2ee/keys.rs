@@ -271,6 +271,43 @@ pub(super) async fn device_list_changes(
     Ok(users)
 }
 
+pub(super) async fn record_signature_change(
+    schema: &Schema,
+    signer: &str,
+    target: &str,
+    stream: i64,
+) -> Result<()> {
+    let mut conn = schema.conn().await?;
+    sqlx::query(
+        "INSERT INTO signature_changes (stream, signer, target) VALUES ($1, $2, $3) \
+         ON CONFLICT (signer, stream, target) DO NOTHING",
+    )
+    .bind(stream)
+    .bind(signer)
+    .bind(target)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn signature_changes(
+    schema: &Schema,
+    signer: &str,
+    range: StreamRange,
+) -> Result<Vec<String>> {
+    let mut conn = schema.conn().await?;
+    let targets = sqlx::query_scalar(
+        "SELECT DISTINCT target FROM signature_changes \
+         WHERE signer = $1 AND stream > $2 AND stream <= $3 ORDER BY target",
+    )
+    .bind(signer)
+    .bind(range.after)
+    .bind(range.up_to)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(targets)
+}
+
 /// The algorithm of a key id `<algorithm>:<id>`; an id without ':' is all algorithm, so that
 /// such a key can still be stored, counted and claimed under some name.
 fn algorithm(key_id: &str) -> &str {

@@ -278,6 +278,43 @@ pub(super) async fn device_list_changes(
         .await
 }
 
+pub(super) async fn record_signature_change(
+    pool: &SqlitePool,
+    signer: &str,
+    target: &str,
+    stream: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signature_changes (stream, signer, target) VALUES (?, ?, ?) \
+         ON CONFLICT (signer, stream, target) DO NOTHING",
+    )
+    .bind(stream)
+    .bind(signer)
+    .bind(target)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Read on the tenant's direct reader: every sync of the signer asks.
+pub(super) async fn signature_changes(
+    reader: &Arc<Direct>,
+    signer: &str,
+    range: StreamRange,
+) -> Result<Vec<String>> {
+    reader
+        .read(|db| {
+            let mut statement = db.prepare_cached(
+                "SELECT DISTINCT target FROM signature_changes \
+                 WHERE signer = ? AND stream > ? AND stream <= ? ORDER BY target",
+            )?;
+            let targets =
+                statement.query_map((signer, range.after, range.up_to), |row| row.get(0))?;
+            Ok(targets.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+}
+
 /// The algorithm of a key id `<algorithm>:<id>`; an id without ':' is all algorithm, so that
 /// such a key can still be stored, counted and claimed under some name.
 fn algorithm(key_id: &str) -> &str {
