@@ -7,7 +7,7 @@ mod cache;
 pub mod config;
 pub mod e2ee;
 mod error;
-pub(crate) mod export;
+pub mod export;
 pub mod filter;
 pub(crate) mod keys;
 pub mod platform;
