@@ -5,9 +5,10 @@
 //! Both directions stream. An export writes each chunk the store reads as one line
 //! ([`TenantExport`]); an import reads the body line by line as it arrives, checks each line,
 //! and hands the chunk to the store ([`read::ArchiveReader`]), whose transaction the trailer's
-//! checksum must pass before it is committed. Memory
+//! checksum and the consistency checks ([`check`]) must pass before it is committed. Memory
 //! follows a chunk (`EXPORT_CHUNK_ROWS` rows, about `EXPORT_CHUNK_BYTES`), never the archive.
 
+pub(crate) mod check;
 pub(crate) mod read;
 
 use serde::{Deserialize, Serialize};

@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use self::runtime::Runtime;
 use crate::config::Config;
+use crate::export::check::Consistency;
 use crate::export::read::ArchiveReader;
 use crate::export::{ArchiveSource, TenantExport};
 use crate::store::{
@@ -384,7 +385,7 @@ impl Platform {
 
     /// Recreates a tenant from its archive under a new tenant id, with the same server name,
     /// hosts and settings. The archive streams from `source` into the new tenant's database in
-    /// one transaction, checked line by line; it is
+    /// one transaction, checked line by line and against itself (`export::check`); it is
     /// committed only once the trailer's checksum matched. An existing tenant of that server
     /// name is refused (`Conflict`, told before the rest of the archive is read) unless
     /// `replace`, and is then removed only once the new database holds every row, so a failed
@@ -475,7 +476,7 @@ impl Platform {
         let store = self.backend.open_tenant(&record.tenant_id).await?;
         let result = async {
             let mut import = store.begin_import().await?;
-            match copy_archive(reader, import.as_mut()).await {
+            match copy_archive(reader, import.as_mut(), &record.server_name).await {
                 Ok(()) => import.commit().await.map_err(Error::from),
                 Err(e) => {
                     import.abort().await;
@@ -614,11 +615,19 @@ fn spawn_reaper(platform: Weak<Platform>) {
 
 /// Every chunk of the archive, checked and written; the archive's refusals as they are, the
 /// store's refusal of rows as "does not fit".
-async fn copy_archive(reader: &mut ArchiveReader<'_>, import: &mut dyn TableImport) -> Result<()> {
+async fn copy_archive(
+    reader: &mut ArchiveReader<'_>,
+    import: &mut dyn TableImport,
+    server_name: &str,
+) -> Result<()> {
+    let mut consistency = Consistency::new(server_name);
     let refused = loop {
         let Some(chunk) = reader.next_chunk().await? else {
-            break Ok(());
+            break consistency.finish();
         };
+        if let Err(e) = consistency.chunk(&chunk) {
+            break Err(e);
+        }
         if let Err(e) = import.write(&chunk).await {
             break Err(match e {
                 StoreError::Corrupt(m) => {
@@ -629,8 +638,9 @@ async fn copy_archive(reader: &mut ArchiveReader<'_>, import: &mut dyn TableImpo
         }
     };
     match refused {
-        // Rows refused midway: a damaged line (which the checksum only shows at the end) is
-        // the likelier cause and the more useful answer, so the rest is read to tell.
+        // Rows refused, or an archive disagreeing with itself, midway: a damaged line (which
+        // the checksum only shows at the end) is the likelier cause and the more useful answer,
+        // so the rest is read to tell.
         Err(e @ Error::InvalidParam(_)) => {
             reader.check_rest().await?;
             Err(e)

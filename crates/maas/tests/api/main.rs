@@ -14,6 +14,7 @@ mod e2ee_support;
 mod e2ee_to_device;
 mod errors;
 mod export;
+mod export_checks;
 mod export_stream;
 mod federation;
 mod group_commit;
