@@ -20,6 +20,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "uia_sessions",
     "registration_tokens",
     "counters",
+    "stream_marks",
     "rooms",
     "state_groups",
     "state_group_entries",

@@ -6,6 +6,7 @@ mod archive;
 mod e2ee;
 mod push;
 mod records;
+mod retention;
 mod rooms;
 mod sync;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 pub use e2ee::*;
 pub use push::*;
 pub use records::*;
+pub use retention::*;
 pub use rooms::*;
 pub use sync::*;
 
@@ -90,7 +92,9 @@ pub trait ControlStore: Send + Sync {
 
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
-pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sync {
+pub trait TenantStore:
+    RoomStore + E2eeStore + PushStore + SyncStore + RetentionStore + Send + Sync
+{
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
