@@ -10,6 +10,7 @@ mod error;
 pub mod export;
 pub mod filter;
 pub(crate) mod keys;
+pub mod maintenance;
 pub mod platform;
 pub mod presence;
 pub mod push;

@@ -153,6 +153,10 @@ impl Platform {
             operator_lock: tokio::sync::Mutex::new(()),
         });
         spawn_reaper(Arc::downgrade(&platform));
+        crate::maintenance::spawn(
+            Arc::downgrade(&platform),
+            platform.config.retention.interval_secs,
+        );
         Ok(platform)
     }
 
@@ -568,6 +572,14 @@ impl Platform {
             loaded = self.loaded.len(),
             "unloaded least recently used tenants"
         );
+    }
+
+    /// The handles of the tenants loaded now.
+    pub(crate) fn loaded_handles(&self) -> Vec<Tenant> {
+        self.loaded
+            .iter()
+            .filter_map(|e| e.value().get().cloned())
+            .collect()
     }
 
     /// Number of tenants whose handle is loaded now.

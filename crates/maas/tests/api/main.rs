@@ -30,6 +30,7 @@ mod push_rules;
 mod rate_limit;
 mod registration;
 mod registration_tokens;
+mod retention;
 mod room_directory;
 mod room_events;
 mod room_isolation;
