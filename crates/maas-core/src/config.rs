@@ -18,6 +18,7 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub limits: LimitsConfig,
     pub tenants: TenantsConfig,
+    pub retention: RetentionConfig,
 }
 
 impl Config {
@@ -363,6 +364,34 @@ impl Default for TenantsConfig {
             max_loaded: 0,
             uia_session_secs: 900,
             work_slots: 0,
+        }
+    }
+}
+
+/// What each loaded tenant prunes, and when (core's `maintenance`). Unread notifications are
+/// never pruned: only what no count, no sync token within the retention and no client can ask
+/// for any more.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Seconds between two pruning passes over the loaded tenants; 0 turns pruning off.
+    pub interval_secs: u64,
+    /// Notifications a user has read stay this long (for `GET /notifications`), then go.
+    pub notifications_secs: u64,
+    /// Device list changes stay this long. A client syncing with an older token is told that
+    /// every user it shares a room with may have changed (it queries their keys again).
+    pub device_lists_secs: u64,
+}
+
+/// Thirty days, in seconds.
+const THIRTY_DAYS_SECS: u64 = 30 * 24 * 3600;
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            notifications_secs: THIRTY_DAYS_SECS,
+            device_lists_secs: THIRTY_DAYS_SECS,
         }
     }
 }

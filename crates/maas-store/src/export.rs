@@ -6,7 +6,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Number, Value};
 
-use crate::{Result, StoreError, TENANT_TABLES, TableRows};
+use futures_util::{Stream, TryStreamExt};
+
+use crate::{
+    ChunkSink, EXPORT_CHUNK_BYTES, EXPORT_CHUNK_ROWS, Result, StoreError, TENANT_TABLES, TableRows,
+};
 
 /// The key marking a binary value.
 const BYTES_KEY: &str = "$bytes";
@@ -65,58 +69,163 @@ pub(crate) fn float_value(f: f64) -> Result<Value> {
         .ok_or_else(|| StoreError::Corrupt(format!("float {f} has no JSON form")))
 }
 
-/// Checks archived tables against the known tables and the live columns before anything is
-/// written. `live_columns` returns the columns the database has for a known table.
-pub(crate) fn check_tables<'c>(
-    tables: &[TableRows],
-    live_columns: impl Fn(&str) -> Option<&'c [String]>,
-) -> Result<()> {
-    for table in tables {
-        if !TENANT_TABLES.contains(&table.table.as_str()) {
+/// Checks an archived chunk against the known tables and the live columns before anything of
+/// it is written. `live` lists the columns the database has for the chunk's table, `None` for
+/// a table it doesn't have.
+pub(crate) fn check_chunk(chunk: &TableRows, live: Option<&[String]>) -> Result<()> {
+    let Some(live) = live.filter(|_| TENANT_TABLES.contains(&chunk.table.as_str())) else {
+        return Err(StoreError::Corrupt(format!(
+            "unknown table {:?}",
+            chunk.table
+        )));
+    };
+    for (i, column) in chunk.columns.iter().enumerate() {
+        if !live.contains(column) {
             return Err(StoreError::Corrupt(format!(
-                "unknown table {:?}",
-                table.table
+                "unknown column {:?} in table {}",
+                column, chunk.table
             )));
         }
-        let live = live_columns(&table.table).unwrap_or_default();
-        for (i, column) in table.columns.iter().enumerate() {
-            if !live.contains(column) {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown column {:?} in table {}",
-                    column, table.table
-                )));
-            }
-            if table.columns[..i].contains(column) {
-                return Err(StoreError::Corrupt(format!(
-                    "column {column:?} appears twice in table {}",
-                    table.table
-                )));
-            }
-        }
-        if table.columns.is_empty() && !table.rows.is_empty() {
+        if chunk.columns[..i].contains(column) {
             return Err(StoreError::Corrupt(format!(
-                "rows without columns in {}",
-                table.table
+                "column {column:?} appears twice in table {}",
+                chunk.table
             )));
         }
-        if let Some(row) = table.rows.iter().find(|r| r.len() != table.columns.len()) {
-            return Err(StoreError::Corrupt(format!(
-                "a row of {} has {} values for {} columns",
-                table.table,
-                row.len(),
-                table.columns.len()
-            )));
-        }
+    }
+    if chunk.columns.is_empty() && !chunk.rows.is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "rows without columns in {}",
+            chunk.table
+        )));
+    }
+    if let Some(row) = chunk.rows.iter().find(|r| r.len() != chunk.columns.len()) {
+        return Err(StoreError::Corrupt(format!(
+            "a row of {} has {} values for {} columns",
+            chunk.table,
+            row.len(),
+            chunk.columns.len()
+        )));
     }
     Ok(())
 }
 
-/// The archived tables in `TENANT_TABLES` order (the order foreign keys need), keeping the
-/// archive's order among chunks of one table.
-pub(crate) fn in_table_order(tables: &[TableRows]) -> Vec<&TableRows> {
-    let mut ordered: Vec<&TableRows> = tables.iter().collect();
-    ordered.sort_by_key(|t| TENANT_TABLES.iter().position(|name| *name == t.table));
-    ordered
+/// What an import has written so far, the same on every backend: tables come in
+/// `TENANT_TABLES` order, and a table's first chunk clears the rows the migrations seeded
+/// (the `counters` row) to make way for the archive's.
+#[derive(Default)]
+pub(crate) struct ImportProgress {
+    /// Position in `TENANT_TABLES` of the table being written.
+    current: Option<usize>,
+    /// Tables written, in order.
+    pub(crate) tables: Vec<&'static str>,
+}
+
+impl ImportProgress {
+    /// Whether `chunk` starts a new table (to be cleared first); `Corrupt` when it comes out
+    /// of order, which would break the foreign keys.
+    pub(crate) fn starts_table(&mut self, chunk: &TableRows) -> Result<bool> {
+        let Some(at) = TENANT_TABLES.iter().position(|t| *t == chunk.table) else {
+            return Err(StoreError::Corrupt(format!(
+                "unknown table {:?}",
+                chunk.table
+            )));
+        };
+        match self.current {
+            Some(current) if current == at => Ok(false),
+            Some(current) if current > at => Err(StoreError::Corrupt(format!(
+                "rows of {} come after those of {}",
+                chunk.table, TENANT_TABLES[current]
+            ))),
+            _ => {
+                self.current = Some(at);
+                self.tables.push(TENANT_TABLES[at]);
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Cuts a table's rows into chunks of at most `EXPORT_CHUNK_ROWS` rows and about
+/// `EXPORT_CHUNK_BYTES`.
+pub(crate) struct Chunker {
+    table: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    bytes: usize,
+    /// Whether a chunk of this table went out already.
+    sent: bool,
+}
+
+impl Chunker {
+    pub(crate) fn new(table: &str, columns: Vec<String>) -> Self {
+        Self {
+            table: table.to_owned(),
+            columns,
+            rows: Vec::new(),
+            bytes: 0,
+            sent: false,
+        }
+    }
+
+    /// Adds a row; a full chunk comes back to be sent.
+    pub(crate) fn push(&mut self, row: Vec<Value>) -> Option<TableRows> {
+        self.bytes += row.iter().map(approximate_size).sum::<usize>();
+        self.rows.push(row);
+        (self.rows.len() >= EXPORT_CHUNK_ROWS || self.bytes >= EXPORT_CHUNK_BYTES)
+            .then(|| self.take())
+    }
+
+    /// The last chunk: the rows left, or an empty chunk when the table had none, so that its
+    /// columns are recorded.
+    pub(crate) fn finish(mut self) -> Option<TableRows> {
+        (!self.rows.is_empty() || !self.sent).then(|| self.take())
+    }
+
+    fn take(&mut self) -> TableRows {
+        self.sent = true;
+        self.bytes = 0;
+        TableRows {
+            table: self.table.clone(),
+            columns: self.columns.clone(),
+            rows: std::mem::take(&mut self.rows),
+        }
+    }
+}
+
+/// Hands a table's rows to `sink` in chunks as they are read: full chunks go while the
+/// statement is still open, so the table is never held whole. `values` turns a row into the
+/// table's values; `chunker` knows the table and its columns.
+pub(crate) async fn send_rows<R>(
+    mut rows: impl Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    mut chunker: Chunker,
+    sink: &mut dyn ChunkSink,
+    values: impl Fn(&R) -> Result<Vec<Value>>,
+) -> Result<()> {
+    while let Some(row) = rows.try_next().await? {
+        if let Some(chunk) = chunker.push(values(&row)?) {
+            sink.put(chunk).await?;
+        }
+    }
+    // The statement ends before the last chunk goes (the sink may wait).
+    drop(rows);
+    if let Some(chunk) = chunker.finish() {
+        sink.put(chunk).await?;
+    }
+    Ok(())
+}
+
+/// About the bytes a value takes in the archive.
+fn approximate_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| k.len() + 3 + approximate_size(v))
+            .sum(),
+        Value::Array(items) => items.iter().map(approximate_size).sum(),
+        _ => 8,
+    }
 }
 
 /// An error of the database while writing archived rows: an error the database reported
@@ -174,49 +283,73 @@ mod tests {
     }
 
     #[test]
-    fn tables_are_checked_against_the_schema() {
+    fn chunks_are_checked_against_the_schema() {
         let live = vec!["localpart".to_owned(), "admin".to_owned()];
-        let table = |name: &str, columns: &[&str], row: Vec<Value>| TableRows {
+        let chunk = |name: &str, columns: &[&str], row: Vec<Value>| TableRows {
             table: name.into(),
             columns: columns.iter().map(|c| (*c).to_owned()).collect(),
             rows: vec![row],
         };
-        let lookup = |_: &str| Some(live.as_slice());
-        let ok = [table("users", &["localpart"], vec![json!("a")])];
-        assert!(check_tables(&ok, lookup).is_ok());
+        let ok = chunk("users", &["localpart"], vec![json!("a")]);
+        assert!(check_chunk(&ok, Some(&live)).is_ok());
+        assert!(check_chunk(&ok, None).is_err());
         for bad in [
-            table("sqlite_master", &["localpart"], vec![json!("a")]),
-            table(
+            chunk("sqlite_master", &["localpart"], vec![json!("a")]),
+            chunk(
                 "users",
                 &["localpart", "x\"; DROP"],
                 vec![json!("a"), json!(1)],
             ),
-            table(
+            chunk(
                 "users",
                 &["localpart", "localpart"],
                 vec![json!("a"), json!("b")],
             ),
-            table("users", &["localpart"], vec![]),
+            chunk("users", &["localpart"], vec![]),
         ] {
             assert!(
-                matches!(check_tables(&[bad], lookup), Err(StoreError::Corrupt(_))),
+                matches!(check_chunk(&bad, Some(&live)), Err(StoreError::Corrupt(_))),
                 "accepted"
             );
         }
     }
 
     #[test]
-    fn tables_come_in_foreign_key_order() {
+    fn tables_must_come_in_foreign_key_order() {
         let t = |name: &str| TableRows {
             table: name.into(),
             columns: vec![],
             rows: vec![],
         };
-        let tables = [t("access_tokens"), t("users"), t("devices"), t("users")];
-        let names: Vec<&str> = in_table_order(&tables)
-            .iter()
-            .map(|t| t.table.as_str())
+        let mut progress = ImportProgress::default();
+        assert!(progress.starts_table(&t("users")).expect("users"));
+        assert!(!progress.starts_table(&t("users")).expect("more users"));
+        assert!(progress.starts_table(&t("access_tokens")).expect("tokens"));
+        assert!(progress.starts_table(&t("devices")).is_err());
+        assert!(progress.starts_table(&t("nonsense")).is_err());
+        assert_eq!(progress.tables, ["users", "access_tokens"]);
+    }
+
+    #[test]
+    fn chunks_are_cut_by_rows_and_by_bytes() {
+        let mut small = Chunker::new("users", vec!["localpart".into()]);
+        let full: Vec<TableRows> = (0..2500)
+            .filter_map(|i| small.push(vec![json!(format!("u{i}"))]))
             .collect();
-        assert_eq!(names, ["users", "users", "devices", "access_tokens"][..]);
+        assert_eq!(full.len(), 2);
+        assert!(full.iter().all(|c| c.rows.len() == EXPORT_CHUNK_ROWS));
+        assert_eq!(small.finish().map(|c| c.rows.len()), Some(500));
+
+        let mut big = Chunker::new("events", vec!["pdu".into()]);
+        let pdu = "x".repeat(64 * 1024);
+        let full: Vec<TableRows> = (0..100)
+            .filter_map(|_| big.push(vec![json!(pdu)]))
+            .collect();
+        assert!(full.len() >= 6, "{} chunks", full.len());
+        assert!(full.iter().all(|c| c.rows.len() <= 17));
+
+        let empty = Chunker::new("filters", vec!["a".into(), "b".into()]);
+        let last = empty.finish().expect("an empty table still has a chunk");
+        assert_eq!((last.rows.len(), last.columns.len()), (0, 2));
     }
 }

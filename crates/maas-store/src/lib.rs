@@ -5,6 +5,7 @@
 mod batch;
 mod export;
 pub mod postgres;
+mod retention;
 mod rows;
 pub mod sqlite;
 

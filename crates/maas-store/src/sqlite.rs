@@ -8,6 +8,7 @@ mod e2ee;
 mod export;
 mod push;
 mod raw;
+mod retention;
 mod rooms;
 mod tenant;
 mod util;

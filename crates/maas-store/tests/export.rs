@@ -9,8 +9,9 @@ use std::sync::Arc;
 use maas_store::postgres::{PostgresBackend, PostgresOptions};
 use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    AccessTokenRecord, Backend, DeviceRecord, RegistrationTokenRecord, SigningKeyRecord,
-    StoreError, TENANT_TABLES, TableRows, TenantStore, UserRecord,
+    AccessTokenRecord, Backend, ChunkSink, DeviceRecord, EXPORT_CHUNK_BYTES, EXPORT_CHUNK_ROWS,
+    RegistrationTokenRecord, SigningKeyRecord, StoreError, TENANT_TABLES, TableRows, TenantStore,
+    UserRecord,
 };
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, Row};
@@ -20,6 +21,54 @@ use support::{Fixture, Raw, TestDb, on_both_backends, sqlite_connection};
 
 on_both_backends!(bad_input_is_refused_and_nothing_is_written);
 on_both_backends!(tenant_tables_match_the_schema_in_foreign_key_order);
+on_both_backends!(exports_come_in_bounded_chunks_from_one_snapshot);
+on_both_backends!(an_export_ends_when_its_reader_goes_away);
+
+/// Every chunk an export hands out, merged table by table (each table's chunks are
+/// contiguous).
+async fn export_tables(store: &dyn TenantStore) -> maas_store::Result<Vec<TableRows>> {
+    let mut chunks: Vec<TableRows> = Vec::new();
+    store.export_tables(&mut chunks).await?;
+    let mut tables: Vec<TableRows> = Vec::new();
+    for chunk in chunks {
+        match tables.last_mut() {
+            Some(last) if last.table == chunk.table => {
+                assert_eq!(
+                    last.columns, chunk.columns,
+                    "columns change in {}",
+                    chunk.table
+                );
+                last.rows.extend(chunk.rows);
+            }
+            _ => tables.push(chunk),
+        }
+    }
+    Ok(tables)
+}
+
+/// Imports `tables` in one transaction, in chunks of up to 1000 rows, as an archive would
+/// bring them; aborted on the first refusal.
+async fn import_tables(store: &dyn TenantStore, tables: &[TableRows]) -> maas_store::Result<()> {
+    let mut import = store.begin_import().await?;
+    for table in tables {
+        let mut parts: Vec<&[Vec<Value>]> = table.rows.chunks(EXPORT_CHUNK_ROWS).collect();
+        if parts.is_empty() {
+            parts.push(&[]);
+        }
+        for rows in parts {
+            let chunk = TableRows {
+                table: table.table.clone(),
+                columns: table.columns.clone(),
+                rows: rows.to_vec(),
+            };
+            if let Err(e) = import.write(&chunk).await {
+                import.abort().await;
+                return Err(e);
+            }
+        }
+    }
+    import.commit().await
+}
 
 async fn open(dir: &Path, tenant_id: &str) -> (SqliteBackend, Arc<dyn TenantStore>) {
     let backend = SqliteBackend::open(dir).await.expect("open backend");
@@ -160,7 +209,7 @@ async fn a_filled_tenant_round_trips_row_for_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (backend, source) = open(dir.path(), "source").await;
     fill(dir.path(), "source", source.as_ref()).await;
-    let exported = source.export_tables().await.expect("export");
+    let exported = export_tables(source.as_ref()).await.expect("export");
 
     let names: Vec<&str> = exported.iter().map(|t| t.table.as_str()).collect();
     assert_eq!(names, TENANT_TABLES);
@@ -180,11 +229,13 @@ async fn a_filled_tenant_round_trips_row_for_row() {
     );
 
     let target = backend.open_tenant("target").await.expect("open target");
-    target
-        .import_tables(&through_json(&exported))
+    import_tables(target.as_ref(), &through_json(&exported))
         .await
         .expect("import");
-    assert_eq!(target.export_tables().await.expect("re-export"), exported);
+    assert_eq!(
+        export_tables(target.as_ref()).await.expect("re-export"),
+        exported
+    );
 
     // What the rest of the server reads comes back as it was.
     for localpart in ["alice", "bob"] {
@@ -218,9 +269,9 @@ async fn bad_input_is_refused_and_nothing_is_written(fixture: &Fixture) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sqlite, source) = open(dir.path(), "source").await;
     fill(dir.path(), "source", source.as_ref()).await;
-    let exported = source.export_tables().await.expect("export");
+    let exported = export_tables(source.as_ref()).await.expect("export");
     let target = fixture.store().await;
-    let fresh = target.export_tables().await.expect("fresh export");
+    let fresh = export_tables(target.as_ref()).await.expect("fresh export");
 
     let mut unknown_table = exported.clone();
     unknown_table[3].table = "sqlite_master".into();
@@ -237,8 +288,12 @@ async fn bad_input_is_refused_and_nothing_is_written(fixture: &Fixture) {
     wrong_type[last].rows[0][i] = json!("not a number");
     let mut bad_value = exported.clone();
     bad_value[1].rows[0][0] = json!({"nested": ["object"]});
+    // The users twice in a row: the database refuses the copy.
     let mut duplicate = exported.clone();
-    duplicate.push(exported[1].clone());
+    duplicate.insert(2, exported[1].clone());
+    // The users again after the last table: children would come before their parents.
+    let mut unordered = exported.clone();
+    unordered.push(exported[1].clone());
 
     for (what, tables) in [
         ("unknown table", unknown_table),
@@ -246,21 +301,24 @@ async fn bad_input_is_refused_and_nothing_is_written(fixture: &Fixture) {
         ("wrong type", wrong_type),
         ("bad value", bad_value),
         ("duplicate rows", duplicate),
+        ("tables out of order", unordered),
     ] {
-        let result = target.import_tables(&tables).await;
+        let result = import_tables(target.as_ref(), &tables).await;
         assert!(
             matches!(result, Err(StoreError::Corrupt(_))),
             "{what}: {result:?}"
         );
         assert_eq!(user_count(target.as_ref()).await, 0, "{what}");
         assert_eq!(
-            target.export_tables().await.expect("export"),
+            export_tables(target.as_ref()).await.expect("export"),
             fresh,
             "{what}"
         );
     }
     // Still importable after all the refusals.
-    target.import_tables(&exported).await.expect("import");
+    import_tables(target.as_ref(), &exported)
+        .await
+        .expect("import");
     assert_eq!(user_count(target.as_ref()).await, 2);
     source.close().await;
     sqlite.close().await;
@@ -349,7 +407,7 @@ async fn tenants_move_from_sqlite_to_postgres_and_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sqlite, source) = open(dir.path(), "source").await;
     fill(dir.path(), "source", source.as_ref()).await;
-    let exported = source.export_tables().await.expect("export");
+    let exported = export_tables(source.as_ref()).await.expect("export");
 
     let database = TestDb::create().await;
     let url = database.url();
@@ -363,18 +421,20 @@ async fn tenants_move_from_sqlite_to_postgres_and_back() {
 
     // Refused input writes nothing there either.
     let mut duplicate = exported.clone();
-    duplicate.push(exported[1].clone());
-    let refused = pg.import_tables(&duplicate).await;
+    duplicate.insert(2, exported[1].clone());
+    let refused = import_tables(pg.as_ref(), &duplicate).await;
     assert!(
         matches!(refused, Err(StoreError::Corrupt(_))),
         "{refused:?}"
     );
     assert_eq!(user_count(pg.as_ref()).await, 0);
 
-    pg.import_tables(&through_json(&exported))
+    import_tables(pg.as_ref(), &through_json(&exported))
         .await
         .expect("import into PostgreSQL");
-    let from_pg = pg.export_tables().await.expect("export from PostgreSQL");
+    let from_pg = export_tables(pg.as_ref())
+        .await
+        .expect("export from PostgreSQL");
     // Booleans come back as booleans; everything else exactly as SQLite had it.
     assert_eq!(
         column(table(&from_pg, "users"), "admin"),
@@ -414,19 +474,139 @@ async fn tenants_move_from_sqlite_to_postgres_and_back() {
 
     // PostgreSQL to PostgreSQL keeps the booleans, and back to SQLite gives the original.
     let pg_copy = postgres.open_tenant("tcopy").await.expect("second tenant");
-    pg_copy
-        .import_tables(&through_json(&from_pg))
+    import_tables(pg_copy.as_ref(), &through_json(&from_pg))
         .await
         .expect("import PostgreSQL rows into PostgreSQL");
-    assert_eq!(pg_copy.export_tables().await.expect("export"), from_pg);
+    assert_eq!(
+        export_tables(pg_copy.as_ref()).await.expect("export"),
+        from_pg
+    );
     let back = sqlite.open_tenant("back").await.expect("SQLite tenant");
-    back.import_tables(&through_json(&from_pg))
+    import_tables(back.as_ref(), &through_json(&from_pg))
         .await
         .expect("import PostgreSQL rows into SQLite");
-    assert_eq!(back.export_tables().await.expect("export"), exported);
+    assert_eq!(
+        export_tables(back.as_ref()).await.expect("export"),
+        exported
+    );
 
     postgres.close().await;
     source.close().await;
     back.close().await;
     sqlite.close().await;
+}
+
+/// Records every chunk's table and size, and adds a user once the first chunk came, to see
+/// that the export reads from the snapshot it started with.
+struct Watching<'a> {
+    store: &'a dyn TenantStore,
+    chunks: Vec<(String, usize, usize)>,
+}
+
+#[async_trait::async_trait]
+impl ChunkSink for Watching<'_> {
+    async fn put(&mut self, chunk: TableRows) -> maas_store::Result<()> {
+        if self.chunks.is_empty() {
+            let late = support::user("late");
+            assert!(
+                self.store
+                    .insert_user(&late, None)
+                    .await
+                    .expect("late user")
+            );
+        }
+        let bytes = serde_json::to_string(&chunk.rows).expect("rows").len();
+        self.chunks.push((chunk.table, chunk.rows.len(), bytes));
+        Ok(())
+    }
+}
+
+/// Tables come chunk by chunk, each at most `EXPORT_CHUNK_ROWS` rows and about
+/// `EXPORT_CHUNK_BYTES` (a chunk ends at the row that passes the mark), all from the snapshot
+/// taken when the export began.
+async fn exports_come_in_bounded_chunks_from_one_snapshot(store: &dyn TenantStore) {
+    insert_users(store, 2500).await;
+    let big = "x".repeat(60_000);
+    for i in 0..40 {
+        store
+            .set_account_data(&maas_store::AccountDataRecord {
+                localpart: "u0000".into(),
+                room_id: None,
+                data_type: format!("org.example.big.{i}"),
+                content: format!("{{\"pad\":\"{big}\"}}"),
+                stream: i + 1,
+            })
+            .await
+            .expect("account data");
+    }
+    let mut sink = Watching {
+        store,
+        chunks: Vec::new(),
+    };
+    store.export_tables(&mut sink).await.expect("export");
+
+    let rows_of = |table: &str| -> Vec<usize> {
+        sink.chunks
+            .iter()
+            .filter(|(t, _, _)| t == table)
+            .map(|(_, rows, _)| *rows)
+            .collect()
+    };
+    // The late user is not in the snapshot.
+    assert_eq!(rows_of("users"), [1000, 1000, 500]);
+    assert!(store.user("late").await.expect("user").is_some());
+    // 40 rows of 60 KB: cut by size, well before 1000 rows.
+    let account_data = rows_of("account_data");
+    assert!(account_data.len() >= 2, "{account_data:?}");
+    for (table, rows, bytes) in &sink.chunks {
+        assert!(*rows <= EXPORT_CHUNK_ROWS, "{table}: {rows} rows");
+        assert!(
+            *bytes < EXPORT_CHUNK_BYTES + 70_000,
+            "{table}: {bytes} bytes"
+        );
+    }
+    // Every table once at least, in order, each table's chunks together.
+    let mut order: Vec<&str> = sink.chunks.iter().map(|(t, _, _)| t.as_str()).collect();
+    order.dedup();
+    assert_eq!(order, TENANT_TABLES);
+}
+
+/// Users `u0000`, `u0001`, … up to `count`.
+async fn insert_users(store: &dyn TenantStore, count: u32) {
+    for i in 0..count {
+        let user = support::user(&format!("u{i:04}"));
+        assert!(store.insert_user(&user, None).await.expect("user"));
+    }
+}
+
+/// A sink that refuses after `take` chunks.
+struct Refusing(usize);
+
+#[async_trait::async_trait]
+impl ChunkSink for Refusing {
+    async fn put(&mut self, _chunk: TableRows) -> maas_store::Result<()> {
+        if self.0 == 0 {
+            return Err(StoreError::NotFound("the reader".into()));
+        }
+        self.0 -= 1;
+        Ok(())
+    }
+}
+
+/// A reader that goes away ends the export with its error and releases the snapshot: the
+/// store writes and exports as before.
+async fn an_export_ends_when_its_reader_goes_away(store: &dyn TenantStore) {
+    insert_users(store, 1500).await;
+    for take in [0, 2] {
+        let result = store.export_tables(&mut Refusing(take)).await;
+        assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+    }
+    assert!(
+        store
+            .insert_user(&support::user("after"), None)
+            .await
+            .expect("user")
+    );
+    let users = export_tables(store).await.expect("export");
+    assert_eq!(users[1].rows.len(), 1501);
 }

@@ -81,18 +81,17 @@ impl OperatorClient {
         self.request(Method::DELETE, path, None).await
     }
 
-    /// A `GET` whose answer is not JSON (a tenant archive): the raw bytes.
-    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+    /// A `GET` whose answer is not JSON (a tenant archive), to be read as it arrives.
+    pub async fn get_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let url = self.url(path);
-        let bytes = self.send(self.http.get(&url), &url).await?;
-        Ok(bytes.into())
+        self.start(self.http.get(&url), &url).await
     }
 
-    /// A `POST` of raw bytes (a tenant archive); the answer is JSON.
-    pub async fn post_bytes(
+    /// A `POST` of a body sent as it is produced (a tenant archive); the answer is JSON.
+    pub async fn post_stream(
         &self,
         path: &str,
-        body: Vec<u8>,
+        body: reqwest::Body,
         content_type: &str,
     ) -> anyhow::Result<Value> {
         let url = self.url(path);
@@ -131,30 +130,44 @@ impl OperatorClient {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> anyhow::Result<bytes::Bytes> {
+        let response = self.start(request, url).await?;
+        response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {url}"))
+    }
+
+    /// Sends with the operator token and returns a successful answer before its body is read;
+    /// an error answer becomes `ApiError`.
+    async fn start(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|error| self.explain_send_error(error))?;
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let bytes = response
             .bytes()
             .await
             .with_context(|| format!("reading the answer of {url}"))?;
-        if !status.is_success() {
-            let mut error = api_error(status, &bytes);
-            // The operator API's paths are unknown at this address: most likely the public
-            // listener, where they were served before the operator API had its own.
-            if status == StatusCode::NOT_FOUND && error.errcode == "M_UNRECOGNIZED" {
-                error.message = format!(
-                    "{}; {} serves no operator API: it has a listener of its own \
-                     (operator.listen, 127.0.0.1:8009 by default; operator_url in server.json)",
-                    error.message, self.base_url
-                );
-            }
-            return Err(error.into());
+        let mut error = api_error(status, &bytes);
+        // The operator API's paths are unknown at this address: most likely the public
+        // listener, where they were served before the operator API had its own.
+        if status == StatusCode::NOT_FOUND && error.errcode == "M_UNRECOGNIZED" {
+            error.message = format!(
+                "{}; {} serves no operator API: it has a listener of its own \
+                 (operator.listen, 127.0.0.1:8009 by default; operator_url in server.json)",
+                error.message, self.base_url
+            );
         }
-        Ok(bytes)
+        Err(error.into())
     }
 
     fn explain_send_error(&self, error: reqwest::Error) -> anyhow::Error {

@@ -73,7 +73,12 @@ pub async fn neighbours(ctx: &Ctx, args: &NeighboursArgs) -> anyhow::Result<Outc
         ]
     };
     let before = counted(&flooded);
-    let mut out = fanout::fanout(ctx, args.rounds, args.settle_ms, 0).await?;
+    // The same rounds with users of their own (the quiet run's names are taken).
+    let again = Ctx {
+        prefix: format!("{}f", ctx.prefix),
+        ..ctx.clone()
+    };
+    let mut out = fanout::fanout(&again, args.rounds, args.settle_ms, 0).await?;
     let [sends, syncs, registrations] =
         std::array::from_fn::<u64, 3, _>(|i| counted(&flooded)[i] - before[i]);
     let seconds = start.elapsed().as_secs_f64();

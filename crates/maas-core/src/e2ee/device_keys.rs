@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::{E2ee, ed25519_key, has_valid_signature, parse_json};
 use crate::accounts::AuthedUser;
-use crate::store::{DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange};
+use crate::store::{
+    DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange, TenantStore,
+};
 use crate::{Error, Result};
 
 /// What `keys/upload` carries, as JSON objects.
@@ -304,6 +306,14 @@ pub(crate) async fn device_list_delta_of(
         store.membership_changes_in(&others, range),
         store.signature_changes(user.as_str(), range),
     )?;
+    let device_changes = if device_changes.complete {
+        device_changes.users
+    } else {
+        // The token is older than the retention of device list changes: which devices
+        // changed since is not known any more, so everyone sharing a room may have changed.
+        // Clients then query their keys again: more work, never a missed change.
+        members_of(store, &joined).await?
+    };
     let mut moved = changes;
     for room_id in mine_changed {
         moved.extend(store.room_members(room_id, None).await?);
@@ -346,6 +356,16 @@ pub(crate) async fn device_list_delta_of(
     changed.sort();
     left.sort();
     Ok((changed, left))
+}
+
+/// Everyone joined to one of `rooms`, each once.
+async fn members_of(store: &dyn TenantStore, rooms: &[String]) -> Result<Vec<String>> {
+    let mut members = HashSet::new();
+    for room_id in rooms {
+        let joined = store.room_members(room_id, Some("join")).await?;
+        members.extend(joined.into_iter().map(|m| m.user_id));
+    }
+    Ok(members.into_iter().collect())
 }
 
 /// The rooms of `memberships` that are joins.

@@ -18,9 +18,11 @@ use tokio::sync::OnceCell;
 
 use self::runtime::Runtime;
 use crate::config::Config;
-use crate::export::{self, ArchivedTenant};
+use crate::export::check::Consistency;
+use crate::export::read::ArchiveReader;
+use crate::export::{ArchiveSource, TenantExport};
 use crate::store::{
-    Backend, RegistrationPolicy, StoreError, TableRows, TenantInfo, TenantSettings,
+    Backend, RegistrationPolicy, StoreError, TableImport, TenantInfo, TenantSettings,
 };
 use crate::tenants::{CreatedTenant, Tenant, normalize_host, parse_server_name};
 use crate::{Error, Result, keys, now_ms, secrets};
@@ -151,6 +153,10 @@ impl Platform {
             operator_lock: tokio::sync::Mutex::new(()),
         });
         spawn_reaper(Arc::downgrade(&platform));
+        crate::maintenance::spawn(
+            Arc::downgrade(&platform),
+            platform.config.retention.interval_secs,
+        );
         Ok(platform)
     }
 
@@ -375,52 +381,53 @@ impl Platform {
     }
 
     /// The archive of a tenant: its record and every row of its database, read in one
-    /// snapshot while the tenant keeps serving.
-    pub async fn export_tenant(&self, server_name: &str) -> Result<Vec<u8>> {
+    /// snapshot while the tenant keeps serving, handed out a line at a time as it is read.
+    pub async fn export_tenant(&self, server_name: &str) -> Result<TenantExport> {
         let tenant = self.tenant_by_server_name(server_name).await?;
-        let tables = tenant.store().export_tables().await?;
-        export::write_archive(&ArchivedTenant::from(&tenant.record()), &tables, now_ms())
+        TenantExport::start(tenant, now_ms())
     }
 
     /// Recreates a tenant from its archive under a new tenant id, with the same server name,
-    /// hosts and settings. The archive is verified before anything changes; an existing tenant
-    /// of that server name is refused (`Conflict`) unless `replace`, and is then removed only
-    /// once the new database holds every row, so a failed import leaves it as it was.
-    pub async fn import_tenant(&self, archive: &[u8], replace: bool) -> Result<TenantInfo> {
-        let archive = export::read_archive(archive)?;
-        let tenant = &archive.tenant;
-        let server_name = parse_server_name(&tenant.server_name.to_ascii_lowercase())?.to_string();
-        let hosts = normalize_hosts(tenant.hosts.clone())?;
-        check_settings(&tenant.settings)?;
-        let _guard = self.operator_lock.lock().await;
-        let existing = {
-            let directory = self.directory.read();
-            let existing = directory.by_server_name.get(&server_name).cloned();
-            if existing.is_some() && !replace {
-                return Err(Error::Conflict(format!(
-                    "Tenant {server_name} already exists; import with replace to overwrite it"
-                )));
-            }
-            if let Some(host) = directory.taken_host(&hosts, existing.as_deref()) {
-                return Err(Error::Conflict(format!(
-                    "Host {host} is served by another tenant"
-                )));
-            }
-            existing
-        };
+    /// hosts and settings. The archive streams from `source` into the new tenant's database in
+    /// one transaction, checked line by line and against itself (`export::check`); it is
+    /// committed only once the trailer's checksum matched. An existing tenant of that server
+    /// name is refused (`Conflict`, told before the rest of the archive is read) unless
+    /// `replace`, and is then removed only once the new database holds every row, so a failed
+    /// import leaves it as it was.
+    pub async fn import_tenant(
+        &self,
+        source: &mut dyn ArchiveSource,
+        replace: bool,
+    ) -> Result<TenantInfo> {
+        let (mut reader, archived, archive_created_ts) = ArchiveReader::open(source).await?;
+        let server_name =
+            parse_server_name(&archived.server_name.to_ascii_lowercase())?.to_string();
+        let hosts = normalize_hosts(archived.hosts.clone())?;
+        check_settings(&archived.settings)?;
+        // Told at once, rather than after a large body was read for nothing; asked again
+        // below, since the directory may change while the archive is read.
+        self.import_target(&server_name, &hosts, replace)?;
         let record = TenantInfo {
             tenant_id: secrets::new_tenant_id(),
             server_name,
             hosts,
-            settings: tenant.settings.clone(),
-            created_ts: tenant.created_ts,
+            settings: archived.settings,
+            created_ts: archived.created_ts,
         };
         // The new database is filled before the control plane knows it: until the record
         // exists no request can reach it, and a failure leaves only storage to remove.
-        if let Err(e) = self.fill_imported(&record.tenant_id, &archive.tables).await {
+        if let Err(e) = self.fill_imported(&record, &mut reader).await {
             self.discard_import(&record.tenant_id).await;
             return Err(e);
         }
+        let _guard = self.operator_lock.lock().await;
+        let existing = match self.import_target(&record.server_name, &record.hosts, replace) {
+            Ok(existing) => existing,
+            Err(e) => {
+                self.discard_import(&record.tenant_id).await;
+                return Err(e);
+            }
+        };
         if let Some(old) = &existing {
             self.directory.write().remove(old);
             self.remove_data(old).await;
@@ -433,24 +440,57 @@ impl Platform {
         self.directory.write().insert(record.clone());
         tracing::info!(
             server_name = %record.server_name,
-            archive_created_ts = archive.created_ts,
+            archive_created_ts,
             replaced = existing.is_some(),
             "tenant imported"
         );
         Ok(record)
     }
 
-    /// Opens (migrates) a new tenant database and writes the archived rows into it.
-    async fn fill_imported(&self, tenant_id: &str, tables: &[TableRows]) -> Result<()> {
-        let store = self.backend.open_tenant(tenant_id).await?;
-        let result = store.import_tables(tables).await;
-        store.close().await;
-        result.map_err(|e| match e {
-            StoreError::Corrupt(m) => {
-                Error::InvalidParam(format!("The archive does not fit this server: {m}"))
+    /// The id of the tenant an import of `server_name` on `hosts` would replace: `Conflict`
+    /// when there is one and not `replace`, or when another tenant serves one of the hosts.
+    fn import_target(
+        &self,
+        server_name: &str,
+        hosts: &[String],
+        replace: bool,
+    ) -> Result<Option<String>> {
+        let directory = self.directory.read();
+        let existing = directory.by_server_name.get(server_name).cloned();
+        if existing.is_some() && !replace {
+            return Err(Error::Conflict(format!(
+                "Tenant {server_name} already exists; import with replace to overwrite it"
+            )));
+        }
+        if let Some(host) = directory.taken_host(hosts, existing.as_deref()) {
+            return Err(Error::Conflict(format!(
+                "Host {host} is served by another tenant"
+            )));
+        }
+        Ok(existing)
+    }
+
+    /// Opens (migrates) a new tenant database and writes the archive's rows into it as they
+    /// are read, committing once the archive ended well and agreed with itself.
+    async fn fill_imported(
+        &self,
+        record: &TenantInfo,
+        reader: &mut ArchiveReader<'_>,
+    ) -> Result<()> {
+        let store = self.backend.open_tenant(&record.tenant_id).await?;
+        let result = async {
+            let mut import = store.begin_import().await?;
+            match copy_archive(reader, import.as_mut(), &record.server_name).await {
+                Ok(()) => import.commit().await.map_err(Error::from),
+                Err(e) => {
+                    import.abort().await;
+                    Err(e)
+                }
             }
-            other => other.into(),
-        })
+        }
+        .await;
+        store.close().await;
+        result
     }
 
     /// Removes the storage of an import that failed; it never had a record or a handle.
@@ -534,6 +574,14 @@ impl Platform {
         );
     }
 
+    /// The handles of the tenants loaded now.
+    pub(crate) fn loaded_handles(&self) -> Vec<Tenant> {
+        self.loaded
+            .iter()
+            .filter_map(|e| e.value().get().cloned())
+            .collect()
+    }
+
     /// Number of tenants whose handle is loaded now.
     pub fn loaded_tenants(&self) -> usize {
         self.loaded.len()
@@ -582,6 +630,42 @@ fn spawn_reaper(platform: Weak<Platform>) {
             }
         }
     });
+}
+
+/// Every chunk of the archive, checked and written; the archive's refusals as they are, the
+/// store's refusal of rows as "does not fit".
+async fn copy_archive(
+    reader: &mut ArchiveReader<'_>,
+    import: &mut dyn TableImport,
+    server_name: &str,
+) -> Result<()> {
+    let mut consistency = Consistency::new(server_name);
+    let refused = loop {
+        let Some(chunk) = reader.next_chunk().await? else {
+            break consistency.finish();
+        };
+        if let Err(e) = consistency.chunk(&chunk) {
+            break Err(e);
+        }
+        if let Err(e) = import.write(&chunk).await {
+            break Err(match e {
+                StoreError::Corrupt(m) => {
+                    Error::InvalidParam(format!("The archive does not fit this server: {m}"))
+                }
+                other => other.into(),
+            });
+        }
+    };
+    match refused {
+        // Rows refused, or an archive disagreeing with itself, midway: a damaged line (which
+        // the checksum only shows at the end) is the likelier cause and the more useful answer,
+        // so the rest is read to tell.
+        Err(e @ Error::InvalidParam(_)) => {
+            reader.check_rest().await?;
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 fn conflict(e: StoreError) -> Error {

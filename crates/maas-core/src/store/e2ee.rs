@@ -22,6 +22,16 @@ pub struct OneTimeKeyRecord {
     pub key_json: String,
 }
 
+/// Users whose devices or keys changed in a range of positions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceListChanges {
+    /// Each once, in byte order.
+    pub users: Vec<String>,
+    /// Whether `users` is every change of the range: `false` when changes the range starts
+    /// in were pruned (a sync token older than the retention).
+    pub complete: bool,
+}
+
 /// A cross-signing key of a local user: `master`, `self_signing` or `user_signing`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrossSigningKeyRecord {
@@ -114,8 +124,9 @@ pub trait E2eeStore: Send + Sync {
 
     // Device list changes: which user's devices or keys changed at which stream position.
     async fn record_device_list_change(&self, user_id: &str, stream: i64) -> Result<()>;
-    /// Users whose devices or keys changed in `range`, each once.
-    async fn device_list_changes(&self, range: StreamRange) -> Result<Vec<String>>;
+    /// Users whose devices or keys changed in `range`, and whether the changes of the whole
+    /// range are still there.
+    async fn device_list_changes(&self, range: StreamRange) -> Result<DeviceListChanges>;
     /// `signer` signed `target`'s keys at `stream` (a change only the signer sees).
     async fn record_signature_change(&self, signer: &str, target: &str, stream: i64) -> Result<()>;
     /// The users whose keys `signer` signed in `range`, each once.

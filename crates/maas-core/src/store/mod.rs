@@ -2,20 +2,22 @@
 //! cross them. Core defines what it needs of storage; `maas-store` implements it for SQLite and
 //! PostgreSQL, and the binary picks one, so core never names a backend.
 
+mod archive;
 mod e2ee;
 mod push;
 mod records;
+mod retention;
 mod rooms;
 mod sync;
 
 use std::sync::Arc;
 
+pub use archive::*;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
 pub use e2ee::*;
 pub use push::*;
 pub use records::*;
+pub use retention::*;
 pub use rooms::*;
 pub use sync::*;
 
@@ -63,53 +65,6 @@ impl std::fmt::Display for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Every table of a tenant database, parents before children: importing in this order
-/// satisfies every foreign key. A new migration's tables must be added here (a store test
-/// compares this list with each backend's migrated schema).
-pub const TENANT_TABLES: &[&str] = &[
-    "signing_keys",
-    "users",
-    "user_threepids",
-    "devices",
-    "access_tokens",
-    "uia_sessions",
-    "registration_tokens",
-    "counters",
-    "rooms",
-    "state_groups",
-    "state_group_entries",
-    "events",
-    "forward_extremities",
-    "room_memberships",
-    "forgotten_rooms",
-    "room_aliases",
-    "account_data",
-    "receipts",
-    "filters",
-    "event_push_actions",
-    "room_push_actions",
-    "device_keys",
-    "one_time_keys",
-    "fallback_keys",
-    "cross_signing_keys",
-    "device_list_changes",
-    "signature_changes",
-    "to_device_txns",
-    "to_device_messages",
-    "backup_versions",
-    "backup_keys",
-];
-
-/// Rows of one table of a tenant database, for export and import. Values are JSON null,
-/// booleans, integers, floats, strings, or `{"$bytes": "<base64>"}` for binary columns; each
-/// row has one value per column.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TableRows {
-    pub table: String,
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<serde_json::Value>>,
-}
-
 /// A storage backend: where the control plane lives and how tenant databases are opened.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -137,7 +92,9 @@ pub trait ControlStore: Send + Sync {
 
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
-pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sync {
+pub trait TenantStore:
+    RoomStore + E2eeStore + PushStore + SyncStore + RetentionStore + Send + Sync
+{
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
@@ -198,12 +155,15 @@ pub trait TenantStore: RoomStore + E2eeStore + PushStore + SyncStore + Send + Sy
     /// Counts one completed registration if the token is still valid at `now_ts`; atomic.
     async fn complete_registration_token_use(&self, token: &str, now_ts: i64) -> Result<bool>;
 
-    // Export and import (`export::TableRows`).
-    /// Every table in `TENANT_TABLES` order, read in one consistent snapshot.
-    async fn export_tables(&self) -> Result<Vec<TableRows>>;
-    /// Writes exported rows into this freshly migrated tenant database in one transaction.
-    /// An unknown table or column is `Corrupt`; nothing is written on any error.
-    async fn import_tables(&self, tables: &[TableRows]) -> Result<()>;
+    // Export and import (`archive`).
+    /// Hands every table to `sink` in `TENANT_TABLES` order, read in one consistent snapshot,
+    /// in chunks of at most `EXPORT_CHUNK_ROWS` rows and about `EXPORT_CHUNK_BYTES`; every
+    /// table gets at least one chunk, so that an empty table still records its columns. The
+    /// snapshot is held until the last chunk is taken.
+    async fn export_tables(&self, sink: &mut dyn ChunkSink) -> Result<()>;
+    /// Starts writing exported rows into this freshly migrated tenant database, in one
+    /// transaction: nothing is visible before `TableImport::commit`.
+    async fn begin_import(&self) -> Result<Box<dyn TableImport>>;
 
     /// Closes the database cleanly.
     async fn close(&self);

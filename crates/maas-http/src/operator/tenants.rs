@@ -2,12 +2,16 @@
 //! them, and moving one between platforms as an archive (export, import).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::StreamExt;
 use maas_core::Platform;
+use maas_core::export::StreamSource;
 use maas_core::platform::{NewTenant, TenantUpdate};
 use maas_core::tenants::{RegistrationPolicy, TenantInfo, TenantSettings};
 use serde::{Deserialize, Deserializer};
@@ -16,7 +20,6 @@ use serde_json::{Value, json};
 use super::{JsonBody, TENANTS, op};
 use crate::error::{HttpError, Result};
 use crate::routes::AppRouter;
-use crate::ruma::read_body;
 
 pub(super) fn routes(router: AppRouter) -> AppRouter {
     let tenant = format!("{TENANTS}/{{server_name}}");
@@ -169,16 +172,30 @@ async fn delete_tenant(
     Ok(Json(json!({})))
 }
 
-/// Tenant archives are far larger than JSON requests; this bounds the memory an import takes.
-const IMPORT_LIMIT_BYTES: usize = 1 << 30;
-
 /// `GET /_maas/operator/v1/tenants/{server_name}/export`
+///
+/// The archive is written as the store reads it (chunked, no `Content-Length`). The header and
+/// the first table line are read before the status is sent, so a failure to start (an unknown
+/// tenant, an unreadable database) is an error answer; a failure later cuts the archive off
+/// before its trailer, which no import accepts.
 async fn export_tenant(
     State(platform): State<Arc<Platform>>,
     Path(server_name): Path<String>,
 ) -> Result<Response> {
-    let archive = op(platform.export_tenant(&server_name).await)?;
-    tracing::info!(%server_name, bytes = archive.len(), "tenant exported");
+    let mut export = op(platform.export_tenant(&server_name).await)?;
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        match export.next_bytes().await {
+            Some(bytes) => first.push(op(bytes)?),
+            None => break,
+        }
+    }
+    let rest = futures_util::stream::unfold(export, |mut export| async move {
+        let bytes = export.next_bytes().await?;
+        Some((bytes.map(Bytes::from), export))
+    });
+    let body =
+        futures_util::stream::iter(first.into_iter().map(|b| Ok(Bytes::from(b)))).chain(rest);
     // Server names are host names, but the path segment is whatever the caller sent.
     let file: String = server_name
         .chars()
@@ -192,7 +209,7 @@ async fn export_tenant(
         ),
         (http::header::CONTENT_DISPOSITION, disposition),
     ];
-    Ok((headers, archive).into_response())
+    Ok((headers, Body::from_stream(body)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -201,11 +218,13 @@ pub(super) struct ImportQuery {
 }
 
 /// `POST /_maas/operator/v1/import` (registered in `operator/mod.rs`)
+///
+/// The body is read as it arrives, without a size limit: core holds a line of it at a time.
 pub(super) async fn import_tenant(
     State(platform): State<Arc<Platform>>,
     Query(query): Query<ImportQuery>,
-    body: axum::body::Body,
-) -> Result<Json<Value>> {
+    body: Body,
+) -> Result<Response> {
     let replace = match query.replace.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -215,13 +234,46 @@ pub(super) async fn import_tenant(
             )));
         }
     };
-    let archive = read_body(body, IMPORT_LIMIT_BYTES).await?;
-    let record = op(platform.import_tenant(&archive, replace).await)?;
+    let mut source = StreamSource(body.into_data_stream());
+    let record = match op(platform.import_tenant(&mut source, replace).await) {
+        Ok(record) => record,
+        Err(error) => return Ok(refused_import(error, source.0).await),
+    };
     tracing::info!(
         server_name = %record.server_name,
         tenant_id = %record.tenant_id,
         replace,
         "tenant imported"
     );
-    Ok(Json(tenant_json(&platform, &record).await?))
+    Ok(Json(tenant_json(&platform, &record).await?).into_response())
+}
+
+/// What of a refused import's body is still read, at most, before answering.
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// The answer to a refused import, which may come before the body ended (a conflict is told
+/// after the header). A connection can only carry the next request once this one's body was
+/// read, so a short rest is read; after a longer one the connection is closed with the answer
+/// (`Connection: close`), rather than read for nothing or left for a client to reuse.
+async fn refused_import(error: HttpError, mut rest: BodyDataStream) -> Response {
+    let drained = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0;
+        while let Some(piece) = rest.next().await {
+            read += piece.map_or(DRAIN_BYTES, |p| p.len());
+            if read >= DRAIN_BYTES {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let mut response = error.into_response();
+    if drained != Ok(true) {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }

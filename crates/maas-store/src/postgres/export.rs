@@ -1,20 +1,22 @@
 //! A tenant's PostgreSQL schema as plain rows (see `crate::export`): export reads every table
-//! in one REPEATABLE READ transaction (one snapshot), import writes them in one transaction and
-//! then moves identity sequences past the imported ids.
+//! in one REPEATABLE READ transaction (one snapshot, kept until the last chunk was taken),
+//! streaming each table's rows into chunks; import writes chunks as they come in one
+//! transaction and, before committing, moves identity sequences past the imported ids.
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgRow, Postgres};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Connection, Database, Row};
 
 use super::tenant::PostgresTenantStore;
+use super::util::SchemaTx;
 use crate::export::{
-    Cell, bytes_value, check_tables, float_value, in_table_order, quote, rows_per_insert,
-    rows_refused,
+    Cell, Chunker, ImportProgress, bytes_value, check_chunk, float_value, quote, rows_per_insert,
+    rows_refused, send_rows,
 };
-use crate::{Result, StoreError};
-use crate::{TENANT_TABLES, TableRows};
+use crate::{ChunkSink, Result, StoreError, TENANT_TABLES, TableImport, TableRows};
 
 /// Bound values per statement, well below PostgreSQL's limit of 65535.
 const MAX_PARAMS: usize = 8192;
@@ -36,109 +38,149 @@ struct ColumnInfo {
 }
 
 impl PostgresTenantStore {
-    pub(super) async fn export_tables_impl(&self) -> Result<Vec<TableRows>> {
+    pub(super) async fn export_tables_impl(&self, sink: &mut dyn ChunkSink) -> Result<()> {
         let mut conn = self.schema.conn().await?;
         // One snapshot for every table, however long the export runs; writers aren't blocked.
         let mut tx = conn
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        let mut tables = Vec::with_capacity(TENANT_TABLES.len());
         for table in TENANT_TABLES {
-            let columns = table_columns(&mut tx, table).await?;
-            if columns.is_empty() {
-                return Err(StoreError::Corrupt(format!("table {table} is missing")));
-            }
-            let rows = sqlx::query(AssertSqlSafe(select_sql(table, &columns)))
-                .fetch_all(&mut *tx)
-                .await?;
-            let rows = rows
-                .iter()
-                .map(|row| {
-                    columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| value_at(row, i, &c.udt_name))
-                        .collect()
-                })
-                .collect::<Result<Vec<Vec<_>>>>()?;
-            tables.push(TableRows {
-                table: (*table).to_owned(),
-                columns: columns.into_iter().map(|c| c.name).collect(),
-                rows,
-            });
+            export_table(&mut tx, table, sink).await?;
         }
         tx.commit().await?;
-        Ok(tables)
+        Ok(())
     }
 
-    pub(super) async fn import_tables_impl(&self, tables: &[TableRows]) -> Result<()> {
+    pub(super) async fn begin_import_impl(&self) -> Result<Box<dyn TableImport>> {
         let mut tx = self.schema.begin().await?;
-        let mut live: HashMap<&str, Vec<ColumnInfo>> = HashMap::new();
+        let mut live = HashMap::new();
         for table in TENANT_TABLES {
-            live.insert(table, table_columns(&mut tx, table).await?);
+            live.insert(*table, table_columns(&mut tx, table).await?);
         }
-        let names: HashMap<&str, Vec<String>> = live
+        Ok(Box::new(PostgresImport {
+            tx,
+            live,
+            progress: ImportProgress::default(),
+        }))
+    }
+}
+
+/// Streams one table's rows into chunks for `sink`.
+async fn export_table(
+    conn: &mut PgConnection,
+    table: &str,
+    sink: &mut dyn ChunkSink,
+) -> Result<()> {
+    let columns = table_columns(conn, table).await?;
+    if columns.is_empty() {
+        return Err(StoreError::Corrupt(format!("table {table} is missing")));
+    }
+    let chunker = Chunker::new(table, columns.iter().map(|c| c.name.clone()).collect());
+    // The server waits on a full socket while the sink takes the chunks: no side buffers the
+    // table.
+    let rows = sqlx::query(AssertSqlSafe(select_sql(table, &columns))).fetch(&mut *conn);
+    send_rows(rows, chunker, sink, |row| {
+        columns
             .iter()
-            .map(|(table, columns)| (*table, columns.iter().map(|c| c.name.clone()).collect()))
+            .enumerate()
+            .map(|(i, c)| value_at(row, i, &c.udt_name))
+            .collect()
+    })
+    .await
+}
+
+/// An import's transaction on a fresh tenant schema.
+struct PostgresImport {
+    tx: SchemaTx,
+    /// The columns of every tenant table.
+    live: HashMap<&'static str, Vec<ColumnInfo>>,
+    progress: ImportProgress,
+}
+
+impl PostgresImport {
+    fn columns(&self, table: &str) -> &[ColumnInfo] {
+        self.live.get(table).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl TableImport for PostgresImport {
+    async fn write(&mut self, chunk: &TableRows) -> Result<()> {
+        let names: Vec<String> = self
+            .columns(&chunk.table)
+            .iter()
+            .map(|c| c.name.clone())
             .collect();
-        check_tables(tables, |name| names.get(name).map(Vec::as_slice))?;
-        // Rows the migrations seeded (the `counters` row) give way to the archive's.
-        for table in TENANT_TABLES.iter().rev() {
-            if tables.iter().any(|t| t.table == *table) {
-                let sql = format!("DELETE FROM {}", quote(table));
-                sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
-            }
+        let known = self.live.contains_key(chunk.table.as_str());
+        check_chunk(chunk, known.then_some(names.as_slice()))?;
+        if self.progress.starts_table(chunk)? {
+            // Rows the migrations seeded (the `counters` row) give way to the archive's.
+            let sql = format!("DELETE FROM {}", quote(&chunk.table));
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await?;
         }
-        for table in in_table_order(tables) {
-            let columns = live
-                .get(table.table.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let by_name: HashMap<&str, &ColumnInfo> =
-                columns.iter().map(|c| (c.name.as_str(), c)).collect();
-            // `check_tables` made sure every archived column is a live one.
-            let targets: Vec<&ColumnInfo> = table
-                .columns
-                .iter()
-                .filter_map(|c| by_name.get(c.as_str()).copied())
-                .collect();
-            let overriding = columns.iter().any(|c| c.identity_always);
-            let per_insert = rows_per_insert(targets.len(), MAX_PARAMS);
-            for batch in table.rows.chunks(per_insert) {
-                let sql = insert_sql(&table.table, &targets, batch.len(), overriding);
-                let mut query: PgQuery = sqlx::query(AssertSqlSafe(sql));
-                for value in batch.iter().flatten() {
-                    query = query.bind(as_text(Cell::from_json(value)?));
-                }
-                query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| rows_refused(&table.table, e))?;
+        // The fields apart: the columns are read while the transaction writes.
+        let columns = self
+            .live
+            .get(chunk.table.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let by_name: HashMap<&str, &ColumnInfo> =
+            columns.iter().map(|c| (c.name.as_str(), c)).collect();
+        // `check_chunk` made sure every archived column is a live one.
+        let targets: Vec<&ColumnInfo> = chunk
+            .columns
+            .iter()
+            .filter_map(|c| by_name.get(c.as_str()).copied())
+            .collect();
+        let overriding = columns.iter().any(|c| c.identity_always);
+        let per_insert = rows_per_insert(targets.len(), MAX_PARAMS);
+        for batch in chunk.rows.chunks(per_insert) {
+            let sql = insert_sql(&chunk.table, &targets, batch.len(), overriding);
+            let mut query: PgQuery = sqlx::query(AssertSqlSafe(sql));
+            for value in batch.iter().flatten() {
+                query = query.bind(as_text(Cell::from_json(value)?));
             }
+            query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| rows_refused(&chunk.table, e))?;
         }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
         // Ids inserted explicitly leave the sequences behind; the next generated id must not
         // collide with an imported one.
-        for table in TENANT_TABLES {
-            if !tables.iter().any(|t| t.table == *table) {
-                continue;
-            }
-            for column in live.get(table).into_iter().flatten().filter(|c| c.serial) {
+        for table in std::mem::take(&mut self.progress.tables) {
+            let serial: Vec<String> = self
+                .columns(table)
+                .iter()
+                .filter(|c| c.serial)
+                .map(|c| c.name.clone())
+                .collect();
+            for column in serial {
                 let sql = format!(
                     "SELECT setval(pg_get_serial_sequence($1, $2), m) \
                      FROM (SELECT max({}) AS m FROM {}) AS imported WHERE m IS NOT NULL",
-                    quote(&column.name),
+                    quote(&column),
                     quote(table)
                 );
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(quote(table))
-                    .bind(&column.name)
-                    .execute(&mut *tx)
+                    .bind(&column)
+                    .execute(&mut *self.tx)
                     .await?;
             }
         }
-        // Dropping the transaction on any error above rolls everything back.
-        tx.commit().await?;
-        Ok(())
+        self.tx.commit().await
+    }
+
+    async fn abort(self: Box<Self>) {
+        if let Err(e) = self.tx.rollback().await {
+            tracing::warn!(error = %e, "rolling back an import failed");
+        }
     }
 }
 

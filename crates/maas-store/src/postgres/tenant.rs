@@ -548,12 +548,12 @@ impl TenantStore for PostgresTenantStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    async fn export_tables(&self) -> Result<Vec<crate::TableRows>> {
-        self.export_tables_impl().await
+    async fn export_tables(&self, sink: &mut dyn crate::ChunkSink) -> Result<()> {
+        self.export_tables_impl(sink).await
     }
 
-    async fn import_tables(&self, tables: &[crate::TableRows]) -> Result<()> {
-        self.import_tables_impl(tables).await
+    async fn begin_import(&self) -> Result<Box<dyn crate::TableImport>> {
+        self.begin_import_impl().await
     }
 
     /// Nothing to do: the pool is shared by every tenant and closed with the backend, and

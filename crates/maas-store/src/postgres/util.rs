@@ -104,6 +104,11 @@ impl SchemaTx {
         self.tx.commit().await?;
         Ok(())
     }
+
+    pub(super) async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for SchemaTx {

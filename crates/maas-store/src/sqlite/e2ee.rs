@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use super::SqliteTenantStore;
 use super::util::is_foreign_key_violation;
 use crate::{
-    BackupKeyRecord, BackupVersionRecord, CrossSigningKeyRecord, DeviceKeysRecord, E2eeStore,
-    OneTimeKeyRecord, Result, StoreError, StreamRange, ToDeviceRecord, TxnRecord,
+    BackupKeyRecord, BackupVersionRecord, CrossSigningKeyRecord, DeviceKeysRecord,
+    DeviceListChanges, E2eeStore, OneTimeKeyRecord, Result, StoreError, StreamRange,
+    ToDeviceRecord, TxnRecord,
 };
 
 #[async_trait]
@@ -80,7 +81,7 @@ impl E2eeStore for SqliteTenantStore {
         keys::record_device_list_change(&self.pool, user_id, stream).await
     }
 
-    async fn device_list_changes(&self, range: StreamRange) -> Result<Vec<String>> {
+    async fn device_list_changes(&self, range: StreamRange) -> Result<DeviceListChanges> {
         keys::device_list_changes(&self.reader, range).await
     }
 

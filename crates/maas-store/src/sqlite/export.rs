@@ -1,21 +1,22 @@
 //! A tenant's SQLite database as plain rows (see `crate::export`): export reads every table in
-//! one read transaction (one WAL snapshot), import writes them in one `BEGIN IMMEDIATE`
-//! transaction, so an import either lands completely or not at all.
+//! one read transaction (one WAL snapshot, kept until the last chunk was taken, while writers
+//! carry on), streaming each table's rows into chunks; import writes chunks as they come in one
+//! `BEGIN IMMEDIATE` transaction, so an import either lands completely or not at all.
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
-use sqlx::{AssertSqlSafe, Database, Row, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Database, Row, Transaction, TypeInfo, ValueRef};
 
 use super::tenant::SqliteTenantStore;
 use super::util::begin_write;
 use crate::export::{
-    Cell, bytes_value, check_tables, float_value, in_table_order, quote, rows_per_insert,
-    rows_refused,
+    Cell, Chunker, ImportProgress, bytes_value, check_chunk, float_value, quote, rows_per_insert,
+    rows_refused, send_rows,
 };
-use crate::{Result, StoreError};
-use crate::{TENANT_TABLES, TableRows};
+use crate::{ChunkSink, Result, StoreError, TENANT_TABLES, TableImport, TableRows};
 
 /// Bound values per statement: SQLite's historical default limit, which every build allows.
 const MAX_PARAMS: usize = 999;
@@ -30,65 +31,97 @@ struct ColumnInfo {
 }
 
 impl SqliteTenantStore {
-    pub(super) async fn export_tables_impl(&self) -> Result<Vec<TableRows>> {
+    pub(super) async fn export_tables_impl(&self, sink: &mut dyn ChunkSink) -> Result<()> {
         // A deferred transaction: the first read fixes the snapshot every later read sees, and
         // writers carry on meanwhile (WAL).
         let mut tx = self.pool.begin().await?;
-        let mut tables = Vec::with_capacity(TENANT_TABLES.len());
         for table in TENANT_TABLES {
-            let columns = table_columns(&mut tx, table).await?;
-            if columns.is_empty() {
-                return Err(StoreError::Corrupt(format!("table {table} is missing")));
-            }
-            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-            let sql = select_sql(table, &columns);
-            let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
-            let rows = rows
-                .iter()
-                .map(|row| (0..names.len()).map(|i| value_at(row, i)).collect())
-                .collect::<Result<Vec<Vec<_>>>>()?;
-            tables.push(TableRows {
-                table: (*table).to_owned(),
-                columns: names,
-                rows,
-            });
+            export_table(&mut tx, table, sink).await?;
         }
-        tx.commit().await?;
-        Ok(tables)
-    }
-
-    pub(super) async fn import_tables_impl(&self, tables: &[TableRows]) -> Result<()> {
-        let mut tx = begin_write(&self.pool).await?;
-        let mut live: HashMap<&str, Vec<String>> = HashMap::new();
-        for table in TENANT_TABLES {
-            let columns = table_columns(&mut tx, table).await?;
-            live.insert(table, columns.into_iter().map(|c| c.name).collect());
-        }
-        check_tables(tables, |name| live.get(name).map(Vec::as_slice))?;
-        // Rows the migrations seeded (the `counters` row) give way to the archive's.
-        for table in TENANT_TABLES.iter().rev() {
-            if tables.iter().any(|t| t.table == *table) {
-                let sql = format!("DELETE FROM {}", quote(table));
-                sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
-            }
-        }
-        for table in in_table_order(tables) {
-            let per_insert = rows_per_insert(table.columns.len(), MAX_PARAMS);
-            for batch in table.rows.chunks(per_insert) {
-                let sql = insert_sql(&table.table, &table.columns, batch.len());
-                let mut query: SqliteQuery = sqlx::query(AssertSqlSafe(sql));
-                for value in batch.iter().flatten() {
-                    query = bind(query, Cell::from_json(value)?);
-                }
-                query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| rows_refused(&table.table, e))?;
-            }
-        }
-        // Dropping the transaction on any error above rolls everything back.
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(super) async fn begin_import_impl(&self) -> Result<Box<dyn TableImport>> {
+        let mut tx = begin_write(&self.pool).await?;
+        let mut live = HashMap::new();
+        for table in TENANT_TABLES {
+            let columns = table_columns(&mut tx, table).await?;
+            live.insert(*table, columns.into_iter().map(|c| c.name).collect());
+        }
+        Ok(Box::new(SqliteImport {
+            tx,
+            live,
+            progress: ImportProgress::default(),
+        }))
+    }
+}
+
+/// Streams one table's rows into chunks for `sink`.
+async fn export_table(
+    conn: &mut SqliteConnection,
+    table: &str,
+    sink: &mut dyn ChunkSink,
+) -> Result<()> {
+    let columns = table_columns(conn, table).await?;
+    if columns.is_empty() {
+        return Err(StoreError::Corrupt(format!("table {table} is missing")));
+    }
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let width = names.len();
+    let rows = sqlx::query(AssertSqlSafe(select_sql(table, &columns))).fetch(&mut *conn);
+    send_rows(rows, Chunker::new(table, names), sink, |row| {
+        (0..width).map(|i| value_at(row, i)).collect()
+    })
+    .await
+}
+
+/// An import's write transaction on a fresh tenant database.
+struct SqliteImport {
+    tx: Transaction<'static, Sqlite>,
+    /// The columns of every tenant table.
+    live: HashMap<&'static str, Vec<String>>,
+    progress: ImportProgress,
+}
+
+#[async_trait]
+impl TableImport for SqliteImport {
+    async fn write(&mut self, chunk: &TableRows) -> Result<()> {
+        check_chunk(
+            chunk,
+            self.live.get(chunk.table.as_str()).map(Vec::as_slice),
+        )?;
+        if self.progress.starts_table(chunk)? {
+            // Rows the migrations seeded (the `counters` row) give way to the archive's.
+            let sql = format!("DELETE FROM {}", quote(&chunk.table));
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let per_insert = rows_per_insert(chunk.columns.len(), MAX_PARAMS);
+        for batch in chunk.rows.chunks(per_insert) {
+            let sql = insert_sql(&chunk.table, &chunk.columns, batch.len());
+            let mut query: SqliteQuery = sqlx::query(AssertSqlSafe(sql));
+            for value in batch.iter().flatten() {
+                query = bind(query, Cell::from_json(value)?);
+            }
+            query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| rows_refused(&chunk.table, e))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn abort(self: Box<Self>) {
+        if let Err(e) = self.tx.rollback().await {
+            tracing::warn!(error = %e, "rolling back an import failed");
+        }
     }
 }
 

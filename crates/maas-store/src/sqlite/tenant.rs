@@ -12,8 +12,8 @@ use super::util::{
     begin_write, conflict, found, from_json, is_foreign_key_violation, to_i64, to_json, to_u64,
 };
 use crate::{
-    AccessTokenRecord, DeviceRecord, RegistrationTokenRecord, Result, SigningKeyRecord, StoreError,
-    TableRows, TenantStore, ThreepidRecord, UiaSessionRecord, UserRecord,
+    AccessTokenRecord, ChunkSink, DeviceRecord, RegistrationTokenRecord, Result, SigningKeyRecord,
+    StoreError, TableImport, TenantStore, ThreepidRecord, UiaSessionRecord, UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>`, as a `&'static str`.
@@ -518,12 +518,12 @@ impl TenantStore for SqliteTenantStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    async fn export_tables(&self) -> Result<Vec<TableRows>> {
-        self.export_tables_impl().await
+    async fn export_tables(&self, sink: &mut dyn ChunkSink) -> Result<()> {
+        self.export_tables_impl(sink).await
     }
 
-    async fn import_tables(&self, tables: &[TableRows]) -> Result<()> {
-        self.import_tables_impl(tables).await
+    async fn begin_import(&self) -> Result<Box<dyn TableImport>> {
+        self.begin_import_impl().await
     }
 
     async fn close(&self) {

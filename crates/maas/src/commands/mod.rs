@@ -1,6 +1,7 @@
 //! The client commands (`maas tenant|user|token …`): each turns its arguments into one or a
 //! few operator API calls and prints the answer, readable by default or as JSON (`--json`).
 
+mod archive;
 mod output;
 mod tenant;
 mod token;

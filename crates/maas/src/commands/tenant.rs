@@ -1,18 +1,12 @@
 //! `maas tenant …`: create, list, show, set, suspend, resume, delete, export and import tenants
 //! through the operator API, and the readable rendering of tenant objects.
 
-use std::io::Write as _;
-use std::path::Path;
-
-use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::output::{fields, print_json, table, timestamp, yes_no};
+use super::output::{fields, table, timestamp, yes_no};
 use super::{Ctx, tenant_path};
-use crate::cli::{
-    TenantCommand, TenantCreateArgs, TenantExportArgs, TenantImportArgs, TenantSetArgs,
-};
+use crate::cli::{TenantCommand, TenantCreateArgs, TenantSetArgs};
 
 /// The operator API's tenant object, as far as the CLI shows it.
 #[derive(Debug, Default, Deserialize)]
@@ -56,8 +50,8 @@ pub async fn run(ctx: &Ctx, command: TenantCommand) -> anyhow::Result<()> {
         TenantCommand::Resume(args) => set_suspended(ctx, &args.server_name, false).await,
         // `--yes` was checked before connecting.
         TenantCommand::Delete(args) => delete(ctx, &args.server_name).await,
-        TenantCommand::Export(args) => export(ctx, args).await,
-        TenantCommand::Import(args) => import(ctx, args).await,
+        TenantCommand::Export(args) => super::archive::export(ctx, args).await,
+        TenantCommand::Import(args) => super::archive::import(ctx, args).await,
     }
 }
 
@@ -275,113 +269,6 @@ async fn delete(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
     })
 }
 
-/// The end marker of an archive: what `export` reports.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ArchiveEnd {
-    tables: u64,
-    rows: u64,
-    sha256: String,
-}
-
-/// Reads the end marker (the last line) of an archive the server sent.
-fn archive_end(archive: &[u8]) -> anyhow::Result<ArchiveEnd> {
-    let body = archive.strip_suffix(b"\n").unwrap_or(archive);
-    let last = body.rsplit(|b| *b == b'\n').next().unwrap_or_default();
-    serde_json::from_slice(last).context("the server's archive has no end marker")
-}
-
-async fn export(ctx: &Ctx, args: TenantExportArgs) -> anyhow::Result<()> {
-    let path = format!("{}/export", tenant_path(&args.server_name));
-    let archive = ctx.client.get_bytes(&path).await?;
-    let end = archive_end(&archive)?;
-    let to_stdout = args.out.as_os_str() == "-";
-    if to_stdout {
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(&archive)
-            .and_then(|()| stdout.flush())
-            .context("cannot write the archive to stdout")?;
-    } else {
-        write_archive(&args.out, &archive)?;
-    }
-    let summary = json!({
-        "server_name": args.server_name,
-        "file": args.out.display().to_string(),
-        "bytes": archive.len(),
-        "tables": end.tables,
-        "rows": end.rows,
-        "sha256": end.sha256,
-    });
-    if ctx.json && !to_stdout {
-        print_json(&summary);
-    } else {
-        let text = format!(
-            "Exported tenant {} to {} ({} tables, {} rows, {} bytes)\n",
-            args.server_name,
-            args.out.display(),
-            end.tables,
-            end.rows,
-            archive.len()
-        );
-        // With the archive on stdout, the summary must not mix into it.
-        if to_stdout {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
-    }
-    Ok(())
-}
-
-/// Writes the archive owner-only (it holds password hashes and signing keys) into a temporary
-/// file next to `path`, then renames it into place: a failed export never leaves a partial
-/// file where a complete one is expected.
-fn write_archive(path: &Path, archive: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file name", path.display()))?
-        .to_os_string();
-    name.push(format!(".partial-{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let _ = std::fs::remove_file(&tmp); // left over by a crashed export with our pid
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(archive)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(error).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
-
-async fn import(ctx: &Ctx, args: TenantImportArgs) -> anyhow::Result<()> {
-    let archive = tokio::fs::read(&args.file)
-        .await
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let path = format!("/import?replace={}", args.replace);
-    let answer = ctx
-        .client
-        .post_bytes(&path, archive, "application/x-ndjson")
-        .await?;
-    ctx.print(&answer, |tenant: Tenant| {
-        format!(
-            "Imported tenant {} from {}\n{}",
-            tenant.server_name,
-            args.file.display(),
-            render_tenant(&tenant)
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,33 +321,6 @@ mod tests {
             create_body(args),
             json!({"server_name": "example.test", "registration": "open"})
         );
-    }
-
-    #[test]
-    fn the_end_marker_is_the_last_line() {
-        let archive = concat!(
-            "{\"format\":\"x\"}\n{\"table\":\"t\"}\n",
-            "{\"end\":true,\"tables\":3,\"rows\":7,\"sha256\":\"ab\"}\n"
-        )
-        .as_bytes();
-        let end = archive_end(archive).expect("end");
-        assert_eq!((end.tables, end.rows, end.sha256.as_str()), (3, 7, "ab"));
-        assert!(archive_end(b"{\"format\":\"x\"}\nnot json\n").is_err());
-    }
-
-    #[test]
-    fn archives_are_written_whole_and_private() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.jsonl");
-        std::fs::write(&path, b"old").expect("old file");
-        write_archive(&path, b"new\n").expect("write");
-        assert_eq!(std::fs::read(&path).expect("read"), b"new\n");
-        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
-        let missing = dir.path().join("no/such/dir/a.jsonl");
-        assert!(write_archive(&missing, b"x").is_err());
     }
 
     #[test]

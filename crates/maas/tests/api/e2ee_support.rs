@@ -267,6 +267,21 @@ pub async fn upload_ok(api: &Api<'_>, body: Value) -> Value {
     body["one_time_key_counts"].clone()
 }
 
+/// `changed` of `GET /keys/changes?from&to`, asserting success.
+pub async fn keys_changes(api: &Api<'_>, from: &str, to: &str) -> Vec<String> {
+    let path = format!("{CS}/keys/changes?from={}&to={}", enc(from), enc(to));
+    let changes = api.get(&path).await.ok();
+    changes["changed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Uploads this device's signed device keys, asserting success.
 pub async fn upload_device_keys(api: &Api<'_>, device: &TestDevice) {
     upload_ok(api, json!({"device_keys": device.device_keys()})).await;

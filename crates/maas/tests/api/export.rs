@@ -21,7 +21,7 @@ fn export_path(server_name: &str) -> String {
 }
 
 /// `GET /tenants/{server_name}/export`, asserting success; the archive's bytes.
-async fn export(srv: &TestServer, server_name: &str) -> Vec<u8> {
+pub(crate) async fn export(srv: &TestServer, server_name: &str) -> Vec<u8> {
     let resp = srv
         .op()
         .builder(Method::GET, &export_path(server_name))
@@ -40,7 +40,7 @@ async fn export(srv: &TestServer, server_name: &str) -> Vec<u8> {
 }
 
 /// `POST /import` with `query` (e.g. `?replace=true`) and the archive as body.
-async fn import_raw(srv: &TestServer, archive: &[u8], query: &str) -> Resp {
+pub(crate) async fn import_raw(srv: &TestServer, archive: &[u8], query: &str) -> Resp {
     let builder = srv
         .op()
         .builder(Method::POST, &format!("{OP}/import{query}"))
@@ -50,20 +50,20 @@ async fn import_raw(srv: &TestServer, archive: &[u8], query: &str) -> Resp {
 }
 
 /// The archive's lines (without their newlines).
-fn lines(archive: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn lines(archive: &[u8]) -> Vec<&[u8]> {
     let body = archive
         .strip_suffix(b"\n")
         .expect("archive ends with a newline");
     body.split(|b| *b == b'\n').collect()
 }
 
-fn line_json(line: &[u8]) -> Value {
+pub(crate) fn line_json(line: &[u8]) -> Value {
     serde_json::from_slice(line).expect("archive lines are JSON")
 }
 
 /// Reassembles an archive from its lines with a correct trailer: a damaged archive that
 /// passes the checksum, so that only the server's own checks can refuse it.
-fn with_valid_trailer(lines: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn with_valid_trailer(lines: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut tables = std::collections::HashSet::new();
     let mut rows = 0;
@@ -423,46 +423,58 @@ async fn damaged_archives_are_refused_and_change_nothing() {
     flipped[at + 1] = b'k';
     // The users written twice, with a checksum that matches: the database refuses the copy
     // after many rows went in, and all of them must be rolled back.
-    let mut doubled = all.clone();
-    doubled.push(all[users_line].clone());
-    doubled.remove(doubled.len() - 2); // the old trailer
+    let mut doubled = all[..all.len() - 1].to_vec();
+    doubled.insert(users_line + 1, all[users_line].clone());
     // A column this server doesn't have, with a checksum that matches.
     let mut unknown = all[..all.len() - 1].to_vec();
     let mut chunk = line_json(&unknown[users_line]);
     chunk["columns"][1] = json!("shoe_size");
     unknown[users_line] = chunk.to_string().into_bytes();
 
-    // Damage the file itself shows is refused before the server looks for a conflict.
-    let damaged_files: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("empty", Vec::new(), "empty"),
-        ("half", archive[..archive.len() / 2].to_vec(), "truncated"),
+    // Damage the file itself shows. A header that isn't one is refused before the server looks
+    // for a conflict; after a good header, the conflict is told before the rest is read.
+    let damaged_files: Vec<(&str, Vec<u8>, &str, bool)> = vec![
+        ("empty", Vec::new(), "empty", false),
+        (
+            "half",
+            archive[..archive.len() / 2].to_vec(),
+            "truncated",
+            true,
+        ),
         (
             "no trailer",
             archive[..archive.len() - all[all.len() - 1].len() - 1].to_vec(),
             "truncated",
+            true,
         ),
-        ("flipped byte", flipped, "corrupted"),
+        ("flipped byte", flipped, "corrupted", true),
         (
             "foreign JSON",
             b"{\"hello\": \"world\"}\n".to_vec(),
             "Not a maas",
+            false,
         ),
         (
             "foreign binary",
             b"\x89PNG\r\n\x1a\n\0\0".to_vec(),
             "Not a maas",
+            false,
         ),
     ];
-    for (what, bytes, message) in damaged_files {
-        for query in ["", "?replace=true"] {
-            let resp = import_raw(&srv, &bytes, query).await;
+    for (what, bytes, message, good_header) in damaged_files {
+        let resp = import_raw(&srv, &bytes, "").await;
+        if good_header {
+            assert_error(&resp, 409, "M_CONFLICT");
+        } else {
             assert_error(&resp, 400, "M_INVALID_PARAM");
-            let error = resp.body["error"].as_str().unwrap_or_default();
-            assert!(
-                error.contains(message),
-                "{what}{query}: {error:?} should say {message:?}"
-            );
         }
+        let resp = import_raw(&srv, &bytes, "?replace=true").await;
+        assert_error(&resp, 400, "M_INVALID_PARAM");
+        let error = resp.body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(message),
+            "{what}: {error:?} should say {message:?}"
+        );
     }
     // Damage only the database finds, while importing over the tenant: the tenant stays.
     for (what, bytes) in [

@@ -8,7 +8,8 @@ use sqlx::postgres::PgRow;
 use super::{device_name, missing};
 use crate::postgres::util::{Schema, to_u64};
 use crate::{
-    CrossSigningKeyRecord, DeviceKeysRecord, OneTimeKeyRecord, Result, StoreError, StreamRange,
+    CrossSigningKeyRecord, DeviceKeysRecord, DeviceListChanges, OneTimeKeyRecord, Result,
+    StoreError, StreamRange,
 };
 
 pub(super) async fn set_device_keys(schema: &Schema, keys: &DeviceKeysRecord) -> Result<()> {
@@ -258,7 +259,7 @@ pub(super) async fn record_device_list_change(
 pub(super) async fn device_list_changes(
     schema: &Schema,
     range: StreamRange,
-) -> Result<Vec<String>> {
+) -> Result<DeviceListChanges> {
     let mut conn = schema.conn().await?;
     let users = sqlx::query_scalar(
         "SELECT DISTINCT user_id FROM device_list_changes \
@@ -268,7 +269,16 @@ pub(super) async fn device_list_changes(
     .bind(range.up_to)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(users)
+    // Read after the changes: a prune in between makes the answer incomplete, never wrongly
+    // complete.
+    let pruned_through: i64 =
+        sqlx::query_scalar("SELECT device_lists_pruned_through FROM counters")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(DeviceListChanges {
+        users,
+        complete: range.after >= pruned_through,
+    })
 }
 
 pub(super) async fn record_signature_change(

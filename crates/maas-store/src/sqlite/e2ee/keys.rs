@@ -11,7 +11,8 @@ use super::{device_name, missing};
 use crate::sqlite::raw::Direct;
 use crate::sqlite::util::{begin_write, to_u64};
 use crate::{
-    CrossSigningKeyRecord, DeviceKeysRecord, OneTimeKeyRecord, Result, StoreError, StreamRange,
+    CrossSigningKeyRecord, DeviceKeysRecord, DeviceListChanges, OneTimeKeyRecord, Result,
+    StoreError, StreamRange,
 };
 
 pub(super) async fn set_device_keys(pool: &SqlitePool, keys: &DeviceKeysRecord) -> Result<()> {
@@ -265,7 +266,7 @@ pub(super) async fn record_device_list_change(
 pub(super) async fn device_list_changes(
     reader: &Arc<Direct>,
     range: StreamRange,
-) -> Result<Vec<String>> {
+) -> Result<DeviceListChanges> {
     reader
         .read(|db| {
             let mut statement = db.prepare_cached(
@@ -273,7 +274,16 @@ pub(super) async fn device_list_changes(
                  WHERE stream > ? AND stream <= ? ORDER BY user_id",
             )?;
             let users = statement.query_map((range.after, range.up_to), |row| row.get(0))?;
-            Ok(users.collect::<rusqlite::Result<Vec<String>>>()?)
+            let users = users.collect::<rusqlite::Result<Vec<String>>>()?;
+            // Read after the changes: a prune in between makes the answer incomplete, never
+            // wrongly complete.
+            let pruned_through: i64 = db
+                .prepare_cached("SELECT device_lists_pruned_through FROM counters")?
+                .query_row([], |row| row.get(0))?;
+            Ok(DeviceListChanges {
+                users,
+                complete: range.after >= pruned_through,
+            })
         })
         .await
 }
