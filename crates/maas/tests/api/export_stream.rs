@@ -159,7 +159,7 @@ fn header_line(server_name: &str) -> String {
 /// Sends the start of an import over a raw connection, with a chunked body that is never
 /// finished; returns what the server answers within `wait` (empty if nothing).
 async fn import_unfinished(srv: &TestServer, start: &str, wait: Duration) -> String {
-    let address = srv.url.trim_start_matches("http://");
+    let address = srv.operator_url.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
