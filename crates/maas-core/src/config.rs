@@ -19,6 +19,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tenants: TenantsConfig,
     pub retention: RetentionConfig,
+    pub federation: FederationConfig,
 }
 
 impl Config {
@@ -381,6 +382,37 @@ pub struct RetentionConfig {
     /// Device list changes stay this long. A client syncing with an older token is told that
     /// every user it shares a room with may have changed (it queries their keys again).
     pub device_lists_secs: u64,
+}
+
+/// How tenants reach other servers over federation (spec: Server-Server API).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Servers asked for other servers' signing keys (`/_matrix/key/v2/query`) before the
+    /// servers themselves; none by default, so every key comes from its own server.
+    pub trusted_notaries: Vec<String>,
+    /// Whether outbound requests may go to loopback, private and link-local addresses. Off by
+    /// default, so a remote server name can't point our requests into the operator's network;
+    /// tests on loopback turn it on.
+    pub allow_private_addresses: bool,
+    /// PEM files of CA certificates trusted for outbound TLS besides the system's roots.
+    pub ca_files: Vec<PathBuf>,
+    /// Whether the system's root certificates are trusted for outbound TLS.
+    pub system_roots: bool,
+    /// Seconds an outbound request may take, connecting included.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            trusted_notaries: Vec::new(),
+            allow_private_addresses: false,
+            ca_files: Vec::new(),
+            system_roots: true,
+            request_timeout_secs: 30,
+        }
+    }
 }
 
 /// Thirty days, in seconds.

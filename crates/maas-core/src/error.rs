@@ -19,6 +19,12 @@ pub enum Error {
     BadJson(String),
     #[error("{0}")]
     InvalidSignature(String),
+    /// A federation request whose signature or origin can't be accepted.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Another server could not be reached or failed to answer as the spec says.
+    #[error("{0}")]
+    RemoteUnavailable(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("Room version {0} is not supported")]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod e2ee;
 mod error;
 pub mod export;
+pub mod federation;
 pub mod filter;
 pub(crate) mod keys;
 pub mod maintenance;

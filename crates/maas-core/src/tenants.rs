@@ -9,11 +9,13 @@ use ruma::{OwnedServerName, ServerName};
 use serde::{Deserialize, Serialize};
 
 use ruma::signatures::Ed25519KeyPair;
-use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::accounts::sessions::{self, SessionCache};
 use crate::accounts::{Accounts, passwords};
 use crate::config::Config;
+use crate::federation::Federation;
+use crate::federation::server_keys::ServerKeys;
 use crate::keys;
 use crate::platform::runtime::{Hashing, Runtime};
 use crate::presence::PresenceState;
@@ -85,7 +87,8 @@ struct TenantInner {
     transactions: Transactions,
     typing: TypingState,
     presence: PresenceState,
-    signing_key: OnceCell<Arc<Ed25519KeyPair>>,
+    /// Loaded on first use; replaced when the key rotates.
+    server_keys: RwLock<Option<Arc<ServerKeys>>>,
     record: RwLock<TenantInfo>,
     store: Arc<dyn TenantStore>,
     config: Arc<Config>,
@@ -127,7 +130,7 @@ impl Tenant {
             transactions: Transactions::default(),
             typing: TypingState::default(),
             presence: PresenceState::default(),
-            signing_key: OnceCell::new(),
+            server_keys: RwLock::new(None),
             record: RwLock::new(record),
             store,
             config,
@@ -275,19 +278,38 @@ impl Tenant {
         &self.0.transactions
     }
 
-    /// The tenant's current signing key, loaded once.
+    /// The tenant's current signing key.
     pub(crate) async fn signing_key(&self) -> Result<Arc<Ed25519KeyPair>> {
-        self.0
-            .signing_key
-            .get_or_try_init(|| async {
-                let keys = self.store().signing_keys().await?;
-                let newest = keys
-                    .last()
-                    .ok_or_else(|| Error::Internal("tenant has no signing key".into()))?;
-                keys::key_pair(newest).map(Arc::new)
-            })
-            .await
-            .cloned()
+        Ok(self.server_keys().await?.current.clone())
+    }
+
+    /// The tenant's signing keys, current and old, loaded on first use.
+    pub async fn server_keys(&self) -> Result<Arc<ServerKeys>> {
+        if let Some(keys) = self.0.server_keys.read().clone() {
+            return Ok(keys);
+        }
+        let records = self.store().signing_keys().await?;
+        let keys = Arc::new(ServerKeys::from_records(&records)?);
+        *self.0.server_keys.write() = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// Adds a new signing key that signs from now on; returns its id.
+    pub(crate) async fn rotate_signing_key(&self) -> Result<String> {
+        let mut record = keys::generate_signing_key();
+        // Keys are ordered by creation: the new one must come last even within a millisecond.
+        let records = self.store().signing_keys().await?;
+        if let Some(last) = records.last() {
+            record.created_ts = record.created_ts.max(last.created_ts + 1);
+        }
+        self.store().insert_signing_key(&record).await?;
+        *self.0.server_keys.write() = None;
+        Ok(record.key_id)
+    }
+
+    /// The platform's federation: transports and other servers' keys.
+    pub(crate) fn federation(&self) -> &Federation {
+        self.0.runtime.federation()
     }
 
     pub fn rooms(&self) -> Rooms<'_> {

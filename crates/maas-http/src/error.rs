@@ -141,6 +141,8 @@ impl From<Error> for HttpError {
             Error::InvalidUsername(m) => Self::new(S::BAD_REQUEST, "M_INVALID_USERNAME", m),
             Error::BadJson(m) => Self::bad_json(m),
             Error::InvalidSignature(m) => Self::new(S::BAD_REQUEST, "M_INVALID_SIGNATURE", m),
+            Error::Unauthorized(m) => Self::new(S::UNAUTHORIZED, "M_UNAUTHORIZED", m),
+            Error::RemoteUnavailable(m) => Self::new(S::BAD_GATEWAY, "M_UNKNOWN", m),
             Error::UnsupportedRoomVersion(_) => Self::new(
                 S::BAD_REQUEST,
                 "M_UNSUPPORTED_ROOM_VERSION",

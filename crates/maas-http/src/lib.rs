@@ -22,6 +22,7 @@ use maas_core::Platform;
 use tokio::net::TcpListener;
 
 pub use error::HttpError;
+pub use federation::InProcess;
 pub use routes::{operator_router, router};
 
 /// How this server names itself to other servers and to tenant admins.

@@ -103,6 +103,9 @@ pub enum TenantCommand {
     Resume(TenantName),
     /// Delete a tenant and ALL its data from disk (needs --yes).
     Delete(TenantDeleteArgs),
+    /// Give a tenant a new signing key; the old one stays published as expired, so what it
+    /// signed still verifies.
+    RotateKey(TenantName),
     /// Write a tenant's archive (settings, users, rooms, keys …) to a file, while it serves.
     Export(TenantExportArgs),
     /// Recreate a tenant from its archive, on this or another server and backend.

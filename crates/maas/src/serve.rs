@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use maas_core::Platform;
 use maas_core::config::Config;
+use maas_core::federation::network::Network;
 use maas_core::tenants::CreatedTenant;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -81,6 +82,15 @@ async fn start_platform(config: Config) -> anyhow::Result<Arc<Platform>> {
     let platform = Platform::start(config, backend)
         .await
         .with_context(|| format!("cannot start the platform on data dir {dir}"))?;
+    // Co-hosted tenants federate through our own router, without sockets; the others over
+    // HTTPS after server discovery.
+    maas_http::InProcess::install(&platform);
+    let network = Network::new(&platform.config().federation)
+        .map_err(|e| anyhow::anyhow!("federation: {e}"))?;
+    platform
+        .federation()
+        .transports()
+        .set_network(Arc::new(network));
     Ok(platform)
 }
 

@@ -1,5 +1,5 @@
 //! Profiles (spec: Client-Server API, "Profiles"): display names and avatars of local users.
-//! Remote profiles come with federation.
+//! Other servers' users' profiles are asked of their servers (`federation::query`).
 
 use ruma::{OwnedMxcUri, UserId};
 
@@ -13,9 +13,17 @@ pub struct Profile {
 }
 
 impl Accounts<'_> {
-    /// The profile of a local user; `M_NOT_FOUND` for unknown or deactivated users and, until
-    /// federation exists, for users of other servers.
+    /// The profile of a user: a local one from the store (`M_NOT_FOUND` for unknown or
+    /// deactivated users), another server's by asking that server.
     pub async fn profile(&self, user_id: &UserId) -> Result<Profile> {
+        if user_id.server_name() != self.tenant.server_name() {
+            return crate::federation::query::remote_profile(self.tenant, user_id).await;
+        }
+        self.local_profile(user_id).await
+    }
+
+    /// The profile of a user of this tenant.
+    pub(crate) async fn local_profile(&self, user_id: &UserId) -> Result<Profile> {
         let not_found = || Error::NotFound("Profile was not found".into());
         if user_id.server_name() != self.tenant.server_name() {
             return Err(not_found());

@@ -143,7 +143,7 @@ impl Platform {
             "tenant directory loaded"
         );
         let platform = Arc::new(Platform {
-            runtime: Arc::new(Runtime::start(config.rate_limits.enabled)),
+            runtime: Arc::new(Runtime::start(&config)),
             config: Arc::new(config),
             backend,
             directory: RwLock::new(directory),
@@ -594,8 +594,31 @@ impl Platform {
         self.runtime.begin_shutdown();
     }
 
+    /// What the tenants share to federate; the binary installs its transports.
+    pub fn federation(&self) -> &crate::federation::Federation {
+        self.runtime.federation()
+    }
+
+    /// Whether a tenant of this process has `server_name`, loaded or not.
+    pub fn serves_server_name(&self, server_name: &str) -> bool {
+        self.directory
+            .read()
+            .by_server_name
+            .contains_key(&server_name.to_ascii_lowercase())
+    }
+
+    /// Gives the tenant a new signing key; the old one stays published as expired, so what
+    /// it signed still verifies. Returns the new key's id.
+    pub async fn rotate_signing_key(&self, server_name: &str) -> Result<String> {
+        let _operator = self.operator_lock.lock().await;
+        let tenant = self.tenant_by_server_name(server_name).await?;
+        tenant.rotate_signing_key().await
+    }
+
     /// Closes every database cleanly; the platform can't serve afterwards.
     pub async fn shutdown(&self) {
+        // The in-process transport holds the HTTP router, which holds the platform.
+        self.runtime.federation().transports().clear();
         let cells: Vec<_> = self.loaded.iter().map(|e| e.value().clone()).collect();
         self.loaded.clear();
         for cell in cells {

@@ -1,5 +1,5 @@
 //! The platform's runtime: the workers and limiters every tenant shares (commit threads, the
-//! password-hashing limiter, rate limits). Created with the platform and handed to each tenant
+//! password-hashing limiter, rate limits, federation's transports and key cache). Created with the platform and handed to each tenant
 //! when it opens, so nothing of it lives in a `static`; it ends with the platform.
 
 use std::sync::Arc;
@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::commit_threads::CommitThreads;
+use crate::config::Config;
+use crate::federation::Federation;
 use crate::ratelimit::RateLimiter;
 use crate::{Error, Result};
 
@@ -14,16 +16,18 @@ pub struct Runtime {
     commit_threads: CommitThreads,
     hashing: Hashing,
     limiter: RateLimiter,
+    federation: Federation,
     /// `true` once the platform shuts down: waits that would outlast it (long-polls) end.
     shutting_down: watch::Sender<bool>,
 }
 
 impl Runtime {
-    pub(crate) fn start(rate_limits_enabled: bool) -> Self {
+    pub(crate) fn start(config: &Config) -> Self {
         Self {
             commit_threads: CommitThreads::start(),
             hashing: Hashing::per_cpu(),
-            limiter: RateLimiter::new(rate_limits_enabled),
+            limiter: RateLimiter::new(config.rate_limits.enabled),
+            federation: Federation::new(&config.federation),
             shutting_down: watch::Sender::new(false),
         }
     }
@@ -46,6 +50,10 @@ impl Runtime {
 
     pub(crate) fn limiter(&self) -> &RateLimiter {
         &self.limiter
+    }
+
+    pub(crate) fn federation(&self) -> &Federation {
+        &self.federation
     }
 }
 

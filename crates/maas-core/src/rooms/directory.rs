@@ -40,8 +40,20 @@ impl Rooms<'_> {
         Ok(self.alias(alias).await?.0)
     }
 
-    /// `GET /directory/room/{roomAlias}`.
+    /// `GET /directory/room/{roomAlias}`: a local alias from the directory, another server's
+    /// by asking that server.
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+        if alias.server_name() != self.tenant.server_name() {
+            return crate::federation::query::remote_room_alias(self.tenant, alias).await;
+        }
+        self.local_alias(alias).await
+    }
+
+    /// A local alias's room and the servers that can join others to it.
+    pub(crate) async fn local_alias(
+        &self,
+        alias: &RoomAliasId,
+    ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
         let not_found = || Error::NotFound(format!("Room alias {alias} not found"));
         if alias.server_name() != self.tenant.server_name() {
             return Err(not_found());

@@ -31,9 +31,37 @@ pub async fn tenant_by_destination(
     let found = match x_matrix_destination(req.headers()) {
         Err(e) => return e.into_response(),
         Ok(Some(destination)) => platform.tenant_for_server_name(destination.as_str()).await,
-        Ok(None) => platform.tenant_for_host(&host).await,
+        Ok(None) => by_host_or_server_name(&platform, &host, authority(&req).as_deref()).await,
     };
     enter(&platform, found, req, next).await
+}
+
+/// The tenant answering on `host`, else the one named by the request's authority (its port
+/// included: `127.0.0.1:8448` is a server name of its own): without delegation, or through
+/// SRV records, other servers send the server name as `Host` (spec: "Resolving server names").
+async fn by_host_or_server_name(
+    platform: &Platform,
+    host: &str,
+    authority: Option<&str>,
+) -> maas_core::Result<Option<maas_core::Tenant>> {
+    if let Some(tenant) = platform.tenant_for_host(host).await? {
+        return Ok(Some(tenant));
+    }
+    if let Some(authority) = authority
+        && let Some(tenant) = platform.tenant_for_server_name(authority).await?
+    {
+        return Ok(Some(tenant));
+    }
+    platform.tenant_for_server_name(host).await
+}
+
+/// The authority the request names, port included: an absolute-form target's, else `Host`.
+fn authority(req: &Request) -> Option<String> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.as_str().to_owned());
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    Some(host.trim_end_matches('.').to_owned())
 }
 
 /// The `destination` of the request's `X-Matrix` authorization: `None` when there is no such

@@ -1,16 +1,23 @@
 //! The Server-Server API (`/_matrix/federation/…`, `/_matrix/key/…`) of the tenant a request's
-//! `X-Matrix` destination names (see `destination`); modules named after `ruma::api::federation`'s.
-//! Verifying signatures will be the next layer; `/.well-known/matrix/server` is `well_known`'s.
+//! `X-Matrix` destination names (see `destination`); modules named after
+//! `ruma::api::federation`'s. Everything under `/_matrix/federation` but `version` passes
+//! `authentication` first; `/.well-known/matrix/server` is `well_known`'s.
 
+mod authentication;
 mod destination;
 mod discovery;
+mod in_process;
+mod query;
 
 use axum::Router;
+use axum::middleware::from_fn;
 
 pub use destination::tenant_by_destination;
+pub use in_process::InProcess;
 
 use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
-    discovery::routes(Router::new())
+    let signed = query::routes(Router::new()).layer(from_fn(authentication::require_signature));
+    discovery::routes(Router::new()).merge(signed)
 }

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures_util::StreamExt;
 use maas_core::Platform;
 use maas_core::export::StreamSource;
@@ -30,11 +30,13 @@ pub(super) fn routes(router: AppRouter) -> AppRouter {
             get(show_tenant).patch(update_tenant).delete(delete_tenant),
         )
         .route(&format!("{tenant}/export"), get(export_tenant))
+        .route(&format!("{tenant}/rotate_key"), post(rotate_key))
 }
 
 async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> {
     let tenant = op(platform.tenant_by_server_name(&record.server_name).await)?;
     let user_count = op(tenant.accounts().count().await)?;
+    let signing_key = op(tenant.server_keys().await)?.current_key_id();
     let s = &record.settings;
     Ok(json!({
         "tenant_id": record.tenant_id,
@@ -48,6 +50,7 @@ async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> 
         "federation_server": s.federation_server,
         "created_ts": record.created_ts,
         "user_count": user_count,
+        "signing_key": signing_key,
     }))
 }
 
@@ -178,6 +181,16 @@ async fn delete_tenant(
 /// the first table line are read before the status is sent, so a failure to start (an unknown
 /// tenant, an unreadable database) is an error answer; a failure later cuts the archive off
 /// before its trailer, which no import accepts.
+/// `POST /_maas/operator/v1/tenants/{server_name}/rotate_key`: a new signing key signs from
+/// now on; the old one stays published as expired (`old_verify_keys`).
+async fn rotate_key(
+    State(platform): State<Arc<Platform>>,
+    Path(server_name): Path<String>,
+) -> Result<Json<Value>> {
+    let key_id = op(platform.rotate_signing_key(&server_name).await)?;
+    Ok(Json(json!({"signing_key": key_id})))
+}
+
 async fn export_tenant(
     State(platform): State<Arc<Platform>>,
     Path(server_name): Path<String>,

@@ -23,6 +23,8 @@ pub struct Tenant {
     pub federation_server: Option<String>,
     pub created_ts: i64,
     pub user_count: u64,
+    /// The id of the key signing for the tenant now.
+    pub signing_key: String,
     /// Present only in the answer to a create.
     pub admin: Option<CreatedAdmin>,
 }
@@ -50,6 +52,7 @@ pub async fn run(ctx: &Ctx, command: TenantCommand) -> anyhow::Result<()> {
         TenantCommand::Resume(args) => set_suspended(ctx, &args.server_name, false).await,
         // `--yes` was checked before connecting.
         TenantCommand::Delete(args) => delete(ctx, &args.server_name).await,
+        TenantCommand::RotateKey(args) => rotate_key(ctx, &args.server_name).await,
         TenantCommand::Export(args) => super::archive::export(ctx, args).await,
         TenantCommand::Import(args) => super::archive::import(ctx, args).await,
     }
@@ -183,6 +186,7 @@ pub fn render_tenant(tenant: &Tenant) -> String {
         ("Users", users_of(tenant)),
         ("Client base URL", or_default(&tenant.client_base_url)),
         ("Federation server", or_default(&tenant.federation_server)),
+        ("Signing key", tenant.signing_key.clone()),
         ("Created", timestamp(tenant.created_ts)),
     ])
 }
@@ -259,6 +263,20 @@ async fn set_suspended(ctx: &Ctx, server_name: &str, suspended: bool) -> anyhow:
         } else {
             format!("Resumed tenant {}.\n", tenant.server_name)
         }
+    })
+}
+
+async fn rotate_key(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
+    let path = format!("{}/rotate_key", tenant_path(server_name));
+    let answer = ctx
+        .client
+        .post(&path, &Value::Object(Default::default()))
+        .await?;
+    ctx.print(&answer, |rotated: Value| {
+        let key = rotated["signing_key"].as_str().unwrap_or_default();
+        format!(
+            "{server_name} now signs with {key}; its previous keys stay published as expired.\n"
+        )
     })
 }
 

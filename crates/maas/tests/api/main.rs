@@ -19,6 +19,8 @@ mod export;
 mod export_checks;
 mod export_stream;
 mod federation;
+mod federation_keys;
+mod federation_queries;
 mod group_commit;
 mod harness;
 mod isolation;
