@@ -237,7 +237,8 @@ if [[ $only != synapse ]]; then
     port_free "$MAAS_ADDR" || die "$MAAS_ADDR is already in use"
     mkdir -p "$BENCH_HOME"
     maas_data=$(mktemp -d "$BENCH_HOME/maas-data.XXXXXX")
-    maas_env=(MAAS_RATE_LIMITS__ENABLED=false)
+    # The federation listener on a free port rather than the default 8448.
+    maas_env=(MAAS_RATE_LIMITS__ENABLED=false MAAS_FEDERATION__LISTEN=127.0.0.1:0)
     [[ -n $durable ]] && maas_env+=(MAAS_DATABASE__DURABLE="$durable")
     if [[ $maas_db == postgres ]]; then
         log "recreating PostgreSQL database $MAAS_PG_DB"

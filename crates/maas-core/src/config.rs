@@ -29,6 +29,12 @@ impl Config {
         self.operator.listen == self.server.listen && self.server.listen.port() != 0
     }
 
+    /// Whether the Server-Server API is served on the public listener rather than on its own:
+    /// `federation.listen` is `server.listen`. Port 0 on both means two free ports.
+    pub fn federation_on_public_listener(&self) -> bool {
+        self.federation.listen == self.server.listen && self.server.listen.port() != 0
+    }
+
     /// Refuses values that have the right type but can't work, naming each key: the server
     /// would otherwise start and fail later, on a request, far from the cause.
     pub fn check(&self) -> Result<(), String> {
@@ -76,6 +82,7 @@ impl Config {
         if let Err(problem) = self.passwords.check() {
             problems.push(problem);
         }
+        problems.extend(self.federation_listener_problems());
         let limits = &self.rate_limits;
         for (name, bucket) in [
             ("login_per_ip", &limits.login_per_ip),
@@ -104,6 +111,33 @@ impl Config {
         } else {
             Err(problems.join("; "))
         }
+    }
+}
+
+impl Config {
+    /// What can't work about the federation listener: a certificate without its key, sharing
+    /// the operator's listener, or TLS asked of the public listener, which speaks plain HTTP.
+    fn federation_listener_problems(&self) -> Vec<String> {
+        let federation = &self.federation;
+        let mut problems = Vec::new();
+        if federation.tls_certificate.is_some() != federation.tls_key.is_some() {
+            problems.push(
+                "federation.tls_certificate, federation.tls_key: set both (the platform's default certificate chain and its private key) or neither".to_owned(),
+            );
+        }
+        // On the public listener, the operator API's place is `operator.listen`'s business.
+        let own_listener = federation.listen.port() != 0 && !self.federation_on_public_listener();
+        if own_listener && federation.listen == self.operator.listen {
+            problems.push(
+                "federation.listen: is operator.listen; the operator API must not be served to other servers".to_owned(),
+            );
+        }
+        if self.federation_on_public_listener() && federation.tls {
+            problems.push(
+                "federation.tls: the public listener (server.listen, which federation.listen names) speaks plain HTTP; set federation.tls = false and terminate TLS in a proxy, or give federation.listen an address of its own".to_owned(),
+            );
+        }
+        problems
     }
 }
 
@@ -401,6 +435,18 @@ pub struct FederationConfig {
     pub system_roots: bool,
     /// Seconds an outbound request may take, connecting included.
     pub request_timeout_secs: u64,
+    /// Where other servers reach us: a listener of its own beside the public and operator
+    /// ones. The same address as `server.listen` (with a port other than 0) serves the
+    /// Server-Server API on the public listener instead, with no TLS of its own.
+    pub listen: SocketAddr,
+    /// Whether the federation listener speaks TLS (the spec's port 8448 does); off behind a
+    /// proxy that terminates TLS and forwards plain HTTP.
+    pub tls: bool,
+    /// PEM certificate chain presented when a client names no tenant (no SNI, or a name no
+    /// tenant with a certificate of its own answers on); with `tls_key`.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for FederationConfig {
@@ -411,6 +457,10 @@ impl Default for FederationConfig {
             ca_files: Vec::new(),
             system_roots: true,
             request_timeout_secs: 30,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8448)),
+            tls: true,
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -466,6 +516,88 @@ mod tests {
         config.server.listen.set_port(0);
         config.operator.listen.set_port(0);
         assert!(!config.operator_on_public_listener());
+    }
+
+    #[test]
+    fn federation_shares_the_public_listener_only_on_one_real_port() {
+        let mut config = Config::default();
+        assert!(!config.federation_on_public_listener());
+        config.federation.listen = config.server.listen;
+        assert!(config.federation_on_public_listener());
+        config.server.listen.set_port(0);
+        config.federation.listen.set_port(0);
+        assert!(!config.federation_on_public_listener());
+    }
+
+    #[test]
+    fn federation_listener_problems_are_named() {
+        let check = |edit: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.check()
+        };
+        // A certificate needs its key, and the other way round.
+        let problems = check(&|c| c.federation.tls_certificate = Some("/c.pem".into()))
+            .expect_err("certificate alone");
+        assert!(problems.contains("federation.tls_key"), "{problems}");
+        let problems =
+            check(&|c| c.federation.tls_key = Some("/k.pem".into())).expect_err("key alone");
+        assert!(
+            problems.contains("federation.tls_certificate"),
+            "{problems}"
+        );
+        assert_eq!(
+            check(&|c| {
+                c.federation.tls_certificate = Some("/c.pem".into());
+                c.federation.tls_key = Some("/k.pem".into());
+            }),
+            Ok(())
+        );
+        // The public listener speaks plain HTTP: sharing it means TLS ends in a proxy.
+        let problems = check(&|c| c.federation.listen = c.server.listen).expect_err("shared, TLS");
+        assert!(problems.contains("federation.tls"), "{problems}");
+        assert_eq!(
+            check(&|c| {
+                c.federation.listen = c.server.listen;
+                c.federation.tls = false;
+            }),
+            Ok(())
+        );
+        // Never the operator API to other servers.
+        let problems =
+            check(&|c| c.federation.listen = c.operator.listen).expect_err("operator's listener");
+        assert!(problems.contains("federation.listen"), "{problems}");
+        // Free ports on both are two listeners.
+        assert_eq!(
+            check(&|c| {
+                c.federation.listen = "127.0.0.1:0".parse().expect("addr");
+                c.operator.listen = "127.0.0.1:0".parse().expect("addr");
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn federation_listener_defaults() {
+        let federation = FederationConfig::default();
+        assert_eq!(federation.listen, SocketAddr::from(([0, 0, 0, 0], 8448)));
+        assert!(federation.tls);
+        assert_eq!(
+            (federation.tls_certificate, federation.tls_key),
+            (None, None)
+        );
+        let parsed: Config = serde_json::from_value(serde_json::json!({
+            "federation": {"listen": "127.0.0.1:9448", "tls": false, "tls_certificate": "/c.pem", "tls_key": "/k.pem"}
+        }))
+        .expect("federation keys");
+        assert_eq!(parsed.federation.listen.port(), 9448);
+        assert!(!parsed.federation.tls);
+        assert_eq!(parsed.federation.tls_key, Some(PathBuf::from("/k.pem")));
+        let error = serde_json::from_value::<Config>(
+            serde_json::json!({"federation": {"tls_cert": "/c.pem"}}),
+        )
+        .expect_err("unknown key");
+        assert!(error.to_string().contains("tls_cert"), "{error}");
     }
 
     #[test]

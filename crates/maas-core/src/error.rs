@@ -29,6 +29,9 @@ pub enum Error {
     TooLarge(String),
     #[error("Room version {0} is not supported")]
     UnsupportedRoomVersion(String),
+    /// The room's version is not among those the joining server speaks.
+    #[error("Your server does not support the room version {0}")]
+    IncompatibleRoomVersion(String),
     #[error("Room alias already taken")]
     RoomInUse,
     #[error("A room alias with that name already exists")]

@@ -18,6 +18,9 @@
 //!   room with as changed (`DeviceListChanges::complete`), so it re-queries their keys: correct,
 //!   only more work, and only for clients that were away longer than the retention.
 //! - **Stream marks**, beyond what the retentions need.
+//! - **Received federation transaction ids** after a week: they only make an origin's retry
+//!   of the same transaction harmless, and origins retry within hours; the events themselves
+//!   are recognised by their ids anyway.
 //!
 //! Retention is in time but the tables are keyed by stream positions; each pass marks the
 //! position the stream has reached (`RetentionStore::mark_stream`), and "older than N days"
@@ -37,7 +40,11 @@ pub struct Pruned {
     pub room_push_actions: u64,
     pub device_list_changes: u64,
     pub stream_marks: u64,
+    pub received_transactions: u64,
 }
+
+/// How long a received federation transaction is remembered, in seconds.
+const RECEIVED_TRANSACTIONS_SECS: u64 = 7 * 24 * 3600;
 
 /// Runs a pass every `interval_secs`, for as long as the platform lives.
 pub(crate) fn spawn(platform: Weak<Platform>, interval_secs: u64) {
@@ -69,6 +76,7 @@ async fn prune_loaded(platform: &Platform) {
                 room_push_actions = pruned.room_push_actions,
                 device_list_changes = pruned.device_list_changes,
                 stream_marks = pruned.stream_marks,
+                received_transactions = pruned.received_transactions,
                 "tenant pruned"
             ),
             Ok(_) => {}
@@ -109,6 +117,9 @@ pub async fn prune_tenant(
         .notifications_secs
         .max(retention.device_lists_secs);
     pruned.stream_marks = store.prune_stream_marks(before(now, longest)).await?;
+    pruned.received_transactions = store
+        .prune_received_transactions(before(now, RECEIVED_TRANSACTIONS_SECS))
+        .await?;
     Ok(pruned)
 }
 

@@ -1,8 +1,8 @@
 //! A tenant: one complete homeserver inside the platform. Its handle owns the tenant's
 //! database, settings and per-tenant state; every per-tenant service is reached through it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 use ruma::{OwnedServerName, ServerName};
@@ -15,6 +15,7 @@ use crate::accounts::sessions::{self, SessionCache};
 use crate::accounts::{Accounts, passwords};
 use crate::config::Config;
 use crate::federation::Federation;
+use crate::federation::sender::{FederationStep, Sender};
 use crate::federation::server_keys::ServerKeys;
 use crate::keys;
 use crate::platform::runtime::{Hashing, Runtime};
@@ -69,11 +70,30 @@ pub struct TenantSettings {
     pub client_base_url: Option<String>,
     /// `m.server` served in `/.well-known/matrix/server`.
     pub federation_server: Option<String>,
+    /// Absolute path of the PEM certificate chain the federation listener presents to clients
+    /// naming this tenant (SNI); set and cleared with `tls_key`. Left out of the stored JSON
+    /// when unset, so settings without it read the same to older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<String>,
+    /// Absolute path of the PEM private key of `tls_certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
 }
 
 /// A cheap, clonable handle on a loaded tenant.
 #[derive(Clone)]
 pub struct Tenant(Arc<TenantInner>);
+
+/// A handle that doesn't keep the tenant loaded: for background tasks that should end when
+/// the platform unloads it.
+#[derive(Clone)]
+pub(crate) struct WeakTenant(Weak<TenantInner>);
+
+impl WeakTenant {
+    pub(crate) fn upgrade(&self) -> Option<Tenant> {
+        self.0.upgrade().map(Tenant)
+    }
+}
 
 struct TenantInner {
     server_name: OwnedServerName,
@@ -87,6 +107,7 @@ struct TenantInner {
     transactions: Transactions,
     typing: TypingState,
     presence: PresenceState,
+    sender: Sender,
     /// Loaded on first use; replaced when the key rotates.
     server_keys: RwLock<Option<Arc<ServerKeys>>>,
     record: RwLock<TenantInfo>,
@@ -130,6 +151,7 @@ impl Tenant {
             transactions: Transactions::default(),
             typing: TypingState::default(),
             presence: PresenceState::default(),
+            sender: Sender::default(),
             server_keys: RwLock::new(None),
             record: RwLock::new(record),
             store,
@@ -307,6 +329,15 @@ impl Tenant {
         Ok(record.key_id)
     }
 
+    pub(crate) fn downgrade(&self) -> WeakTenant {
+        WeakTenant(Arc::downgrade(&self.0))
+    }
+
+    /// The tenant's federation sender: its delivery tasks per destination.
+    pub(crate) fn sender(&self) -> &Sender {
+        &self.0.sender
+    }
+
     /// The platform's federation: transports and other servers' keys.
     pub(crate) fn federation(&self) -> &Federation {
         self.0.runtime.federation()
@@ -338,7 +369,10 @@ fn work_slots(config: &Config) -> usize {
 
 /// The steps of the event pipeline every tenant runs, in order.
 fn steps() -> Steps {
-    Steps::new(vec![Arc::new(PushStep::default())])
+    Steps::new(vec![
+        Arc::new(PushStep::default()),
+        Arc::new(FederationStep),
+    ])
 }
 
 pub(crate) fn parse_server_name(name: &str) -> Result<OwnedServerName> {

@@ -148,6 +148,15 @@ impl From<Error> for HttpError {
                 "M_UNSUPPORTED_ROOM_VERSION",
                 error.to_string(),
             ),
+            Error::IncompatibleRoomVersion(ref version) => {
+                let mut e = Self::new(
+                    S::BAD_REQUEST,
+                    "M_INCOMPATIBLE_ROOM_VERSION",
+                    error.to_string(),
+                );
+                e.extra.insert("room_version".into(), json!(version));
+                e
+            }
             Error::WrongRoomKeysVersion(ref current) => {
                 let mut e = Self::new(S::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION", error.to_string());
                 e.extra.insert("current_version".into(), json!(current));

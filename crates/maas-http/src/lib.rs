@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 pub use error::HttpError;
 pub use federation::InProcess;
 pub use routes::{operator_router, router};
+pub use server::FederationTls;
 
 /// How this server names itself to other servers and to tenant admins.
 const IMPLEMENTATION_NAME: &str = "maas";
@@ -38,6 +39,22 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(Arc::clone(&platform));
     server::serve(listener, platform, app, shutdown).await
+}
+
+/// Serves the federation listener like [`serve`]: the public router (the federation surface
+/// finds its tenant by the `X-Matrix` destination, else `Host`), over TLS with a certificate
+/// chosen by SNI, or in plain HTTP (`tls` `None`) behind a proxy that terminates TLS.
+pub async fn serve_federation(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    tls: Option<FederationTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = server::without_operator_api(router(Arc::clone(&platform)));
+    match tls {
+        Some(tls) => server::serve_tls(listener, platform, app, tls, shutdown).await,
+        None => server::serve(listener, platform, app, shutdown).await,
+    }
 }
 
 /// Serves the operator listener (the operator API alone) like [`serve`].

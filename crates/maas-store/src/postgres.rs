@@ -5,6 +5,7 @@
 mod control;
 mod e2ee;
 mod export;
+mod federation;
 mod push;
 mod retention;
 mod rooms;

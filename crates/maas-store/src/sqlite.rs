@@ -6,6 +6,7 @@ mod checkpoint;
 mod control;
 mod e2ee;
 mod export;
+mod federation;
 mod push;
 mod raw;
 mod retention;

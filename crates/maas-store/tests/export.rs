@@ -161,6 +161,10 @@ async fn fill(dir: &Path, tenant_id: &str, store: &dyn TenantStore) {
             'main', 1, 1, 0);
         INSERT INTO room_push_actions VALUES ('!r:example.org', 7, '$edit', '@alice:example.org',
             'main');
+        INSERT INTO federation_outbox VALUES ('remote.example', 5, '$msg');
+        INSERT INTO federation_outbox VALUES ('remote.example', 7, '$edit');
+        INSERT INTO federation_outbox VALUES ('other.example', 7, '$edit');
+        INSERT INTO federation_inbox VALUES ('remote.example', 'txn1', '{"pdus":{}}', 6500);
         INSERT INTO device_keys VALUES ('alice', 'ALICEDEVICE', '{"keys":{}}');
         INSERT INTO one_time_keys VALUES (41, 'alice', 'ALICEDEVICE', 'signed_curve25519',
             'signed_curve25519:AAAA', '{"key":"k1"}');
@@ -251,11 +255,37 @@ async fn a_filled_tenant_round_trips_row_for_row() {
         source.signing_keys().await.expect("keys")
     );
     assert_eq!(target.stream_reserved().await.expect("stream"), 2000);
+    assert_same_federation_queues(source.as_ref(), target.as_ref()).await;
     // The next state group continues after the imported ones.
     assert_eq!(target.next_state_group_id().await.expect("group id"), 4);
     source.close().await;
     target.close().await;
     backend.close().await;
+}
+
+/// A moved tenant still delivers what it queued (PDUs as stored, the redacted one redacted)
+/// and still knows the transactions it answered.
+async fn assert_same_federation_queues(source: &dyn TenantStore, target: &dyn TenantStore) {
+    let destinations = target.outbound_destinations().await.expect("destinations");
+    let mut sorted = destinations.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["other.example", "remote.example"]);
+    for destination in &destinations {
+        let queued = target.queued_pdus(destination, 10).await.expect("queued");
+        assert!(!queued.is_empty(), "{destination}");
+        assert_eq!(
+            queued,
+            source.queued_pdus(destination, 10).await.expect("queued")
+        );
+    }
+    assert_eq!(
+        target
+            .received_transaction("remote.example", "txn1")
+            .await
+            .expect("received")
+            .as_deref(),
+        Some(r#"{"pdus":{}}"#)
+    );
 }
 
 /// Users of a tenant database.
@@ -454,6 +484,7 @@ async fn tenants_move_from_sqlite_to_postgres_and_back() {
             .is_some()
     );
     assert_eq!(pg.stream_reserved().await.expect("stream"), 2000);
+    assert_same_federation_queues(source.as_ref(), pg.as_ref()).await;
 
     // Identity columns continue after the imported ids.
     let mut raw_pg = database.connect().await;

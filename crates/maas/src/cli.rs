@@ -207,6 +207,30 @@ pub struct TenantSetArgs {
     /// Serve the default `m.server` again.
     #[arg(long)]
     pub no_federation_server: bool,
+
+    /// PEM certificate chain (leaf first) the federation listener presents to servers asking
+    /// for this tenant's names (SNI); with --tls-key. Read by the server, which rereads it
+    /// when the file changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "no_tls_certificate"
+    )]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// PEM private key of --tls-certificate.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_certificate",
+        conflicts_with = "no_tls_certificate"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Present the platform's default certificate (federation.tls_certificate) again.
+    #[arg(long)]
+    pub no_tls_certificate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,10 @@ pub struct ServerInfo {
     /// files of servers from before the operator API had a listener of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_url: Option<String>,
+    /// The federation listener (`https://…` with TLS); the same as `url` when federation is
+    /// served on the public listener. Absent in the files of servers from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_url: Option<String>,
     pub pid: u32,
 }
 
@@ -192,6 +196,11 @@ fn write_temp_file(path: &Path, contents: &str, mode: u32) -> io::Result<PathBuf
 /// The URL clients should use for a bound address: a wildcard address is reachable locally
 /// through loopback, and `0.0.0.0` is not a valid destination everywhere.
 pub fn local_url(addr: SocketAddr) -> String {
+    local_url_with("http", addr)
+}
+
+/// [`local_url`] with another scheme (`https` for a TLS listener).
+pub fn local_url_with(scheme: &str, addr: SocketAddr) -> String {
     let mut addr = addr;
     if addr.ip().is_unspecified() {
         let loopback = match addr {
@@ -200,7 +209,7 @@ pub fn local_url(addr: SocketAddr) -> String {
         };
         addr.set_ip(loopback);
     }
-    format!("http://{addr}")
+    format!("{scheme}://{addr}")
 }
 
 pub fn write_server_info(dir: &Path, info: &ServerInfo) -> anyhow::Result<()> {
@@ -277,6 +286,7 @@ mod tests {
         let other = ServerInfo {
             url: "http://127.0.0.1:1".into(),
             operator_url: Some("http://127.0.0.1:3".into()),
+            federation_url: Some("https://127.0.0.1:4".into()),
             pid: std::process::id() + 1,
         };
         write_server_info(dir.path(), &other).expect("write");
@@ -286,6 +296,7 @@ mod tests {
         let ours = ServerInfo {
             url: "http://127.0.0.1:2".into(),
             operator_url: None,
+            federation_url: None,
             pid: std::process::id(),
         };
         write_server_info(dir.path(), &ours).expect("write");
@@ -326,5 +337,7 @@ mod tests {
         assert_eq!(url("0.0.0.0:8008"), "http://127.0.0.1:8008");
         assert_eq!(url("[::]:8008"), "http://[::1]:8008");
         assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80");
+        let https = local_url_with("https", "0.0.0.0:8448".parse().expect("addr"));
+        assert_eq!(https, "https://127.0.0.1:8448");
     }
 }

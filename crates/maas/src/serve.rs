@@ -1,7 +1,7 @@
 //! `maas serve`: the server process and its contract with tests and the CLI (see
 //! crates/maas-http/API.md): configuration, the data directory's lock, operator token,
-//! first-start tenant, `server.json`, the public and operator listeners, logging, and graceful
-//! shutdown on SIGINT/SIGTERM.
+//! first-start tenant, `server.json`, the public, operator and federation listeners, logging,
+//! and graceful shutdown on SIGINT/SIGTERM.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use maas_core::Platform;
 use maas_core::config::Config;
 use maas_core::federation::network::Network;
 use maas_core::tenants::CreatedTenant;
+use maas_http::FederationTls;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -110,6 +111,11 @@ async fn serve_until_signal(
         let addr = listener.local_addr()?;
         Some((listener, addr))
     };
+    let federation = if config.federation_on_public_listener() {
+        None
+    } else {
+        Some(FederationListener::bind(platform, config).await?)
+    };
     if let Some(created) = platform.bootstrap_default_tenant().await? {
         announce_default_tenant(&created)?;
     }
@@ -117,14 +123,21 @@ async fn serve_until_signal(
     let operator_url = operator
         .as_ref()
         .map_or_else(|| url.clone(), |(_, addr)| data_dir::local_url(*addr));
+    let federation_url = federation
+        .as_ref()
+        .map_or_else(|| url.clone(), FederationListener::url);
     let info = ServerInfo {
         url,
         operator_url: Some(operator_url),
+        federation_url: Some(federation_url.clone()),
         pid: std::process::id(),
     };
     data_dir::write_server_info(&config.server.data_dir, &info)?;
-    tracing::info!(%addr, url = %info.url, operator_url = %info.operator_url(), data_dir = %config.server.data_dir.display(), "listening");
-    // Both listeners stop at the same signal.
+    tracing::info!(%addr, url = %info.url, operator_url = %info.operator_url(), %federation_url, data_dir = %config.server.data_dir.display(), "listening");
+    if federation.as_ref().is_some_and(|f| f.tls.is_some()) {
+        warn_without_certificates(platform, config);
+    }
+    // Every listener stops at the same signal.
     let (stop, stopping) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -135,15 +148,76 @@ async fn serve_until_signal(
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let public = maas_http::serve(public, Arc::clone(platform), stopped(stopping.clone()));
-    let served = match operator {
-        None => public.await,
-        Some((listener, _)) => {
-            let operator =
-                maas_http::serve_operator(listener, Arc::clone(platform), stopped(stopping));
-            tokio::try_join!(public, operator).map(|_| ())
+    let operator = {
+        let (platform, stopped) = (Arc::clone(platform), stopped(stopping.clone()));
+        async move {
+            match operator {
+                None => Ok(()),
+                Some((listener, _)) => maas_http::serve_operator(listener, platform, stopped).await,
+            }
         }
     };
-    served.context("server failed")
+    let federation = {
+        let (platform, stopped) = (Arc::clone(platform), stopped(stopping));
+        async move {
+            match federation {
+                None => Ok(()),
+                Some(f) => maas_http::serve_federation(f.listener, platform, f.tls, stopped).await,
+            }
+        }
+    };
+    tokio::try_join!(public, operator, federation)
+        .map(|_| ())
+        .context("server failed")
+}
+
+/// The listener other servers reach (`federation.listen`), and its TLS unless
+/// `federation.tls = false`.
+struct FederationListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<FederationTls>,
+}
+
+impl FederationListener {
+    /// TLS first: a default certificate that doesn't load stops the start, naming the key and
+    /// the file, before anything is bound.
+    async fn bind(platform: &Arc<Platform>, config: &Config) -> anyhow::Result<Self> {
+        let tls = if config.federation.tls {
+            Some(FederationTls::new(platform).map_err(|e| anyhow::anyhow!("{e}"))?)
+        } else {
+            None
+        };
+        let listener = bind(config.federation.listen, "federation.listen").await?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            tls,
+        })
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        data_dir::local_url_with(scheme, self.addr)
+    }
+}
+
+/// With TLS but no certificate anywhere, every handshake fails until the operator gives the
+/// platform or a tenant one; the listener still runs, so that a certificate set later works
+/// without a restart, and this says so once.
+fn warn_without_certificates(platform: &Platform, config: &Config) {
+    let federation = &config.federation;
+    let any_tenant = platform
+        .tenants()
+        .iter()
+        .any(|t| t.settings.tls_certificate.is_some());
+    if federation.tls_certificate.is_none() && !any_tenant {
+        tracing::warn!(
+            listen = %federation.listen,
+            "the federation listener has no TLS certificate: set federation.tls_certificate and federation.tls_key, or give tenants theirs (maas tenant set --tls-certificate), or set federation.tls = false behind a TLS-terminating proxy; until then its TLS handshakes fail"
+        );
+    }
 }
 
 /// Binds `addr`, the value of the configuration key `key`, naming both when that fails.

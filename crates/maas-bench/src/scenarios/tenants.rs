@@ -64,6 +64,8 @@ impl Server {
             // The operator API on the public listener: the scenario creates tenants through
             // the one address it knows.
             .env("MAAS_OPERATOR__LISTEN", format!("127.0.0.1:{port}"))
+            // Not the default 8448, which another server on the machine may hold.
+            .env("MAAS_FEDERATION__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?)

@@ -111,6 +111,28 @@ impl Federation {
         })
     }
 
+    /// The keys of `server` among `key_ids` that it published and that were valid at `at`;
+    /// an error only when none of them is.
+    pub(crate) async fn public_keys_any(
+        &self,
+        server: &ServerName,
+        key_ids: &[&str],
+        at: i64,
+    ) -> Result<PublicKeyMap> {
+        let mut found = BTreeMap::new();
+        let mut last_error = None;
+        for key_id in key_ids {
+            match self.public_keys(server, &[key_id], at).await {
+                Ok(map) => found.extend(map.into_values().flatten()),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match last_error {
+            Some(e) if found.is_empty() => Err(e),
+            _ => Ok(PublicKeyMap::from([(server.to_string(), found)])),
+        }
+    }
+
     /// The keys document of `server` as kept, fetched again when it is valid for less than
     /// until `valid_until` (ms), for answering as a notary.
     pub(crate) async fn key_document(

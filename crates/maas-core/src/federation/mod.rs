@@ -4,11 +4,16 @@
 
 pub mod authentication;
 pub mod discovery;
+pub mod events;
 mod key_cache;
+pub mod membership;
 pub mod network;
 pub mod notary;
 pub mod query;
+pub mod received;
+pub(crate) mod sender;
 pub mod server_keys;
+pub mod transactions;
 pub mod transport;
 
 use ruma::api::auth_scheme::NoAuthentication;

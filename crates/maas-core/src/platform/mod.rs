@@ -3,6 +3,7 @@
 //! and drops them again after an idle period, and carries out the operator's tenant changes.
 //! Its [`runtime`] holds the workers and limiters the tenants share.
 
+pub mod certificates;
 mod commit_threads;
 pub mod runtime;
 
@@ -109,6 +110,10 @@ pub struct TenantUpdate {
     pub max_users: Option<Option<u64>>,
     pub client_base_url: Option<Option<String>>,
     pub federation_server: Option<Option<String>>,
+    /// The tenant's TLS certificate chain and key files (absolute paths), set or cleared
+    /// together; refused unless they load and match.
+    pub tls_certificate: Option<Option<String>>,
+    pub tls_key: Option<Option<String>>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -219,13 +224,18 @@ impl Platform {
         let tenant = cell
             .get_or_try_init(|| async {
                 let store = self.backend.open_tenant(&record.tenant_id).await?;
-                Tenant::open(
+                let tenant = Tenant::open(
                     record.clone(),
                     store,
                     self.config.clone(),
                     self.runtime.clone(),
                 )
-                .await
+                .await?;
+                // What was queued for other servers before the tenant was last unloaded.
+                if let Err(e) = tenant.sender().resume(&tenant).await {
+                    tracing::warn!(server_name = %record.server_name, error = %e, "federation queue not resumed");
+                }
+                Ok::<_, Error>(tenant)
             })
             .await?
             .clone();
@@ -334,6 +344,11 @@ impl Platform {
         server_name: &str,
         update: TenantUpdate,
     ) -> Result<TenantInfo> {
+        // Read before the lock: the files are the operator's, not the tenant's.
+        let certificate = certificates::requested(&update.tls_certificate, &update.tls_key)?;
+        if let Some(Some(files)) = certificate {
+            certificates::verify(files).await?;
+        }
         let _guard = self.operator_lock.lock().await;
         let mut record = self.tenant_by_server_name(server_name).await?.record();
         if let Some(hosts) = update.hosts.clone() {
@@ -599,6 +614,19 @@ impl Platform {
         self.runtime.federation()
     }
 
+    /// The settings of the tenant answering on `name`, one of its hosts or its server name,
+    /// without loading it: a TLS handshake picks the tenant's certificate by it, and must not
+    /// wait for a database.
+    pub fn settings_for_name(&self, name: &str) -> Option<TenantSettings> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let directory = self.directory.read();
+        let id = directory
+            .by_host
+            .get(&name)
+            .or_else(|| directory.by_server_name.get(&name))?;
+        directory.records.get(id).map(|r| r.settings.clone())
+    }
+
     /// Whether a tenant of this process has `server_name`, loaded or not.
     pub fn serves_server_name(&self, server_name: &str) -> bool {
         self.directory
@@ -773,6 +801,12 @@ fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
     }
     if let Some(server) = update.federation_server {
         settings.federation_server = server;
+    }
+    if let Some(certificate) = update.tls_certificate {
+        settings.tls_certificate = certificate;
+    }
+    if let Some(key) = update.tls_key {
+        settings.tls_key = key;
     }
 }
 

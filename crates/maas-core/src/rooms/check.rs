@@ -96,7 +96,7 @@ impl Rooms<'_> {
 
 /// The checks of an event received from another server, whose prev and auth events are
 /// stored here; `current` is the room's current state.
-async fn received(
+pub(crate) async fn received(
     tenant: &Tenant,
     rules: &RoomVersionRules,
     pdu: &Pdu,

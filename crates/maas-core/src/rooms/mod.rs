@@ -4,7 +4,7 @@
 //! position, then derived from by the tenant's steps and committed in batches.
 
 pub mod auth;
-mod build;
+pub(crate) mod build;
 pub(crate) mod check;
 pub mod client_format;
 pub(crate) mod commit;
@@ -16,7 +16,7 @@ pub(crate) mod heads;
 pub(crate) mod lock;
 mod membership;
 pub mod pdu;
-mod pipeline;
+pub(crate) mod pipeline;
 pub mod read;
 pub mod relations;
 pub mod state;

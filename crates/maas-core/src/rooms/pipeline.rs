@@ -16,11 +16,12 @@
 //! lock is released, in the tenant's committer, so the next event of the room is built while
 //! the last is stored.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{OwnedEventId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, RoomId, UserId};
 
 use super::build::{self, Built};
 use super::check;
@@ -31,6 +32,7 @@ use super::state::RoomState;
 use super::steps::Accepted;
 use super::transactions::TxnClaim;
 use super::{Rooms, rules_of};
+use crate::federation::received::CheckedPdu;
 use crate::store::{
     EventRecord, MembershipRecord, NewEvent, NewStateGroup, Redaction, RelationRecord, RoomRecord,
 };
@@ -93,6 +95,62 @@ impl Rooms<'_> {
         };
         self.accept(writer, built, before, redacted, txn, None, held)
             .await
+    }
+
+    /// Appends an event another server sent, once it passed the first checks (format,
+    /// signatures, hashes: `federation::received`), through the same check, accept and commit
+    /// stages as a local event. Returns once it is durable.
+    ///
+    /// Today only an event that extends the room's head is taken: its prev events are exactly
+    /// the room's forward extremities. One that forks the room or cites events we lack is
+    /// refused; resolving forks and fetching missing events come next.
+    pub(crate) async fn append_received(&self, checked: CheckedPdu) -> Result<Received> {
+        let CheckedPdu { pdu, canonical } = checked;
+        let cache = self.tenant.state_cache();
+        if cache
+            .pdu(self.tenant.store(), &pdu.event_id)
+            .await?
+            .is_some()
+        {
+            return Ok(Received::AlreadyKnown);
+        }
+        let mut writer = self.tenant.room_locks().lock(&pdu.room_id).await;
+        let turn = self.tenant.work().await?;
+        // Another transaction may have brought it while this one waited for the lock.
+        if cache
+            .pdu(self.tenant.store(), &pdu.event_id)
+            .await?
+            .is_some()
+        {
+            return Ok(Received::AlreadyKnown);
+        }
+        let (head, epoch) = self.tenant.room_heads().get(self.tenant, &writer).await?;
+        let rules = rules_of(&head.room_version)?;
+        ensure_extends_head(&pdu, &head)?;
+        let current = cache.group(self.tenant.store(), head.state_group).await?;
+        if let check::Verdict::SoftFailed(why) =
+            check::received(self.tenant, &rules, &pdu, &current).await?
+        {
+            return Ok(Received::SoftFailed(why));
+        }
+        let pdu = Arc::new(pdu);
+        let redacted = check::redaction(self.tenant, &rules, &pdu, &current).await?;
+        let built = Built {
+            pdu,
+            canonical,
+            auth_pdus: Default::default(),
+        };
+        let before = Before {
+            head,
+            state: current,
+            epoch,
+            rules,
+        };
+        self.accept(&mut writer, built, before, redacted, None, None, None)
+            .await?;
+        drop(turn);
+        writer.finish().await?;
+        Ok(Received::Stored)
     }
 
     /// Appends a room's `m.room.create` event (the room row and its empty state group are
@@ -394,6 +452,32 @@ impl Drop for HeldEvents {
             self.tenant.room_heads().forget(&self.tenant, &room_id);
         }
     }
+}
+
+/// What became of a received event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Checked and stored.
+    Stored,
+    /// Stored before (a retried transaction, or the event came another way).
+    AlreadyKnown,
+    /// Allowed by its auth events and the state before it, but not by the room's current
+    /// state: kept out of the room (spec: "Soft failure").
+    SoftFailed(String),
+}
+
+/// Refuses an event whose prev events are not exactly the room's forward extremities.
+fn ensure_extends_head(pdu: &Pdu, head: &RoomHead) -> Result<()> {
+    let prev: BTreeSet<&EventId> = pdu.prev_events.iter().map(|id| &**id).collect();
+    let extremities: BTreeSet<&EventId> = head.extremities.iter().map(|e| &*e.event_id).collect();
+    if prev == extremities {
+        return Ok(());
+    }
+    Err(Error::Unknown(format!(
+        "{} does not extend the room's current head (prev events {:?}); forks and missing \
+         events are not taken yet",
+        pdu.event_id, prev
+    )))
 }
 
 /// What an event is built on: the room's head and its state, the committer epoch the head

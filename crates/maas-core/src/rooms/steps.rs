@@ -1,9 +1,9 @@
 //! The steps of the event pipeline that consumers of events register, as a list the tenant
 //! owns. Every event that passes its checks, local or received, goes through the same list:
 //! each step may derive rows that are stored in the same transaction as the event (so they are
-//! never lost nor seen before it), and is told once the event is durable. Push evaluation is
-//! the first step; the application service and federation senders will register here, never
-//! as a second write path.
+//! never lost nor seen before it), and is told once the event is durable. Push evaluation and
+//! the federation sender are steps; the application service sender will register here too,
+//! never as a second write path.
 
 use std::sync::Arc;
 
@@ -12,7 +12,8 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use crate::store::{
-    EventBatch, NewEvent, NewStateGroup, PushActionRecord, RoomPushActionRecord, RoomRecord,
+    EventBatch, NewEvent, NewStateGroup, OutboundPduRecord, PushActionRecord, RoomPushActionRecord,
+    RoomRecord,
 };
 use crate::{Result, Tenant};
 
@@ -36,6 +37,7 @@ pub(crate) struct Accepted {
 pub(crate) struct Derived {
     pub(crate) push_actions: Vec<PushActionRecord>,
     pub(crate) room_push_actions: Vec<RoomPushActionRecord>,
+    pub(crate) outbound_pdus: Vec<OutboundPduRecord>,
 }
 
 impl Derived {
@@ -43,6 +45,7 @@ impl Derived {
     pub(crate) fn into_batch(self, batch: &mut EventBatch) {
         batch.push_actions.extend(self.push_actions);
         batch.room_push_actions.extend(self.room_push_actions);
+        batch.outbound_pdus.extend(self.outbound_pdus);
     }
 }
 

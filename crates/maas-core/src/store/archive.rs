@@ -34,6 +34,10 @@ pub const TENANT_TABLES: &[&str] = &[
     "filters",
     "event_push_actions",
     "room_push_actions",
+    // The queue moves with the tenant, which must still deliver it; the received
+    // transactions too, since every table travels (a replay guard, small once pruned).
+    "federation_outbox",
+    "federation_inbox",
     "device_keys",
     "one_time_keys",
     "fallback_keys",

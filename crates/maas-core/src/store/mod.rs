@@ -4,6 +4,7 @@
 
 mod archive;
 mod e2ee;
+mod federation;
 mod push;
 mod records;
 mod retention;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub use archive::*;
 use async_trait::async_trait;
 pub use e2ee::*;
+pub use federation::*;
 pub use push::*;
 pub use records::*;
 pub use retention::*;
@@ -93,7 +95,7 @@ pub trait ControlStore: Send + Sync {
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
 pub trait TenantStore:
-    RoomStore + E2eeStore + PushStore + SyncStore + RetentionStore + Send + Sync
+    RoomStore + E2eeStore + PushStore + SyncStore + RetentionStore + FederationStore + Send + Sync
 {
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;

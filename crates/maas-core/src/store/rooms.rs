@@ -114,6 +114,8 @@ pub struct EventBatch {
     pub events: Vec<NewEvent>,
     pub push_actions: Vec<super::PushActionRecord>,
     pub room_push_actions: Vec<super::RoomPushActionRecord>,
+    /// PDUs queued for other servers (their events are in this batch).
+    pub outbound_pdus: Vec<super::OutboundPduRecord>,
 }
 
 #[derive(Clone, Debug)]

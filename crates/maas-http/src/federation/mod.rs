@@ -6,8 +6,11 @@
 mod authentication;
 mod destination;
 mod discovery;
+mod event;
 mod in_process;
+mod membership;
 mod query;
+mod transactions;
 
 use axum::Router;
 use axum::middleware::from_fn;
@@ -18,6 +21,11 @@ pub use in_process::InProcess;
 use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
-    let signed = query::routes(Router::new()).layer(from_fn(authentication::require_signature));
+    let signed = [event::routes, membership::routes, transactions::routes]
+        .into_iter()
+        .fold(query::routes(Router::new()), |router, routes| {
+            routes(router)
+        })
+        .layer(from_fn(authentication::require_signature));
     discovery::routes(Router::new()).merge(signed)
 }

@@ -48,6 +48,8 @@ async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> 
         "max_users": s.max_users,
         "client_base_url": s.client_base_url,
         "federation_server": s.federation_server,
+        "tls_certificate": s.tls_certificate,
+        "tls_key": s.tls_key,
         "created_ts": record.created_ts,
         "user_count": user_count,
         "signing_key": signing_key,
@@ -84,6 +86,9 @@ async fn create_tenant(
             max_users: body.max_users,
             client_base_url: body.client_base_url,
             federation_server: body.federation_server,
+            // Set with `PATCH`, which checks the files.
+            tls_certificate: None,
+            tls_key: None,
         },
         admin_localpart: body.admin_localpart,
     };
@@ -132,6 +137,12 @@ struct PatchTenant {
     client_base_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     federation_server: Option<Option<String>>,
+    /// Absolute paths of the tenant's PEM certificate chain and key, both or neither; `null`
+    /// on both clears them.
+    #[serde(default, deserialize_with = "nullable")]
+    tls_certificate: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tls_key: Option<Option<String>>,
 }
 
 /// `PATCH /_maas/operator/v1/tenants/{server_name}`
@@ -148,6 +159,8 @@ async fn update_tenant(
         max_users: body.max_users,
         client_base_url: body.client_base_url,
         federation_server: body.federation_server,
+        tls_certificate: body.tls_certificate,
+        tls_key: body.tls_key,
     };
     let record = op(platform.update_tenant(&server_name, update).await)?;
     tracing::info!(server_name = %record.server_name, "tenant updated");
@@ -175,12 +188,6 @@ async fn delete_tenant(
     Ok(Json(json!({})))
 }
 
-/// `GET /_maas/operator/v1/tenants/{server_name}/export`
-///
-/// The archive is written as the store reads it (chunked, no `Content-Length`). The header and
-/// the first table line are read before the status is sent, so a failure to start (an unknown
-/// tenant, an unreadable database) is an error answer; a failure later cuts the archive off
-/// before its trailer, which no import accepts.
 /// `POST /_maas/operator/v1/tenants/{server_name}/rotate_key`: a new signing key signs from
 /// now on; the old one stays published as expired (`old_verify_keys`).
 async fn rotate_key(
@@ -191,6 +198,12 @@ async fn rotate_key(
     Ok(Json(json!({"signing_key": key_id})))
 }
 
+/// `GET /_maas/operator/v1/tenants/{server_name}/export`
+///
+/// The archive is written as the store reads it (chunked, no `Content-Length`). The header and
+/// the first table line are read before the status is sent, so a failure to start (an unknown
+/// tenant, an unreadable database) is an error answer; a failure later cuts the archive off
+/// before its trailer, which no import accepts.
 async fn export_tenant(
     State(platform): State<Arc<Platform>>,
     Path(server_name): Path<String>,

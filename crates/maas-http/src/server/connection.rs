@@ -1,7 +1,7 @@
-//! One client connection: hyper serves it (HTTP/1.1, or HTTP/2 with prior knowledge), and its
-//! timers close it when the client is too slow or silent. hyper's own header-read timeout runs
-//! from the moment it waits for a request, so it can't tell a client slow to send its headers
-//! from a kept-alive connection with nothing to ask; these timers can:
+//! One client connection: hyper serves it (HTTP/1.1, or HTTP/2 with prior knowledge or ALPN),
+//! over TCP or TLS, and its timers close it when the client is too slow or silent. hyper's own
+//! header-read timeout runs from the moment it waits for a request, so it can't tell a client
+//! slow to send its headers from a kept-alive connection with nothing to ask; these timers can:
 //!
 //! - idle: no request in flight and no byte of a new one, for `idle_timeout`;
 //! - head: a request begun (its first byte came) but not yet handed to the router, for
@@ -29,7 +29,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
@@ -41,15 +40,27 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+impl Timeouts {
+    /// How long a TLS handshake may take, `None` for no bound: it comes before the first
+    /// request's head and is bounded like it, else like a silent connection.
+    pub fn handshake(&self) -> Option<Duration> {
+        [self.header_read, self.idle]
+            .into_iter()
+            .find(|timeout| !timeout.is_zero())
+    }
+}
+
 /// Serves one connection until it ends, or until `stop` turns true: then its requests in flight
 /// finish and it closes (graceful shutdown; the caller bounds how long that may take).
-pub async fn serve_connection(
-    stream: TcpStream,
+pub async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::default());
     let io = TokioIo::new(TimedIo::new(stream, Arc::clone(&activity), timeouts));
     let service = service_fn(move |req: Request<Incoming>| {
@@ -359,6 +370,15 @@ mod tests {
         assert_eq!(Phase::Head(now).deadline(none), None);
         let idle = Phase::Idle(now).deadline(TIMEOUTS);
         assert_eq!(idle, Some(now + TIMEOUTS.idle));
+    }
+
+    #[test]
+    fn a_handshake_is_bounded_by_the_head_timeout_else_the_idle_one() {
+        let secs = Duration::from_secs;
+        let of = |header_read, idle| Timeouts { header_read, idle }.handshake();
+        assert_eq!(of(secs(10), secs(75)), Some(secs(10)));
+        assert_eq!(of(Duration::ZERO, secs(75)), Some(secs(75)));
+        assert_eq!(of(Duration::ZERO, Duration::ZERO), None);
     }
 
     #[test]

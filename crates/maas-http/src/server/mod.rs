@@ -1,10 +1,11 @@
 //! The listener: accepts connections, bounds how many one client address holds, serves each
-//! with its timers (`connection`), and shuts down within a deadline. axum's `serve` has no
-//! timeouts, no per-address bound and no deadline on shutdown, so this is our own accept loop
-//! on hyper, as axum's is.
+//! with its timers (`connection`), over TLS when asked (`tls`), and shuts down within a
+//! deadline. axum's `serve` has no timeouts, no per-address bound and no deadline on shutdown,
+//! so this is our own accept loop on hyper, as axum's is.
 
 mod connection;
 mod per_ip;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::task::JoinSet;
 
 use self::connection::{Timeouts, serve_connection};
 use self::per_ip::PerIp;
+pub use self::tls::FederationTls;
 
 /// What the listener takes from the configuration (`limits`).
 struct Settings {
@@ -27,10 +29,12 @@ struct Settings {
     /// proxy's).
     per_ip: Option<PerIp>,
     shutdown_grace: Duration,
+    /// `None`: plain HTTP.
+    tls: Option<FederationTls>,
 }
 
 impl Settings {
-    fn of(config: &Config) -> Self {
+    fn of(config: &Config, tls: Option<FederationTls>) -> Self {
         let limits = &config.limits;
         let bounded = limits.max_connections_per_ip > 0 && !config.server.behind_proxy;
         Self {
@@ -40,6 +44,7 @@ impl Settings {
             },
             per_ip: bounded.then(|| PerIp::new(limits.max_connections_per_ip)),
             shutdown_grace: Duration::from_secs(limits.shutdown_grace_secs),
+            tls,
         }
     }
 }
@@ -53,7 +58,28 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let settings = Settings::of(platform.config());
+    run(listener, platform, app, None, shutdown).await
+}
+
+/// Like [`serve`], each connection's TLS handshake first (bounded like a request's head).
+pub async fn serve_tls(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    app: axum::Router,
+    tls: FederationTls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run(listener, platform, app, Some(tls), shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    app: axum::Router,
+    tls: Option<FederationTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let settings = Settings::of(platform.config(), tls);
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -77,6 +103,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// The public router as the federation listener serves it: without the operator API, which
+/// the public router carries when `operator.listen` is `server.listen`, but other servers
+/// have no business reaching.
+pub fn without_operator_api(app: axum::Router) -> axum::Router {
+    app.layer(axum::middleware::from_fn(refuse_operator_paths))
+}
+
+async fn refuse_operator_paths(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path().starts_with("/_maas/") {
+        return crate::error::HttpError::unrecognized(http::StatusCode::NOT_FOUND).into_response();
+    }
+    next.run(request).await
+}
+
 /// The task that serves a new connection, or refuses it when its address holds its bound.
 fn admit(
     stream: TcpStream,
@@ -87,17 +131,28 @@ fn admit(
 ) -> impl Future<Output = ()> + Send + 'static {
     let slot = settings.per_ip.as_ref().map(|p| p.admit(peer.ip()));
     let (app, timeouts, stopping) = (app.clone(), settings.timeouts, stopping.clone());
+    let tls = settings.tls.clone();
     async move {
-        if let Some(None) = slot {
+        let refused = matches!(slot, Some(None));
+        if refused {
             tracing::info!(%peer, "too many connections from this address; refused");
-            return per_ip::refuse(stream).await;
         }
         // Responses go out as soon as they are written, not when the client acknowledges the
         // previous segment (Nagle's algorithm against delayed ACKs costs up to 40 ms).
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        serve_connection(stream, peer, app, timeouts, stopping).await;
+        match tls {
+            None if refused => per_ip::refuse(stream).await,
+            None => serve_connection(stream, peer, app, timeouts, stopping).await,
+            Some(tls) if refused => tls.refuse(stream, peer).await,
+            Some(tls) => {
+                let bound = timeouts.handshake();
+                if let Some(stream) = tls.handshake(stream, peer, bound).await {
+                    serve_connection(stream, peer, app, timeouts, stopping).await;
+                }
+            }
+        }
         drop(slot);
     }
 }

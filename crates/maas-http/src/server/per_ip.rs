@@ -8,8 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The open connections of every address that has any.
 #[derive(Clone)]
@@ -72,19 +71,36 @@ impl Drop for Slot {
     }
 }
 
-/// How long a refused connection may take to be told so and closed.
-const REFUSAL_TIME: Duration = Duration::from_secs(1);
+/// How long a refused connection may take to be told so and closed (after its TLS handshake,
+/// which is bounded alike).
+pub const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
 const TOO_MANY: &str = concat!(
     r#"{"errcode":"M_LIMIT_EXCEEDED","#,
     r#""error":"Too many connections from this address","retry_after_ms":1000}"#
 );
 
+/// The refusal as a response, for a connection hyper serves: over TLS the client may have
+/// negotiated HTTP/2, which the bytes of [`refuse`] are not.
+pub fn too_many(version: http::Version) -> http::Response<axum::body::Body> {
+    let mut response = http::Response::new(axum::body::Body::from(TOO_MANY));
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    let value = http::HeaderValue::from_static;
+    headers.insert(http::header::CONTENT_TYPE, value("application/json"));
+    headers.insert(http::header::RETRY_AFTER, value("1"));
+    // HTTP/2 has no `Connection` header; its connection ends with the refusal's time bound.
+    if version < http::Version::HTTP_2 {
+        headers.insert(http::header::CONNECTION, value("close"));
+    }
+    response
+}
+
 /// Answers a connection over its address's bound with `429` and closes it, without reading its
 /// request. What the client sent meanwhile is read and dropped for a moment after the answer
 /// (a "lingering close"): closing with unread bytes would reset the connection, and the reset
 /// can destroy the answer before the client reads it.
-pub async fn refuse(mut stream: TcpStream) {
+pub async fn refuse(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{TOO_MANY}",

@@ -1,6 +1,8 @@
 //! `maas tenant …`: create, list, show, set, suspend, resume, delete, export and import tenants
 //! through the operator API, and the readable rendering of tenant objects.
 
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -21,6 +23,9 @@ pub struct Tenant {
     pub max_users: Option<u64>,
     pub client_base_url: Option<String>,
     pub federation_server: Option<String>,
+    /// Files of the certificate the federation listener presents for the tenant.
+    pub tls_certificate: Option<String>,
+    pub tls_key: Option<String>,
     pub created_ts: i64,
     pub user_count: u64,
     /// The id of the key signing for the tenant now.
@@ -174,6 +179,14 @@ async fn show(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
     ctx.print(&answer, |tenant: Tenant| render_tenant(&tenant))
 }
 
+/// The tenant's certificate files, or that the platform's default is presented.
+fn tls_of(tenant: &Tenant) -> String {
+    match (&tenant.tls_certificate, &tenant.tls_key) {
+        (Some(certificate), Some(key)) => format!("{certificate} (key {key})"),
+        _ => "(platform default)".into(),
+    }
+}
+
 pub fn render_tenant(tenant: &Tenant) -> String {
     let or_default = |value: &Option<String>| value.clone().unwrap_or_else(|| "(default)".into());
     fields(&[
@@ -186,6 +199,7 @@ pub fn render_tenant(tenant: &Tenant) -> String {
         ("Users", users_of(tenant)),
         ("Client base URL", or_default(&tenant.client_base_url)),
         ("Federation server", or_default(&tenant.federation_server)),
+        ("TLS certificate", tls_of(tenant)),
         ("Signing key", tenant.signing_key.clone()),
         ("Created", timestamp(tenant.created_ts)),
     ])
@@ -243,7 +257,23 @@ fn patch_body(args: TenantSetArgs) -> Map<String, Value> {
         args.no_federation_server,
     );
     insert_some(&mut body, "federation_server", federation);
+    if args.no_tls_certificate {
+        body.insert("tls_certificate".into(), Value::Null);
+        body.insert("tls_key".into(), Value::Null);
+    }
+    // clap requires both files or neither.
+    if let (Some(certificate), Some(key)) = (&args.tls_certificate, &args.tls_key) {
+        body.insert("tls_certificate".into(), json!(absolute(certificate)));
+        body.insert("tls_key".into(), json!(absolute(key)));
+    }
     body
+}
+
+/// The server reads the files, maybe from another working directory: a path relative to ours
+/// is sent as the absolute path it means here.
+fn absolute(path: &Path) -> String {
+    let path = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+    path.to_string_lossy().into_owned()
 }
 
 /// A new value, `null` when cleared, or nothing when neither flag was given.
@@ -305,6 +335,9 @@ mod tests {
             no_client_base_url: false,
             federation_server: None,
             no_federation_server: false,
+            tls_certificate: None,
+            tls_key: None,
+            no_tls_certificate: false,
         }
     }
 
@@ -320,6 +353,28 @@ mod tests {
         assert_eq!(
             Value::Object(patch_body(args)),
             json!({"registration": "token", "max_users": null, "allow_guests": false})
+        );
+    }
+
+    #[test]
+    fn certificate_files_are_sent_together_as_absolute_paths() {
+        let args = TenantSetArgs {
+            tls_certificate: Some("certs/a.crt".into()),
+            tls_key: Some("/etc/maas/a.key".into()),
+            ..set_args()
+        };
+        let body = patch_body(args);
+        let certificate = body["tls_certificate"].as_str().expect("certificate");
+        assert!(Path::new(certificate).is_absolute(), "{certificate}");
+        assert!(certificate.ends_with("certs/a.crt"), "{certificate}");
+        assert_eq!(body["tls_key"], "/etc/maas/a.key");
+        let cleared = patch_body(TenantSetArgs {
+            no_tls_certificate: true,
+            ..set_args()
+        });
+        assert_eq!(
+            Value::Object(cleared),
+            json!({"tls_certificate": null, "tls_key": null})
         );
     }
 

@@ -36,7 +36,7 @@ async fn alice(srv: &TestServer) -> Session {
 }
 
 /// The current signing key of `server_name`, read from its archive.
-async fn signing_key(srv: &TestServer, server_name: &str) -> Ed25519KeyPair {
+pub(crate) async fn signing_key(srv: &TestServer, server_name: &str) -> Ed25519KeyPair {
     let archive = crate::export::export(srv, server_name).await;
     let text = String::from_utf8(archive).expect("archive text");
     let chunk: Value = text
@@ -67,7 +67,7 @@ async fn signing_key(srv: &TestServer, server_name: &str) -> Ed25519KeyPair {
 }
 
 /// `X-Matrix` for a request, as `origin` signs it with `key` for `destination`.
-fn x_matrix(
+pub(crate) fn x_matrix(
     method: &str,
     path: &str,
     body: Option<&Value>,

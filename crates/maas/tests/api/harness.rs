@@ -107,6 +107,9 @@ pub struct TestServer {
     pub url: String,
     /// The operator API's listener (`operator_url` of `server.json`), `http://127.0.0.1:PORT`.
     pub operator_url: String,
+    /// The federation listener (`federation_url` of `server.json`): `https://127.0.0.1:PORT`,
+    /// or `http://…` with `MAAS_FEDERATION__TLS=false`.
+    pub federation_url: String,
     pub port: u16,
     pub data_dir: PathBuf,
     pub operator_token: String,
@@ -396,6 +399,8 @@ fn base_env(options: &Options) -> Vec<(String, String)> {
     env.push(("MAAS_PASSWORDS__ITERATIONS".into(), "1".into()));
     // A free port for the operator API too: tests run in parallel, the default port is fixed.
     env.push(("MAAS_OPERATOR__LISTEN".into(), "127.0.0.1:0".into()));
+    // And for the federation listener, whose default is 0.0.0.0:8448.
+    env.push(("MAAS_FEDERATION__LISTEN".into(), "127.0.0.1:0".into()));
     env.extend(options.env.iter().cloned());
     env
 }
@@ -495,6 +500,7 @@ impl TestServer {
             child: None,
             url: String::new(),
             operator_url: String::new(),
+            federation_url: String::new(),
             port: 0,
             data_dir,
             operator_token: OPERATOR_TOKEN.to_owned(),
@@ -554,6 +560,9 @@ impl TestServer {
                 // A server sharing one listener for both APIs may leave `operator_url` out.
                 let operator_url = v["operator_url"].as_str().unwrap_or(url);
                 self.operator_url = operator_url.trim_end_matches('/').to_owned();
+                // Likewise a server serving federation on the public listener.
+                let federation_url = v["federation_url"].as_str().unwrap_or(url);
+                self.federation_url = federation_url.trim_end_matches('/').to_owned();
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

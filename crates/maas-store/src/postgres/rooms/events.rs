@@ -5,8 +5,8 @@
 use sqlx::postgres::PgConnection;
 
 use super::{members, state};
-use crate::postgres::push;
 use crate::postgres::util::{Schema, conflict, violates};
+use crate::postgres::{federation, push};
 use crate::rows::event_from_row;
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, Result, StoreError, StreamRange,
@@ -61,6 +61,8 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
             missing.push(room_id);
         }
     }
+    // Queued with their events: a PDU goes out if and only if its event was stored.
+    federation::write_outbound_pdus(&mut tx, &batch.outbound_pdus).await?;
     for new in &batch.events {
         if let Some(group) = &new.new_state_group {
             state::write_state_group(&mut tx, group).await?;

@@ -9,9 +9,9 @@ use sqlx::sqlite::SqlitePool;
 
 use super::{ID_CHUNK, members, state};
 use crate::rows::event_from_row;
-use crate::sqlite::push;
 use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_json};
+use crate::sqlite::{federation, push};
 use crate::{
     Direction, EventBatch, EventRecord, NewEvent, Redaction, Result, StreamRange, TxnRecord,
 };
@@ -52,6 +52,8 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
             // notifications.
             push::write_push_actions(tx, &batch.push_actions)?;
             push::write_room_push_actions(tx, &batch.room_push_actions)?;
+            // Queued with their events: a PDU goes out if and only if its event was stored.
+            federation::write_outbound_pdus(tx, &batch.outbound_pdus)?;
             for new in &batch.events {
                 insert_event(tx, &new.event)?;
                 if let Some(membership) = &new.membership {

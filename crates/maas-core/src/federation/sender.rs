@@ -1,0 +1,236 @@
+//! The federation sender (spec: Server-Server API, "Transactions"): the event step that queues
+//! each of the tenant's own events for the other servers in its room, in the event's own
+//! transaction, and one task per destination that delivers the queue as transactions of at
+//! most 50 PDUs, retried with backoff until the destination acknowledges them. The queue is
+//! stored, so neither a destination being down nor our restart loses an event.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::events::TimelineEventType;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName, UserId};
+use serde_json::value::RawValue as RawJsonValue;
+
+use crate::rooms::steps::{Accepted, Derived, EventStep};
+use crate::store::{NewEvent, OutboundPduRecord, QueuedPdu};
+use crate::tenants::WeakTenant;
+use crate::{Error, Result, Tenant};
+
+/// The spec's bound on PDUs in one transaction.
+const MAX_PDUS_PER_TRANSACTION: u32 = 50;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(3600);
+
+/// Queues the tenant's own events for the servers of the room's members.
+#[derive(Default)]
+pub(crate) struct FederationStep;
+
+#[async_trait]
+impl EventStep for FederationStep {
+    fn name(&self) -> &'static str {
+        "federation sender"
+    }
+
+    async fn derive(&self, tenant: &Tenant, event: &Accepted, into: &mut Derived) -> Result<()> {
+        let relayed = tenant.sender().take_relay(&event.new.event.event_id);
+        let destinations = destinations_of(tenant.server_name(), event, relayed)?;
+        if destinations.is_empty() {
+            return Ok(());
+        }
+        for destination in &destinations {
+            into.outbound_pdus.push(OutboundPduRecord {
+                destination: destination.to_string(),
+                stream: event.new.event.stream,
+                event_id: event.new.event.event_id.clone(),
+            });
+        }
+        tenant.sender().note(destinations);
+        Ok(())
+    }
+
+    fn committed(&self, tenant: &Tenant, _events: &[NewEvent]) {
+        tenant.sender().wake_noted(tenant);
+    }
+}
+
+/// The servers an event goes to: those of the room's joined members after it, and the target
+/// of a membership change (an invitee, someone leaving or banned), but never our own nor the
+/// sender's. Only our own users' events, each server sending its own, and those we relay: a
+/// join that came through our `send_join` reaches the room's other servers through us.
+fn destinations_of(
+    me: &ServerName,
+    event: &Accepted,
+    relayed: bool,
+) -> Result<BTreeSet<OwnedServerName>> {
+    let record = &event.new.event;
+    let sender = UserId::parse(&record.sender)
+        .map_err(|e| Error::Internal(format!("stored sender {}: {e}", record.sender)))?;
+    if sender.server_name() != me && !relayed {
+        return Ok(BTreeSet::new());
+    }
+    let mut servers: BTreeSet<OwnedServerName> = event
+        .members
+        .iter()
+        .map(|user| user.server_name().to_owned())
+        .collect();
+    if record.event_type == TimelineEventType::RoomMember.to_string()
+        && let Some(target) = record.state_key.as_deref()
+        && let Ok(target) = UserId::parse(target)
+    {
+        servers.insert(target.server_name().to_owned());
+    }
+    servers.remove(me);
+    servers.remove(sender.server_name());
+    Ok(servers)
+}
+
+/// The tenant's delivery tasks, one per destination with something queued.
+#[derive(Default)]
+pub(crate) struct Sender {
+    destinations: DashMap<OwnedServerName, Arc<Destination>>,
+    /// Destinations of events derived but not yet committed.
+    noted: Mutex<BTreeSet<OwnedServerName>>,
+    /// Events of other servers that we send on to the room's servers (joins through us).
+    relays: Mutex<BTreeSet<String>>,
+}
+
+#[derive(Default)]
+struct Destination {
+    /// Whether a task delivers this destination's queue now.
+    running: AtomicBool,
+}
+
+impl Sender {
+    /// Has the event `event_id`, of another server, sent to the room's other servers when it
+    /// is appended.
+    pub(crate) fn relay(&self, event_id: &str) {
+        self.relays.lock().insert(event_id.to_owned());
+    }
+
+    /// Whether `event_id` was to be relayed; forgets it either way.
+    pub(crate) fn take_relay(&self, event_id: &str) -> bool {
+        self.relays.lock().remove(event_id)
+    }
+
+    fn note(&self, destinations: BTreeSet<OwnedServerName>) {
+        self.noted.lock().extend(destinations);
+    }
+
+    fn wake_noted(&self, tenant: &Tenant) {
+        let noted = std::mem::take(&mut *self.noted.lock());
+        for destination in noted {
+            self.wake(tenant, destination);
+        }
+    }
+
+    /// Starts delivering `destination`'s queue unless a task does already.
+    pub(crate) fn wake(&self, tenant: &Tenant, destination: OwnedServerName) {
+        let state = self
+            .destinations
+            .entry(destination.clone())
+            .or_default()
+            .clone();
+        if state.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(deliver(tenant.downgrade(), destination, state));
+    }
+
+    /// After loading the tenant: delivers what was queued before, for every destination.
+    pub(crate) async fn resume(&self, tenant: &Tenant) -> Result<()> {
+        for name in tenant.store().outbound_destinations().await? {
+            match ServerName::parse(&name) {
+                Ok(destination) => self.wake(tenant, destination),
+                Err(e) => {
+                    tracing::warn!(destination = %name, error = %e, "queued for an invalid server name")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Delivers `destination`'s queue until it is empty, then ends; retries with backoff on
+/// failure. Holds the tenant only while sending, so an idle tenant can still be unloaded (its
+/// queue stays stored and resumes when it loads again).
+async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<Destination>) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let Some(handle) = tenant.upgrade() else {
+            state.running.store(false, Ordering::Release);
+            return;
+        };
+        match send_next(&handle, &destination).await {
+            Ok(true) => retry = FIRST_RETRY,
+            Ok(false) => {
+                state.running.store(false, Ordering::Release);
+                // An event committed between the last read and now found the task running
+                // and did not start another: look once more.
+                let more = handle.store().queued_pdus(destination.as_str(), 1).await;
+                if !matches!(more, Ok(ref q) if !q.is_empty())
+                    || state.running.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::info!(%destination, error = %e, retry_in_s = retry.as_secs(), "federation transaction failed");
+                drop(handle);
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(LAST_RETRY);
+            }
+        }
+    }
+}
+
+/// Sends the oldest queued PDUs as one transaction; `false` when nothing was queued.
+async fn send_next(tenant: &Tenant, destination: &ServerName) -> Result<bool> {
+    let store = tenant.store();
+    let queued = store
+        .queued_pdus(destination.as_str(), MAX_PDUS_PER_TRANSACTION)
+        .await?;
+    let (Some(first), Some(last)) = (queued.first(), queued.last()) else {
+        return Ok(false);
+    };
+    let (first, last) = (first.stream, last.stream);
+    let request = transaction(tenant, &queued, first, last)?;
+    let response = tenant
+        .federation()
+        .send_signed(tenant, destination, request)
+        .await?;
+    for (event_id, result) in &response.pdus {
+        if let Err(reason) = result {
+            // The destination refused the event (it may lack its room's state); it will
+            // fetch what it misses from us. Nothing to retry.
+            tracing::info!(%destination, %event_id, %reason, "a PDU was refused");
+        }
+    }
+    store.acknowledge_pdus(destination.as_str(), last).await?;
+    Ok(true)
+}
+
+fn transaction(
+    tenant: &Tenant,
+    queued: &[QueuedPdu],
+    first: i64,
+    last: i64,
+) -> Result<send_transaction_message::v1::Request> {
+    // The same PDUs are retried under the same id, so a destination that got them before
+    // answers without applying them twice.
+    let txn_id: OwnedTransactionId = format!("{first}-{last}").into();
+    let now = MilliSecondsSinceUnixEpoch::now();
+    let mut request =
+        send_transaction_message::v1::Request::new(txn_id, tenant.server_name().to_owned(), now);
+    for pdu in queued {
+        let raw = RawJsonValue::from_string(pdu.pdu.clone())
+            .map_err(|e| Error::Internal(format!("stored PDU {}: {e}", pdu.event_id)))?;
+        request.pdus.push(raw);
+    }
+    Ok(request)
+}

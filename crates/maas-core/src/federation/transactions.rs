@@ -1,0 +1,130 @@
+//! Transactions received from other servers (spec: Server-Server API, "Transactions",
+//! `PUT /send/{txnId}`): at most 50 PDUs and 100 EDUs from one origin, each PDU checked and
+//! appended on its own (one refused PDU doesn't refuse the others), and the answer kept, so a
+//! transaction the origin retries is answered again without being applied twice.
+
+use std::collections::BTreeMap;
+
+use ruma::canonical_json::CanonicalJsonObject;
+use ruma::{OwnedEventId, ServerName};
+use serde_json::value::RawValue as RawJsonValue;
+
+use super::received;
+use crate::rooms::pdu;
+use crate::rooms::pipeline::Received;
+use crate::rooms::rules_of;
+use crate::{Error, Result, Tenant, now_ms};
+
+const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
+
+/// What became of each PDU of a transaction, by event id: `Err` with the reason when refused.
+pub type PduResults = BTreeMap<OwnedEventId, std::result::Result<(), String>>;
+
+/// A transaction as it arrived.
+pub struct Transaction<'a> {
+    pub txn_id: &'a str,
+    /// The `origin` its body names, which must be the server that signed the request.
+    pub origin: &'a ServerName,
+    pub pdus: &'a [Box<RawJsonValue>],
+    pub edu_count: usize,
+}
+
+/// Applies a transaction that `origin` sent (and signed).
+pub async fn receive(
+    tenant: &Tenant,
+    origin: &ServerName,
+    txn: Transaction<'_>,
+) -> Result<PduResults> {
+    if txn.origin != origin {
+        return Err(Error::Forbidden(format!(
+            "The transaction names {} as origin but was signed by {origin}",
+            txn.origin
+        )));
+    }
+    if txn.pdus.len() > MAX_PDUS || txn.edu_count > MAX_EDUS {
+        return Err(Error::BadJson(format!(
+            "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
+        )));
+    }
+    let store = tenant.store();
+    if let Some(answer) = store
+        .received_transaction(origin.as_str(), txn.txn_id)
+        .await?
+    {
+        return serde_json::from_str::<Vec<(OwnedEventId, Option<String>)>>(&answer)
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(id, error)| (id, error.map_or(Ok(()), Err)))
+                    .collect()
+            })
+            .map_err(|e| Error::Internal(format!("stored transaction answer: {e}")));
+    }
+    let mut results = PduResults::new();
+    for raw in txn.pdus {
+        if let Some((event_id, result)) = receive_pdu(tenant, origin, raw).await {
+            results.insert(event_id, result);
+        }
+    }
+    // EDUs (typing, receipts, presence, device lists, to-device) are not applied yet.
+    if txn.edu_count > 0 {
+        tracing::debug!(%origin, edus = txn.edu_count, "EDUs received and not applied");
+    }
+    let answer: Vec<(&OwnedEventId, Option<&String>)> = results
+        .iter()
+        .map(|(id, result)| (id, result.as_ref().err()))
+        .collect();
+    let answer = serde_json::to_string(&answer)
+        .map_err(|e| Error::Internal(format!("transaction answer: {e}")))?;
+    store
+        .record_received_transaction(origin.as_str(), txn.txn_id, &answer, now_ms())
+        .await?;
+    Ok(results)
+}
+
+/// One PDU: its event id (`None` when it is too malformed to have one) and its outcome.
+async fn receive_pdu(
+    tenant: &Tenant,
+    origin: &ServerName,
+    raw: &RawJsonValue,
+) -> Option<(OwnedEventId, std::result::Result<(), String>)> {
+    let room_id = received::room_of(raw).ok()?;
+    let record = tenant.store().room(room_id.as_str()).await.ok().flatten();
+    let Some(record) = record else {
+        tracing::debug!(%origin, %room_id, "PDU for a room this server is not in");
+        return None;
+    };
+    let rules = rules_of(&record.room_version).ok()?;
+    let event_id = event_id_of(raw, &rules)?;
+    let outcome = async {
+        let checked = received::check(tenant, &rules, &room_id, raw).await?;
+        tenant.rooms().append_received(checked).await
+    }
+    .await;
+    let result = match outcome {
+        Ok(Received::Stored | Received::AlreadyKnown) => Ok(()),
+        Ok(Received::SoftFailed(why)) => {
+            tracing::info!(%origin, %event_id, %why, "received event soft-failed");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(%origin, %event_id, error = %e, "received event refused");
+            Err(e.to_string())
+        }
+    };
+    Some((event_id, result))
+}
+
+/// The event id a PDU has in a room of `rules`, computed as the receiving end must.
+fn event_id_of(
+    raw: &RawJsonValue,
+    rules: &ruma::room_version_rules::RoomVersionRules,
+) -> Option<OwnedEventId> {
+    let mut json: CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+    json.remove("unsigned");
+    if !rules.event_format.require_event_id {
+        json.remove("event_id");
+    }
+    pdu::event_id_of(&json, rules).ok()
+}

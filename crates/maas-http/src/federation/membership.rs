@@ -1,0 +1,44 @@
+//! Joining the tenant's rooms from other servers (spec: Server-Server API, "Joining Rooms";
+//! ruma `membership`): `make_join` and `send_join` v2.
+
+use maas_core::federation::membership;
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+
+use super::authentication::Origin;
+use crate::context::ForTenant;
+use crate::error::Result;
+use crate::routes::{AppRouter, route};
+use crate::ruma::{Ruma, RumaResponse};
+
+pub fn routes(router: AppRouter) -> AppRouter {
+    let router = route::<prepare_join_event::v1::Request, _, _>(router, make_join);
+    route::<create_join_event::v2::Request, _, _>(router, send_join)
+}
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
+async fn make_join(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<prepare_join_event::v1::Request>,
+) -> Result<RumaResponse<prepare_join_event::v1::Response>> {
+    let template =
+        membership::make_join(&tenant, &origin, &req.room_id, &req.user_id, &req.ver).await?;
+    let mut response = prepare_join_event::v1::Response::new(template.event);
+    response.room_version = Some(template.room_version);
+    Ok(response.into())
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
+async fn send_join(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<create_join_event::v2::Request>,
+) -> Result<RumaResponse<create_join_event::v2::Response>> {
+    let joined =
+        membership::send_join(&tenant, &origin, &req.room_id, &req.event_id, &req.pdu).await?;
+    let mut room_state = create_join_event::v2::RoomState::new();
+    room_state.state = joined.state;
+    room_state.auth_chain = joined.auth_chain;
+    room_state.servers_in_room = Some(joined.servers_in_room);
+    Ok(create_join_event::v2::Response::new(room_state).into())
+}

@@ -1,0 +1,489 @@
+//! A user of another server joins a room of this tenant and talks in it (spec: Server-Server
+//! API, "Joining Rooms", "Transactions", "Checks performed on receipt of a PDU"). The test
+//! plays that other server, `b.test`, signing requests and events with b.test's real key (a
+//! co-hosted tenant's, taken from its export), so everything it sends passes the same checks
+//! as a request from the network.
+
+use reqwest::Method;
+use ruma::RoomVersionId;
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::{Ed25519KeyPair, hash_and_sign_event, reference_hash};
+use serde_json::{Value, json};
+
+use crate::federation_queries::{signing_key, x_matrix};
+use crate::harness::*;
+
+/// The remote server the test plays.
+struct Remote {
+    key: Ed25519KeyPair,
+}
+
+impl Remote {
+    async fn send(
+        &self,
+        srv: &TestServer,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let auth = x_matrix(
+            method.as_str(),
+            path,
+            body.as_ref(),
+            "b.test",
+            "a.test",
+            &self.key,
+        );
+        let mut builder = srv
+            .on("a.test")
+            .builder(method, path)
+            .header("Authorization", auth);
+        if let Some(body) = body {
+            builder = builder
+                .body(body.to_string())
+                .header("Content-Type", "application/json");
+        }
+        TestServer::send(builder).await
+    }
+
+    /// Hashes and signs `event` as b.test; returns it with its event id.
+    fn sign(&self, rules: &RoomVersionRules, event: Value) -> (String, Value) {
+        let mut object: CanonicalJsonObject = serde_json::from_value(event).expect("canonical");
+        hash_and_sign_event("b.test", &self.key, &mut object, &rules.redaction).expect("signed");
+        let id = format!(
+            "${}",
+            reference_hash(&object, rules).expect("reference hash")
+        );
+        let json = serde_json::to_value(CanonicalJsonValue::Object(object)).expect("json");
+        (id, json)
+    }
+
+    /// Sends `pdus` in the transaction `txn`.
+    async fn transaction(&self, srv: &TestServer, txn: &str, pdus: Vec<Value>) -> Resp {
+        let body = json!({"origin": "b.test", "origin_server_ts": now_ms(), "pdus": pdus});
+        self.send(
+            srv,
+            Method::PUT,
+            &format!("/_matrix/federation/v1/send/{txn}"),
+            Some(body),
+        )
+        .await
+    }
+}
+
+fn rules(version: &str) -> RoomVersionRules {
+    RoomVersionId::try_from(version)
+        .expect("room version")
+        .rules()
+        .expect("known version")
+}
+
+/// The id of a PDU from another server's answer.
+fn id_of(rules: &RoomVersionRules, pdu: &Value) -> String {
+    let object: CanonicalJsonObject = serde_json::from_value(pdu.clone()).expect("canonical");
+    format!("${}", reference_hash(&object, rules).expect("hash"))
+}
+
+struct Joined {
+    room_id: String,
+    rules: RoomVersionRules,
+    join_id: String,
+    join_depth: i64,
+    power_levels_id: String,
+}
+
+/// Alice creates a public room on a.test; b.test joins `@bob:b.test` to it.
+async fn bob_joins(srv: &TestServer, alice: &Session, remote: &Remote) -> Joined {
+    let room = srv
+        .on("a.test")
+        .as_user(alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat"}),
+        )
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id").to_owned();
+    let path = format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=10&ver=11&ver=12",
+        enc(&room_id),
+        enc("@bob:b.test")
+    );
+    let made = remote.send(srv, Method::GET, &path, None).await.ok();
+    let version = made["room_version"]
+        .as_str()
+        .expect("room_version")
+        .to_owned();
+    let template = made["event"].clone();
+    assert_eq!(template["type"], "m.room.member", "{made}");
+    assert_eq!(template["state_key"], "@bob:b.test");
+    assert_eq!(template["sender"], "@bob:b.test");
+    assert_eq!(template["content"]["membership"], "join");
+    assert!(template.get("signatures").is_none(), "unsigned: {made}");
+    assert!(
+        template["prev_events"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    );
+    let rules = rules(&version);
+    let join_depth = template["depth"].as_i64().expect("depth");
+    let (join_id, join) = remote.sign(&rules, template);
+    let path = format!(
+        "/_matrix/federation/v2/send_join/{}/{}",
+        enc(&room_id),
+        enc(&join_id)
+    );
+    let joined = remote.send(srv, Method::PUT, &path, Some(join)).await.ok();
+    let state = joined["state"].as_array().expect("state");
+    let kinds: Vec<&str> = state.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in ["m.room.create", "m.room.power_levels", "m.room.join_rules"] {
+        assert!(kinds.contains(&kind), "{kind} in the state: {joined}");
+    }
+    assert!(
+        state.iter().all(|e| e["state_key"] != "@bob:b.test"),
+        "the state is the one before the join"
+    );
+    assert!(
+        !joined["auth_chain"]
+            .as_array()
+            .expect("auth_chain")
+            .is_empty()
+    );
+    assert_eq!(joined["servers_in_room"], json!(["a.test"]), "{joined}");
+    let power_levels = state
+        .iter()
+        .find(|e| e["type"] == "m.room.power_levels")
+        .expect("power levels");
+    Joined {
+        power_levels_id: id_of(&rules, power_levels),
+        room_id,
+        rules,
+        join_id,
+        join_depth,
+    }
+}
+
+/// A message of `sender` on top of bob's join.
+fn message(joined: &Joined, sender: &str, body: &str) -> Value {
+    json!({
+        "room_id": joined.room_id,
+        "sender": sender,
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": body},
+        "prev_events": [joined.join_id],
+        "auth_events": [joined.power_levels_id, joined.join_id],
+        "depth": joined.join_depth + 1,
+        "origin_server_ts": now_ms(),
+    })
+}
+
+async fn bodies(srv: &TestServer, alice: &Session, room_id: &str) -> Vec<(String, String)> {
+    let page = srv
+        .on("a.test")
+        .as_user(alice)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+            enc(room_id)
+        ))
+        .await
+        .ok();
+    page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| {
+            let body = e["content"]["body"]
+                .as_str()
+                .unwrap_or("(redacted)")
+                .to_owned();
+            (e["sender"].as_str().unwrap_or_default().to_owned(), body)
+        })
+        .collect()
+}
+
+async fn setup() -> (TestServer, Session, Remote) {
+    let srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let remote = Remote {
+        key: signing_key(&srv, "b.test").await,
+    };
+    (srv, alice, remote)
+}
+
+#[tokio::test]
+async fn a_remote_user_joins_and_talks_in_a_local_room() {
+    let (srv, alice, remote) = setup().await;
+    let joined = bob_joins(&srv, &alice, &remote).await;
+    let members = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            enc(&joined.room_id)
+        ))
+        .await
+        .ok();
+    assert!(members["joined"]["@bob:b.test"].is_object(), "{members}");
+
+    let (id, pdu) = remote.sign(
+        &joined.rules,
+        message(&joined, "@bob:b.test", "hello from b"),
+    );
+    let answer = remote.transaction(&srv, "t1", vec![pdu.clone()]).await.ok();
+    assert_eq!(answer["pdus"][&id], json!({}), "{answer}");
+    let seen = bodies(&srv, &alice, &joined.room_id).await;
+    assert_eq!(
+        seen,
+        vec![("@bob:b.test".to_owned(), "hello from b".to_owned())]
+    );
+
+    // A retried transaction is answered the same and applied once; the same event in another
+    // transaction is taken once too.
+    let again = remote.transaction(&srv, "t1", vec![pdu.clone()]).await.ok();
+    assert_eq!(again, answer);
+    remote.transaction(&srv, "t2", vec![pdu]).await.ok();
+    assert_eq!(bodies(&srv, &alice, &joined.room_id).await.len(), 1);
+
+    // Alice answers; her event goes into the room (and, queued, towards b.test).
+    srv.on("a.test")
+        .as_user(&alice)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/a1",
+                enc(&joined.room_id)
+            ),
+            json!({"msgtype": "m.text", "body": "hello from a"}),
+        )
+        .await
+        .ok();
+    assert_eq!(bodies(&srv, &alice, &joined.room_id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn bad_pdus_are_refused_and_change_nothing() {
+    let (srv, alice, remote) = setup().await;
+    let joined = bob_joins(&srv, &alice, &remote).await;
+    let stranger =
+        Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "k0".into()).expect("key pair");
+
+    // Signed with a key b.test never published.
+    let forger = Remote { key: stranger };
+    let (forged_id, forged) = forger.sign(&joined.rules, message(&joined, "@bob:b.test", "forged"));
+    // From a user who never joined.
+    let (outsider_id, outsider) = remote.sign(
+        &joined.rules,
+        message(&joined, "@carol:b.test", "let me in"),
+    );
+    // Larger than 64 KiB (ruma won't sign one, so it grows after signing; its id is the
+    // redacted form's, which the padding doesn't change).
+    let (big_id, mut big) = remote.sign(&joined.rules, message(&joined, "@bob:b.test", ""));
+    big["content"]["body"] = json!("x".repeat(70_000));
+    let answer = remote
+        .transaction(&srv, "bad", vec![forged, outsider, big])
+        .await
+        .ok();
+    for id in [&forged_id, &outsider_id, &big_id] {
+        assert!(
+            answer["pdus"][id]["error"].is_string(),
+            "{id} refused: {answer}"
+        );
+    }
+    assert!(bodies(&srv, &alice, &joined.room_id).await.is_empty());
+
+    // Content changed after signing: the hash no longer matches, so the event is taken
+    // redacted (spec: step 3 of the checks), its signature still being valid.
+    let (id, mut tampered) =
+        remote.sign(&joined.rules, message(&joined, "@bob:b.test", "original"));
+    tampered["content"]["body"] = json!("tampered");
+    let answer = remote
+        .transaction(&srv, "tampered", vec![tampered])
+        .await
+        .ok();
+    assert_eq!(answer["pdus"][&id], json!({}), "{answer}");
+    let seen = bodies(&srv, &alice, &joined.room_id).await;
+    assert_eq!(
+        seen,
+        vec![("@bob:b.test".to_owned(), "(redacted)".to_owned())]
+    );
+
+    // A transaction must come from the server that signed it.
+    let body = json!({"origin": "c.test", "origin_server_ts": now_ms(), "pdus": []});
+    let resp = remote
+        .send(
+            &srv,
+            Method::PUT,
+            "/_matrix/federation/v1/send/other",
+            Some(body),
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    // At most 50 PDUs.
+    let many: Vec<Value> = (0..51).map(|_| json!({})).collect();
+    let resp = remote.transaction(&srv, "many", many).await;
+    assert_error(&resp, 400, "M_BAD_JSON");
+}
+
+#[tokio::test]
+async fn joins_are_refused_where_the_spec_says() {
+    let (srv, alice, remote) = setup().await;
+    let private = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "private_chat"}),
+        )
+        .await
+        .ok();
+    let room_id = private["room_id"].as_str().expect("room").to_owned();
+    let make_join = |user: &str, vers: &str| {
+        format!(
+            "/_matrix/federation/v1/make_join/{}/{}{vers}",
+            enc(&room_id),
+            enc(user)
+        )
+    };
+    // Invite-only, and bob isn't invited.
+    let resp = remote
+        .send(
+            &srv,
+            Method::GET,
+            &make_join("@bob:b.test", "?ver=12"),
+            None,
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    // Another server's user.
+    let resp = remote
+        .send(
+            &srv,
+            Method::GET,
+            &make_join("@eve:c.test", "?ver=12"),
+            None,
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    // A server that doesn't speak the room's version.
+    let resp = remote
+        .send(&srv, Method::GET, &make_join("@bob:b.test", "?ver=1"), None)
+        .await;
+    assert_error(&resp, 400, "M_INCOMPATIBLE_ROOM_VERSION");
+    assert_eq!(resp.body["room_version"], "12", "{}", resp.text);
+    // A room this server is not in.
+    let resp = remote
+        .send(
+            &srv,
+            Method::GET,
+            &format!(
+                "/_matrix/federation/v1/make_join/{}/{}?ver=12",
+                enc("!nowhere:a.test"),
+                enc("@bob:b.test")
+            ),
+            None,
+        )
+        .await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn servers_in_the_room_read_its_events_and_others_do_not() {
+    let (srv, alice, remote) = setup().await;
+    let joined = bob_joins(&srv, &alice, &remote).await;
+    let room = enc(&joined.room_id);
+    let join = enc(&joined.join_id);
+    let get = |path: String| {
+        let (srv, remote) = (&srv, &remote);
+        async move { remote.send(srv, Method::GET, &path, None).await }
+    };
+
+    let event = get(format!("/_matrix/federation/v1/event/{join}"))
+        .await
+        .ok();
+    assert_eq!(event["origin"], "a.test", "{event}");
+    assert_eq!(id_of(&joined.rules, &event["pdus"][0]), joined.join_id);
+
+    let ids = get(format!(
+        "/_matrix/federation/v1/state_ids/{room}?event_id={join}"
+    ))
+    .await
+    .ok();
+    let state_ids = ids["pdu_ids"].as_array().expect("pdu_ids");
+    assert!(state_ids.contains(&json!(joined.power_levels_id)), "{ids}");
+    assert!(
+        !state_ids.contains(&json!(joined.join_id)),
+        "state before the join: {ids}"
+    );
+    let state = get(format!(
+        "/_matrix/federation/v1/state/{room}?event_id={join}"
+    ))
+    .await
+    .ok();
+    assert_eq!(
+        state["pdus"].as_array().map(Vec::len),
+        Some(state_ids.len()),
+        "{state}"
+    );
+
+    let auth = get(format!("/_matrix/federation/v1/event_auth/{room}/{join}"))
+        .await
+        .ok();
+    let auth_ids: Vec<String> = auth["auth_chain"]
+        .as_array()
+        .expect("auth_chain")
+        .iter()
+        .map(|p| id_of(&joined.rules, p))
+        .collect();
+    assert!(auth_ids.contains(&joined.power_levels_id), "{auth}");
+
+    let back = get(format!(
+        "/_matrix/federation/v1/backfill/{room}?v={join}&limit=3"
+    ))
+    .await
+    .ok();
+    let pdus = back["pdus"].as_array().expect("pdus");
+    assert_eq!(pdus.len(), 3, "{back}");
+    assert_eq!(
+        id_of(&joined.rules, &pdus[0]),
+        joined.join_id,
+        "newest first"
+    );
+    let depths: Vec<i64> = pdus.iter().filter_map(|p| p["depth"].as_i64()).collect();
+    assert!(depths.windows(2).all(|w| w[0] > w[1]), "{depths:?}");
+
+    let missing = remote
+        .send(
+            &srv,
+            Method::POST,
+            &format!("/_matrix/federation/v1/get_missing_events/{room}"),
+            Some(json!({"earliest_events": [], "latest_events": [joined.join_id], "limit": 5})),
+        )
+        .await
+        .ok();
+    let events = missing["events"].as_array().expect("events");
+    assert!(!events.is_empty() && events.len() <= 5, "{missing}");
+    let depths: Vec<i64> = events.iter().filter_map(|p| p["depth"].as_i64()).collect();
+    assert!(
+        depths.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {depths:?}"
+    );
+
+    // A server with nobody in the room reads nothing of it.
+    srv.create_tenant("c.test", &["c.test"], "open").await;
+    let outsider = signing_key(&srv, "c.test").await;
+    let path = format!("/_matrix/federation/v1/event/{join}");
+    let auth = x_matrix("GET", &path, None, "c.test", "a.test", &outsider);
+    let resp = TestServer::send(
+        srv.on("a.test")
+            .builder(Method::GET, &path)
+            .header("Authorization", auth),
+    )
+    .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    // Unknown events and rooms.
+    let resp = get(format!("/_matrix/federation/v1/event/{}", enc("$nope"))).await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+}
