@@ -673,7 +673,7 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_back() {
 
 /// Runs `maas <args>` against `srv` (its operator URL, the test operator token), bounded in
 /// time.
-async fn maas(srv: &TestServer, args: &[&str]) -> Output {
+pub(crate) async fn maas(srv: &TestServer, args: &[&str]) -> Output {
     let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
     cmd.arg("--url")
         .arg(&srv.operator_url)
@@ -689,7 +689,7 @@ async fn maas(srv: &TestServer, args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn succeeded(out: &Output) -> String {
+pub(crate) fn succeeded(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::export::{maas, succeeded};
 use crate::harness::*;
 
 const KEY_PATH: &str = "/_matrix/key/v2/server";
@@ -499,33 +499,6 @@ async fn plain_http_mode_serves_federation_without_tls() {
         404,
         "the operator API on the federation listener"
     );
-}
-
-/// Runs `maas <args>` against `srv`'s operator API, bounded in time.
-async fn maas(srv: &TestServer, args: &[&str]) -> Output {
-    let mut cmd = clean_command(env!("CARGO_BIN_EXE_maas"));
-    cmd.arg("--url")
-        .arg(&srv.operator_url)
-        .args(args)
-        .env("MAAS_OPERATOR_TOKEN", &srv.operator_token)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
-        Ok(out) => out.expect("running maas"),
-        Err(_) => panic!("`maas {}` didn't finish within 30 s", args.join(" ")),
-    }
-}
-
-#[track_caller]
-fn succeeded(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "maas failed with {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]
