@@ -11,6 +11,7 @@ use anyhow::Context;
 use maas_core::Platform;
 use maas_core::config::Config;
 use maas_core::federation::network::Network;
+use maas_core::platform::certificates::CertificateFiles;
 use maas_core::tenants::CreatedTenant;
 use maas_http::FederationTls;
 use tokio::net::TcpListener;
@@ -31,6 +32,12 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     };
     let mut config = settings::load(&overrides)?;
     init_logging(args.log_format)?;
+    // Configuration that can't work stops the start before the data dir or database is
+    // touched (or found in use).
+    if config.federation.tls {
+        CertificateFiles::check_platform_default(&config.federation)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     // Handlers go in before anything slow, so a signal during start-up is a clean shutdown
     // rather than the default action killing the process half-way.
     let shutdown = shutdown_signal()?;

@@ -25,7 +25,10 @@ use crate::{Error, Result, Tenant};
 /// The spec's bound on PDUs in one transaction.
 const MAX_PDUS_PER_TRANSACTION: u32 = 50;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LAST_RETRY: Duration = Duration::from_secs(3600);
+/// Retries stay below the idle time after which a tenant is unloaded, so a tenant keeps
+/// delivering while it has something queued. A retry of a destination that keeps failing
+/// costs nothing: the network transport backs it off for up to an hour on its own.
+const LAST_RETRY: Duration = Duration::from_secs(300);
 
 /// Queues the tenant's own events for the servers of the room's members.
 #[derive(Default)]
@@ -157,8 +160,9 @@ impl Sender {
 }
 
 /// Delivers `destination`'s queue until it is empty, then ends; retries with backoff on
-/// failure. Holds the tenant only while sending, so an idle tenant can still be unloaded (its
-/// queue stays stored and resumes when it loads again).
+/// failure. Holds the tenant only while sending, and marks it used each time, so it stays
+/// loaded while it has something to deliver; if it is unloaded all the same (the loaded
+/// tenants are at their limit), its queue stays stored and resumes when it loads again.
 async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<Destination>) {
     let mut retry = FIRST_RETRY;
     loop {
@@ -166,6 +170,7 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
             state.running.store(false, Ordering::Release);
             return;
         };
+        handle.touch();
         match send_next(&handle, &destination).await {
             Ok(true) => retry = FIRST_RETRY,
             Ok(false) => {

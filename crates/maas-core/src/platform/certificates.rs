@@ -15,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::{Error as TlsError, InconsistentKeys};
 
+use crate::config::FederationConfig;
 use crate::store::TenantSettings;
 use crate::{Error, Result};
 
@@ -45,6 +46,29 @@ impl CertificateFiles {
             certificate: PathBuf::from(certificate),
             key: PathBuf::from(key),
         })
+    }
+
+    /// The platform's default certificate (`federation.tls_certificate` and `tls_key`), when
+    /// both are set.
+    pub fn platform_default(config: &FederationConfig) -> Option<CertificateFiles> {
+        Some(CertificateFiles {
+            certificate: config.tls_certificate.clone()?,
+            key: config.tls_key.clone()?,
+        })
+    }
+
+    /// Loads the platform's default certificate, if it has one: a start with a broken one
+    /// would fail every handshake that names no tenant. The refusal names the configuration
+    /// key and the file.
+    pub fn check_platform_default(config: &FederationConfig) -> std::result::Result<(), String> {
+        match Self::platform_default(config) {
+            // Core names the tenant setting (`tls_key /path: …`); here it is configuration.
+            Some(files) => files
+                .load()
+                .map(|_| ())
+                .map_err(|e| format!("federation.{e}")),
+            None => Ok(()),
+        }
     }
 
     /// Reads both files and checks that they hold a certificate chain and the private key of

@@ -38,17 +38,8 @@ impl FederationTls {
     /// names no tenant. A refusal names the configuration key and the file.
     pub fn new(platform: &Arc<Platform>) -> Result<FederationTls, String> {
         let federation = &platform.config().federation;
-        let default = match (&federation.tls_certificate, &federation.tls_key) {
-            (Some(certificate), Some(key)) => Some(CertificateFiles {
-                certificate: certificate.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
-        if let Some(files) = &default {
-            // Core names the tenant setting (`tls_key /path: …`); here it is configuration.
-            files.load().map_err(|e| format!("federation.{e}"))?;
-        }
+        CertificateFiles::check_platform_default(federation)?;
+        let default = CertificateFiles::platform_default(federation);
         let resolver = SniResolver {
             platform: Arc::clone(platform),
             default,
