@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ruma::UserId;
+use ruma::{OwnedServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use super::{E2ee, ed25519_key, has_valid_signature, parse_json};
@@ -12,7 +12,7 @@ use crate::accounts::AuthedUser;
 use crate::store::{
     DeviceKeysRecord, MembershipRecord, OneTimeKeyRecord, StreamRange, TenantStore,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, federation};
 
 /// What `keys/upload` carries, as JSON objects.
 #[derive(Debug, Default)]
@@ -30,6 +30,11 @@ pub struct KeysQueryResult {
     pub self_signing_keys: Map<String, Value>,
     pub user_signing_keys: Map<String, Value>,
     pub failures: Map<String, Value>,
+}
+
+/// How a server that could not be asked is reported under `failures`.
+fn unavailable(error: &Error) -> Value {
+    json!({ "errcode": "M_UNAVAILABLE", "error": error.to_string() })
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -156,69 +161,163 @@ impl E2ee<'_> {
             .collect()
     }
 
-    /// `POST /keys/query`.
+    /// `POST /keys/query`: the keys of local users from the store, those of other servers'
+    /// users from their servers (a server that fails is reported under `failures`).
     pub async fn query(
         &self,
         requester: &AuthedUser,
         users: &BTreeMap<String, Vec<String>>,
     ) -> Result<KeysQueryResult> {
         let mut result = KeysQueryResult::default();
-        let store = self.tenant.store();
+        let mut remote: BTreeMap<OwnedServerName, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for (user_id, wanted) in users {
             let Ok(user) = UserId::parse(user_id.as_str()) else {
                 continue;
             };
             if user.server_name() != self.tenant.server_name() {
-                result.failures.insert(user.server_name().to_string(), json!({ "errcode": "M_UNAVAILABLE", "error": "Federation is not available yet" }));
+                remote
+                    .entry(user.server_name().to_owned())
+                    .or_default()
+                    .insert(user_id.clone(), wanted.clone());
                 continue;
             }
-            let devices = store.devices(user.localpart()).await?;
-            let mut device_map = Map::new();
-            for record in store.device_keys(user.localpart()).await? {
-                if !wanted.is_empty() && !wanted.contains(&record.device_id) {
-                    continue;
+            self.local_keys(&user, wanted, Some(&requester.user_id), &mut result)
+                .await?;
+        }
+        let asked = remote.iter().map(|(server, users)| async move {
+            let answer = federation::e2ee::query_keys(self.tenant, server, users).await;
+            (server, answer)
+        });
+        for (server, answer) in futures_util::future::join_all(asked).await {
+            match answer {
+                Ok(keys) => {
+                    result.device_keys.extend(keys.device_keys);
+                    result.master_keys.extend(keys.master_keys);
+                    result.self_signing_keys.extend(keys.self_signing_keys);
                 }
-                let mut keys = parse_json(&record.keys_json, "device keys")?;
-                if let Some(device) = devices.iter().find(|d| d.device_id == record.device_id)
-                    && let Some(name) = &device.display_name
-                {
-                    keys["unsigned"] = json!({ "device_display_name": name });
+                Err(e) => {
+                    result.failures.insert(server.to_string(), unavailable(&e));
                 }
-                device_map.insert(record.device_id, keys);
-            }
-            result
-                .device_keys
-                .insert(user_id.clone(), Value::Object(device_map));
-            for key in store.cross_signing_keys(user.localpart()).await? {
-                let mut value = parse_json(&key.key_json, "cross-signing key")?;
-                visible_signatures(&mut value, user.as_str(), requester.user_id.as_str());
-                match key.key_type.as_str() {
-                    "master" => result.master_keys.insert(user_id.clone(), value),
-                    "self_signing" => result.self_signing_keys.insert(user_id.clone(), value),
-                    "user_signing" if *user == *requester.user_id => {
-                        result.user_signing_keys.insert(user_id.clone(), value)
-                    }
-                    _ => None,
-                };
             }
         }
         Ok(result)
     }
 
-    /// `POST /keys/claim`: one key per requested device.
+    /// Another server's `user/keys/query`: the keys of this tenant's users only, and never a
+    /// user-signing key (only its owner sees that).
+    pub async fn query_for_server(
+        &self,
+        users: &BTreeMap<String, Vec<String>>,
+    ) -> Result<KeysQueryResult> {
+        let mut result = KeysQueryResult::default();
+        for (user_id, wanted) in users {
+            let Ok(user) = UserId::parse(user_id.as_str()) else {
+                continue;
+            };
+            if user.server_name() == self.tenant.server_name() {
+                self.local_keys(&user, wanted, None, &mut result).await?;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The device keys (`wanted` devices, all when empty) and cross-signing keys of a local
+    /// user, as `requester` may see them (`None`: another server).
+    async fn local_keys(
+        &self,
+        user: &UserId,
+        wanted: &[String],
+        requester: Option<&UserId>,
+        result: &mut KeysQueryResult,
+    ) -> Result<()> {
+        let store = self.tenant.store();
+        let user_id = user.to_string();
+        let devices = store.devices(user.localpart()).await?;
+        let mut device_map = Map::new();
+        for record in store.device_keys(user.localpart()).await? {
+            if !wanted.is_empty() && !wanted.contains(&record.device_id) {
+                continue;
+            }
+            let mut keys = parse_json(&record.keys_json, "device keys")?;
+            if let Some(device) = devices.iter().find(|d| d.device_id == record.device_id)
+                && let Some(name) = &device.display_name
+            {
+                keys["unsigned"] = json!({ "device_display_name": name });
+            }
+            device_map.insert(record.device_id, keys);
+        }
+        result
+            .device_keys
+            .insert(user_id.clone(), Value::Object(device_map));
+        let viewer = requester.map_or("", |r| r.as_str());
+        for key in store.cross_signing_keys(user.localpart()).await? {
+            let mut value = parse_json(&key.key_json, "cross-signing key")?;
+            visible_signatures(&mut value, user.as_str(), viewer);
+            match key.key_type.as_str() {
+                "master" => result.master_keys.insert(user_id.clone(), value),
+                "self_signing" => result.self_signing_keys.insert(user_id.clone(), value),
+                "user_signing" if requester == Some(user) => {
+                    result.user_signing_keys.insert(user_id.clone(), value)
+                }
+                _ => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// `POST /keys/claim`: one key per requested device, of local users from the store, of
+    /// other servers' users from their servers.
     pub async fn claim(
         &self,
         requested: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Result<(Map<String, Value>, Map<String, Value>)> {
-        let mut claimed = Map::new();
         let mut failures = Map::new();
+        let mut remote: BTreeMap<OwnedServerName, BTreeMap<String, BTreeMap<String, String>>> =
+            BTreeMap::new();
+        let mut local = BTreeMap::new();
+        for (user_id, devices) in requested {
+            let Ok(user) = UserId::parse(user_id.as_str()) else {
+                continue;
+            };
+            if user.server_name() == self.tenant.server_name() {
+                local.insert(user_id.clone(), devices.clone());
+            } else {
+                remote
+                    .entry(user.server_name().to_owned())
+                    .or_default()
+                    .insert(user_id.clone(), devices.clone());
+            }
+        }
+        let mut claimed = self.claim_local(&local).await?;
+        let asked = remote.iter().map(|(server, users)| async move {
+            (
+                server,
+                federation::e2ee::claim_keys(self.tenant, server, users).await,
+            )
+        });
+        for (server, answer) in futures_util::future::join_all(asked).await {
+            match answer {
+                Ok(keys) => claimed.extend(keys),
+                Err(e) => {
+                    failures.insert(server.to_string(), unavailable(&e));
+                }
+            }
+        }
+        Ok((claimed, failures))
+    }
+
+    /// One key per requested device of this tenant's users (for clients and other servers).
+    pub async fn claim_local(
+        &self,
+        requested: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Map<String, Value>> {
+        let mut claimed = Map::new();
         let store = self.tenant.store();
         for (user_id, devices) in requested {
             let Ok(user) = UserId::parse(user_id.as_str()) else {
                 continue;
             };
             if user.server_name() != self.tenant.server_name() {
-                failures.insert(user.server_name().to_string(), json!({ "errcode": "M_UNAVAILABLE", "error": "Federation is not available yet" }));
                 continue;
             }
             let mut user_keys = Map::new();
@@ -233,7 +332,7 @@ impl E2ee<'_> {
             }
             claimed.insert(user_id.clone(), Value::Object(user_keys));
         }
-        Ok((claimed, failures))
+        Ok(claimed)
     }
 
     /// `GET /keys/changes`: users whose devices changed between two sync tokens, and users

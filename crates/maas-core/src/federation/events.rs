@@ -184,8 +184,8 @@ pub fn raws_of(pdus: &[Arc<Pdu>]) -> Result<Vec<Box<RawJsonValue>>> {
     pdus.iter().map(|p| raw_of(p)).collect()
 }
 
-/// Refuses `origin` unless one of its users is joined to the room or the room's history is
-/// world-readable. An unknown room is `M_NOT_FOUND`.
+/// Refuses `origin` unless the room's server ACL allows it and one of its users is joined to
+/// the room or the room's history is world-readable. An unknown room is `M_NOT_FOUND`.
 pub(crate) async fn ensure_in_room(
     tenant: &Tenant,
     origin: &ServerName,
@@ -195,6 +195,7 @@ pub(crate) async fn ensure_in_room(
     if store.room(room_id.as_str()).await?.is_none() {
         return Err(Error::NotFound(format!("Unknown room {room_id}")));
     }
+    super::acl::ensure_allowed(tenant, room_id, origin).await?;
     let writer = tenant.room_locks().lock(room_id).await;
     let (head, _) = tenant.room_heads().get(tenant, &writer).await?;
     drop(writer);

@@ -47,6 +47,7 @@ pub async fn make_join(
         )));
     }
     let room = resident_room(tenant, room_id).await?;
+    super::acl::ensure_allowed(tenant, room_id, origin).await?;
     let room_version = RoomVersionId::try_from(room.as_str())
         .map_err(|e| Error::Internal(format!("stored room version {room}: {e}")))?;
     // A server that names no versions speaks only version 1 (spec: `ver`).
@@ -94,6 +95,7 @@ pub async fn send_join(
     raw: &RawJsonValue,
 ) -> Result<JoinedState> {
     let room = resident_room(tenant, room_id).await?;
+    super::acl::ensure_allowed(tenant, room_id, origin).await?;
     let rules = rules_of(&room)?;
     let checked = received::check(tenant, &rules, room_id, raw).await?;
     ensure_join_of(origin, event_id, &checked.pdu)?;

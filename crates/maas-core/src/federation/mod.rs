@@ -2,8 +2,10 @@
 //! request authentication, and the transports requests travel over. [`Federation`] is the
 //! platform's share (transports, key cache, notaries); a tenant reaches it through its runtime.
 
+mod acl;
 pub mod authentication;
 pub mod discovery;
+pub mod e2ee;
 pub mod events;
 mod key_cache;
 pub mod membership;

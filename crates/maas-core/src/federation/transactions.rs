@@ -98,6 +98,7 @@ async fn receive_pdu(
     let rules = rules_of(&record.room_version).ok()?;
     let event_id = event_id_of(raw, &rules)?;
     let outcome = async {
+        super::acl::ensure_allowed(tenant, &room_id, origin).await?;
         let checked = received::check(tenant, &rules, &room_id, raw).await?;
         tenant.rooms().append_received(checked).await
     }

@@ -80,19 +80,19 @@ fn ensure_local(tenant: &Tenant, server: Option<&ServerName>) -> Result<()> {
     }
 }
 
-fn page_limit(limit: Option<UInt>) -> Option<u32> {
+pub(crate) fn page_limit(limit: Option<UInt>) -> Option<u32> {
     limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX))
 }
 
-/// The parts of a response both `publicRooms` endpoints share.
-struct Page {
-    chunk: Vec<PublicRoomsChunk>,
-    next_batch: Option<String>,
-    prev_batch: Option<String>,
-    total: Option<UInt>,
+/// The parts of a response the `publicRooms` endpoints (client and federation) share.
+pub(crate) struct Page {
+    pub(crate) chunk: Vec<PublicRoomsChunk>,
+    pub(crate) next_batch: Option<String>,
+    pub(crate) prev_batch: Option<String>,
+    pub(crate) total: Option<UInt>,
 }
 
-fn page(page: PublicRoomsPage) -> Result<Page> {
+pub(crate) fn page(page: PublicRoomsPage) -> Result<Page> {
     let chunk = page
         .chunk
         .into_iter()

@@ -74,7 +74,7 @@ async fn get_keys(
     Authed(user): Authed,
     Ruma(req): Ruma<get_keys::v3::Request>,
 ) -> Result<RumaResponse<get_keys::v3::Response>> {
-    // `timeout` is for asking other servers, which comes with federation.
+    // Other servers are given the spec's default `timeout`, 10 s, whatever is asked.
     let wanted: BTreeMap<String, Vec<String>> = req
         .device_keys
         .iter()

@@ -5,9 +5,11 @@
 
 mod authentication;
 mod destination;
+mod directory;
 mod discovery;
 mod event;
 mod in_process;
+mod keys;
 mod membership;
 mod query;
 mod transactions;
@@ -21,11 +23,17 @@ pub use in_process::InProcess;
 use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
-    let signed = [event::routes, membership::routes, transactions::routes]
-        .into_iter()
-        .fold(query::routes(Router::new()), |router, routes| {
-            routes(router)
-        })
-        .layer(from_fn(authentication::require_signature));
+    let signed = [
+        directory::routes,
+        event::routes,
+        keys::routes,
+        membership::routes,
+        transactions::routes,
+    ]
+    .into_iter()
+    .fold(query::routes(Router::new()), |router, routes| {
+        routes(router)
+    })
+    .layer(from_fn(authentication::require_signature));
     discovery::routes(Router::new()).merge(signed)
 }

@@ -487,3 +487,40 @@ async fn servers_in_the_room_read_its_events_and_others_do_not() {
     let resp = get(format!("/_matrix/federation/v1/event/{}", enc("$nope"))).await;
     assert_error(&resp, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_server_acl_shuts_a_server_out_of_the_room() {
+    let (srv, alice, remote) = setup().await;
+    let joined = bob_joins(&srv, &alice, &remote).await;
+    srv.on("a.test")
+        .as_user(&alice)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.server_acl/",
+                enc(&joined.room_id)
+            ),
+            json!({"allow": ["*"], "deny": ["b.test"], "allow_ip_literals": false}),
+        )
+        .await
+        .ok();
+    // b.test's event now is refused, whoever signed it…
+    let (id, pdu) = remote.sign(
+        &joined.rules,
+        message(&joined, "@bob:b.test", "still here?"),
+    );
+    let answer = remote.transaction(&srv, "after-acl", vec![pdu]).await.ok();
+    let error = answer["pdus"][&id]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("server ACL"), "{answer}");
+    assert!(bodies(&srv, &alice, &joined.room_id).await.is_empty());
+    // … and so are its reads and joins of the room.
+    let path = format!("/_matrix/federation/v1/event/{}", enc(&joined.join_id));
+    let resp = remote.send(&srv, Method::GET, &path, None).await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    let path = format!(
+        "/_matrix/federation/v1/make_join/{}/{}?ver=12",
+        enc(&joined.room_id),
+        enc("@dave:b.test")
+    );
+    let resp = remote.send(&srv, Method::GET, &path, None).await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+}

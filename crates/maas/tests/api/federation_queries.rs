@@ -273,3 +273,53 @@ async fn federation_queries_answer_with_the_spec_errors() {
     .await;
     assert_error(&resp, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn other_servers_list_the_public_room_directory() {
+    let srv = two_tenants().await;
+    let alice = alice(&srv).await;
+    let as_alice = srv.on("a.test").as_user(&alice);
+    for name in ["Lobby", "Garden"] {
+        as_alice
+            .post(
+                "/_matrix/client/v3/createRoom",
+                json!({"visibility": "public", "name": name, "preset": "public_chat"}),
+            )
+            .await
+            .ok();
+    }
+    as_alice
+        .post("/_matrix/client/v3/createRoom", json!({"name": "Hidden"}))
+        .await
+        .ok();
+    let b_key = signing_key(&srv, "b.test").await;
+    let path = "/_matrix/federation/v1/publicRooms?limit=1";
+    let auth = x_matrix("GET", path, None, "b.test", "a.test", &b_key);
+    let first = federation_get(&srv, "a.test", path, Some(&auth)).await.ok();
+    assert_eq!(first["chunk"].as_array().map(Vec::len), Some(1), "{first}");
+    assert_eq!(first["total_room_count_estimate"], 2, "{first}");
+    assert!(first["next_batch"].is_string(), "{first}");
+
+    let path = "/_matrix/federation/v1/publicRooms";
+    let body = json!({"filter": {"generic_search_term": "gard"}});
+    let auth = x_matrix("POST", path, Some(&body), "b.test", "a.test", &b_key);
+    let found = TestServer::send(
+        srv.on("a.test")
+            .builder(Method::POST, path)
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .body(body.to_string()),
+    )
+    .await
+    .ok();
+    let names: Vec<&str> = found["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["Garden"], "{found}");
+    // Unsigned, it is refused like every federation request.
+    let resp = federation_get(&srv, "a.test", path, None).await;
+    assert_error(&resp, 401, "M_UNAUTHORIZED");
+}

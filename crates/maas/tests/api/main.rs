@@ -19,6 +19,7 @@ mod export;
 mod export_checks;
 mod export_stream;
 mod federation;
+mod federation_e2ee;
 mod federation_joins;
 mod federation_keys;
 mod federation_queries;
