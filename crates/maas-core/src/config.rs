@@ -115,11 +115,19 @@ impl Config {
 }
 
 impl Config {
-    /// What can't work about the federation listener: a certificate without its key, sharing
-    /// the operator's listener, or TLS asked of the public listener, which speaks plain HTTP.
+    /// What can't work about federation: a notary that is no server name, a certificate
+    /// without its key, sharing the operator's listener, or TLS asked of the public listener,
+    /// which speaks plain HTTP.
     fn federation_listener_problems(&self) -> Vec<String> {
         let federation = &self.federation;
         let mut problems = Vec::new();
+        for notary in &federation.trusted_notaries {
+            if ruma::ServerName::parse(notary).is_err() {
+                problems.push(format!(
+                    "federation.trusted_notaries: {notary:?} is not a server name"
+                ));
+            }
+        }
         if federation.tls_certificate.is_some() != federation.tls_key.is_some() {
             problems.push(
                 "federation.tls_certificate, federation.tls_key: set both (the platform's default certificate chain and its private key) or neither".to_owned(),
@@ -536,6 +544,14 @@ mod tests {
             edit(&mut config);
             config.check()
         };
+        let problems = check(&|c| c.federation.trusted_notaries = vec!["not a name".into()])
+            .expect_err("notary");
+        assert!(
+            problems.contains("federation.trusted_notaries"),
+            "{problems}"
+        );
+        let notary = check(&|c| c.federation.trusted_notaries = vec!["matrix.org".into()]);
+        assert_eq!(notary, Ok(()));
         // A certificate needs its key, and the other way round.
         let problems = check(&|c| c.federation.tls_certificate = Some("/c.pem".into()))
             .expect_err("certificate alone");

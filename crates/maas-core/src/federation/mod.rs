@@ -40,16 +40,11 @@ pub struct Federation {
 
 impl Federation {
     pub(crate) fn new(config: &FederationConfig) -> Self {
+        // `Config::check` refused names that don't parse.
         let notaries = config
             .trusted_notaries
             .iter()
-            .filter_map(|name| match ServerName::parse(name) {
-                Ok(name) => Some(name),
-                Err(e) => {
-                    tracing::warn!(notary = %name, error = %e, "ignoring an invalid notary name");
-                    None
-                }
-            })
+            .filter_map(|name| ServerName::parse(name).ok())
             .collect();
         Self {
             transports: Transports::default(),
