@@ -1,11 +1,15 @@
 //! Transactions received from other servers (spec: Server-Server API, "Transactions",
 //! `PUT /send/{txnId}`): at most 50 PDUs and 100 EDUs from one origin, each PDU checked and
 //! appended on its own (one refused PDU doesn't refuse the others), and the answer kept, so a
-//! transaction the origin retries is answered again without being applied twice.
+//! transaction the origin retries is answered again without being applied twice. Of the
+//! EDUs, typing notices are applied so far.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use ruma::api::federation::transactions::edu::{Edu, TypingContent};
 use ruma::canonical_json::CanonicalJsonObject;
+use ruma::serde::Raw;
 use ruma::{OwnedEventId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -27,7 +31,7 @@ pub struct Transaction<'a> {
     /// The `origin` its body names, which must be the server that signed the request.
     pub origin: &'a ServerName,
     pub pdus: &'a [Box<RawJsonValue>],
-    pub edu_count: usize,
+    pub edus: &'a [Raw<Edu>],
 }
 
 /// Applies a transaction that `origin` sent (and signed).
@@ -42,7 +46,7 @@ pub async fn receive(
             txn.origin
         )));
     }
-    if txn.pdus.len() > MAX_PDUS || txn.edu_count > MAX_EDUS {
+    if txn.pdus.len() > MAX_PDUS || txn.edus.len() > MAX_EDUS {
         return Err(Error::BadJson(format!(
             "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
         )));
@@ -67,9 +71,8 @@ pub async fn receive(
             results.insert(event_id, result);
         }
     }
-    // EDUs (typing, receipts, presence, device lists, to-device) are not applied yet.
-    if txn.edu_count > 0 {
-        tracing::debug!(%origin, edus = txn.edu_count, "EDUs received and not applied");
+    for edu in txn.edus {
+        receive_edu(tenant, origin, edu).await;
     }
     let answer: Vec<(&OwnedEventId, Option<&String>)> = results
         .iter()
@@ -115,6 +118,49 @@ async fn receive_pdu(
         }
     };
     Some((event_id, result))
+}
+
+/// How long a remote user's typing notice lasts unless renewed or ended: servers renew theirs
+/// well within this (Synapse every 30 s or so).
+const REMOTE_TYPING: Duration = Duration::from_secs(60);
+
+/// Applies one EDU; an EDU that is malformed, of a user of another server than its origin,
+/// for a room the origin may not take part in, or of a kind not handled yet is dropped (EDUs
+/// have no answer).
+async fn receive_edu(tenant: &Tenant, origin: &ServerName, raw: &Raw<Edu>) {
+    let edu = match raw.deserialize() {
+        Ok(edu) => edu,
+        Err(e) => {
+            tracing::debug!(%origin, error = %e, "malformed EDU dropped");
+            return;
+        }
+    };
+    let applied = match edu {
+        Edu::Typing(typing) => receive_typing(tenant, origin, &typing).await,
+        // Receipts, presence, device lists, signing keys and to-device messages come next.
+        _ => Ok(()),
+    };
+    if let Err(e) = applied {
+        tracing::debug!(%origin, error = %e, "EDU dropped");
+    }
+}
+
+async fn receive_typing(
+    tenant: &Tenant,
+    origin: &ServerName,
+    typing: &TypingContent,
+) -> Result<()> {
+    if typing.user_id.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} sent typing for {}",
+            typing.user_id
+        )));
+    }
+    super::acl::ensure_allowed(tenant, &typing.room_id, origin).await?;
+    let timeout = typing.typing.then_some(REMOTE_TYPING);
+    tenant
+        .set_typing(&typing.user_id, &typing.room_id, timeout)
+        .await
 }
 
 /// The event id a PDU has in a room of `rules`, computed as the receiving end must.

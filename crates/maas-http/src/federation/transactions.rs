@@ -24,7 +24,7 @@ async fn send_transaction(
         txn_id: req.transaction_id.as_str(),
         origin: &req.origin,
         pdus: &req.pdus,
-        edu_count: req.edus.len(),
+        edus: &req.edus,
     };
     let results = transactions::receive(&tenant, &origin, txn).await?;
     Ok(send_transaction_message::v1::Response::new(results).into())

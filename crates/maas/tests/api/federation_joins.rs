@@ -524,3 +524,59 @@ async fn a_server_acl_shuts_a_server_out_of_the_room() {
     let resp = remote.send(&srv, Method::GET, &path, None).await;
     assert_error(&resp, 403, "M_FORBIDDEN");
 }
+
+/// Who alice's sync shows typing in the room.
+async fn typing_in(srv: &TestServer, alice: &Session, room_id: &str) -> Vec<String> {
+    let sync = srv
+        .on("a.test")
+        .as_user(alice)
+        .get("/_matrix/client/v3/sync?timeout=0")
+        .await
+        .ok();
+    let events = sync["rooms"]["join"][room_id]["ephemeral"]["events"].clone();
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.typing")
+        .flat_map(|e| {
+            e["content"]["user_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|u| u.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn typing_of_a_remote_user_reaches_local_members() {
+    let (srv, alice, remote) = setup().await;
+    let joined = bob_joins(&srv, &alice, &remote).await;
+    let typing = |user: &str, on: bool| {
+        json!({"edu_type": "m.typing",
+               "content": {"room_id": joined.room_id, "user_id": user, "typing": on}})
+    };
+    let send = |txn: &str, edus: Vec<Value>| {
+        let body =
+            json!({"origin": "b.test", "origin_server_ts": now_ms(), "pdus": [], "edus": edus});
+        let (srv, remote, path) = (&srv, &remote, format!("/_matrix/federation/v1/send/{txn}"));
+        async move { remote.send(srv, Method::PUT, &path, Some(body)).await.ok() }
+    };
+    // A user of another server than the origin, and a user not in the room, are ignored.
+    send(
+        "e1",
+        vec![
+            typing("@eve:c.test", true),
+            typing("@carol:b.test", true),
+            typing("@bob:b.test", true),
+        ],
+    )
+    .await;
+    assert_eq!(
+        typing_in(&srv, &alice, &joined.room_id).await,
+        vec!["@bob:b.test".to_owned()]
+    );
+    send("e2", vec![typing("@bob:b.test", false)]).await;
+    assert!(typing_in(&srv, &alice, &joined.room_id).await.is_empty());
+}
