@@ -17,6 +17,14 @@ pub struct UserData<'a> {
     tenant: &'a Tenant,
 }
 
+/// A receipt about to be stored.
+struct Receipt<'a> {
+    receipt_type: &'a str,
+    event_id: &'a EventId,
+    thread_id: Option<&'a str>,
+    ts: i64,
+}
+
 impl Tenant {
     pub fn user_data(&self) -> UserData<'_> {
         UserData { tenant: self }
@@ -192,6 +200,43 @@ impl UserData<'_> {
             )));
         }
         self.ensure_event_in_room(room_id, event_id).await?;
+        let receipt = Receipt {
+            receipt_type,
+            event_id,
+            thread_id,
+            ts: now_ms(),
+        };
+        self.record_receipt(&user.user_id, room_id, receipt).await
+    }
+
+    /// A read receipt another server sent for one of its users (`m.receipt` EDU), who must be
+    /// joined to the room, for an event of the room.
+    pub(crate) async fn remote_read_receipt(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &EventId,
+        thread_id: Option<&str>,
+        ts: i64,
+    ) -> Result<()> {
+        self.ensure_in_room(user_id, room_id).await?;
+        self.ensure_event_in_room(room_id, event_id).await?;
+        let receipt = Receipt {
+            receipt_type: "m.read",
+            event_id,
+            thread_id,
+            ts,
+        };
+        self.record_receipt(user_id, room_id, receipt).await
+    }
+
+    /// Stores a receipt and tells the room's members.
+    async fn record_receipt(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        receipt: Receipt<'_>,
+    ) -> Result<()> {
         let mut writer = self.tenant.stream().writer().await;
         let audience = Audience::Room {
             room_id: room_id.to_string(),
@@ -200,11 +245,11 @@ impl UserData<'_> {
         let stream = writer.next_for(audience).await?;
         let record = ReceiptRecord {
             room_id: room_id.to_string(),
-            user_id: user.user_id.to_string(),
-            receipt_type: receipt_type.to_owned(),
-            thread_id: thread_id.map(str::to_owned),
-            event_id: event_id.to_string(),
-            ts: now_ms(),
+            user_id: user_id.to_string(),
+            receipt_type: receipt.receipt_type.to_owned(),
+            thread_id: receipt.thread_id.map(str::to_owned),
+            event_id: receipt.event_id.to_string(),
+            ts: receipt.ts,
             stream,
         };
         self.tenant.store().set_receipt(&record).await?;

@@ -2,12 +2,12 @@
 //! `PUT /send/{txnId}`): at most 50 PDUs and 100 EDUs from one origin, each PDU checked and
 //! appended on its own (one refused PDU doesn't refuse the others), and the answer kept, so a
 //! transaction the origin retries is answered again without being applied twice. Of the
-//! EDUs, typing notices are applied so far.
+//! EDUs, typing notices and read receipts are applied so far.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ruma::api::federation::transactions::edu::{Edu, TypingContent};
+use ruma::api::federation::transactions::edu::{Edu, ReceiptContent, TypingContent};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, ServerName};
@@ -137,7 +137,8 @@ async fn receive_edu(tenant: &Tenant, origin: &ServerName, raw: &Raw<Edu>) {
     };
     let applied = match edu {
         Edu::Typing(typing) => receive_typing(tenant, origin, &typing).await,
-        // Receipts, presence, device lists, signing keys and to-device messages come next.
+        Edu::Receipt(receipts) => receive_receipts(tenant, origin, &receipts).await,
+        // Presence, device lists, signing keys and to-device messages come next.
         _ => Ok(()),
     };
     if let Err(e) = applied {
@@ -161,6 +162,43 @@ async fn receive_typing(
     tenant
         .set_typing(&typing.user_id, &typing.room_id, timeout)
         .await
+}
+
+/// Read receipts of the origin's users, room by room; a receipt that can't be taken (a user
+/// not in the room, an unknown event) is dropped without the others.
+async fn receive_receipts(
+    tenant: &Tenant,
+    origin: &ServerName,
+    content: &ReceiptContent,
+) -> Result<()> {
+    for (room_id, receipts) in &content.receipts {
+        if let Err(e) = super::acl::ensure_allowed(tenant, room_id, origin).await {
+            tracing::debug!(%origin, %room_id, error = %e, "receipts dropped");
+            continue;
+        }
+        for (user_id, receipt) in &receipts.read {
+            if user_id.server_name() != origin {
+                continue;
+            }
+            let ts = receipt
+                .data
+                .ts
+                .map_or_else(now_ms, |ts| i64::from(ts.get()));
+            let thread = receipt.data.thread.as_str();
+            // Several ids mean several events read at once; the last is the newest.
+            let Some(event_id) = receipt.event_ids.last() else {
+                continue;
+            };
+            let taken = tenant
+                .user_data()
+                .remote_read_receipt(user_id, room_id, event_id, thread, ts)
+                .await;
+            if let Err(e) = taken {
+                tracing::debug!(%origin, %user_id, error = %e, "receipt dropped");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The event id a PDU has in a room of `rules`, computed as the receiving end must.

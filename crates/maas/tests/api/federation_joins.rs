@@ -580,3 +580,47 @@ async fn typing_of_a_remote_user_reaches_local_members() {
     send("e2", vec![typing("@bob:b.test", false)]).await;
     assert!(typing_in(&srv, &alice, &joined.room_id).await.is_empty());
 }
+
+#[tokio::test]
+async fn read_receipts_of_a_remote_user_reach_local_members() {
+    let (srv, alice, remote) = setup().await;
+    let joined = bob_joins(&srv, &alice, &remote).await;
+    let (id, pdu) = remote.sign(&joined.rules, message(&joined, "@bob:b.test", "read me"));
+    remote.transaction(&srv, "m1", vec![pdu]).await.ok();
+    let receipt = |user: &str, event: &str| {
+        json!({"edu_type": "m.receipt", "content": {joined.room_id.clone(): {"m.read": {
+            user: {"data": {"ts": 1_700_000_000_000_i64}, "event_ids": [event]}}}}})
+    };
+    let edus = vec![
+        // Not the origin's user; an event of no room: both dropped.
+        receipt("@eve:c.test", &id),
+        receipt("@bob:b.test", "$unknown"),
+        receipt("@bob:b.test", &id),
+    ];
+    let body = json!({"origin": "b.test", "origin_server_ts": now_ms(), "pdus": [], "edus": edus});
+    remote
+        .send(
+            &srv,
+            Method::PUT,
+            "/_matrix/federation/v1/send/r1",
+            Some(body),
+        )
+        .await
+        .ok();
+    let sync = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get("/_matrix/client/v3/sync?timeout=0")
+        .await
+        .ok();
+    let events = &sync["rooms"]["join"][&joined.room_id]["ephemeral"]["events"];
+    let receipts: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.receipt")
+        .collect();
+    let read = &receipts.first().expect("a receipt")["content"][&id]["m.read"];
+    assert_eq!(read["@bob:b.test"]["ts"], 1_700_000_000_000_i64, "{events}");
+    assert!(read.get("@eve:c.test").is_none(), "{events}");
+}
