@@ -30,9 +30,7 @@ async fn server_acl(
     tenant: &Tenant,
     room_id: &RoomId,
 ) -> Result<Option<RoomServerAclEventContent>> {
-    let writer = tenant.room_locks().lock(room_id).await;
-    let (head, _) = tenant.room_heads().get(tenant, &writer).await?;
-    drop(writer);
+    let head = tenant.room_heads().snapshot(tenant, room_id).await?;
     let (store, cache) = (tenant.store(), tenant.state_cache());
     let state = cache.group(store, head.state_group).await?;
     let key = (StateEventType::RoomServerAcl, String::new());

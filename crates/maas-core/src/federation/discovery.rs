@@ -410,7 +410,7 @@ fn unreachable_ttl(failures: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -419,7 +419,7 @@ mod tests {
 
     /// DNS from a table: SRV records and addresses by name; a name in `failing` errs.
     #[derive(Default)]
-    struct FakeDns {
+    pub(crate) struct FakeDns {
         srv: HashMap<String, Vec<SrvRecord>>,
         ips: HashMap<String, Vec<IpAddr>>,
         failing: Vec<String>,
@@ -427,7 +427,13 @@ mod tests {
     }
 
     impl FakeDns {
-        fn with_srv(mut self, name: &str, target: &str, port: u16) -> Self {
+        pub(crate) fn with_ip(mut self, host: &str, ip: &str) -> Self {
+            let ip = ip.parse().expect("an IP address");
+            self.ips.entry(host.to_owned()).or_default().push(ip);
+            self
+        }
+
+        pub(crate) fn with_srv(mut self, name: &str, target: &str, port: u16) -> Self {
             self.srv
                 .entry(name.to_owned())
                 .or_default()

@@ -196,9 +196,7 @@ pub(crate) async fn ensure_in_room(
         return Err(Error::NotFound(format!("Unknown room {room_id}")));
     }
     super::acl::ensure_allowed(tenant, room_id, origin).await?;
-    let writer = tenant.room_locks().lock(room_id).await;
-    let (head, _) = tenant.room_heads().get(tenant, &writer).await?;
-    drop(writer);
+    let head = tenant.room_heads().snapshot(tenant, room_id).await?;
     let servers: BTreeSet<&ServerName> = head.joined.iter().map(|u| u.server_name()).collect();
     if servers.contains(origin) {
         return Ok(());

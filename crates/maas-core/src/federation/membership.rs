@@ -4,7 +4,7 @@
 //! state before it and the auth chain of both, everything the joining server needs to check
 //! the room for itself.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::events::TimelineEventType;
@@ -121,8 +121,7 @@ async fn resident_room(tenant: &Tenant, room_id: &RoomId) -> Result<String> {
         .room(room_id.as_str())
         .await?
         .ok_or_else(not_found)?;
-    let writer = tenant.room_locks().lock(room_id).await;
-    let (head, _) = tenant.room_heads().get(tenant, &writer).await?;
+    let head = tenant.room_heads().snapshot(tenant, room_id).await?;
     let resident = head
         .joined
         .iter()
@@ -167,7 +166,7 @@ async fn joined_state(tenant: &Tenant, join: &Pdu) -> Result<JoinedState> {
         .ok_or_else(|| Error::Internal("the join just stored is missing".into()))?;
     let state = cache.group(store, record.state_before).await?;
     let mut state_pdus = Vec::with_capacity(state.len());
-    let mut servers = BTreeMap::new();
+    let mut servers = BTreeSet::new();
     for id in state.values() {
         if let Some(pdu) = cache.pdu(store, id).await? {
             if pdu.kind == TimelineEventType::RoomMember
@@ -175,7 +174,7 @@ async fn joined_state(tenant: &Tenant, join: &Pdu) -> Result<JoinedState> {
                 && let Some(member) = pdu.state_key.as_deref()
                 && let Ok(member) = UserId::parse(member)
             {
-                servers.insert(member.server_name().to_string(), ());
+                servers.insert(member.server_name().to_string());
             }
             state_pdus.push(pdu);
         }
@@ -188,6 +187,6 @@ async fn joined_state(tenant: &Tenant, join: &Pdu) -> Result<JoinedState> {
     Ok(JoinedState {
         state: events::raws_of(&state_pdus)?,
         auth_chain: events::raws_of(&chain)?,
-        servers_in_room: servers.into_keys().collect(),
+        servers_in_room: servers.into_iter().collect(),
     })
 }

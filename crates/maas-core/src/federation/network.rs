@@ -613,7 +613,7 @@ mod tests {
     use tokio_rustls::rustls::ServerConfig;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
-    use super::super::discovery::{DnsError, SrvRecord};
+    use super::super::discovery::tests::FakeDns;
     use super::*;
 
     #[test]
@@ -712,47 +712,6 @@ mod tests {
         assert_eq!(backoff_delay(12), Duration::from_secs(2048));
         assert_eq!(backoff_delay(13), Duration::from_secs(3600));
         assert_eq!(backoff_delay(u32::MAX), Duration::from_secs(3600));
-    }
-
-    /// DNS from a table.
-    #[derive(Default)]
-    struct FakeDns {
-        srv: HashMap<String, Vec<SrvRecord>>,
-        ips: HashMap<String, Vec<IpAddr>>,
-    }
-
-    impl FakeDns {
-        fn ip(mut self, host: &str, ip: &str) -> Self {
-            self.ips
-                .entry(host.to_owned())
-                .or_default()
-                .push(ip.parse().unwrap());
-            self
-        }
-
-        fn srv(mut self, name: &str, target: &str, port: u16) -> Self {
-            self.srv
-                .entry(name.to_owned())
-                .or_default()
-                .push(SrvRecord {
-                    priority: 0,
-                    weight: 0,
-                    port,
-                    target: target.to_owned(),
-                });
-            self
-        }
-    }
-
-    #[async_trait]
-    impl Dns for FakeDns {
-        async fn srv(&self, name: &str) -> Result<Vec<SrvRecord>, DnsError> {
-            Ok(self.srv.get(name).cloned().unwrap_or_default())
-        }
-
-        async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-            Ok(self.ips.get(host).cloned().unwrap_or_default())
-        }
     }
 
     /// A test CA (its PEM in a file) and a server certificate it signed for `names`.
@@ -968,8 +927,8 @@ mod tests {
         let server = TestServer::start(pki.server.clone(), json_route("{}")).await;
         // No .well-known (matrix.test has no address); the SRV record points elsewhere.
         let dns = FakeDns::default()
-            .srv("_matrix-fed._tcp.matrix.test", "backend.test.", server.port)
-            .ip("backend.test", "127.0.0.1");
+            .with_srv("_matrix-fed._tcp.matrix.test", "backend.test.", server.port)
+            .with_ip("backend.test", "127.0.0.1");
         let network = Network::with_dns(&config(&pki, true), Arc::new(dns)).unwrap();
 
         let answer = network
@@ -1005,8 +964,8 @@ mod tests {
         let server = TestServer::start(pki.server.clone(), route).await;
         port_slot.store(usize::from(server.port), Ordering::SeqCst);
         let dns = FakeDns::default()
-            .ip("example.test", "127.0.0.1")
-            .ip("matrix.test", "127.0.0.1");
+            .with_ip("example.test", "127.0.0.1")
+            .with_ip("matrix.test", "127.0.0.1");
         let network = Network::build(&config(&pki, true), Arc::new(dns), server.port).unwrap();
 
         let answer = network
@@ -1065,10 +1024,10 @@ mod tests {
         let pki = pki(&["127.0.0.1", "sneaky.test", "matrix.test"]);
         let server = TestServer::start(pki.server.clone(), json_route("{}")).await;
         let dns = FakeDns::default()
-            .ip("sneaky.test", "127.0.0.1")
-            .ip("sneaky.test", "::1")
-            .srv("_matrix-fed._tcp.matrix.test", "backend.test", server.port)
-            .ip("backend.test", "10.0.0.1");
+            .with_ip("sneaky.test", "127.0.0.1")
+            .with_ip("sneaky.test", "::1")
+            .with_srv("_matrix-fed._tcp.matrix.test", "backend.test", server.port)
+            .with_ip("backend.test", "10.0.0.1");
         let network = Network::with_dns(&config(&pki, false), Arc::new(dns)).unwrap();
 
         let destinations = [
@@ -1107,7 +1066,7 @@ mod tests {
         );
 
         // Trusted CA, but the certificate is for 127.0.0.1, not for the name asked.
-        let dns = FakeDns::default().ip("wrong.test", "127.0.0.1");
+        let dns = FakeDns::default().with_ip("wrong.test", "127.0.0.1");
         let network = Network::with_dns(&config(&pki, true), Arc::new(dns)).unwrap();
         let destination = name(&format!("wrong.test:{}", server.port));
         let result = network.send(&destination, get("/_matrix/x")).await;

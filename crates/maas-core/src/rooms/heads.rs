@@ -107,6 +107,13 @@ impl RoomHeads {
         Ok((load(tenant, room_id).await?, epoch))
     }
 
+    /// A snapshot of `room_id`'s head, for readers: the room's lock is taken only to read it,
+    /// so it may be outdated as soon as it returns.
+    pub(crate) async fn snapshot(&self, tenant: &Tenant, room_id: &RoomId) -> Result<RoomHead> {
+        let writer = tenant.room_locks().lock(room_id).await;
+        Ok(self.get(tenant, &writer).await?.0)
+    }
+
     /// Replaces the head of the writer's room after an event built in `epoch` was queued on
     /// it.
     pub(crate) fn set(&self, tenant: &Tenant, writer: &RoomWriter, head: RoomHead, epoch: u64) {

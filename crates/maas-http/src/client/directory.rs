@@ -80,8 +80,23 @@ fn ensure_local(tenant: &Tenant, server: Option<&ServerName>) -> Result<()> {
     }
 }
 
-pub(crate) fn page_limit(limit: Option<UInt>) -> Option<u32> {
+fn page_limit(limit: Option<UInt>) -> Option<u32> {
     limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX))
+}
+
+/// One page of the tenant's public room directory, as the `publicRooms` endpoints of clients
+/// and of other servers list it.
+pub(crate) async fn public_page(
+    tenant: &Tenant,
+    limit: Option<UInt>,
+    since: Option<&str>,
+    term: Option<&str>,
+) -> Result<Page> {
+    let found = tenant
+        .rooms()
+        .public_rooms(page_limit(limit), since, term)
+        .await?;
+    page(found)
 }
 
 /// The parts of a response the `publicRooms` endpoints (client and federation) share.
@@ -92,7 +107,7 @@ pub(crate) struct Page {
     pub(crate) total: Option<UInt>,
 }
 
-pub(crate) fn page(page: PublicRoomsPage) -> Result<Page> {
+fn page(page: PublicRoomsPage) -> Result<Page> {
     let chunk = page
         .chunk
         .into_iter()
@@ -113,11 +128,7 @@ async fn get_public_rooms(
     Ruma(req): Ruma<get_public_rooms::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v3::Response>> {
     ensure_local(&tenant, req.server.as_deref())?;
-    let found = tenant
-        .rooms()
-        .public_rooms(page_limit(req.limit), req.since.as_deref(), None)
-        .await?;
-    let found = page(found)?;
+    let found = public_page(&tenant, req.limit, req.since.as_deref(), None).await?;
     let mut response = get_public_rooms::v3::Response::new(found.chunk);
     response.next_batch = found.next_batch;
     response.prev_batch = found.prev_batch;
@@ -134,15 +145,8 @@ async fn get_public_rooms_filtered(
     // Third-party networks (`include_all_networks`, `third_party_instance_id`) and
     // `room_types` are not filtered on: the directory lists Matrix rooms only.
     ensure_local(&tenant, req.server.as_deref())?;
-    let found = tenant
-        .rooms()
-        .public_rooms(
-            page_limit(req.limit),
-            req.since.as_deref(),
-            req.filter.generic_search_term.as_deref(),
-        )
-        .await?;
-    let found = page(found)?;
+    let term = req.filter.generic_search_term.as_deref();
+    let found = public_page(&tenant, req.limit, req.since.as_deref(), term).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = found.chunk;
     response.next_batch = found.next_batch;

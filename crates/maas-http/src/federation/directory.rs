@@ -4,7 +4,7 @@
 use ruma::api::federation::directory::{get_public_rooms, get_public_rooms_filtered};
 
 use super::authentication::Origin;
-use crate::client::directory::{page, page_limit};
+use crate::client::directory::public_page;
 use crate::context::ForTenant;
 use crate::error::Result;
 use crate::routes::{AppRouter, route};
@@ -21,11 +21,7 @@ async fn public_rooms(
     Origin(_origin): Origin,
     Ruma(req): Ruma<get_public_rooms::v1::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v1::Response>> {
-    let found = tenant
-        .rooms()
-        .public_rooms(page_limit(req.limit), req.since.as_deref(), None)
-        .await?;
-    let found = page(found)?;
+    let found = public_page(&tenant, req.limit, req.since.as_deref(), None).await?;
     let mut response = get_public_rooms::v1::Response::new();
     response.chunk = found.chunk;
     response.next_batch = found.next_batch;
@@ -41,15 +37,8 @@ async fn public_rooms_filtered(
     Ruma(req): Ruma<get_public_rooms_filtered::v1::Request>,
 ) -> Result<RumaResponse<get_public_rooms_filtered::v1::Response>> {
     // As for clients: third-party networks and room types are not filtered on.
-    let found = tenant
-        .rooms()
-        .public_rooms(
-            page_limit(req.limit),
-            req.since.as_deref(),
-            req.filter.generic_search_term.as_deref(),
-        )
-        .await?;
-    let found = page(found)?;
+    let term = req.filter.generic_search_term.as_deref();
+    let found = public_page(&tenant, req.limit, req.since.as_deref(), term).await?;
     let mut response = get_public_rooms_filtered::v1::Response::new();
     response.chunk = found.chunk;
     response.next_batch = found.next_batch;
