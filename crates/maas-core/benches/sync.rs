@@ -98,7 +98,7 @@ async fn fixture(rooms: usize) -> Fixture {
             .expect("room");
         tenant
             .rooms()
-            .join(&bob.user_id, &room_id, None)
+            .join(&bob.user_id, &room_id, &[], None)
             .await
             .expect("join");
         for m in 0..MESSAGES_PER_ROOM {

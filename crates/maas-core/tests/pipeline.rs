@@ -60,7 +60,7 @@ impl Fixture {
             .await
             .expect("room");
         rooms
-            .join(&self.bob.user_id, &room_id, None)
+            .join(&self.bob.user_id, &room_id, &[], None)
             .await
             .expect("join");
         room_id
@@ -333,7 +333,12 @@ async fn forgetting_never_races_a_join() {
             .expect("leave");
         let join = {
             let (f, room_id) = (f.clone(), room_id.clone());
-            tokio::spawn(async move { f.tenant.rooms().join(&f.bob.user_id, &room_id, None).await })
+            tokio::spawn(async move {
+                f.tenant
+                    .rooms()
+                    .join(&f.bob.user_id, &room_id, &[], None)
+                    .await
+            })
         };
         let forget = {
             let (f, room_id) = (f.clone(), room_id.clone());
@@ -357,7 +362,7 @@ async fn forgetting_never_races_a_join() {
             "round {round}: the leave is hidden as if forgotten: {response}"
         );
         rooms
-            .join(&f.bob.user_id, &room_id, None)
+            .join(&f.bob.user_id, &room_id, &[], None)
             .await
             .expect("rejoin");
     }

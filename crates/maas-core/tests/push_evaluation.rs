@@ -42,7 +42,7 @@ async fn fixture() -> Fixture {
     for user in [&bob, &carol] {
         tenant
             .rooms()
-            .join(&user.user_id, &room_id, None)
+            .join(&user.user_id, &room_id, &[], None)
             .await
             .expect("join");
     }
@@ -326,7 +326,7 @@ async fn room_wide_notifications_count_for_the_members_they_are_for() {
     for user in [&dave, &erin] {
         f.tenant
             .rooms()
-            .join(&user.user_id, &f.room_id, None)
+            .join(&user.user_id, &f.room_id, &[], None)
             .await
             .expect("join");
     }
@@ -355,7 +355,7 @@ async fn room_wide_notifications_count_for_the_members_they_are_for() {
         .expect("leave");
     f.tenant
         .rooms()
-        .join(&dave.user_id, &f.room_id, None)
+        .join(&dave.user_id, &f.room_id, &[], None)
         .await
         .expect("rejoin");
     assert_eq!(f.counts(&dave.user_id).await, (0, 0));

@@ -7,6 +7,8 @@ pub mod authentication;
 pub mod discovery;
 pub mod e2ee;
 pub mod events;
+pub mod invite;
+pub(crate) mod joining;
 mod key_cache;
 pub mod membership;
 pub mod network;

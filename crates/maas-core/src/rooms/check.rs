@@ -237,7 +237,7 @@ async fn state_before(tenant: &Tenant, rules: &RoomVersionRules, pdu: &Pdu) -> R
 }
 
 /// The create event of a version 12 room: the room id is its hash.
-fn create_event_id(room_id: &RoomId) -> Result<OwnedEventId> {
+pub(crate) fn create_event_id(room_id: &RoomId) -> Result<OwnedEventId> {
     let hash = room_id.as_str().trim_start_matches('!');
     EventId::parse(format!("${hash}"))
         .map_err(|_| Error::Forbidden(format!("{room_id} names no create event")))

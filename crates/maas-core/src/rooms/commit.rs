@@ -166,9 +166,8 @@ async fn commit(batch: Vec<Prepared>, steps: &Steps) {
     let mut waiters = Vec::with_capacity(live.len());
     for Prepared { pending, derived } in live {
         let (waiter, accepted) = Waiter::of(pending);
-        if let Some((room, group)) = accepted.creates {
-            batch.rooms.push(room);
-            batch.state_groups.push(group);
+        if let Some(start) = accepted.starts {
+            start.into_batch(&mut batch);
         }
         batch.events.push(accepted.new);
         derived.into_batch(&mut batch);

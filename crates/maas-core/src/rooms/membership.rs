@@ -2,10 +2,12 @@
 //! ban, unban, knock and forget. Each is an `m.room.member` event the auth rules decide on.
 
 use ruma::events::StateEventType;
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde_json::{Value, json};
 
+use super::lock::RoomWriter;
 use super::{EventDraft, Rooms, check};
+use crate::federation::{events, invite, joining};
 use crate::store::MembershipRecord;
 use crate::{Error, Result};
 
@@ -71,28 +73,65 @@ impl Rooms<'_> {
     }
 
     /// `POST /rooms/{roomId}/join`, `POST /join/{roomIdOrAlias}`. Joining a room one is in
-    /// already changes nothing.
+    /// already changes nothing. A room none of our users is in is joined through the servers
+    /// in `via` (and the one its id names), over federation.
     pub async fn join(
         &self,
         user: &UserId,
         room_id: &RoomId,
+        via: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
-        if self.tenant.store().room(room_id.as_str()).await?.is_none() {
-            return Err(Error::NotFound("No known servers for this room".into()));
-        }
-        if self
-            .current_membership(room_id, user)
-            .await?
-            .is_some_and(|m| m.membership == "join")
-        {
+        let current = self.current_membership(room_id, user).await?;
+        if current.as_ref().is_some_and(|m| m.membership == "join") {
             return Ok(room_id.to_owned());
         }
         let draft = self
             .with_profile(user, Self::member_draft(user, "join", reason))
             .await?;
-        self.send_membership(user, room_id, draft).await?;
+        let mut via = via.to_vec();
+        // An invite's sender's server is in the room.
+        if let Some(invite) = current.filter(|m| m.membership == "invite")
+            && let Ok(inviter) = UserId::parse(&invite.sender)
+        {
+            via.push(inviter.server_name().to_owned());
+        }
+        let servers = joining::candidates(self.tenant, room_id, &via);
+        let mut writer = self.tenant.room_locks().lock(room_id).await;
+        if !servers.is_empty() && !self.is_resident(&writer).await? {
+            // The lock is held through the exchange: our other users joining at the same time
+            // wait and then join on the room as it starts here.
+            let joined =
+                joining::join(self.tenant, &servers, user, room_id, &draft.content).await?;
+            self.append_joined(&mut writer, joined).await?;
+            writer.finish().await?;
+            return Ok(room_id.to_owned());
+        }
+        if !self.is_known(room_id) && self.tenant.store().room(room_id.as_str()).await?.is_none() {
+            return Err(Error::NotFound("No known servers for this room".into()));
+        }
+        self.append(&mut writer, user, draft, None).await?;
+        writer.finish().await?;
         Ok(room_id.to_owned())
+    }
+
+    /// Whether one of our users is joined to the writer's room.
+    async fn is_resident(&self, writer: &RoomWriter) -> Result<bool> {
+        let room_id = writer.room_id();
+        if !self.is_known(room_id) && self.tenant.store().room(room_id.as_str()).await?.is_none() {
+            return Ok(false);
+        }
+        let (head, _) = self.tenant.room_heads().get(self.tenant, writer).await?;
+        let ours = self.tenant.server_name();
+        Ok(head
+            .joined
+            .iter()
+            .any(|member| member.server_name() == ours))
+    }
+
+    /// Whether the room has a head here (created or written to, maybe not committed yet).
+    fn is_known(&self, room_id: &RoomId) -> bool {
+        self.tenant.room_heads().contains(room_id)
     }
 
     /// Sends a fresh join event with the user's new profile to every room they are in, so
@@ -112,7 +151,8 @@ impl Rooms<'_> {
         Ok(())
     }
 
-    /// `POST /rooms/{roomId}/invite`.
+    /// `POST /rooms/{roomId}/invite`. A user of another server is invited through their
+    /// server, which signs the invite before it goes into the room.
     pub async fn invite(
         &self,
         sender: &UserId,
@@ -123,16 +163,14 @@ impl Rooms<'_> {
     ) -> Result<()> {
         check::member_id(target)?;
         self.room_for_member(sender, room_id).await?;
-        if target.server_name() != self.tenant.server_name() {
-            return Err(Error::Forbidden(
-                "Inviting users of other servers needs federation".into(),
-            ));
-        }
-        let Some(record) = self.tenant.store().user(target.localpart()).await? else {
-            return Err(Error::NotFound(format!("Unknown user {target}")));
-        };
-        if record.deactivated {
-            return Err(Error::Forbidden(format!("{target} is deactivated")));
+        let remote = target.server_name() != self.tenant.server_name();
+        if !remote {
+            let Some(record) = self.tenant.store().user(target.localpart()).await? else {
+                return Err(Error::NotFound(format!("Unknown user {target}")));
+            };
+            if record.deactivated {
+                return Err(Error::Forbidden(format!("{target} is deactivated")));
+            }
         }
         match self.current_membership(room_id, target).await? {
             Some(m) if m.membership == "join" => {
@@ -152,7 +190,37 @@ impl Rooms<'_> {
         if is_direct {
             draft.content["is_direct"] = Value::Bool(true);
         }
+        if remote {
+            return self.invite_remote(sender, room_id, target, draft).await;
+        }
         self.send_membership(sender, room_id, draft).await
+    }
+
+    /// Our invite of another server's user: built on the room's head, signed by their server
+    /// (which keeps it for them), then appended; the room's lock is held throughout, so the
+    /// head it was built on is still the room's.
+    async fn invite_remote(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        draft: EventDraft,
+    ) -> Result<()> {
+        let mut writer = self.tenant.room_locks().lock(room_id).await;
+        let prepared = self.prepare(&writer, sender, draft).await?;
+        let stripped = self.stripped_pdus(prepared.state()).await?;
+        let signed = invite::countersign(
+            self.tenant,
+            prepared.rules(),
+            prepared.room_version(),
+            prepared.pdu(),
+            target,
+            events::raws_of(&stripped)?,
+        )
+        .await?;
+        self.append_countersigned(&mut writer, prepared, signed)
+            .await?;
+        writer.finish().await
     }
 
     /// `POST /rooms/{roomId}/leave` (also rejects an invite or withdraws a knock).

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{EventId, OwnedEventId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
 
 use super::build::{self, Built};
 use super::check;
@@ -29,12 +29,13 @@ use super::heads::RoomHead;
 use super::lock::RoomWriter;
 use super::pdu::{EventDraft, Pdu};
 use super::state::RoomState;
-use super::steps::Accepted;
+use super::steps::{Accepted, RoomStart};
 use super::transactions::TxnClaim;
 use super::{Rooms, rules_of};
 use crate::federation::received::CheckedPdu;
 use crate::store::{
-    EventRecord, MembershipRecord, NewEvent, NewStateGroup, Redaction, RelationRecord, RoomRecord,
+    EventRecord, MembershipRecord, NewEvent, NewStateGroup, OutlierRecord, Redaction,
+    RelationRecord, RoomRecord,
 };
 use crate::stream::Audience;
 use crate::{Error, Result, Tenant};
@@ -97,6 +98,62 @@ impl Rooms<'_> {
             .await
     }
 
+    /// Builds and checks an event by `sender` on the writer's room without appending it: for
+    /// an event another server must sign before it goes into the room (an invite of one of
+    /// its users). [`Rooms::append_countersigned`] appends it, signed, while the writer still
+    /// holds the room.
+    pub(crate) async fn prepare(
+        &self,
+        writer: &RoomWriter,
+        sender: &UserId,
+        draft: EventDraft,
+    ) -> Result<Prepared> {
+        let _turn = self.tenant.work().await?;
+        let (head, epoch) = self.tenant.room_heads().get(self.tenant, writer).await?;
+        let rules = rules_of(&head.room_version)?;
+        let state = self
+            .tenant
+            .state_cache()
+            .group(self.tenant.store(), head.state_group)
+            .await?;
+        let room_id = writer.room_id().to_owned();
+        let built =
+            build::event(self.tenant, &rules, &room_id, &head, &state, sender, draft).await?;
+        check::well_formed(&built.pdu)?;
+        check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
+        Ok(Prepared {
+            built,
+            before: Before {
+                head,
+                state,
+                epoch,
+                rules,
+            },
+        })
+    }
+
+    /// Appends a prepared event in the form another server signed too: the same event, with
+    /// one more signature.
+    pub(crate) async fn append_countersigned(
+        &self,
+        writer: &mut RoomWriter,
+        prepared: Prepared,
+        signed: CheckedPdu,
+    ) -> Result<Arc<Pdu>> {
+        let _turn = self.tenant.work().await?;
+        let Prepared { built, before } = prepared;
+        if signed.pdu.event_id != built.pdu.event_id {
+            return Err(Error::Internal("the countersigned event is another".into()));
+        }
+        let built = Built {
+            pdu: Arc::new(signed.pdu),
+            canonical: signed.canonical,
+            auth_pdus: built.auth_pdus,
+        };
+        self.accept(writer, built, before, None, None, None, None)
+            .await
+    }
+
     /// Appends an event another server sent, once it passed the first checks (format,
     /// signatures, hashes: `federation::received`), through the same check, accept and commit
     /// stages as a local event. Returns once it is durable.
@@ -153,6 +210,73 @@ impl Rooms<'_> {
         Ok(Received::Stored)
     }
 
+    /// Appends our user's join of a room of other servers, which `send_join` accepted, on the
+    /// room's state as the resident server answered it, checked by the caller
+    /// (`federation::joining`). The room starts here with that state: its events are stored
+    /// as outliers and its memberships with the join. `writer` holds the room, which has no
+    /// joined member here.
+    pub(crate) async fn append_joined(
+        &self,
+        writer: &mut RoomWriter,
+        joined: JoinedRoom,
+    ) -> Result<()> {
+        let _turn = self.tenant.work().await?;
+        let JoinedRoom {
+            join,
+            room,
+            state,
+            state_pdus,
+            outliers,
+            memberships,
+        } = joined;
+        let rules = rules_of(&room.room_version)?;
+        let cache = self.tenant.state_cache();
+        let store = self.tenant.store();
+        let group = cache
+            .new_group(store, room.room_id.as_str(), None, &state)
+            .await?;
+        let mut members: Vec<OwnedUserId> = memberships
+            .iter()
+            .filter(|m| m.membership == "join")
+            .filter_map(|m| OwnedUserId::try_from(m.user_id.as_str()).ok())
+            .collect();
+        members.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        for pdu in state_pdus {
+            // The steps read the state before the batch storing it is written.
+            cache.remember(pdu);
+        }
+        let known = store.room(room.room_id.as_str()).await?.is_some();
+        let start = RoomStart {
+            room: (!known).then(|| RoomRecord {
+                state_group: group.id,
+                ..room.clone()
+            }),
+            state_group: group.clone(),
+            outliers,
+            memberships,
+        };
+        let before = Before {
+            head: RoomHead {
+                room_version: room.room_version,
+                state_group: group.id,
+                extremities: Vec::new(),
+                joined: Arc::new(members),
+                last_stream: 0,
+            },
+            state: Arc::new(state),
+            epoch: self.tenant.committer().epoch(),
+            rules,
+        };
+        let built = Built {
+            pdu: Arc::new(join.pdu),
+            canonical: join.canonical,
+            auth_pdus: Default::default(),
+        };
+        self.accept(writer, built, before, None, None, Some(start), None)
+            .await?;
+        Ok(())
+    }
+
     /// Appends a room's `m.room.create` event (the room row and its empty state group are
     /// stored with it) and locks the new room for the events that follow. The event is held
     /// back with the room's other first events: nothing of the room is stored unless all of
@@ -205,14 +329,14 @@ impl Rooms<'_> {
             rules,
         };
         let mut held = HeldEvents::new(self.tenant);
-        let creates = Some((room, empty));
+        let start = Some(RoomStart::created(room, empty));
         self.accept(
             &mut writer,
             built,
             before,
             None,
             None,
-            creates,
+            start,
             Some(&mut held),
         )
         .await?;
@@ -251,7 +375,7 @@ impl Rooms<'_> {
         before: Before,
         redacted: Option<Arc<Pdu>>,
         txn: Option<TxnClaim>,
-        creates: Option<(RoomRecord, NewStateGroup)>,
+        mut starts: Option<RoomStart>,
         held: Option<&mut HeldEvents>,
     ) -> Result<Arc<Pdu>> {
         let Before {
@@ -272,7 +396,8 @@ impl Rooms<'_> {
                     (pdu.kind.to_string().into(), state_key.clone()),
                     pdu.event_id.clone(),
                 );
-                let base = creates.is_none().then_some(head.state_group);
+                // The state a room starts with is stored with this event, in the same batch.
+                let base = starts.is_none().then_some(head.state_group);
                 let group = cache
                     .new_group(self.tenant.store(), pdu.room_id.as_str(), base, &after)
                     .await?;
@@ -282,6 +407,11 @@ impl Rooms<'_> {
         };
         let position = self.tenant.stream().position(audience_of(&pdu)).await?;
         let stream = position.get();
+        if let Some(start) = &mut starts {
+            for membership in &mut start.memberships {
+                membership.stream = stream;
+            }
+        }
         let membership = self.membership_of(&pdu, stream, state_after).await?;
         if let Some(m) = &membership
             && let Ok(user) = UserId::parse(&m.user_id)
@@ -320,7 +450,7 @@ impl Rooms<'_> {
             rules,
             members: head.joined.clone(),
             redacts: redacts.clone(),
-            creates,
+            starts,
         };
         match held {
             Some(held) => held.events.push((accepted, epoch, pdu.event_id.clone())),
@@ -382,9 +512,32 @@ impl Rooms<'_> {
 
     /// The stripped state shown to invitees and knockers (spec: "Stripped state").
     async fn stripped_state(&self, group: i64) -> Result<String> {
+        let state = self
+            .tenant
+            .state_cache()
+            .group(self.tenant.store(), group)
+            .await?;
+        let events: Vec<serde_json::Value> = self
+            .stripped_pdus(&state)
+            .await?
+            .iter()
+            .map(|pdu| {
+                serde_json::json!({
+                    "type": pdu.kind.to_string(),
+                    "state_key": pdu.state_key,
+                    "content": pdu.content_value(),
+                    "sender": pdu.sender,
+                })
+            })
+            .collect();
+        Ok(serde_json::Value::Array(events).to_string())
+    }
+
+    /// The events of `state` that make its stripped state, whole: over federation they travel
+    /// as PDUs (spec v1.16 on).
+    pub(crate) async fn stripped_pdus(&self, state: &RoomState) -> Result<Vec<Arc<Pdu>>> {
         let store = self.tenant.store();
         let cache = self.tenant.state_cache();
-        let state = cache.group(store, group).await?;
         let kinds = [
             StateEventType::RoomCreate,
             StateEventType::RoomJoinRules,
@@ -399,15 +552,10 @@ impl Rooms<'_> {
             if let Some(id) = state.get(&(kind, String::new()))
                 && let Some(pdu) = cache.pdu(store, id).await?
             {
-                events.push(serde_json::json!({
-                    "type": pdu.kind.to_string(),
-                    "state_key": pdu.state_key,
-                    "content": pdu.content_value(),
-                    "sender": pdu.sender,
-                }));
+                events.push(pdu);
             }
         }
-        Ok(serde_json::Value::Array(events).to_string())
+        Ok(events)
     }
 }
 
@@ -452,6 +600,47 @@ impl Drop for HeldEvents {
             self.tenant.room_heads().forget(&self.tenant, &room_id);
         }
     }
+}
+
+/// An event built and checked on a room's head, not yet appended.
+pub(crate) struct Prepared {
+    built: Built,
+    before: Before,
+}
+
+impl Prepared {
+    pub(crate) fn pdu(&self) -> &Arc<Pdu> {
+        &self.built.pdu
+    }
+
+    pub(crate) fn room_version(&self) -> &str {
+        &self.before.head.room_version
+    }
+
+    pub(crate) fn rules(&self) -> &RoomVersionRules {
+        &self.before.rules
+    }
+
+    /// The state the event is built on.
+    pub(crate) fn state(&self) -> &RoomState {
+        &self.before.state
+    }
+}
+
+/// A room of other servers our user joined through `send_join`, checked, ready to start here.
+pub(crate) struct JoinedRoom {
+    /// Our user's join, as the resident server accepted it.
+    pub(crate) join: CheckedPdu,
+    /// The room's row (its state group is set here).
+    pub(crate) room: RoomRecord,
+    /// The state before the join.
+    pub(crate) state: RoomState,
+    /// The PDUs of that state.
+    pub(crate) state_pdus: Vec<Arc<Pdu>>,
+    /// The state's events and their auth chain, to store.
+    pub(crate) outliers: Vec<OutlierRecord>,
+    /// The memberships of that state.
+    pub(crate) memberships: Vec<MembershipRecord>,
 }
 
 /// What became of a received event.

@@ -12,8 +12,8 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use crate::store::{
-    EventBatch, NewEvent, NewStateGroup, OutboundPduRecord, PushActionRecord, RoomPushActionRecord,
-    RoomRecord,
+    EventBatch, MembershipRecord, NewEvent, NewStateGroup, OutboundPduRecord, OutlierRecord,
+    PushActionRecord, RoomPushActionRecord, RoomRecord,
 };
 use crate::{Result, Tenant};
 
@@ -28,8 +28,41 @@ pub(crate) struct Accepted {
     pub(crate) members: Arc<Vec<OwnedUserId>>,
     /// The event this one redacts, whose cached PDU changes with the commit.
     pub(crate) redacts: Option<OwnedEventId>,
-    /// For a room's create event: the room row and its empty state group.
-    pub(crate) creates: Option<(RoomRecord, NewStateGroup)>,
+    /// For a room's first event here (its create event, or our join of a room of other
+    /// servers): what the room starts with.
+    pub(crate) starts: Option<RoomStart>,
+}
+
+/// What a room starts with besides its first event here, stored with that event.
+pub(crate) struct RoomStart {
+    /// The room's row; `None` for a room known already (joined again over federation).
+    pub(crate) room: Option<RoomRecord>,
+    /// The state before the first event: empty for a new room, the room's state for a join.
+    pub(crate) state_group: NewStateGroup,
+    /// For a join over federation: the events of that state and their auth chain.
+    pub(crate) outliers: Vec<OutlierRecord>,
+    /// For a join over federation: the memberships that state holds, positioned with the join.
+    pub(crate) memberships: Vec<MembershipRecord>,
+}
+
+impl RoomStart {
+    /// What a new room starts with: its row and its empty state.
+    pub(crate) fn created(room: RoomRecord, empty: NewStateGroup) -> Self {
+        Self {
+            room: Some(room),
+            state_group: empty,
+            outliers: Vec::new(),
+            memberships: Vec::new(),
+        }
+    }
+
+    /// Moves the room's start into the batch about to be stored.
+    pub(crate) fn into_batch(self, batch: &mut EventBatch) {
+        batch.rooms.extend(self.room);
+        batch.state_groups.push(self.state_group);
+        batch.outliers.extend(self.outliers);
+        batch.memberships.extend(self.memberships);
+    }
 }
 
 /// What steps derive from a batch of events, stored with it in one transaction.

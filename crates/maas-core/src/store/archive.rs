@@ -25,6 +25,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "state_groups",
     "state_group_entries",
     "events",
+    "outliers",
     "forward_extremities",
     "room_memberships",
     "forgotten_rooms",

@@ -24,7 +24,8 @@ pub struct RoomRecord {
 pub struct EventRecord {
     pub event_id: String,
     pub room_id: String,
-    /// Position in the tenant's stream: the timeline order.
+    /// Position in the tenant's stream: the timeline order. 0 for an outlier (an event known
+    /// but not in the timeline, see [`OutlierRecord`]), whose state groups are 0 as well.
     pub stream: i64,
     pub depth: i64,
     pub event_type: String,
@@ -43,6 +44,22 @@ pub struct EventRecord {
     pub txn: Option<TxnRecord>,
     /// `content.m.relates_to` of the event: relation type and parent event id.
     pub relation: Option<RelationRecord>,
+}
+
+/// An event of a room known here but not placed in its timeline (spec: "outlier"): the state
+/// and auth chain a join over federation brings. It has no stream position and no state of
+/// its own; it is read as state and as an auth event, and `event`/`events` return it (stream
+/// 0) when no timeline event has its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutlierRecord {
+    pub event_id: String,
+    pub room_id: String,
+    pub depth: i64,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub pdu: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +128,13 @@ pub struct EventBatch {
     pub state_groups: Vec<NewStateGroup>,
     /// Rooms the batch's events create.
     pub rooms: Vec<RoomRecord>,
+    /// Events the batch's rooms start with outside their timeline (a room joined over
+    /// federation: its state and auth chain), stored before the events; ones known already
+    /// are left as they are.
+    pub outliers: Vec<OutlierRecord>,
+    /// Memberships no event of the batch sets (a room joined over federation: its members),
+    /// written before the events' own.
+    pub memberships: Vec<MembershipRecord>,
     pub events: Vec<NewEvent>,
     pub push_actions: Vec<super::PushActionRecord>,
     pub room_push_actions: Vec<super::RoomPushActionRecord>,
@@ -227,8 +251,9 @@ pub trait RoomStore: Send + Sync {
     /// and rooms, then its events in order with everything that changes with them, then their
     /// notifications.
     async fn persist_events(&self, batch: &EventBatch) -> Result<()>;
+    /// The event `event_id`: the timeline's, else an outlier's (stream 0).
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>>;
-    /// The events among `event_ids` that exist, in no particular order.
+    /// The events among `event_ids` that exist, timeline or outliers, in no particular order.
     async fn events(&self, event_ids: &[String]) -> Result<Vec<EventRecord>>;
     async fn event_id_by_txn(&self, txn: &TxnRecord) -> Result<Option<String>>;
     async fn forward_extremities(&self, room_id: &str) -> Result<Vec<String>>;

@@ -13,7 +13,7 @@ use ruma::api::client::membership::{
     ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
     join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
 };
-use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, RoomAliasId};
+use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, OwnedUserId, RoomAliasId};
 use serde_json::Value;
 
 use super::convert::client_event_raw;
@@ -50,6 +50,18 @@ async fn resolve(tenant: &Tenant, room_id_or_alias: OwnedRoomOrAliasId) -> Resul
     }
 }
 
+/// The room a room id or an alias names, with the servers the alias's directory says can
+/// join others to it.
+async fn resolve_with_servers(
+    tenant: &Tenant,
+    room_id_or_alias: OwnedRoomOrAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    match OwnedRoomId::try_from(room_id_or_alias) {
+        Ok(room_id) => Ok((room_id, Vec::new())),
+        Err(alias) => Ok(tenant.rooms().alias(&alias).await?),
+    }
+}
+
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
 async fn join_room_by_id(
     ForTenant(tenant): ForTenant,
@@ -61,7 +73,7 @@ async fn join_room_by_id(
     }
     let room_id = tenant
         .rooms()
-        .join(&user.user_id, &req.room_id, req.reason.as_deref())
+        .join(&user.user_id, &req.room_id, &[], req.reason.as_deref())
         .await?;
     Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
@@ -75,11 +87,11 @@ async fn join_room_by_id_or_alias(
     if req.third_party_signed.is_some() {
         return Err(threepid_unsupported());
     }
-    // `via` names servers to join through; joining over federation is not available yet.
-    let room_id = resolve(&tenant, req.room_id_or_alias).await?;
+    let (room_id, mut via) = resolve_with_servers(&tenant, req.room_id_or_alias).await?;
+    via.splice(0..0, req.via);
     let room_id = tenant
         .rooms()
-        .join(&user.user_id, &room_id, req.reason.as_deref())
+        .join(&user.user_id, &room_id, &via, req.reason.as_deref())
         .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }

@@ -1,8 +1,9 @@
-//! Joining the tenant's rooms from other servers (spec: Server-Server API, "Joining Rooms";
-//! ruma `membership`): `make_join` and `send_join` v2.
+//! Joining the tenant's rooms from other servers and invites of its users (spec: Server-Server
+//! API, "Joining Rooms", "Inviting to a room"; ruma `membership`): `make_join`, `send_join` v2
+//! and `invite` v2.
 
-use maas_core::federation::membership;
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use maas_core::federation::{invite, membership};
+use ruma::api::federation::membership::{create_invite, create_join_event, prepare_join_event};
 
 use super::authentication::Origin;
 use crate::context::ForTenant;
@@ -12,7 +13,8 @@ use crate::ruma::{Ruma, RumaResponse};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<prepare_join_event::v1::Request, _, _>(router, make_join);
-    route::<create_join_event::v2::Request, _, _>(router, send_join)
+    let router = route::<create_join_event::v2::Request, _, _>(router, send_join);
+    route::<create_invite::v2::Request, _, _>(router, invite)
 }
 
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
@@ -41,4 +43,23 @@ async fn send_join(
     room_state.auth_chain = joined.auth_chain;
     room_state.servers_in_room = Some(joined.servers_in_room);
     Ok(create_join_event::v2::Response::new(room_state).into())
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`
+async fn invite(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<create_invite::v2::Request>,
+) -> Result<RumaResponse<create_invite::v2::Response>> {
+    let event = invite::receive(
+        &tenant,
+        &origin,
+        &req.room_id,
+        &req.event_id,
+        &req.room_version,
+        &req.event,
+        &req.invite_room_state,
+    )
+    .await?;
+    Ok(create_invite::v2::Response::new(event).into())
 }

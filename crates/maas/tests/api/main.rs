@@ -23,6 +23,7 @@ mod federation_e2ee;
 mod federation_joins;
 mod federation_keys;
 mod federation_queries;
+mod federation_rooms;
 mod federation_tls;
 mod group_commit;
 mod harness;

@@ -2,6 +2,8 @@
 //! the timeline, relation, thread and timestamp queries. The stream position is the primary
 //! key of `events`, and every range query reads an index that ends in it.
 
+use std::collections::HashSet;
+
 use sqlx::postgres::PgConnection;
 
 use super::{members, state};
@@ -9,8 +11,8 @@ use crate::postgres::util::{Schema, conflict, violates};
 use crate::postgres::{federation, push};
 use crate::rows::event_from_row;
 use crate::{
-    Direction, EventBatch, EventRecord, NewEvent, Redaction, Result, StoreError, StreamRange,
-    TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, OutlierRecord, Redaction, Result, StoreError,
+    StreamRange, TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -21,6 +23,23 @@ macro_rules! select_events {
                     origin_server_ts, pdu, state_before, state_after, redacted_by, \
                     txn_localpart, txn_device_id, txn_scope, txn_id, rel_type, parent_event_id \
              FROM events ",
+            $rest
+        )
+    };
+}
+
+/// The columns of `select_events!` from `outliers`: no stream position, no state, no
+/// transaction, no relation.
+macro_rules! select_outliers {
+    ($rest:literal) => {
+        concat!(
+            "SELECT 0::BIGINT AS stream, event_id, room_id, depth, event_type, state_key, \
+                    sender, origin_server_ts, pdu, 0::BIGINT AS state_before, \
+                    0::BIGINT AS state_after, NULL::TEXT AS redacted_by, \
+                    NULL::TEXT AS txn_localpart, NULL::TEXT AS txn_device_id, \
+                    NULL::TEXT AS txn_scope, NULL::TEXT AS txn_id, NULL::TEXT AS rel_type, \
+                    NULL::TEXT AS parent_event_id \
+             FROM outliers ",
             $rest
         )
     };
@@ -37,6 +56,12 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
     }
     for room in &batch.rooms {
         state::write_room(&mut tx, room).await?;
+    }
+    for outlier in &batch.outliers {
+        insert_outlier(&mut tx, outlier).await?;
+    }
+    for membership in &batch.memberships {
+        members::write_membership(&mut tx, membership).await?;
     }
     let heads = crate::batch::last_per_room(&batch.events);
     // The room rows first, in a fixed order: their locks, held until commit, serialize the
@@ -107,6 +132,26 @@ async fn write_extremities(conn: &mut PgConnection, new: &NewEvent) -> Result<()
 }
 
 /// Inserts the event row; `Conflict` naming what was taken (event id, transaction, position).
+/// Inserts an outlier, unless it is known already.
+async fn insert_outlier(conn: &mut PgConnection, outlier: &OutlierRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outliers (event_id, room_id, depth, event_type, state_key, sender, \
+                               origin_server_ts, pdu) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(&outlier.event_id)
+    .bind(&outlier.room_id)
+    .bind(outlier.depth)
+    .bind(&outlier.event_type)
+    .bind(&outlier.state_key)
+    .bind(&outlier.sender)
+    .bind(outlier.origin_server_ts)
+    .bind(&outlier.pdu)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn insert_event(conn: &mut PgConnection, event: &EventRecord) -> Result<()> {
     let txn = event.txn.as_ref();
     let relation = event.relation.as_ref();
@@ -186,6 +231,13 @@ pub(super) async fn event(schema: &Schema, event_id: &str) -> Result<Option<Even
         .bind(event_id)
         .fetch_optional(&mut *conn)
         .await?;
+    if let Some(row) = row {
+        return event_from_row(&row).map(Some);
+    }
+    let row = sqlx::query(select_outliers!("WHERE event_id = $1"))
+        .bind(event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(event_from_row).transpose()
 }
 
@@ -200,7 +252,24 @@ pub(super) async fn events(schema: &Schema, event_ids: &[String]) -> Result<Vec<
         .bind(event_ids)
         .fetch_all(&mut *conn)
         .await?;
-    rows.iter().map(event_from_row).collect()
+    let mut events: Vec<EventRecord> = rows.iter().map(event_from_row).collect::<Result<_>>()?;
+    if events.len() == event_ids.len() {
+        return Ok(events);
+    }
+    let found: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let missing: Vec<&str> = event_ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !found.contains(id))
+        .collect();
+    let rows = sqlx::query(select_outliers!("WHERE event_id = ANY($1)"))
+        .bind(&missing)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in &rows {
+        events.push(event_from_row(row)?);
+    }
+    Ok(events)
 }
 
 pub(super) async fn event_id_by_txn(schema: &Schema, txn: &TxnRecord) -> Result<Option<String>> {

@@ -2,6 +2,7 @@
 //! and the timeline, relation, thread and timestamp queries. The stream position is the rowid
 //! of `events`, so every range query reads an index in stream order.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -13,7 +14,8 @@ use crate::sqlite::raw::{self, Direct};
 use crate::sqlite::util::{found, to_json};
 use crate::sqlite::{federation, push};
 use crate::{
-    Direction, EventBatch, EventRecord, NewEvent, Redaction, Result, StreamRange, TxnRecord,
+    Direction, EventBatch, EventRecord, NewEvent, OutlierRecord, Redaction, Result, StreamRange,
+    TxnRecord,
 };
 
 /// `SELECT <every event column> FROM events <rest>`, as a `&'static str`.
@@ -24,6 +26,22 @@ macro_rules! select_events {
                     origin_server_ts, pdu, state_before, state_after, redacted_by, \
                     txn_localpart, txn_device_id, txn_scope, txn_id, rel_type, parent_event_id \
              FROM events ",
+            $rest
+        )
+    };
+}
+
+/// The columns of `select_events!` from `outliers`: no stream position, no state, no
+/// transaction, no relation.
+macro_rules! select_outliers {
+    ($rest:literal) => {
+        concat!(
+            "SELECT 0 AS stream, event_id, room_id, depth, event_type, state_key, sender, \
+                    origin_server_ts, pdu, 0 AS state_before, 0 AS state_after, \
+                    NULL AS redacted_by, NULL AS txn_localpart, NULL AS txn_device_id, \
+                    NULL AS txn_scope, NULL AS txn_id, NULL AS rel_type, \
+                    NULL AS parent_event_id \
+             FROM outliers ",
             $rest
         )
     };
@@ -40,6 +58,12 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
             }
             for room in &batch.rooms {
                 state::write_room(tx, room)?;
+            }
+            for outlier in &batch.outliers {
+                insert_outlier(tx, outlier)?;
+            }
+            for membership in &batch.memberships {
+                members::write_membership(tx, membership)?;
             }
             for group in batch
                 .events
@@ -139,6 +163,26 @@ fn insert_event(tx: &Connection, event: &EventRecord) -> Result<()> {
     Ok(())
 }
 
+/// Inserts an outlier, unless it is known already.
+fn insert_outlier(tx: &Connection, outlier: &OutlierRecord) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO outliers (event_id, room_id, depth, event_type, state_key, sender, \
+                               origin_server_ts, pdu) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )?
+    .execute(rusqlite::params![
+        outlier.event_id,
+        outlier.room_id,
+        outlier.depth,
+        outlier.event_type,
+        outlier.state_key,
+        outlier.sender,
+        outlier.origin_server_ts,
+        outlier.pdu,
+    ])?;
+    Ok(())
+}
+
 /// Replaces the redacted event's PDU with its redacted form. A target that isn't stored (yet)
 /// is no error: redactions may arrive before their target, which is then redacted on arrival.
 fn redact(tx: &Connection, room_id: &str, redaction: &Redaction) -> Result<()> {
@@ -167,6 +211,13 @@ pub(super) async fn event(pool: &SqlitePool, event_id: &str) -> Result<Option<Ev
         .bind(event_id)
         .fetch_optional(pool)
         .await?;
+    if let Some(row) = row {
+        return event_from_row(&row).map(Some);
+    }
+    let row = sqlx::query(select_outliers!("WHERE event_id = ?"))
+        .bind(event_id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(event_from_row).transpose()
 }
 
@@ -185,6 +236,23 @@ pub(super) async fn events(reader: &Arc<Direct>, event_ids: &[String]) -> Result
                 let rows = statement.query([to_json(&chunk, "event ids")?])?;
                 events.extend(raw::collect(rows, event_from_row)?);
             }
+            if events.len() == event_ids.len() {
+                return Ok(events);
+            }
+            let found: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            let missing: Vec<&String> = event_ids
+                .iter()
+                .filter(|id| !found.contains(id.as_str()))
+                .collect();
+            let mut outliers = db.prepare_cached(select_outliers!(
+                "WHERE event_id IN (SELECT value FROM json_each(?))"
+            ))?;
+            let mut more = Vec::new();
+            for chunk in missing.chunks(ID_CHUNK) {
+                let rows = outliers.query([to_json(&chunk, "event ids")?])?;
+                more.extend(raw::collect(rows, event_from_row)?);
+            }
+            events.extend(more);
             Ok(events)
         })
         .await

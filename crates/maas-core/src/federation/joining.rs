@@ -1,0 +1,420 @@
+//! Joining a room of other servers (spec: Server-Server API, "Joining Rooms", the joining
+//! server's side): a resident server's `make_join` gives a join template, we sign it, and its
+//! `send_join` answers with the room's state and auth chain. Those are checked as any received
+//! event is (signatures, hashes, the auth rules, each against its own auth events) before the
+//! room starts here with that state.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName,
+    UserId,
+};
+use serde_json::value::RawValue as RawJsonValue;
+
+use super::received::{self, CheckedPdu};
+use crate::rooms::pdu::{self, Pdu};
+use crate::rooms::pipeline::JoinedRoom;
+use crate::rooms::state::RoomState;
+use crate::rooms::{auth, check, is_supported_version, rules_of};
+use crate::store::{MembershipRecord, OutlierRecord, RoomRecord};
+use crate::{Error, Result, Tenant, secrets};
+
+/// The servers to ask for a join: those the client named, then the one in the room id (room
+/// versions before 12 carry the creator's), never ourselves.
+pub(crate) fn candidates(
+    tenant: &Tenant,
+    room_id: &RoomId,
+    via: &[OwnedServerName],
+) -> Vec<OwnedServerName> {
+    let mut seen = BTreeSet::new();
+    via.iter()
+        .cloned()
+        .chain(room_id.server_name().map(ToOwned::to_owned))
+        .filter(|server| server != tenant.server_name())
+        .filter(|server| seen.insert(server.clone()))
+        .collect()
+}
+
+/// Asks each of `servers` in turn to join `user` to `room_id`, with `content` (the member
+/// event's content, `membership: join` and the user's profile); returns the checked room of
+/// the first that does, or the last server's refusal.
+pub(crate) async fn join(
+    tenant: &Tenant,
+    servers: &[OwnedServerName],
+    user: &UserId,
+    room_id: &RoomId,
+    content: &serde_json::Value,
+) -> Result<JoinedRoom> {
+    let mut last = Error::NotFound("No known servers for this room".into());
+    for server in servers {
+        match join_through(tenant, server, user, room_id, content).await {
+            Ok(joined) => return Ok(joined),
+            Err(e) => {
+                tracing::info!(%room_id, %server, error = %e, "joining through a server failed");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn join_through(
+    tenant: &Tenant,
+    server: &ServerName,
+    user: &UserId,
+    room_id: &RoomId,
+    content: &serde_json::Value,
+) -> Result<JoinedRoom> {
+    let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+    request.ver = supported_versions();
+    let template = tenant
+        .federation()
+        .send_signed(tenant, server, request)
+        .await?;
+    // A server that names no version means version 1 (spec: `make_join`).
+    let version = template.room_version.unwrap_or(RoomVersionId::V1);
+    if !is_supported_version(&version) {
+        return Err(Error::IncompatibleRoomVersion(version.to_string()));
+    }
+    let rules = rules_of(version.as_str())?;
+    let join = sign(tenant, &rules, room_id, user, &template.event, content).await?;
+    let raw = received_form(&join.pdu)?;
+    let request =
+        create_join_event::v2::Request::new(room_id.to_owned(), join.pdu.event_id.clone(), raw);
+    let answer = tenant
+        .federation()
+        .send_signed(tenant, server, request)
+        .await?
+        .room_state;
+    // For a restricted room, the resident server countersigns the join and sends it back.
+    let join = match &answer.event {
+        Some(countersigned) => {
+            let checked = received::check(tenant, &rules, room_id, countersigned).await?;
+            if checked.pdu.event_id != join.pdu.event_id {
+                return Err(out_of_spec(server, "send_join returned another event"));
+            }
+            checked
+        }
+        None => join,
+    };
+    let (events, state_ids) = checked_events(tenant, &rules, room_id, &answer).await;
+    joined_room(
+        server,
+        user,
+        version.as_str(),
+        &rules,
+        join,
+        &state_ids,
+        events,
+    )
+}
+
+/// Every stable version, for `ver`: the resident server picks the template's.
+fn supported_versions() -> Vec<RoomVersionId> {
+    use RoomVersionId as V;
+    [
+        V::V1,
+        V::V2,
+        V::V3,
+        V::V4,
+        V::V5,
+        V::V6,
+        V::V7,
+        V::V8,
+        V::V9,
+        V::V10,
+        V::V11,
+        V::V12,
+    ]
+    .into_iter()
+    .filter(is_supported_version)
+    .collect()
+}
+
+/// Our user's join, from the resident server's template: our content, timestamp, hashes and
+/// signature on the room's head the template names.
+async fn sign(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    room_id: &RoomId,
+    user: &UserId,
+    template: &RawJsonValue,
+    content: &serde_json::Value,
+) -> Result<CheckedPdu> {
+    let mut json: CanonicalJsonObject = serde_json::from_str(template.get())
+        .map_err(|e| Error::RemoteUnavailable(format!("make_join gave no event: {e}")))?;
+    let field = |json: &CanonicalJsonObject, key: &str| match json.get(key) {
+        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let is_our_join = field(&json, "type").as_deref() == Some("m.room.member")
+        && field(&json, "state_key").as_deref() == Some(user.as_str())
+        && field(&json, "sender").as_deref() == Some(user.as_str())
+        && field(&json, "room_id").as_deref() == Some(room_id.as_str());
+    if !is_our_join {
+        return Err(Error::RemoteUnavailable(format!(
+            "make_join gave an event that is not {user}'s join of {room_id}"
+        )));
+    }
+    let mut merged = match json.remove("content") {
+        Some(CanonicalJsonValue::Object(content)) => content,
+        _ => CanonicalJsonObject::new(),
+    };
+    // Ours where we set it; the resident server's other keys (a restricted join's
+    // authorising user) stay.
+    if let Ok(CanonicalJsonValue::Object(ours)) = CanonicalJsonValue::try_from(content.clone()) {
+        merged.extend(ours);
+    }
+    json.insert("content".into(), CanonicalJsonValue::Object(merged));
+    let now = MilliSecondsSinceUnixEpoch::now().get();
+    json.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(now.into()),
+    );
+    json.insert(
+        "origin".into(),
+        CanonicalJsonValue::String(tenant.server_name().to_string()),
+    );
+    for key in ["signatures", "hashes", "unsigned", "event_id"] {
+        json.remove(key);
+    }
+    if rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
+        let id = format!(
+            "${}:{}",
+            secrets::random_alphanumeric(18),
+            tenant.server_name()
+        );
+        json.insert("event_id".into(), CanonicalJsonValue::String(id));
+    }
+    let key = tenant.signing_key().await?;
+    ruma::signatures::hash_and_sign_event(
+        tenant.server_name().as_str(),
+        &*key,
+        &mut json,
+        &rules.redaction,
+    )
+    .map_err(|e| Error::BadJson(format!("The join can't be signed: {e}")))?;
+    let event_id = pdu::event_id_of(&json, rules)?;
+    let canonical = pdu::canonical_json(&json);
+    let pdu = Pdu::from_json(event_id, room_id, json)
+        .map_err(|e| Error::RemoteUnavailable(format!("make_join gave a bad event: {e}")))?;
+    Ok(CheckedPdu { pdu, canonical })
+}
+
+/// A PDU as sent: its canonical JSON.
+fn received_form(pdu: &Pdu) -> Result<Box<RawJsonValue>> {
+    RawJsonValue::from_string(pdu::canonical_json(&pdu.json))
+        .map_err(|e| Error::Internal(format!("join PDU: {e}")))
+}
+
+/// The events of the answer (auth chain and state) that pass the first checks and the auth
+/// rules against their own auth events, by id, and the ids of the state's. An event whose
+/// auth events are missing or rejected is rejected too.
+async fn checked_events(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    room_id: &RoomId,
+    answer: &create_join_event::v2::RoomState,
+) -> (HashMap<OwnedEventId, CheckedPdu>, Vec<OwnedEventId>) {
+    let mut received = HashMap::new();
+    let mut state_ids = Vec::with_capacity(answer.state.len());
+    let listed = answer
+        .auth_chain
+        .iter()
+        .map(|raw| (raw, false))
+        .chain(answer.state.iter().map(|raw| (raw, true)));
+    for (raw, in_state) in listed {
+        match received::check(tenant, rules, room_id, raw).await {
+            Ok(checked) if check::well_formed(&checked.pdu).is_ok() => {
+                if in_state {
+                    state_ids.push(checked.pdu.event_id.clone());
+                }
+                received.insert(checked.pdu.event_id.clone(), checked);
+            }
+            Ok(checked) => tracing::info!(event_id = %checked.pdu.event_id, "malformed state"),
+            Err(e) => tracing::info!(%room_id, error = %e, "send_join gave a bad event"),
+        }
+    }
+    (authorized(rules, room_id, received), state_ids)
+}
+
+/// The events allowed by the auth rules against the state their own auth events form,
+/// checked auth events first.
+fn authorized(
+    rules: &RoomVersionRules,
+    room_id: &RoomId,
+    mut pending: HashMap<OwnedEventId, CheckedPdu>,
+) -> HashMap<OwnedEventId, CheckedPdu> {
+    let implied_create = (!rules.event_format.allow_room_create_in_auth_events)
+        .then(|| check::create_event_id(room_id).ok())
+        .flatten();
+    let mut accepted: HashMap<OwnedEventId, CheckedPdu> = HashMap::new();
+    let mut pdus: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
+    loop {
+        let ready: Vec<OwnedEventId> = pending
+            .values()
+            .filter(|c| {
+                auth_events_of(&c.pdu, implied_create.as_ref())
+                    .all(|id| pdus.contains_key(id) || *id == c.pdu.event_id)
+            })
+            .map(|c| c.pdu.event_id.clone())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for id in ready {
+            let Some(checked) = pending.remove(&id) else {
+                continue;
+            };
+            let mut state = RoomState::new();
+            for auth_id in auth_events_of(&checked.pdu, implied_create.as_ref()) {
+                if let Some(auth_event) = pdus.get(auth_id)
+                    && let Some(key) = &auth_event.state_key
+                {
+                    state.insert(
+                        (auth_event.kind.to_string().into(), key.clone()),
+                        auth_id.clone(),
+                    );
+                }
+            }
+            match auth::check(rules, &checked.pdu, &state, &pdus) {
+                Ok(()) => {
+                    pdus.insert(id.clone(), Arc::new(checked.pdu.clone()));
+                    accepted.insert(id, checked);
+                }
+                Err(e) => tracing::info!(event_id = %id, error = %e, "state event rejected"),
+            }
+        }
+    }
+    for id in pending.keys() {
+        tracing::info!(event_id = %id, "state event rejected: its auth events are missing");
+    }
+    accepted
+}
+
+/// An event's auth events, with the create event its room id stands for from version 12 on
+/// (but not for the create event itself).
+fn auth_events_of<'a>(
+    pdu: &'a Pdu,
+    implied_create: Option<&'a OwnedEventId>,
+) -> impl Iterator<Item = &'a OwnedEventId> {
+    let implied = implied_create.filter(|id| **id != pdu.event_id);
+    pdu.auth_events.iter().chain(implied)
+}
+
+/// The room as it starts here: the state the answer lists (those of its events that passed),
+/// which must allow our join.
+fn joined_room(
+    server: &ServerName,
+    user: &UserId,
+    room_version: &str,
+    rules: &RoomVersionRules,
+    join: CheckedPdu,
+    state_ids: &[OwnedEventId],
+    events: HashMap<OwnedEventId, CheckedPdu>,
+) -> Result<JoinedRoom> {
+    let mut state = RoomState::new();
+    let mut state_pdus = Vec::new();
+    for id in state_ids {
+        let Some(checked) = events.get(id) else {
+            continue;
+        };
+        let pdu = &checked.pdu;
+        let Some(key) = &pdu.state_key else {
+            continue;
+        };
+        state.insert(
+            (pdu.kind.to_string().into(), key.clone()),
+            pdu.event_id.clone(),
+        );
+        state_pdus.push(Arc::new(pdu.clone()));
+    }
+    let create_key = (StateEventType::RoomCreate, String::new());
+    let create = state
+        .get(&create_key)
+        .and_then(|id| events.get(id))
+        .ok_or_else(|| out_of_spec(server, "send_join gave no valid create event"))?;
+    let created_version = create.pdu.content_value()["room_version"]
+        .as_str()
+        .unwrap_or("1")
+        .to_owned();
+    if created_version != room_version {
+        return Err(out_of_spec(
+            server,
+            "the room's create event names another version",
+        ));
+    }
+    let by_id: HashMap<OwnedEventId, Arc<Pdu>> = state_pdus
+        .iter()
+        .map(|p| (p.event_id.clone(), p.clone()))
+        .chain(
+            join.pdu
+                .auth_events
+                .iter()
+                .filter_map(|id| events.get(id))
+                .map(|c| (c.pdu.event_id.clone(), Arc::new(c.pdu.clone()))),
+        )
+        .collect();
+    auth::check(rules, &join.pdu, &state, &by_id)
+        .map_err(|e| Error::Forbidden(format!("The room's state does not allow the join: {e}")))?;
+    let room = RoomRecord {
+        room_id: join.pdu.room_id.to_string(),
+        room_version: room_version.to_owned(),
+        creator: create.pdu.sender.to_string(),
+        created_ts: create.pdu.origin_server_ts.get().into(),
+        published: false,
+        state_group: 0,
+    };
+    let memberships = state_pdus
+        .iter()
+        .filter(|p| p.kind == TimelineEventType::RoomMember)
+        .filter(|p| p.state_key.as_deref() != Some(user.as_str()))
+        .filter_map(|p| membership_of(p))
+        .collect();
+    let outliers = events.values().map(outlier_of).collect();
+    Ok(JoinedRoom {
+        join,
+        room,
+        state,
+        state_pdus,
+        outliers,
+        memberships,
+    })
+}
+
+fn membership_of(pdu: &Pdu) -> Option<MembershipRecord> {
+    let membership = pdu.content_value()["membership"].as_str()?.to_owned();
+    Some(MembershipRecord {
+        room_id: pdu.room_id.to_string(),
+        user_id: pdu.state_key.clone()?,
+        membership,
+        event_id: pdu.event_id.to_string(),
+        stream: 0,
+        sender: pdu.sender.to_string(),
+        stripped_state: None,
+    })
+}
+
+fn outlier_of(checked: &CheckedPdu) -> OutlierRecord {
+    let pdu = &checked.pdu;
+    OutlierRecord {
+        event_id: pdu.event_id.to_string(),
+        room_id: pdu.room_id.to_string(),
+        depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
+        event_type: pdu.kind.to_string(),
+        state_key: pdu.state_key.clone(),
+        sender: pdu.sender.to_string(),
+        origin_server_ts: pdu.origin_server_ts.get().into(),
+        pdu: checked.canonical.clone(),
+    }
+}
+
+fn out_of_spec(server: &ServerName, what: &str) -> Error {
+    Error::RemoteUnavailable(format!("{server}: {what}"))
+}

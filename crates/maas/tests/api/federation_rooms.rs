@@ -1,0 +1,362 @@
+//! Users of two tenants of one process share rooms (spec: Server-Server API, "Joining Rooms",
+//! the joining server's side, and "Transactions"): a user joins a room of the other tenant by
+//! alias or by id, over the in-process transport with every check of the network, and the two
+//! talk; refusals leave nothing behind.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+async fn setup() -> (TestServer, Session, Session) {
+    let srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let bob = srv.register("b.test", "bob", "password-bob").await;
+    (srv, alice, bob)
+}
+
+/// Alice's public room on a.test, with a name and the alias `#lobby:a.test`, and one message.
+async fn lobby(srv: &TestServer, alice: &Session) -> String {
+    let room = srv
+        .on("a.test")
+        .as_user(alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat", "name": "Lobby", "room_alias_name": "lobby"}),
+        )
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id").to_owned();
+    send(srv, "a.test", alice, &room_id, "before bob").await;
+    room_id
+}
+
+async fn send(srv: &TestServer, host: &str, user: &Session, room_id: &str, body: &str) {
+    srv.on(host)
+        .as_user(user)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(room_id),
+                enc(body)
+            ),
+            json!({"msgtype": "m.text", "body": body}),
+        )
+        .await
+        .ok();
+}
+
+/// The message bodies of the room as `user` reads them on `host`, oldest first.
+async fn bodies(srv: &TestServer, host: &str, user: &Session, room_id: &str) -> Vec<String> {
+    let page = srv
+        .on(host)
+        .as_user(user)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+            enc(room_id)
+        ))
+        .await
+        .ok();
+    let mut bodies: Vec<String> = page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    bodies.reverse();
+    bodies
+}
+
+/// Waits until the room's messages on `host` end with `last` (delivery between tenants is
+/// asynchronous).
+async fn wait_for(srv: &TestServer, host: &str, user: &Session, room_id: &str, last: &str) {
+    for _ in 0..100 {
+        let seen = bodies(srv, host, user, room_id).await;
+        if seen.last().map(String::as_str) == Some(last) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = bodies(srv, host, user, room_id).await;
+    panic!("{last:?} never reached {host}: {seen:?}");
+}
+
+async fn joined_members(srv: &TestServer, host: &str, user: &Session, room_id: &str) -> Value {
+    srv.on(host)
+        .as_user(user)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            enc(room_id)
+        ))
+        .await
+        .ok()["joined"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_user_joins_a_room_of_another_tenant_by_alias_and_they_talk() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+
+    let joined = srv
+        .on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test")),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id.as_str());
+
+    // Both servers see both members; bob's server has the room's state from a.test.
+    for (host, user) in [("a.test", &alice), ("b.test", &bob)] {
+        let members = joined_members(&srv, host, user, &room_id).await;
+        assert!(members["@alice:a.test"].is_object(), "{host}: {members}");
+        assert!(members["@bob:b.test"].is_object(), "{host}: {members}");
+    }
+    let name = srv
+        .on("b.test")
+        .as_user(&bob)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+            enc(&room_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(name["name"], "Lobby");
+    let sync = srv
+        .on("b.test")
+        .as_user(&bob)
+        .get("/_matrix/client/v3/sync")
+        .await
+        .ok();
+    let room = &sync["rooms"]["join"][&room_id];
+    let state = room["state"]["events"].as_array().expect("state events");
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.name"),
+        "the room's state reaches bob's sync: {room}"
+    );
+    let timeline = room["timeline"]["events"].as_array().expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == "@bob:b.test"),
+        "bob's join is in his timeline: {room}"
+    );
+
+    // They talk, each on their own server.
+    send(&srv, "b.test", &bob, &room_id, "hello from b").await;
+    wait_for(&srv, "a.test", &alice, &room_id, "hello from b").await;
+    send(&srv, "a.test", &alice, &room_id, "hello from a").await;
+    wait_for(&srv, "b.test", &bob, &room_id, "hello from a").await;
+    send(&srv, "b.test", &bob, &room_id, "and again").await;
+    wait_for(&srv, "a.test", &alice, &room_id, "and again").await;
+    assert_eq!(
+        bodies(&srv, "a.test", &alice, &room_id).await,
+        ["before bob", "hello from b", "hello from a", "and again"]
+    );
+    // Bob's server holds what happened since he joined.
+    assert_eq!(
+        bodies(&srv, "b.test", &bob, &room_id).await,
+        ["hello from b", "hello from a", "and again"]
+    );
+}
+
+#[tokio::test]
+async fn a_room_is_joined_by_id_through_the_servers_named() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+    let as_bob = srv.on("b.test").as_user(&bob);
+
+    // A version 12 room id names no server: without `via` there is no one to ask.
+    let resp = as_bob
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room_id)),
+            json!({}),
+        )
+        .await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+
+    let joined = as_bob
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=a.test", enc(&room_id)),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id.as_str());
+    let members = joined_members(&srv, "a.test", &alice, &room_id).await;
+    assert!(members["@bob:b.test"].is_object(), "{members}");
+
+    // Joining again changes nothing.
+    as_bob
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=a.test", enc(&room_id)),
+            json!({}),
+        )
+        .await
+        .ok();
+    let rooms = as_bob.get("/_matrix/client/v3/joined_rooms").await.ok();
+    assert_eq!(rooms["joined_rooms"], json!([room_id]));
+}
+
+#[tokio::test]
+async fn a_refused_join_leaves_nothing_behind() {
+    let (srv, alice, bob) = setup().await;
+    let room = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "private_chat", "room_alias_name": "private"}),
+        )
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id");
+    let as_bob = srv.on("b.test").as_user(&bob);
+
+    let resp = as_bob
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#private:a.test")),
+            json!({}),
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    let resp = as_bob
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#nowhere:a.test")),
+            json!({}),
+        )
+        .await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+    // A server that isn't there.
+    let resp = as_bob
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via=c.test", enc(room_id)),
+            json!({}),
+        )
+        .await;
+    assert!(resp.status >= 400, "{}", resp.body);
+
+    let rooms = as_bob.get("/_matrix/client/v3/joined_rooms").await.ok();
+    assert_eq!(rooms["joined_rooms"], json!([]));
+    let resp = as_bob
+        .get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id)))
+        .await;
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    let members = joined_members(&srv, "a.test", &alice, room_id).await;
+    assert!(members["@bob:b.test"].is_null(), "{members}");
+}
+
+/// The rooms of `section` (`invite`, `join`, `leave`) in a full sync of `user` on `host`.
+async fn synced(srv: &TestServer, host: &str, user: &Session, section: &str) -> Value {
+    srv.on(host)
+        .as_user(user)
+        .get("/_matrix/client/v3/sync")
+        .await
+        .ok()["rooms"][section]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_user_of_another_tenant_is_invited_and_accepts() {
+    let (srv, alice, bob) = setup().await;
+    let room = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "private_chat", "name": "Secret"}),
+        )
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id").to_owned();
+    send(&srv, "a.test", &alice, &room_id, "before the invite").await;
+
+    srv.on("a.test")
+        .as_user(&alice)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room_id)),
+            json!({"user_id": "@bob:b.test", "reason": "join us"}),
+        )
+        .await
+        .ok();
+    // The invite is in the room, signed by both servers, and bob's server keeps it for him
+    // with the room's stripped state.
+    let member = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room_id),
+            enc("@bob:b.test")
+        ))
+        .await
+        .ok();
+    assert_eq!(member["membership"], "invite");
+    let invites = synced(&srv, "b.test", &bob, "invite").await;
+    let stripped = invites[&room_id]["invite_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("bob is invited: {invites}"));
+    assert!(
+        stripped
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret"),
+        "{invites}"
+    );
+    assert!(
+        stripped.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == "@bob:b.test"
+            && e["content"]["membership"] == "invite"
+            && e["sender"] == "@alice:a.test"),
+        "{invites}"
+    );
+
+    // The room is invite-only and its id names no server: the invite says where to join.
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room_id)),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert!(synced(&srv, "b.test", &bob, "join").await[&room_id].is_object());
+    let members = joined_members(&srv, "a.test", &alice, &room_id).await;
+    assert!(members["@bob:b.test"].is_object(), "{members}");
+    send(&srv, "b.test", &bob, &room_id, "thanks").await;
+    wait_for(&srv, "a.test", &alice, &room_id, "thanks").await;
+}
+
+#[tokio::test]
+async fn invites_to_unknown_or_remote_users_are_checked() {
+    let (srv, alice, _bob) = setup().await;
+    let room = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post("/_matrix/client/v3/createRoom", json!({}))
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id");
+    let as_alice = srv.on("a.test").as_user(&alice);
+    let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(room_id));
+
+    // b.test has no such user: its server refuses, and the room doesn't change.
+    let resp = as_alice
+        .post(&path, json!({"user_id": "@nobody:b.test"}))
+        .await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+    let member = as_alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(room_id),
+            enc("@nobody:b.test")
+        ))
+        .await;
+    assert_error(&member, 404, "M_NOT_FOUND");
+}
