@@ -14,7 +14,7 @@ use serde_json::value::RawValue as RawJsonValue;
 use super::received::{self, CheckedPdu};
 use crate::rooms::pdu::{self, Pdu};
 use crate::rooms::{is_supported_version, rules_of};
-use crate::store::{EventBatch, MembershipRecord, OutlierRecord};
+use crate::store::{EventBatch, MembershipRecord};
 use crate::stream::Audience;
 use crate::{Error, Result, Tenant};
 
@@ -107,32 +107,45 @@ async fn countersigned(
     Ok(CheckedPdu { pdu, canonical })
 }
 
-/// Keeps the invite for `invitee`: the event as an outlier, their membership `invite` with the
-/// room's stripped state, at a new position of the stream that wakes their sync.
+/// Keeps the invite for `invitee`, with the room's stripped state.
 async fn keep(
     tenant: &Tenant,
     invite: &CheckedPdu,
     invitee: &UserId,
     invite_room_state: &[RawStrippedState],
 ) -> Result<()> {
-    let pdu = &invite.pdu;
+    let stripped = stripped_for_clients(invite_room_state).to_string();
+    keep_membership(tenant, invite, invitee, "invite", Some(stripped)).await
+}
+
+/// Keeps a membership of `user` in a room none of our users is in (an invite, its rejection):
+/// the event as an outlier, the membership at a new position of the stream that wakes the
+/// user's sync.
+pub(crate) async fn keep_membership(
+    tenant: &Tenant,
+    event: &CheckedPdu,
+    user: &UserId,
+    membership: &str,
+    stripped_state: Option<String>,
+) -> Result<()> {
+    let pdu = &event.pdu;
     let mut writer = tenant.stream().writer().await;
     let stream = writer
         .next_for(Audience::Room {
             room_id: pdu.room_id.to_string(),
-            user: Some(invitee.to_string()),
+            user: Some(user.to_string()),
         })
         .await?;
     let batch = EventBatch {
-        outliers: vec![outlier_of(invite)],
+        outliers: vec![event.outlier()],
         memberships: vec![MembershipRecord {
             room_id: pdu.room_id.to_string(),
-            user_id: invitee.to_string(),
-            membership: "invite".to_owned(),
+            user_id: user.to_string(),
+            membership: membership.to_owned(),
             event_id: pdu.event_id.to_string(),
             stream,
             sender: pdu.sender.to_string(),
-            stripped_state: Some(stripped_for_clients(invite_room_state).to_string()),
+            stripped_state,
         }],
         ..EventBatch::default()
     };
@@ -163,20 +176,6 @@ fn stripped_for_clients(invite_room_state: &[RawStrippedState]) -> Value {
         })
         .collect();
     Value::Array(events)
-}
-
-pub(crate) fn outlier_of(checked: &CheckedPdu) -> OutlierRecord {
-    let pdu = &checked.pdu;
-    OutlierRecord {
-        event_id: pdu.event_id.to_string(),
-        room_id: pdu.room_id.to_string(),
-        depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
-        event_type: pdu.kind.to_string(),
-        state_key: pdu.state_key.clone(),
-        sender: pdu.sender.to_string(),
-        origin_server_ts: pdu.origin_server_ts.get().into(),
-        pdu: checked.canonical.clone(),
-    }
 }
 
 /// The inviting side: sends our invite of `invitee` (built, checked, not yet in the room) to

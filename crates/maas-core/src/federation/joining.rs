@@ -22,7 +22,7 @@ use crate::rooms::pdu::{self, Pdu};
 use crate::rooms::pipeline::JoinedRoom;
 use crate::rooms::state::RoomState;
 use crate::rooms::{auth, check, is_supported_version, rules_of};
-use crate::store::{MembershipRecord, OutlierRecord, RoomRecord};
+use crate::store::{MembershipRecord, RoomRecord};
 use crate::{Error, Result, Tenant, secrets};
 
 /// The servers to ask for a join: those the client named, then the one in the room id (room
@@ -137,9 +137,10 @@ fn supported_versions() -> Vec<RoomVersionId> {
     .collect()
 }
 
-/// Our user's join, from the resident server's template: our content, timestamp, hashes and
-/// signature on the room's head the template names.
-async fn sign(
+/// Our user's membership event (`content` says which), from a resident server's `make_join`
+/// or `make_leave` template: our content, timestamp, hashes and signature on the room's head
+/// the template names.
+pub(crate) async fn sign(
     tenant: &Tenant,
     rules: &RoomVersionRules,
     room_id: &RoomId,
@@ -147,25 +148,30 @@ async fn sign(
     template: &RawJsonValue,
     content: &serde_json::Value,
 ) -> Result<CheckedPdu> {
+    let membership = content["membership"].as_str().unwrap_or_default();
     let mut json: CanonicalJsonObject = serde_json::from_str(template.get())
-        .map_err(|e| Error::RemoteUnavailable(format!("make_join gave no event: {e}")))?;
+        .map_err(|e| Error::RemoteUnavailable(format!("make_{membership} gave no event: {e}")))?;
     let field = |json: &CanonicalJsonObject, key: &str| match json.get(key) {
         Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
         _ => None,
     };
-    let is_our_join = field(&json, "type").as_deref() == Some("m.room.member")
+    let is_ours = field(&json, "type").as_deref() == Some("m.room.member")
         && field(&json, "state_key").as_deref() == Some(user.as_str())
         && field(&json, "sender").as_deref() == Some(user.as_str())
         && field(&json, "room_id").as_deref() == Some(room_id.as_str());
-    if !is_our_join {
-        return Err(Error::RemoteUnavailable(format!(
-            "make_join gave an event that is not {user}'s join of {room_id}"
-        )));
-    }
     let mut merged = match json.remove("content") {
         Some(CanonicalJsonValue::Object(content)) => content,
         _ => CanonicalJsonObject::new(),
     };
+    let same_membership = matches!(
+        merged.get("membership"),
+        Some(CanonicalJsonValue::String(m)) if m == membership
+    );
+    if !is_ours || !same_membership {
+        return Err(Error::RemoteUnavailable(format!(
+            "make_{membership} gave an event that is not {user}'s {membership} of {room_id}"
+        )));
+    }
     // Ours where we set it; the resident server's other keys (a restricted join's
     // authorising user) stay.
     if let Ok(CanonicalJsonValue::Object(ours)) = CanonicalJsonValue::try_from(content.clone()) {
@@ -202,13 +208,14 @@ async fn sign(
     .map_err(|e| Error::BadJson(format!("The join can't be signed: {e}")))?;
     let event_id = pdu::event_id_of(&json, rules)?;
     let canonical = pdu::canonical_json(&json);
-    let pdu = Pdu::from_json(event_id, room_id, json)
-        .map_err(|e| Error::RemoteUnavailable(format!("make_join gave a bad event: {e}")))?;
+    let pdu = Pdu::from_json(event_id, room_id, json).map_err(|e| {
+        Error::RemoteUnavailable(format!("make_{membership} gave a bad event: {e}"))
+    })?;
     Ok(CheckedPdu { pdu, canonical })
 }
 
 /// A PDU as sent: its canonical JSON.
-fn received_form(pdu: &Pdu) -> Result<Box<RawJsonValue>> {
+pub(crate) fn received_form(pdu: &Pdu) -> Result<Box<RawJsonValue>> {
     RawJsonValue::from_string(pdu::canonical_json(&pdu.json))
         .map_err(|e| Error::Internal(format!("join PDU: {e}")))
 }
@@ -377,7 +384,7 @@ fn joined_room(
         .filter(|p| p.state_key.as_deref() != Some(user.as_str()))
         .filter_map(|p| membership_of(p))
         .collect();
-    let outliers = events.values().map(outlier_of).collect();
+    let outliers = events.values().map(CheckedPdu::outlier).collect();
     Ok(JoinedRoom {
         join,
         room,
@@ -399,20 +406,6 @@ fn membership_of(pdu: &Pdu) -> Option<MembershipRecord> {
         sender: pdu.sender.to_string(),
         stripped_state: None,
     })
-}
-
-fn outlier_of(checked: &CheckedPdu) -> OutlierRecord {
-    let pdu = &checked.pdu;
-    OutlierRecord {
-        event_id: pdu.event_id.to_string(),
-        room_id: pdu.room_id.to_string(),
-        depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
-        event_type: pdu.kind.to_string(),
-        state_key: pdu.state_key.clone(),
-        sender: pdu.sender.to_string(),
-        origin_server_ts: pdu.origin_server_ts.get().into(),
-        pdu: checked.canonical.clone(),
-    }
 }
 
 fn out_of_spec(server: &ServerName, what: &str) -> Error {

@@ -1,8 +1,9 @@
-//! Joining this tenant's rooms from another server (spec: Server-Server API, "Joining Rooms"):
-//! `make_join` hands the joining server a join event built on the room's head, for it to sign;
-//! `send_join` takes the signed event through the event pipeline and answers with the room's
-//! state before it and the auth chain of both, everything the joining server needs to check
-//! the room for itself.
+//! Joining and leaving this tenant's rooms from another server (spec: Server-Server API,
+//! "Joining Rooms", "Leaving Rooms (Rejecting Invites)"): `make_join` and `make_leave` hand the
+//! other server a membership event built on the room's head, for it to sign; `send_join` and
+//! `send_leave` take the signed event through the event pipeline. `send_join` answers with the
+//! room's state before the join and the auth chain of both, everything the joining server
+//! needs to check the room for itself.
 
 use std::collections::BTreeSet;
 
@@ -41,21 +42,42 @@ pub async fn make_join(
     user_id: &UserId,
     versions: &[RoomVersionId],
 ) -> Result<JoinTemplate> {
-    if user_id.server_name() != origin {
-        return Err(Error::Forbidden(format!(
-            "{origin} can only make joins for its own users"
-        )));
-    }
-    let room = resident_room(tenant, room_id).await?;
-    super::acl::ensure_allowed(tenant, room_id, origin).await?;
-    let room_version = RoomVersionId::try_from(room.as_str())
-        .map_err(|e| Error::Internal(format!("stored room version {room}: {e}")))?;
+    let room_version = room_version_of(&resident_room(tenant, room_id).await?)?;
     // A server that names no versions speaks only version 1 (spec: `ver`).
     let speaks = versions.contains(&room_version)
         || (versions.is_empty() && room_version == RoomVersionId::V1);
     if !speaks {
         return Err(Error::IncompatibleRoomVersion(room_version.to_string()));
     }
+    template(tenant, origin, room_id, user_id, "join").await
+}
+
+/// `GET /make_leave/{roomId}/{userId}`: a leave event of `user_id`, a user of `origin` (who
+/// rejects an invite, or leaves), built on the room's head, if it would be allowed now.
+pub async fn make_leave(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user_id: &UserId,
+) -> Result<JoinTemplate> {
+    template(tenant, origin, room_id, user_id, "leave").await
+}
+
+/// A `membership` event of `user_id` built on the room's head, unsigned, for `origin` to sign.
+async fn template(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user_id: &UserId,
+    membership: &str,
+) -> Result<JoinTemplate> {
+    if user_id.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} can only make membership events of its own users"
+        )));
+    }
+    let room_version = room_version_of(&resident_room(tenant, room_id).await?)?;
+    super::acl::ensure_allowed(tenant, room_id, origin).await?;
     let rules = rules_of(room_version.as_str())?;
     let writer = tenant.room_locks().lock(room_id).await;
     let (head, _) = tenant.room_heads().get(tenant, &writer).await?;
@@ -66,23 +88,28 @@ pub async fn make_join(
     let draft = EventDraft::state(
         TimelineEventType::RoomMember.to_string().as_str(),
         user_id.as_str(),
-        json!({"membership": "join"}),
+        json!({ "membership": membership }),
     );
     let built = build::event(tenant, &rules, room_id, &head, &state, user_id, draft).await?;
     drop(writer);
     check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
     let mut template = built.pdu.json.clone();
-    // The joining server hashes and signs the event itself; our signature would be of an
-    // event it is about to change.
+    // The other server hashes and signs the event itself; our signature would be of an event
+    // it is about to change.
     for key in ["signatures", "hashes", "unsigned", "event_id", "origin"] {
         template.remove(key);
     }
     let event = serde_json::value::to_raw_value(&CanonicalJsonValue::Object(template))
-        .map_err(|e| Error::Internal(format!("join template: {e}")))?;
+        .map_err(|e| Error::Internal(format!("membership template: {e}")))?;
     Ok(JoinTemplate {
         room_version,
         event,
     })
+}
+
+fn room_version_of(stored: &str) -> Result<RoomVersionId> {
+    RoomVersionId::try_from(stored)
+        .map_err(|e| Error::Internal(format!("stored room version {stored}: {e}")))
 }
 
 /// `PUT /send_join/{roomId}/{eventId}` (v2): appends `origin`'s signed join event and
@@ -98,7 +125,7 @@ pub async fn send_join(
     super::acl::ensure_allowed(tenant, room_id, origin).await?;
     let rules = rules_of(&room)?;
     let checked = received::check(tenant, &rules, room_id, raw).await?;
-    ensure_join_of(origin, event_id, &checked.pdu)?;
+    ensure_membership_of(origin, event_id, &checked.pdu, "join")?;
     let join = checked.pdu.clone();
     // The resident server tells the room's other servers of the join (spec: "Joining Rooms").
     tenant.sender().relay(join.event_id.as_str());
@@ -110,6 +137,30 @@ pub async fn send_join(
         Received::SoftFailed(why) => return Err(Error::Forbidden(why)),
     }
     joined_state(tenant, &join).await
+}
+
+/// `PUT /send_leave/{roomId}/{eventId}` (v2): appends `origin`'s signed leave event; the room's
+/// other servers hear of it through us.
+pub async fn send_leave(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    raw: &RawJsonValue,
+) -> Result<()> {
+    let room = resident_room(tenant, room_id).await?;
+    super::acl::ensure_allowed(tenant, room_id, origin).await?;
+    let rules = rules_of(&room)?;
+    let checked = received::check(tenant, &rules, room_id, raw).await?;
+    ensure_membership_of(origin, event_id, &checked.pdu, "leave")?;
+    let id = checked.pdu.event_id.clone();
+    tenant.sender().relay(id.as_str());
+    let appended = tenant.rooms().append_received(checked).await;
+    tenant.sender().take_relay(id.as_str());
+    match appended? {
+        Received::Stored | Received::AlreadyKnown => Ok(()),
+        Received::SoftFailed(why) => Err(Error::Forbidden(why)),
+    }
 }
 
 /// The version of a room this tenant is in (one of its users is joined), or `M_NOT_FOUND`.
@@ -132,26 +183,31 @@ async fn resident_room(tenant: &Tenant, room_id: &RoomId) -> Result<String> {
     Ok(room.room_version)
 }
 
-/// A join event for `send_join`: the id the path names, a join of its own sender, who is a
-/// user of the server sending it.
-fn ensure_join_of(origin: &ServerName, event_id: &EventId, join: &Pdu) -> Result<()> {
-    if join.event_id != event_id {
+/// A membership event for `send_join` or `send_leave`: the id the path names, the sender's
+/// own `membership`, the sender a user of the server sending it.
+fn ensure_membership_of(
+    origin: &ServerName,
+    event_id: &EventId,
+    event: &Pdu,
+    membership: &str,
+) -> Result<()> {
+    if event.event_id != event_id {
         return Err(Error::BadJson(format!(
             "The event's id is {}, not {event_id}",
-            join.event_id
+            event.event_id
         )));
     }
-    let is_join = join.kind == TimelineEventType::RoomMember
-        && join.state_key.as_deref() == Some(join.sender.as_str())
-        && join.content_value()["membership"] == "join";
-    if !is_join {
-        return Err(Error::BadJson(
-            "send_join takes a join event of its sender".into(),
-        ));
+    let is_own = event.kind == TimelineEventType::RoomMember
+        && event.state_key.as_deref() == Some(event.sender.as_str())
+        && event.content_value()["membership"] == membership;
+    if !is_own {
+        return Err(Error::BadJson(format!(
+            "send_{membership} takes a {membership} event of its sender"
+        )));
     }
-    if join.sender.server_name() != origin {
+    if event.sender.server_name() != origin {
         return Err(Error::Forbidden(format!(
-            "{origin} can only send joins of its own users"
+            "{origin} can only send membership events of its own users"
         )));
     }
     Ok(())

@@ -13,6 +13,7 @@ use ruma::{RoomId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 
 use crate::rooms::pdu::{self, MAX_PDU_BYTES, Pdu};
+use crate::store::OutlierRecord;
 use crate::{Error, Result, Tenant};
 
 /// A received PDU that passed the first checks, as it will be stored.
@@ -20,6 +21,23 @@ pub struct CheckedPdu {
     pub pdu: Pdu,
     /// Its canonical JSON (redacted if its content hash did not match).
     pub canonical: String,
+}
+
+impl CheckedPdu {
+    /// The event as an outlier: known here, outside the room's timeline.
+    pub(crate) fn outlier(&self) -> OutlierRecord {
+        let pdu = &self.pdu;
+        OutlierRecord {
+            event_id: pdu.event_id.to_string(),
+            room_id: pdu.room_id.to_string(),
+            depth: i64::try_from(pdu.depth).unwrap_or(i64::MAX),
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: pdu.sender.to_string(),
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            pdu: self.canonical.clone(),
+        }
+    }
 }
 
 /// The room a raw PDU names, read before anything else to find its version.

@@ -50,13 +50,6 @@ impl Rooms<'_> {
             Some(name) => Some(self.free_alias(name).await?),
             None => None,
         };
-        for invitee in &req.invite {
-            if invitee.server_name() != self.tenant.server_name() {
-                return Err(Error::Forbidden(
-                    "Inviting users of other servers needs federation".into(),
-                ));
-            }
-        }
         let preset = req.preset.unwrap_or(if req.public {
             Preset::PublicChat
         } else {
@@ -120,7 +113,12 @@ impl Rooms<'_> {
                 json!({ "topic": topic }),
             ));
         }
-        for invitee in &req.invite {
+        // Users of other servers are invited once the room exists: their servers sign.
+        let (local, remote): (Vec<&OwnedUserId>, Vec<&OwnedUserId>) = req
+            .invite
+            .iter()
+            .partition(|u| u.server_name() == self.tenant.server_name());
+        for invitee in local {
             let mut draft = self
                 .with_profile(invitee, Self::member_draft(invitee, "invite", None))
                 .await?;
@@ -136,6 +134,15 @@ impl Rooms<'_> {
         // Every first event passed its checks: the room may exist now.
         held.release(&mut writer)?;
         writer.finish().await?;
+        for invitee in remote {
+            // The room stands without them, as with a later invite that fails.
+            if let Err(e) = self
+                .invite(creator, &room_id, invitee, None, req.is_direct)
+                .await
+            {
+                tracing::info!(%room_id, %invitee, error = %e, "inviting at creation failed");
+            }
+        }
 
         let store = self.tenant.store();
         if let Some(alias) = alias {

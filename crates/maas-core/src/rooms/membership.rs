@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::lock::RoomWriter;
 use super::{EventDraft, Rooms, check};
-use crate::federation::{events, invite, joining};
+use crate::federation::{events, invite, joining, leaving};
 use crate::store::MembershipRecord;
 use crate::{Error, Result};
 
@@ -223,11 +223,19 @@ impl Rooms<'_> {
         writer.finish().await
     }
 
-    /// `POST /rooms/{roomId}/leave` (also rejects an invite or withdraws a knock).
+    /// `POST /rooms/{roomId}/leave` (also rejects an invite or withdraws a knock). An invite
+    /// to a room none of our users is in is rejected through the inviting server.
     pub async fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
-        match self.current_membership(room_id, user).await? {
-            Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => {}
+        let current = match self.current_membership(room_id, user).await? {
+            Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => m,
             _ => return Err(Error::Forbidden(format!("You are not in {room_id}"))),
+        };
+        if current.membership != "join" {
+            let writer = self.tenant.room_locks().lock(room_id).await;
+            if !self.is_resident(&writer).await? {
+                drop(writer);
+                return leaving::reject(self.tenant, user, room_id, &current, reason).await;
+            }
         }
         self.send_membership(user, room_id, Self::member_draft(user, "leave", reason))
             .await

@@ -1,9 +1,11 @@
-//! Joining the tenant's rooms from other servers and invites of its users (spec: Server-Server
-//! API, "Joining Rooms", "Inviting to a room"; ruma `membership`): `make_join`, `send_join` v2
-//! and `invite` v2.
+//! Joining and leaving the tenant's rooms from other servers, and invites of its users (spec:
+//! Server-Server API, "Joining Rooms", "Leaving Rooms", "Inviting to a room"; ruma
+//! `membership`): `make_join`, `send_join` v2, `make_leave`, `send_leave` v2 and `invite` v2.
 
 use maas_core::federation::{invite, membership};
-use ruma::api::federation::membership::{create_invite, create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{
+    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+};
 
 use super::authentication::Origin;
 use crate::context::ForTenant;
@@ -14,6 +16,8 @@ use crate::ruma::{Ruma, RumaResponse};
 pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<prepare_join_event::v1::Request, _, _>(router, make_join);
     let router = route::<create_join_event::v2::Request, _, _>(router, send_join);
+    let router = route::<prepare_leave_event::v1::Request, _, _>(router, make_leave);
+    let router = route::<create_leave_event::v2::Request, _, _>(router, send_leave);
     route::<create_invite::v2::Request, _, _>(router, invite)
 }
 
@@ -43,6 +47,28 @@ async fn send_join(
     room_state.auth_chain = joined.auth_chain;
     room_state.servers_in_room = Some(joined.servers_in_room);
     Ok(create_join_event::v2::Response::new(room_state).into())
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`
+async fn make_leave(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<prepare_leave_event::v1::Request>,
+) -> Result<RumaResponse<prepare_leave_event::v1::Response>> {
+    let template = membership::make_leave(&tenant, &origin, &req.room_id, &req.user_id).await?;
+    let response =
+        prepare_leave_event::v1::Response::new(Some(template.room_version), template.event);
+    Ok(response.into())
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`
+async fn send_leave(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<create_leave_event::v2::Request>,
+) -> Result<RumaResponse<create_leave_event::v2::Response>> {
+    membership::send_leave(&tenant, &origin, &req.room_id, &req.event_id, &req.pdu).await?;
+    Ok(create_leave_event::v2::Response::new().into())
 }
 
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`

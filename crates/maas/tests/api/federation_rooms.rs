@@ -360,3 +360,136 @@ async fn invites_to_unknown_or_remote_users_are_checked() {
         .await;
     assert_error(&member, 404, "M_NOT_FOUND");
 }
+
+/// Alice's invite-only room on a.test with bob invited.
+async fn invited(srv: &TestServer, alice: &Session) -> String {
+    let room = srv
+        .on("a.test")
+        .as_user(alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "private_chat", "invite": ["@bob:b.test"]}),
+        )
+        .await
+        .ok();
+    room["room_id"].as_str().expect("room id").to_owned()
+}
+
+async fn membership_of(srv: &TestServer, alice: &Session, room_id: &str, user: &str) -> Value {
+    srv.on("a.test")
+        .as_user(alice)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(room_id),
+            enc(user)
+        ))
+        .await
+        .ok()["membership"]
+        .clone()
+}
+
+#[tokio::test]
+async fn an_invite_is_rejected_through_the_inviting_server() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = invited(&srv, &alice).await;
+    assert_eq!(
+        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
+        "invite"
+    );
+    assert!(synced(&srv, "b.test", &bob, "invite").await[&room_id].is_object());
+
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room_id)),
+            json!({"reason": "no thanks"}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
+        "leave"
+    );
+    assert!(synced(&srv, "b.test", &bob, "invite").await[&room_id].is_null());
+    // Rejected once: a second leave has nothing to leave.
+    let resp = srv
+        .on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room_id)),
+            json!({}),
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn an_invite_from_a_server_that_is_gone_is_rejected_here() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = invited(&srv, &alice).await;
+    srv.op().delete(&format!("{OP}/tenants/a.test")).await.ok();
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room_id)),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert!(synced(&srv, "b.test", &bob, "invite").await[&room_id].is_null());
+    let rooms = srv
+        .on("b.test")
+        .as_user(&bob)
+        .get("/_matrix/client/v3/joined_rooms")
+        .await
+        .ok();
+    assert_eq!(rooms["joined_rooms"], json!([]));
+}
+
+#[tokio::test]
+async fn a_remote_member_leaves_and_rejoins() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(&join, json!({}))
+        .await
+        .ok();
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room_id)),
+            json!({}),
+        )
+        .await
+        .ok();
+    for _ in 0..100 {
+        if membership_of(&srv, &alice, &room_id, "@bob:b.test").await == "leave" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
+        "leave"
+    );
+    send(&srv, "a.test", &alice, &room_id, "while bob was away").await;
+
+    // Back again: b.test is no longer in the room and joins it anew, with today's state.
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(&join, json!({}))
+        .await
+        .ok();
+    assert_eq!(
+        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
+        "join"
+    );
+    send(&srv, "b.test", &bob, &room_id, "back").await;
+    wait_for(&srv, "a.test", &alice, &room_id, "back").await;
+    send(&srv, "a.test", &alice, &room_id, "welcome back").await;
+    wait_for(&srv, "b.test", &bob, &room_id, "welcome back").await;
+    let members = joined_members(&srv, "b.test", &bob, &room_id).await;
+    assert!(members["@alice:a.test"].is_object(), "{members}");
+}
