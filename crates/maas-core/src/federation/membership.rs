@@ -135,6 +135,7 @@ pub async fn send_join(
     match appended? {
         Received::Stored | Received::AlreadyKnown => {}
         Received::SoftFailed(why) => return Err(Error::Forbidden(why)),
+        Received::MissingPrevEvents(_) => return Err(stale_template()),
     }
     joined_state(tenant, &join).await
 }
@@ -160,7 +161,13 @@ pub async fn send_leave(
     match appended? {
         Received::Stored | Received::AlreadyKnown => Ok(()),
         Received::SoftFailed(why) => Err(Error::Forbidden(why)),
+        Received::MissingPrevEvents(_) => Err(stale_template()),
     }
+}
+
+/// A membership event built on events this server doesn't have: not one of our templates.
+fn stale_template() -> Error {
+    Error::BadJson("The event cites prev events this server doesn't have".into())
 }
 
 /// The version of a room this tenant is in (one of its users is joined), or `M_NOT_FOUND`.

@@ -12,6 +12,7 @@ pub(crate) mod joining;
 mod key_cache;
 pub(crate) mod leaving;
 pub mod membership;
+pub(crate) mod missing;
 pub mod network;
 pub mod notary;
 pub mod query;

@@ -17,6 +17,7 @@ use crate::store::OutlierRecord;
 use crate::{Error, Result, Tenant};
 
 /// A received PDU that passed the first checks, as it will be stored.
+#[derive(Clone)]
 pub struct CheckedPdu {
     pub pdu: Pdu,
     /// Its canonical JSON (redacted if its content hash did not match).

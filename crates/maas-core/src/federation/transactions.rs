@@ -103,7 +103,7 @@ async fn receive_pdu(
     let outcome = async {
         super::acl::ensure_allowed(tenant, &room_id, origin).await?;
         let checked = received::check(tenant, &rules, &room_id, raw).await?;
-        tenant.rooms().append_received(checked).await
+        super::missing::append_received(tenant, origin, &rules, checked).await
     }
     .await;
     let result = match outcome {
@@ -111,6 +111,10 @@ async fn receive_pdu(
         Ok(Received::SoftFailed(why)) => {
             tracing::info!(%origin, %event_id, %why, "received event soft-failed");
             Ok(())
+        }
+        Ok(Received::MissingPrevEvents(missing)) => {
+            tracing::info!(%origin, %event_id, ?missing, "received event left out: a gap");
+            Err(format!("Prev events {missing:?} could not be fetched"))
         }
         Err(e) => {
             tracing::info!(%origin, %event_id, error = %e, "received event refused");

@@ -90,24 +90,26 @@ impl Rooms<'_> {
             .state_cache()
             .group(self.tenant.store(), head.state_group)
             .await?;
-        received(self.tenant, &rules, pdu, &current).await
+        let before = state_before(self.tenant, &rules, pdu).await?;
+        received(self.tenant, &rules, pdu, &before, &current).await
     }
 }
 
 /// The checks of an event received from another server, whose prev and auth events are
-/// stored here; `current` is the room's current state.
+/// stored here; `before` is the state before it (its prev events' states resolved), `current`
+/// the room's current state.
 pub(crate) async fn received(
     tenant: &Tenant,
     rules: &RoomVersionRules,
     pdu: &Pdu,
+    before: &RoomState,
     current: &RoomState,
 ) -> Result<Verdict> {
     well_formed(pdu)?;
     let types = auth_types_of(rules, pdu)?;
     let by_auth_events = auth_events_state(tenant, rules, pdu).await?;
     check_against(tenant, rules, pdu, &by_auth_events, &types).await?;
-    let before = state_before(tenant, rules, pdu).await?;
-    check_against(tenant, rules, pdu, &before, &types).await?;
+    check_against(tenant, rules, pdu, before, &types).await?;
     match check_against(tenant, rules, pdu, current, &types).await {
         Ok(()) => Ok(Verdict::Accepted),
         Err(Error::Forbidden(why)) => Ok(Verdict::SoftFailed(why)),
@@ -223,7 +225,11 @@ async fn auth_events_state(
 
 /// The state before the event: the state after its prev event, or the states after each of
 /// them resolved (state resolution v2).
-async fn state_before(tenant: &Tenant, rules: &RoomVersionRules, pdu: &Pdu) -> Result<RoomState> {
+pub(crate) async fn state_before(
+    tenant: &Tenant,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+) -> Result<RoomState> {
     let (store, cache) = (tenant.store(), tenant.state_cache());
     let mut states = Vec::with_capacity(pdu.prev_events.len());
     for id in &pdu.prev_events {

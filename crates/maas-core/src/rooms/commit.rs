@@ -169,6 +169,7 @@ async fn commit(batch: Vec<Prepared>, steps: &Steps) {
         if let Some(start) = accepted.starts {
             start.into_batch(&mut batch);
         }
+        batch.state_groups.extend(accepted.state_groups);
         batch.events.push(accepted.new);
         derived.into_batch(&mut batch);
         waiters.push(waiter);

@@ -28,7 +28,7 @@ use super::check;
 use super::heads::RoomHead;
 use super::lock::RoomWriter;
 use super::pdu::{EventDraft, Pdu};
-use super::state::RoomState;
+use super::state::{self, RoomState};
 use super::steps::{Accepted, RoomStart};
 use super::transactions::TxnClaim;
 use super::{Rooms, rules_of};
@@ -93,6 +93,7 @@ impl Rooms<'_> {
             state,
             epoch,
             rules,
+            fork: None,
         };
         self.accept(writer, built, before, redacted, txn, None, held)
             .await
@@ -128,6 +129,7 @@ impl Rooms<'_> {
                 state,
                 epoch,
                 rules,
+                fork: None,
             },
         })
     }
@@ -158,35 +160,55 @@ impl Rooms<'_> {
     /// signatures, hashes: `federation::received`), through the same check, accept and commit
     /// stages as a local event. Returns once it is durable.
     ///
-    /// Today only an event that extends the room's head is taken: its prev events are exactly
-    /// the room's forward extremities. One that forks the room or cites events we lack is
-    /// refused; resolving forks and fetching missing events come next.
+    /// Its prev events must be in the room's timeline here; the caller fetches missing ones
+    /// ([`Received::MissingPrevEvents`]). An event on the room's head extends it; one beside
+    /// other forward extremities forks the room: the state before it is the resolution of its
+    /// prev events' states, and the room's state the resolution of all extremities' (state
+    /// resolution v2).
     pub(crate) async fn append_received(&self, checked: CheckedPdu) -> Result<Received> {
         let CheckedPdu { pdu, canonical } = checked;
-        let cache = self.tenant.state_cache();
-        if cache
-            .pdu(self.tenant.store(), &pdu.event_id)
-            .await?
-            .is_some()
-        {
-            return Ok(Received::AlreadyKnown);
-        }
         let mut writer = self.tenant.room_locks().lock(&pdu.room_id).await;
         let turn = self.tenant.work().await?;
-        // Another transaction may have brought it while this one waited for the lock.
-        if cache
-            .pdu(self.tenant.store(), &pdu.event_id)
-            .await?
-            .is_some()
-        {
+        let (head, epoch) = self.tenant.room_heads().get(self.tenant, &writer).await?;
+        let extends = extends_head(&pdu, &head);
+        if !extends {
+            // The other extremities may still be in the committer: their states are read from
+            // the store.
+            self.tenant.stream().reached(head.last_stream).await;
+        }
+        if self.in_timeline(&head, &pdu.event_id).await? {
             return Ok(Received::AlreadyKnown);
         }
-        let (head, epoch) = self.tenant.room_heads().get(self.tenant, &writer).await?;
+        let mut missing = Vec::new();
+        for prev in &pdu.prev_events {
+            if !self.in_timeline(&head, prev).await? {
+                missing.push(prev.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(Received::MissingPrevEvents(missing));
+        }
         let rules = rules_of(&head.room_version)?;
-        ensure_extends_head(&pdu, &head)?;
+        let cache = self.tenant.state_cache();
         let current = cache.group(self.tenant.store(), head.state_group).await?;
+        let fork = if extends {
+            None
+        } else {
+            let state_before = check::state_before(self.tenant, &rules, &pdu).await?;
+            let others = head
+                .extremities
+                .iter()
+                .filter(|e| !pdu.prev_events.contains(&e.event_id))
+                .cloned()
+                .collect();
+            Some(Fork {
+                state_before: Arc::new(state_before),
+                others,
+            })
+        };
+        let before_state = fork.as_ref().map_or(&current, |f| &f.state_before);
         if let check::Verdict::SoftFailed(why) =
-            check::received(self.tenant, &rules, &pdu, &current).await?
+            check::received(self.tenant, &rules, &pdu, before_state, &current).await?
         {
             return Ok(Received::SoftFailed(why));
         }
@@ -202,12 +224,23 @@ impl Rooms<'_> {
             state: current,
             epoch,
             rules,
+            fork,
         };
         self.accept(&mut writer, built, before, redacted, None, None, None)
             .await?;
         drop(turn);
         writer.finish().await?;
         Ok(Received::Stored)
+    }
+
+    /// Whether `event_id` is in the room's timeline here: on its head (maybe not committed
+    /// yet) or stored with a stream position (an outlier is not).
+    async fn in_timeline(&self, head: &RoomHead, event_id: &EventId) -> Result<bool> {
+        if head.extremities.iter().any(|e| e.event_id == event_id) {
+            return Ok(true);
+        }
+        let stored = self.tenant.store().event(event_id.as_str()).await?;
+        Ok(stored.is_some_and(|record| record.stream > 0))
     }
 
     /// Appends our user's join of a room of other servers, which `send_join` accepted, on the
@@ -266,6 +299,7 @@ impl Rooms<'_> {
             state: Arc::new(state),
             epoch: self.tenant.committer().epoch(),
             rules,
+            fork: None,
         };
         let built = Built {
             pdu: Arc::new(join.pdu),
@@ -327,6 +361,7 @@ impl Rooms<'_> {
             state: Arc::new(state),
             epoch: self.tenant.committer().epoch(),
             rules,
+            fork: None,
         };
         let mut held = HeldEvents::new(self.tenant);
         let start = Some(RoomStart::created(room, empty));
@@ -383,28 +418,17 @@ impl Rooms<'_> {
             state,
             epoch,
             rules,
+            fork,
         } = before;
         let Built { pdu, canonical, .. } = built;
         let cache = self.tenant.state_cache();
         let redaction = redacted
             .map(|target| redaction_of(&rules, &target, &pdu))
             .transpose()?;
-        let (state_after, new_state_group) = match &pdu.state_key {
-            Some(state_key) => {
-                let mut after = (*state).clone();
-                after.insert(
-                    (pdu.kind.to_string().into(), state_key.clone()),
-                    pdu.event_id.clone(),
-                );
-                // The state a room starts with is stored with this event, in the same batch.
-                let base = starts.is_none().then_some(head.state_group);
-                let group = cache
-                    .new_group(self.tenant.store(), pdu.room_id.as_str(), base, &after)
-                    .await?;
-                (group.id, Some(group))
-            }
-            None => (head.state_group, None),
-        };
+        let placed = self
+            .place(&pdu, &head, state, fork, starts.is_some(), &rules)
+            .await?;
+        let state_after = placed.state_after;
         let position = self.tenant.stream().position(audience_of(&pdu)).await?;
         let stream = position.get();
         if let Some(start) = &mut starts {
@@ -428,7 +452,7 @@ impl Rooms<'_> {
             sender: pdu.sender.to_string(),
             origin_server_ts: pdu.origin_server_ts.get().into(),
             pdu: canonical,
-            state_before: head.state_group,
+            state_before: placed.state_before,
             state_after,
             redacted_by: None,
             txn: txn.as_ref().map(|claim| claim.record().clone()),
@@ -440,9 +464,13 @@ impl Rooms<'_> {
         let accepted = Accepted {
             new: NewEvent {
                 event: record,
-                extremities: vec![pdu.event_id.to_string()],
-                new_state_group,
-                room_state_group: state_after,
+                extremities: placed
+                    .extremities
+                    .iter()
+                    .map(|e| e.event_id.to_string())
+                    .collect(),
+                new_state_group: placed.new_state_group,
+                room_state_group: placed.room_state_group,
                 membership,
                 redaction,
             },
@@ -451,6 +479,7 @@ impl Rooms<'_> {
             members: head.joined.clone(),
             redacts: redacts.clone(),
             starts,
+            state_groups: placed.groups,
         };
         match held {
             Some(held) => held.events.push((accepted, epoch, pdu.event_id.clone())),
@@ -467,13 +496,92 @@ impl Rooms<'_> {
         if let Some(id) = &redacts {
             cache.forget(id);
         }
-        head.state_group = state_after;
-        head.extremities = vec![pdu.clone()];
+        head.state_group = placed.room_state_group;
+        head.extremities = placed.extremities;
         head.last_stream = stream;
         self.tenant
             .room_heads()
             .set(self.tenant, writer, head, epoch);
         Ok(pdu)
+    }
+
+    /// Where an event goes in its room: the state before and after it, the room's state and
+    /// forward extremities after it, and the state groups to store for them. On the head, the
+    /// state before is the room's current state and the event becomes the only extremity; a
+    /// received fork's state before was resolved from its prev events, and the room's state
+    /// becomes the resolution of its state after and the other extremities' (spec: "Room
+    /// State Resolution").
+    async fn place(
+        &self,
+        pdu: &Arc<Pdu>,
+        head: &RoomHead,
+        current: Arc<RoomState>,
+        fork: Option<Fork>,
+        starts: bool,
+        rules: &RoomVersionRules,
+    ) -> Result<Placed> {
+        let (store, cache) = (self.tenant.store(), self.tenant.state_cache());
+        let room_id = pdu.room_id.as_str();
+        let mut groups = Vec::new();
+        let (state_before, before) = match &fork {
+            Some(f) if *f.state_before != *current => {
+                let group = cache
+                    .new_group(store, room_id, Some(head.state_group), &f.state_before)
+                    .await?;
+                let id = group.id;
+                groups.push(group);
+                (id, f.state_before.clone())
+            }
+            _ => (head.state_group, current),
+        };
+        let (state_after, after, new_state_group) = match &pdu.state_key {
+            Some(state_key) => {
+                let mut after = (*before).clone();
+                after.insert(
+                    (pdu.kind.to_string().into(), state_key.clone()),
+                    pdu.event_id.clone(),
+                );
+                // The state a room starts with is stored with this event, in the same batch.
+                let base = (!starts).then_some(state_before);
+                let group = cache.new_group(store, room_id, base, &after).await?;
+                (group.id, Arc::new(after), Some(group))
+            }
+            None => (state_before, before, None),
+        };
+        let others = fork.map(|f| f.others).unwrap_or_default();
+        if others.is_empty() {
+            return Ok(Placed {
+                state_before,
+                state_after,
+                new_state_group,
+                room_state_group: state_after,
+                extremities: vec![pdu.clone()],
+                groups,
+            });
+        }
+        let mut states = vec![after];
+        for other in &others {
+            let record = store.event(other.event_id.as_str()).await?.ok_or_else(|| {
+                Error::Internal(format!("extremity {} is not stored", other.event_id))
+            })?;
+            states.push(cache.group(store, record.state_after).await?);
+        }
+        let resolved = state::resolve(cache, store, rules, states).await?;
+        let group = cache
+            .new_group(store, room_id, Some(head.state_group), &resolved)
+            .await?;
+        let room_state_group = group.id;
+        groups.push(group);
+        let mut extremities = others;
+        extremities.push(pdu.clone());
+        Ok(Placed {
+            state_before,
+            state_after,
+            new_state_group,
+            room_state_group,
+            extremities,
+            groups,
+        })
     }
 
     async fn membership_of(
@@ -653,20 +761,15 @@ pub enum Received {
     /// Allowed by its auth events and the state before it, but not by the room's current
     /// state: kept out of the room (spec: "Soft failure").
     SoftFailed(String),
+    /// Not taken: these prev events are not in the room's timeline here.
+    MissingPrevEvents(Vec<OwnedEventId>),
 }
 
-/// Refuses an event whose prev events are not exactly the room's forward extremities.
-fn ensure_extends_head(pdu: &Pdu, head: &RoomHead) -> Result<()> {
+/// Whether the event's prev events are exactly the room's forward extremities.
+fn extends_head(pdu: &Pdu, head: &RoomHead) -> bool {
     let prev: BTreeSet<&EventId> = pdu.prev_events.iter().map(|id| &**id).collect();
     let extremities: BTreeSet<&EventId> = head.extremities.iter().map(|e| &*e.event_id).collect();
-    if prev == extremities {
-        return Ok(());
-    }
-    Err(Error::Unknown(format!(
-        "{} does not extend the room's current head (prev events {:?}); forks and missing \
-         events are not taken yet",
-        pdu.event_id, prev
-    )))
+    prev == extremities
 }
 
 /// What an event is built on: the room's head and its state, the committer epoch the head
@@ -676,6 +779,27 @@ struct Before {
     state: Arc<RoomState>,
     epoch: u64,
     rules: RoomVersionRules,
+    /// For a received event beside other forward extremities: where it stands.
+    fork: Option<Fork>,
+}
+
+/// Where an accepted event goes ([`Rooms::place`]).
+struct Placed {
+    state_before: i64,
+    state_after: i64,
+    /// The group `state_after` names, when the event is a state event.
+    new_state_group: Option<NewStateGroup>,
+    room_state_group: i64,
+    extremities: Vec<Arc<Pdu>>,
+    /// Other new groups (a fork's state before it, the room's resolved state), stored first.
+    groups: Vec<NewStateGroup>,
+}
+
+/// A received event that does not extend the room's head: the state before it (its prev
+/// events' states resolved) and the extremities it leaves in place.
+struct Fork {
+    state_before: Arc<RoomState>,
+    others: Vec<Arc<Pdu>>,
 }
 
 /// Who a room event's stream position concerns: the room's members, and the target of a

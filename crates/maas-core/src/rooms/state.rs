@@ -309,9 +309,83 @@ pub(crate) async fn resolve(
         maps.iter(),
         auth_chains,
         |id| events.get(id).cloned(),
-        |_| None,
+        |conflicted| {
+            Some(
+                conflicted_subgraph(&events, conflicted)
+                    .into_iter()
+                    .collect(),
+            )
+        },
     )
     .map_err(|e| Error::Internal(format!("state resolution failed: {e}")))
+}
+
+/// The conflicted state subgraph (spec: room version 12, "State resolution"): the events of
+/// the auth DAG that are both an ancestor of a conflicted state event and a descendant of one,
+/// the conflicted events included. `events` holds the auth chains of every state event.
+fn conflicted_subgraph(
+    events: &HashMap<OwnedEventId, Arc<Pdu>>,
+    conflicted: &HashMap<(StateEventType, String), Vec<OwnedEventId>>,
+) -> HashSet<OwnedEventId> {
+    let roots: HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
+    // Ancestors of the conflicted events, themselves included.
+    let mut ancestors: HashSet<&OwnedEventId> = HashSet::new();
+    let mut todo: Vec<&OwnedEventId> = roots.iter().copied().collect();
+    while let Some(id) = todo.pop() {
+        if !ancestors.insert(id) {
+            continue;
+        }
+        if let Some(pdu) = events.get(id) {
+            todo.extend(pdu.auth_events.iter());
+        }
+    }
+    // Of those, the ones a conflicted event is an ancestor of (or that are one).
+    let mut descends: HashMap<&OwnedEventId, bool> = HashMap::new();
+    for id in &ancestors {
+        descends_from(id, &roots, events, &mut descends);
+    }
+    ancestors
+        .into_iter()
+        .filter(|id| descends.get(id).copied().unwrap_or(false))
+        .cloned()
+        .collect()
+}
+
+/// Whether `id` is one of `roots` or has one in its auth chain; memoised in `known`, walked
+/// without recursion (auth chains can be deep).
+fn descends_from<'a>(
+    id: &'a OwnedEventId,
+    roots: &HashSet<&OwnedEventId>,
+    events: &'a HashMap<OwnedEventId, Arc<Pdu>>,
+    known: &mut HashMap<&'a OwnedEventId, bool>,
+) -> bool {
+    let mut stack: Vec<(&'a OwnedEventId, bool)> = vec![(id, false)];
+    // Events being walked: a cycle (which no valid auth DAG has) ends there.
+    let mut walking: HashSet<&OwnedEventId> = HashSet::new();
+    while let Some((current, expanded)) = stack.pop() {
+        if known.contains_key(current) || (!expanded && !walking.insert(current)) {
+            continue;
+        }
+        if roots.contains(current) {
+            known.insert(current, true);
+            continue;
+        }
+        let parents: &[OwnedEventId] = events.get(current).map_or(&[], |p| &p.auth_events);
+        if expanded {
+            let any = parents
+                .iter()
+                .any(|p| known.get(p).copied().unwrap_or(false));
+            known.insert(current, any);
+            continue;
+        }
+        stack.push((current, true));
+        for parent in parents {
+            if !known.contains_key(parent) {
+                stack.push((parent, false));
+            }
+        }
+    }
+    known.get(id).copied().unwrap_or(false)
 }
 
 async fn load(

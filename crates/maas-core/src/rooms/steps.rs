@@ -31,6 +31,9 @@ pub(crate) struct Accepted {
     /// For a room's first event here (its create event, or our join of a room of other
     /// servers): what the room starts with.
     pub(crate) starts: Option<RoomStart>,
+    /// State groups the event needs stored before it besides its own (a received fork's state
+    /// before it, the room's resolved state).
+    pub(crate) state_groups: Vec<NewStateGroup>,
 }
 
 /// What a room starts with besides its first event here, stored with that event.

@@ -1,7 +1,8 @@
 //! Users of two tenants of one process share rooms (spec: Server-Server API, "Joining Rooms",
-//! the joining server's side, and "Transactions"): a user joins a room of the other tenant by
-//! alias or by id, over the in-process transport with every check of the network, and the two
-//! talk; refusals leave nothing behind.
+//! "Inviting to a room", "Leaving Rooms", "Transactions", "Room State Resolution"): users join
+//! rooms of the other tenant by alias or by id, invite, reject, leave and rejoin, over the
+//! in-process transport with every check of the network; they talk, also at the same time on
+//! both servers, and both resolve the room alike; refusals leave nothing behind.
 
 use std::time::Duration;
 
@@ -82,7 +83,16 @@ async fn wait_for(srv: &TestServer, host: &str, user: &Session, room_id: &str, l
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = bodies(srv, host, user, room_id).await;
-    panic!("{last:?} never reached {host}: {seen:?}");
+    // What the servers said about refused events, to tell why.
+    let log = srv.stderr();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused") || l.contains("left out") || l.contains("ERROR"))
+        .collect();
+    panic!(
+        "{last:?} never reached {host}: {seen:?}\n{}",
+        refusals.join("\n")
+    );
 }
 
 async fn joined_members(srv: &TestServer, host: &str, user: &Session, room_id: &str) -> Value {
@@ -492,4 +502,92 @@ async fn a_remote_member_leaves_and_rejoins() {
     wait_for(&srv, "b.test", &bob, &room_id, "welcome back").await;
     let members = joined_members(&srv, "b.test", &bob, &room_id).await;
     assert!(members["@alice:a.test"].is_object(), "{members}");
+}
+
+async fn state_of(
+    srv: &TestServer,
+    host: &str,
+    user: &Session,
+    room_id: &str,
+    kind: &str,
+) -> Value {
+    srv.on(host)
+        .as_user(user)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/{kind}/",
+            enc(room_id)
+        ))
+        .await
+        .ok()
+}
+
+#[tokio::test]
+async fn concurrent_events_on_both_servers_fork_and_resolve_alike() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(&join, json!({}))
+        .await
+        .ok();
+    // Bob may change the room's state too.
+    let mut levels = state_of(&srv, "a.test", &alice, &room_id, "m.room.power_levels").await;
+    levels["users"]["@bob:b.test"] = json!(100);
+    srv.on("a.test")
+        .as_user(&alice)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+                enc(&room_id)
+            ),
+            levels,
+        )
+        .await
+        .ok();
+    send(&srv, "a.test", &alice, &room_id, "you may").await;
+    wait_for(&srv, "b.test", &bob, &room_id, "you may").await;
+
+    // Both name the room and talk at once: each event is built on the same head, so each
+    // server receives the other's beside its own.
+    let as_alice = srv.on("a.test").as_user(&alice);
+    let as_bob = srv.on("b.test").as_user(&bob);
+    let name_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+        enc(&room_id)
+    );
+    for round in 0..3 {
+        let (from_a, from_b) = tokio::join!(
+            as_alice.put(&name_path, json!({"name": format!("a{round}")})),
+            as_bob.put(&name_path, json!({"name": format!("b{round}")})),
+        );
+        from_a.ok();
+        from_b.ok();
+        let (said_a, said_b) = (format!("a says {round}"), format!("b says {round}"));
+        tokio::join!(
+            send(&srv, "a.test", &alice, &room_id, &said_a),
+            send(&srv, "b.test", &bob, &room_id, &said_b),
+        );
+    }
+    // A last word from each side merges what forked.
+    send(&srv, "a.test", &alice, &room_id, "a done").await;
+    wait_for(&srv, "b.test", &bob, &room_id, "a done").await;
+    send(&srv, "b.test", &bob, &room_id, "b done").await;
+    wait_for(&srv, "a.test", &alice, &room_id, "b done").await;
+
+    let mut a_bodies = bodies(&srv, "a.test", &alice, &room_id).await;
+    let mut b_bodies = bodies(&srv, "b.test", &bob, &room_id).await;
+    for round in 0..3 {
+        for said in [format!("a says {round}"), format!("b says {round}")] {
+            assert!(a_bodies.contains(&said), "{said} on a.test: {a_bodies:?}");
+            assert!(b_bodies.contains(&said), "{said} on b.test: {b_bodies:?}");
+        }
+    }
+    a_bodies.sort();
+    b_bodies.sort();
+    a_bodies.retain(|b| b != "before bob");
+    assert_eq!(a_bodies, b_bodies, "both servers hold the same messages");
+    let on_a = state_of(&srv, "a.test", &alice, &room_id, "m.room.name").await;
+    let on_b = state_of(&srv, "b.test", &bob, &room_id, "m.room.name").await;
+    assert_eq!(on_a, on_b, "the same name wins on both servers");
 }

@@ -607,6 +607,11 @@ impl TestServer {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// Everything the server logged to stderr so far (all starts).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// Clears the captured stdout (e.g. before a restart).
     pub fn clear_stdout(&self) {
         self.stdout.lock().unwrap().clear();
