@@ -82,7 +82,29 @@ impl Tenant {
         if let Some(timeout) = timeout {
             self.expire_typing_later(user, room_id, timeout.min(MAX_TYPING));
         }
+        self.tell_other_servers(user, room_id, timeout.is_some())
+            .await;
         Ok(())
+    }
+
+    /// Sends our user's typing notice to the room's other servers (`m.typing` EDU); theirs
+    /// came from their servers and go nowhere.
+    async fn tell_other_servers(&self, user: &UserId, room_id: &RoomId, typing: bool) {
+        if user.server_name() != self.server_name() {
+            return;
+        }
+        let content = serde_json::json!({
+            "room_id": room_id,
+            "user_id": user,
+            "typing": typing,
+        });
+        if let Err(e) = self
+            .sender()
+            .send_edu_to_room(self, room_id, "m.typing", content)
+            .await
+        {
+            tracing::debug!(%room_id, error = %e, "typing notice not sent to other servers");
+        }
     }
 
     /// Announces the end of a typing notice that was not renewed.
@@ -110,6 +132,10 @@ impl Tenant {
                 room.position = position;
             }
             writer.publish(position);
+            drop(writer);
+            if let (Ok(user), Ok(room_id)) = (UserId::parse(&user), RoomId::parse(&room_id)) {
+                tenant.tell_other_servers(&user, &room_id, false).await;
+            }
         });
     }
 }

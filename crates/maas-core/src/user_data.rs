@@ -206,7 +206,45 @@ impl UserData<'_> {
             thread_id,
             ts: now_ms(),
         };
-        self.record_receipt(&user.user_id, room_id, receipt).await
+        let public = receipt_type == "m.read";
+        let ts = receipt.ts;
+        self.record_receipt(&user.user_id, room_id, receipt).await?;
+        if public {
+            // Private receipts stay on this server (spec: "Private read receipts").
+            self.tell_other_servers(&user.user_id, room_id, event_id, thread_id, ts)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Sends our user's read receipt to the room's other servers (`m.receipt` EDU).
+    async fn tell_other_servers(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &EventId,
+        thread_id: Option<&str>,
+        ts: i64,
+    ) {
+        let mut data = serde_json::json!({ "ts": ts });
+        if let Some(thread_id) = thread_id {
+            data["thread_id"] = serde_json::json!(thread_id);
+        }
+        let content = serde_json::json!({
+            room_id.as_str(): {
+                "m.read": {
+                    user_id.as_str(): { "data": data, "event_ids": [event_id] },
+                },
+            },
+        });
+        if let Err(e) = self
+            .tenant
+            .sender()
+            .send_edu_to_room(self.tenant, room_id, "m.receipt", content)
+            .await
+        {
+            tracing::debug!(%room_id, error = %e, "receipt not sent to other servers");
+        }
     }
 
     /// A read receipt another server sent for one of its users (`m.receipt` EDU), who must be

@@ -1,10 +1,12 @@
 //! The federation sender (spec: Server-Server API, "Transactions"): the event step that queues
 //! each of the tenant's own events for the other servers in its room, in the event's own
 //! transaction, and one task per destination that delivers the queue as transactions of at
-//! most 50 PDUs, retried with backoff until the destination acknowledges them. The queue is
-//! stored, so neither a destination being down nor our restart loses an event.
+//! most 50 PDUs and 100 EDUs, retried with backoff until the destination acknowledges them.
+//! The PDU queue is stored, so neither a destination being down nor our restart loses an
+//! event; EDUs (typing, receipts) are ephemeral and wait in memory, the oldest dropped first
+//! when a destination stays away.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,18 +14,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use ruma::api::federation::transactions::edu::Edu;
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::events::TimelineEventType;
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName, UserId};
+use ruma::serde::Raw;
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, RoomId, ServerName, UserId,
+};
 use serde_json::value::RawValue as RawJsonValue;
 
 use crate::rooms::steps::{Accepted, Derived, EventStep};
 use crate::store::{NewEvent, OutboundPduRecord, QueuedPdu};
 use crate::tenants::WeakTenant;
-use crate::{Error, Result, Tenant};
+use crate::{Error, Result, Tenant, secrets};
 
-/// The spec's bound on PDUs in one transaction.
+/// The spec's bounds on PDUs and EDUs in one transaction.
 const MAX_PDUS_PER_TRANSACTION: u32 = 50;
+const MAX_EDUS_PER_TRANSACTION: usize = 100;
+/// EDUs kept per destination at most while it is unreachable.
+const MAX_QUEUED_EDUS: usize = 1000;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Retries stay below the idle time after which a tenant is unloaded, so a tenant keeps
 /// delivering while it has something queued. A retry of a destination that keeps failing
@@ -107,6 +116,37 @@ pub(crate) struct Sender {
 struct Destination {
     /// Whether a task delivers this destination's queue now.
     running: AtomicBool,
+    /// EDUs for the next transaction, oldest first.
+    edus: Mutex<VecDeque<Raw<Edu>>>,
+}
+
+impl Destination {
+    fn push_edu(&self, edu: Raw<Edu>) {
+        let mut edus = self.edus.lock();
+        if edus.len() >= MAX_QUEUED_EDUS {
+            edus.pop_front();
+        }
+        edus.push_back(edu);
+    }
+
+    fn take_edus(&self) -> Vec<Raw<Edu>> {
+        let mut edus = self.edus.lock();
+        let n = edus.len().min(MAX_EDUS_PER_TRANSACTION);
+        edus.drain(..n).collect()
+    }
+
+    /// Puts back EDUs whose transaction failed, ahead of newer ones.
+    fn requeue_edus(&self, taken: Vec<Raw<Edu>>) {
+        let mut edus = self.edus.lock();
+        for edu in taken.into_iter().rev() {
+            edus.push_front(edu);
+        }
+        edus.truncate(MAX_QUEUED_EDUS);
+    }
+
+    fn has_edus(&self) -> bool {
+        !self.edus.lock().is_empty()
+    }
 }
 
 impl Sender {
@@ -134,15 +174,48 @@ impl Sender {
 
     /// Starts delivering `destination`'s queue unless a task does already.
     pub(crate) fn wake(&self, tenant: &Tenant, destination: OwnedServerName) {
-        let state = self
-            .destinations
-            .entry(destination.clone())
-            .or_default()
-            .clone();
+        let state = self.destination(&destination);
         if state.running.swap(true, Ordering::AcqRel) {
             return;
         }
         tokio::spawn(deliver(tenant.downgrade(), destination, state));
+    }
+
+    fn destination(&self, destination: &ServerName) -> Arc<Destination> {
+        self.destinations
+            .entry(destination.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Sends an EDU about `room_id` (`edu_type` and `content`) to the servers of the room's
+    /// other members, with their next transaction.
+    pub(crate) async fn send_edu_to_room(
+        &self,
+        tenant: &Tenant,
+        room_id: &RoomId,
+        edu_type: &str,
+        content: serde_json::Value,
+    ) -> Result<()> {
+        let head = tenant.room_heads().snapshot(tenant, room_id).await?;
+        let servers: BTreeSet<&ServerName> = head
+            .joined
+            .iter()
+            .map(|user| user.server_name())
+            .filter(|server| *server != tenant.server_name())
+            .collect();
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::json!({ "edu_type": edu_type, "content": content });
+        let raw = serde_json::value::to_raw_value(&json)
+            .map_err(|e| Error::Internal(format!("EDU: {e}")))?;
+        let edu = Raw::from_json(raw);
+        for server in servers {
+            self.destination(server).push_edu(edu.clone());
+            self.wake(tenant, server.to_owned());
+        }
+        Ok(())
     }
 
     /// After loading the tenant: delivers what was queued before, for every destination.
@@ -171,16 +244,15 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
             return;
         };
         handle.touch();
-        match send_next(&handle, &destination).await {
+        match send_next(&handle, &destination, &state).await {
             Ok(true) => retry = FIRST_RETRY,
             Ok(false) => {
                 state.running.store(false, Ordering::Release);
-                // An event committed between the last read and now found the task running
-                // and did not start another: look once more.
+                // An event committed (or an EDU queued) between the last read and now found
+                // the task running and did not start another: look once more.
                 let more = handle.store().queued_pdus(destination.as_str(), 1).await;
-                if !matches!(more, Ok(ref q) if !q.is_empty())
-                    || state.running.swap(true, Ordering::AcqRel)
-                {
+                let more = matches!(more, Ok(ref q) if !q.is_empty()) || state.has_edus();
+                if !more || state.running.swap(true, Ordering::AcqRel) {
                     return;
                 }
             }
@@ -194,21 +266,28 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
     }
 }
 
-/// Sends the oldest queued PDUs as one transaction; `false` when nothing was queued.
-async fn send_next(tenant: &Tenant, destination: &ServerName) -> Result<bool> {
+/// Sends the oldest queued PDUs and EDUs as one transaction; `false` when nothing was queued.
+async fn send_next(tenant: &Tenant, destination: &ServerName, state: &Destination) -> Result<bool> {
     let store = tenant.store();
     let queued = store
         .queued_pdus(destination.as_str(), MAX_PDUS_PER_TRANSACTION)
         .await?;
-    let (Some(first), Some(last)) = (queued.first(), queued.last()) else {
+    let edus = state.take_edus();
+    if queued.is_empty() && edus.is_empty() {
         return Ok(false);
-    };
-    let (first, last) = (first.stream, last.stream);
-    let request = transaction(tenant, &queued, first, last)?;
-    let response = tenant
+    }
+    let request = transaction(tenant, &queued, edus.clone())?;
+    let response = match tenant
         .federation()
         .send_signed(tenant, destination, request)
-        .await?;
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            state.requeue_edus(edus);
+            return Err(e);
+        }
+    };
     for (event_id, result) in &response.pdus {
         if let Err(reason) = result {
             // The destination refused the event (it may lack its room's state); it will
@@ -216,19 +295,26 @@ async fn send_next(tenant: &Tenant, destination: &ServerName) -> Result<bool> {
             tracing::info!(%destination, %event_id, %reason, "a PDU was refused");
         }
     }
-    store.acknowledge_pdus(destination.as_str(), last).await?;
+    if let Some(last) = queued.last() {
+        store
+            .acknowledge_pdus(destination.as_str(), last.stream)
+            .await?;
+    }
     Ok(true)
 }
 
 fn transaction(
     tenant: &Tenant,
     queued: &[QueuedPdu],
-    first: i64,
-    last: i64,
+    edus: Vec<Raw<Edu>>,
 ) -> Result<send_transaction_message::v1::Request> {
     // The same PDUs are retried under the same id, so a destination that got them before
-    // answers without applying them twice.
-    let txn_id: OwnedTransactionId = format!("{first}-{last}").into();
+    // answers without applying them twice; a transaction of EDUs alone gets a fresh id.
+    let txn_id: OwnedTransactionId = match (queued.first(), queued.last()) {
+        (Some(first), Some(last)) => format!("{}-{}", first.stream, last.stream),
+        _ => format!("edus-{}", secrets::random_alphanumeric(16)),
+    }
+    .into();
     let now = MilliSecondsSinceUnixEpoch::now();
     let mut request =
         send_transaction_message::v1::Request::new(txn_id, tenant.server_name().to_owned(), now);
@@ -237,5 +323,6 @@ fn transaction(
             .map_err(|e| Error::Internal(format!("stored PDU {}: {e}", pdu.event_id)))?;
         request.pdus.push(raw);
     }
+    request.edus = edus;
     Ok(request)
 }

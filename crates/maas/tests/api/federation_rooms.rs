@@ -591,3 +591,114 @@ async fn concurrent_events_on_both_servers_fork_and_resolve_alike() {
     let on_b = state_of(&srv, "b.test", &bob, &room_id, "m.room.name").await;
     assert_eq!(on_a, on_b, "the same name wins on both servers");
 }
+
+/// The ephemeral events of `room_id` in syncs of `user` on `host`, until one of `kind`
+/// satisfies `found` (EDUs between tenants travel asynchronously).
+async fn wait_for_ephemeral(
+    srv: &TestServer,
+    host: &str,
+    user: &Session,
+    room_id: &str,
+    kind: &str,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let sync = srv
+            .on(host)
+            .as_user(user)
+            .get("/_matrix/client/v3/sync?timeout=0")
+            .await
+            .ok();
+        last = sync["rooms"]["join"][room_id]["ephemeral"]["events"].clone();
+        let hit = last
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["type"] == kind && found(e)));
+        if let Some(hit) = hit {
+            return hit.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {kind} on {host}: {last}");
+}
+
+#[tokio::test]
+async fn typing_and_read_receipts_reach_the_other_server() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(&join, json!({}))
+        .await
+        .ok();
+
+    srv.on("b.test")
+        .as_user(&bob)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                enc(&room_id),
+                enc("@bob:b.test")
+            ),
+            json!({"typing": true, "timeout": 30000}),
+        )
+        .await
+        .ok();
+    wait_for_ephemeral(&srv, "a.test", &alice, &room_id, "m.typing", |e| {
+        e["content"]["user_ids"] == json!(["@bob:b.test"])
+    })
+    .await;
+    srv.on("b.test")
+        .as_user(&bob)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                enc(&room_id),
+                enc("@bob:b.test")
+            ),
+            json!({"typing": false}),
+        )
+        .await
+        .ok();
+    wait_for_ephemeral(&srv, "a.test", &alice, &room_id, "m.typing", |e| {
+        e["content"]["user_ids"] == json!([])
+    })
+    .await;
+
+    send(&srv, "a.test", &alice, &room_id, "read me").await;
+    wait_for(&srv, "b.test", &bob, &room_id, "read me").await;
+    let page = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1",
+            enc(&room_id)
+        ))
+        .await
+        .ok();
+    let event_id = page["chunk"][0]["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    srv.on("a.test")
+        .as_user(&alice)
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room_id),
+                enc(&event_id)
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    let receipt = wait_for_ephemeral(&srv, "b.test", &bob, &room_id, "m.receipt", |e| {
+        e["content"][event_id.as_str()]["m.read"]["@alice:a.test"].is_object()
+    })
+    .await;
+    assert!(
+        receipt["content"][&event_id]["m.read"]["@alice:a.test"]["ts"].is_i64(),
+        "{receipt}"
+    );
+}
