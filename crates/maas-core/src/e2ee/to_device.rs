@@ -1,21 +1,31 @@
 //! Send-to-device messaging (spec: "Send-to-Device messaging"): messages queued per device,
 //! delivered through sync and deleted once a later `since` acknowledges them.
 
-use ruma::UserId;
+use std::collections::BTreeMap;
+
+use ruma::{OwnedServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use super::{E2ee, parse_json};
 use crate::accounts::AuthedUser;
 use crate::store::{ToDeviceRecord, TxnRecord};
 use crate::stream::Audience;
-use crate::{Error, Result};
+use crate::{Error, Result, secrets};
+
+/// What the messages of one send share.
+struct Message<'a> {
+    stream: i64,
+    sender: &'a UserId,
+    event_type: &'a str,
+}
 
 /// Messages one sync carries at most; more wait for the next sync.
 pub(crate) const MAX_PER_SYNC: u32 = 100;
 
 impl E2ee<'_> {
     /// `PUT /sendToDevice/{eventType}/{txnId}`: `messages` maps user → device id (or `*`) →
-    /// content. Idempotent per sending device and transaction id.
+    /// content. Idempotent per sending device and transaction id. Messages for users of other
+    /// servers go to their servers (`m.direct_to_device` EDU).
     pub async fn send_to_device(
         &self,
         sender: &AuthedUser,
@@ -23,46 +33,33 @@ impl E2ee<'_> {
         txn_id: &str,
         messages: &Map<String, Value>,
     ) -> Result<()> {
-        let store = self.tenant.store();
         let mut writer = self.tenant.stream().writer().await;
         let recipients = messages.keys().cloned().collect();
         let stream = writer.next_for(Audience::Users(recipients)).await?;
         let mut records = Vec::new();
+        let mut remote: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user_id, devices) in messages {
             let Ok(user) = UserId::parse(user_id.as_str()) else {
                 return Err(Error::InvalidParam(format!("Invalid user id {user_id}")));
             };
-            if user.server_name() != self.tenant.server_name() {
-                // Delivering to other servers comes with federation.
-                continue;
-            }
             let Some(devices) = devices.as_object() else {
                 return Err(Error::BadJson(
                     "messages must map devices to contents".into(),
                 ));
             };
-            let known = store.devices(user.localpart()).await?;
-            for (device_id, content) in devices {
-                let targets: Vec<&str> = if device_id == "*" {
-                    known.iter().map(|d| d.device_id.as_str()).collect()
-                } else {
-                    known
-                        .iter()
-                        .filter(|d| d.device_id == *device_id)
-                        .map(|d| d.device_id.as_str())
-                        .collect()
-                };
-                for target in targets {
-                    records.push(ToDeviceRecord {
-                        localpart: user.localpart().to_owned(),
-                        device_id: target.to_owned(),
-                        stream,
-                        sender: sender.user_id.to_string(),
-                        event_type: event_type.to_owned(),
-                        content_json: content.to_string(),
-                    });
-                }
+            if user.server_name() != self.tenant.server_name() {
+                remote
+                    .entry(user.server_name().to_owned())
+                    .or_default()
+                    .insert(user_id.clone(), Value::Object(devices.clone()));
+                continue;
             }
+            let message = Message {
+                stream,
+                sender: &sender.user_id,
+                event_type,
+            };
+            records.extend(self.records_for(&message, &user, devices).await?);
         }
         let txn = TxnRecord {
             localpart: sender.localpart.clone(),
@@ -71,9 +68,86 @@ impl E2ee<'_> {
             scope: serde_json::to_string(&["sendToDevice", event_type]).unwrap_or_default(),
             txn_id: txn_id.to_owned(),
         };
-        store.insert_to_device(&txn, &records).await?;
+        let new = self.tenant.store().insert_to_device(&txn, &records).await?;
+        writer.publish(stream);
+        if new {
+            for (server, messages) in remote {
+                let content = json!({
+                    "sender": sender.user_id,
+                    "type": event_type,
+                    "message_id": secrets::random_alphanumeric(24),
+                    "messages": messages,
+                });
+                self.tenant.sender().send_edu(
+                    self.tenant,
+                    &server,
+                    "m.direct_to_device",
+                    content,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Messages another server's user sent to our users (an `m.direct_to_device` EDU of
+    /// `origin`); users of other servers and unknown devices are skipped.
+    pub(crate) async fn receive_to_device(
+        &self,
+        sender: &UserId,
+        event_type: &str,
+        messages: &Map<String, Value>,
+    ) -> Result<()> {
+        let mut writer = self.tenant.stream().writer().await;
+        let recipients = messages.keys().cloned().collect();
+        let stream = writer.next_for(Audience::Users(recipients)).await?;
+        let message = Message {
+            stream,
+            sender,
+            event_type,
+        };
+        let mut records = Vec::new();
+        for (user_id, devices) in messages {
+            let (Ok(user), Some(devices)) = (UserId::parse(user_id.as_str()), devices.as_object())
+            else {
+                continue;
+            };
+            if user.server_name() == self.tenant.server_name() {
+                records.extend(self.records_for(&message, &user, devices).await?);
+            }
+        }
+        self.tenant
+            .store()
+            .insert_received_to_device(&records)
+            .await?;
         writer.publish(stream);
         Ok(())
+    }
+
+    /// The stored form of a message to our `user`'s `devices` (ids, or `*` for all of them).
+    async fn records_for(
+        &self,
+        message: &Message<'_>,
+        user: &UserId,
+        devices: &Map<String, Value>,
+    ) -> Result<Vec<ToDeviceRecord>> {
+        let known = self.tenant.store().devices(user.localpart()).await?;
+        let mut records = Vec::new();
+        for (device_id, content) in devices {
+            let targets = known
+                .iter()
+                .filter(|d| device_id == "*" || d.device_id == *device_id);
+            for target in targets {
+                records.push(ToDeviceRecord {
+                    localpart: user.localpart().to_owned(),
+                    device_id: target.device_id.clone(),
+                    stream: message.stream,
+                    sender: message.sender.to_string(),
+                    event_type: message.event_type.to_owned(),
+                    content_json: content.to_string(),
+                });
+            }
+        }
+        Ok(records)
     }
 
     /// To-device events for a syncing device: acknowledges (deletes) what was delivered up to

@@ -188,6 +188,20 @@ impl Sender {
             .clone()
     }
 
+    /// Sends an EDU (`edu_type` and `content`) to `destination` with its next transaction.
+    pub(crate) fn send_edu(
+        &self,
+        tenant: &Tenant,
+        destination: &ServerName,
+        edu_type: &str,
+        content: serde_json::Value,
+    ) -> Result<()> {
+        let edu = edu_of(edu_type, content)?;
+        self.destination(destination).push_edu(edu);
+        self.wake(tenant, destination.to_owned());
+        Ok(())
+    }
+
     /// Sends an EDU about `room_id` (`edu_type` and `content`) to the servers of the room's
     /// other members, with their next transaction.
     pub(crate) async fn send_edu_to_room(
@@ -207,10 +221,7 @@ impl Sender {
         if servers.is_empty() {
             return Ok(());
         }
-        let json = serde_json::json!({ "edu_type": edu_type, "content": content });
-        let raw = serde_json::value::to_raw_value(&json)
-            .map_err(|e| Error::Internal(format!("EDU: {e}")))?;
-        let edu = Raw::from_json(raw);
+        let edu = edu_of(edu_type, content)?;
         for server in servers {
             self.destination(server).push_edu(edu.clone());
             self.wake(tenant, server.to_owned());
@@ -230,6 +241,13 @@ impl Sender {
         }
         Ok(())
     }
+}
+
+fn edu_of(edu_type: &str, content: serde_json::Value) -> Result<Raw<Edu>> {
+    let json = serde_json::json!({ "edu_type": edu_type, "content": content });
+    let raw =
+        serde_json::value::to_raw_value(&json).map_err(|e| Error::Internal(format!("EDU: {e}")))?;
+    Ok(Raw::from_json(raw))
 }
 
 /// Delivers `destination`'s queue until it is empty, then ends; retries with backoff on

@@ -7,10 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ruma::api::federation::transactions::edu::{Edu, ReceiptContent, TypingContent};
+use ruma::api::federation::transactions::edu::{
+    DirectDeviceContent, Edu, ReceiptContent, TypingContent,
+};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, ServerName};
+use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::received;
@@ -142,7 +145,8 @@ async fn receive_edu(tenant: &Tenant, origin: &ServerName, raw: &Raw<Edu>) {
     let applied = match edu {
         Edu::Typing(typing) => receive_typing(tenant, origin, &typing).await,
         Edu::Receipt(receipts) => receive_receipts(tenant, origin, &receipts).await,
-        // Presence, device lists, signing keys and to-device messages come next.
+        Edu::DirectToDevice(messages) => receive_to_device(tenant, origin, &messages).await,
+        // Presence, device lists and signing keys come next.
         _ => Ok(()),
     };
     if let Err(e) = applied {
@@ -165,6 +169,31 @@ async fn receive_typing(
     let timeout = typing.typing.then_some(REMOTE_TYPING);
     tenant
         .set_typing(&typing.user_id, &typing.room_id, timeout)
+        .await
+}
+
+/// To-device messages of one of the origin's users to ours.
+async fn receive_to_device(
+    tenant: &Tenant,
+    origin: &ServerName,
+    content: &DirectDeviceContent,
+) -> Result<()> {
+    if content.sender.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} sent to-device messages of {}",
+            content.sender
+        )));
+    }
+    let messages = serde_json::to_value(&content.messages)
+        .map_err(|e| Error::BadJson(format!("to-device messages: {e}")))?;
+    let Value::Object(messages) = messages else {
+        return Err(Error::BadJson(
+            "to-device messages must be an object".into(),
+        ));
+    };
+    tenant
+        .e2ee()
+        .receive_to_device(&content.sender, &content.ev_type.to_string(), &messages)
         .await
 }
 

@@ -137,6 +137,9 @@ pub trait E2eeStore: Send + Sync {
     /// transaction was already stored (and nothing is written). Messages for devices that don't
     /// exist are skipped; `NotFound` when the sending device doesn't exist.
     async fn insert_to_device(&self, txn: &TxnRecord, messages: &[ToDeviceRecord]) -> Result<bool>;
+    /// Stores messages another server sent for our users (their transaction made them arrive
+    /// once); messages for devices that don't exist are skipped.
+    async fn insert_received_to_device(&self, messages: &[ToDeviceRecord]) -> Result<()>;
     /// Pending messages of a device with stream `<= up_to`, oldest first, at most `limit`.
     async fn to_device_messages(
         &self,

@@ -97,6 +97,10 @@ impl E2eeStore for PostgresTenantStore {
         to_device::insert_to_device(&self.schema, txn, messages).await
     }
 
+    async fn insert_received_to_device(&self, messages: &[ToDeviceRecord]) -> Result<()> {
+        to_device::insert_received_to_device(&self.schema, messages).await
+    }
+
     async fn to_device_messages(
         &self,
         localpart: &str,

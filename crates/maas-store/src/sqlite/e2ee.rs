@@ -97,6 +97,10 @@ impl E2eeStore for SqliteTenantStore {
         to_device::insert_to_device(&self.pool, txn, messages).await
     }
 
+    async fn insert_received_to_device(&self, messages: &[ToDeviceRecord]) -> Result<()> {
+        to_device::insert_received_to_device(&self.pool, messages).await
+    }
+
     async fn to_device_messages(
         &self,
         localpart: &str,

@@ -1,9 +1,12 @@
-//! End-to-end encryption keys across servers (spec: Server-Server API, "End-to-End
-//! Encryption"): a client's `keys/query` and `keys/claim` for users of another server are
-//! asked of that server (`user/keys/query`, `user/keys/claim`), here a co-hosted tenant
-//! reached in-process with the same signature checks as over the network.
+//! End-to-end encryption across servers (spec: Server-Server API, "End-to-End Encryption",
+//! "Send-to-device messaging"): a client's `keys/query` and `keys/claim` for users of another
+//! server are asked of that server (`user/keys/query`, `user/keys/claim`), and its to-device
+//! messages for them travel as `m.direct_to_device` EDUs; here to a co-hosted tenant reached
+//! in-process with the same signature checks as over the network.
 
-use serde_json::json;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use crate::e2ee_support::*;
 use crate::harness::*;
@@ -66,4 +69,82 @@ async fn a_user_gets_the_keys_of_a_user_of_another_server() {
         queried_devices(&q, &bob.user_id),
         vec![bob.device_id.clone()]
     );
+}
+
+/// The to-device events `user` has on `host`, waiting until there are `count` (EDUs between
+/// tenants travel asynchronously).
+async fn to_device_events(
+    srv: &TestServer,
+    host: &str,
+    user: &Session,
+    count: usize,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let sync = srv
+            .on(host)
+            .as_user(user)
+            .get("/_matrix/client/v3/sync?timeout=0")
+            .await
+            .ok();
+        events = sync["to_device"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if events.len() >= count {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{count} to-device events never reached {host}: {events:?}");
+}
+
+#[tokio::test]
+async fn to_device_messages_reach_users_of_another_server() {
+    let srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let bob = srv.register("b.test", "bob", "password-bob").await;
+    let bob_again = srv.login("b.test", "bob", "password-bob").await;
+
+    // One device by id, every device of another user by `*`; bob's are on b.test, carol is
+    // no one there.
+    let body = json!({"messages": {
+        bob.user_id.as_str(): {bob.device_id.as_str(): {"secret": "for one device"}},
+        "@carol:b.test": {"*": {"secret": "for nobody"}},
+    }});
+    srv.on("a.test")
+        .as_user(&alice)
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.test.secret/t1",
+            body.clone(),
+        )
+        .await
+        .ok();
+    // A retried transaction sends nothing twice.
+    srv.on("a.test")
+        .as_user(&alice)
+        .put("/_matrix/client/v3/sendToDevice/m.test.secret/t1", body)
+        .await
+        .ok();
+    let events = to_device_events(&srv, "b.test", &bob, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["sender"], alice.user_id.as_str());
+    assert_eq!(events[0]["type"], "m.test.secret");
+    assert_eq!(events[0]["content"]["secret"], "for one device");
+
+    let body = json!({"messages": {bob.user_id.as_str(): {"*": {"secret": "for all"}}}});
+    srv.on("a.test")
+        .as_user(&alice)
+        .put("/_matrix/client/v3/sendToDevice/m.test.secret/t2", body)
+        .await
+        .ok();
+    let events = to_device_events(&srv, "b.test", &bob_again, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["content"]["secret"], "for all");
+    // Bob's first device got both, in order.
+    let events = to_device_events(&srv, "b.test", &bob, 2).await;
+    let secrets: Vec<&Value> = events.iter().map(|e| &e["content"]["secret"]).collect();
+    assert_eq!(secrets, [&json!("for one device"), &json!("for all")]);
 }

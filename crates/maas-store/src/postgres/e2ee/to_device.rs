@@ -2,7 +2,7 @@
 //! stream order, deleted when a later sync acknowledges them (or with the device).
 
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{device_name, missing};
 use crate::postgres::util::Schema;
@@ -31,39 +31,56 @@ pub(super) async fn insert_to_device(
     if recorded.rows_affected() == 0 {
         return Ok(false);
     }
-    if !messages.is_empty() {
-        let column = |field: fn(&ToDeviceRecord) -> &str| -> Vec<&str> {
-            messages.iter().map(field).collect()
-        };
-        let streams: Vec<i64> = messages.iter().map(|m| m.stream).collect();
-        // One statement for a send to a whole room's devices. The identity column numbers the
-        // rows as they come out of the ORDER BY, so messages keep the order they were given
-        // in. A recipient device may be deleted between the caller listing it and this write:
-        // the join skips it (such a message has nobody left to read it), and FOR KEY SHARE
-        // keeps a device found here from going before the commit, or makes a deletion
-        // committed meanwhile drop the row rather than fail the foreign key.
-        sqlx::query(
-            "INSERT INTO to_device_messages (localpart, device_id, stream, sender, event_type, \
-                                             content) \
-             SELECT m.localpart, m.device_id, m.stream, m.sender, m.event_type, m.content \
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-                         $6::text[]) WITH ORDINALITY \
-                  AS m (localpart, device_id, stream, sender, event_type, content, position) \
-             JOIN devices AS d ON d.localpart = m.localpart AND d.device_id = m.device_id \
-             ORDER BY m.position \
-             FOR KEY SHARE OF d",
-        )
-        .bind(column(|m| &m.localpart))
-        .bind(column(|m| &m.device_id))
-        .bind(streams)
-        .bind(column(|m| &m.sender))
-        .bind(column(|m| &m.event_type))
-        .bind(column(|m| &m.content_json))
-        .execute(&mut *tx)
-        .await?;
-    }
+    write_messages(&mut tx, messages).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Messages another server sent (an `m.direct_to_device` EDU): its transaction is what makes
+/// them arrive once.
+pub(super) async fn insert_received_to_device(
+    schema: &Schema,
+    messages: &[ToDeviceRecord],
+) -> Result<()> {
+    let mut tx = schema.begin().await?;
+    write_messages(&mut tx, messages).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn write_messages(conn: &mut PgConnection, messages: &[ToDeviceRecord]) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |field: fn(&ToDeviceRecord) -> &str| -> Vec<&str> { messages.iter().map(field).collect() };
+    let streams: Vec<i64> = messages.iter().map(|m| m.stream).collect();
+    // One statement for a send to a whole room's devices. The identity column numbers the
+    // rows as they come out of the ORDER BY, so messages keep the order they were given
+    // in. A recipient device may be deleted between the caller listing it and this write:
+    // the join skips it (such a message has nobody left to read it), and FOR KEY SHARE
+    // keeps a device found here from going before the commit, or makes a deletion
+    // committed meanwhile drop the row rather than fail the foreign key.
+    sqlx::query(
+        "INSERT INTO to_device_messages (localpart, device_id, stream, sender, event_type, \
+                                         content) \
+         SELECT m.localpart, m.device_id, m.stream, m.sender, m.event_type, m.content \
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+                     $6::text[]) WITH ORDINALITY \
+              AS m (localpart, device_id, stream, sender, event_type, content, position) \
+         JOIN devices AS d ON d.localpart = m.localpart AND d.device_id = m.device_id \
+         ORDER BY m.position \
+         FOR KEY SHARE OF d",
+    )
+    .bind(column(|m| &m.localpart))
+    .bind(column(|m| &m.device_id))
+    .bind(streams)
+    .bind(column(|m| &m.sender))
+    .bind(column(|m| &m.event_type))
+    .bind(column(|m| &m.content_json))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn to_device_messages(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 use super::{device_name, missing};
 use crate::sqlite::raw::Direct;
@@ -32,6 +32,24 @@ pub(super) async fn insert_to_device(
     if recorded.rows_affected() == 0 {
         return Ok(false);
     }
+    write_messages(&mut tx, messages).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Messages another server sent (an `m.direct_to_device` EDU): its transaction is what makes
+/// them arrive once.
+pub(super) async fn insert_received_to_device(
+    pool: &SqlitePool,
+    messages: &[ToDeviceRecord],
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    write_messages(&mut tx, messages).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn write_messages(conn: &mut SqliteConnection, messages: &[ToDeviceRecord]) -> Result<()> {
     for message in messages {
         // A recipient device may be deleted between the caller listing it and this write;
         // such a message has nobody left to read it.
@@ -47,11 +65,10 @@ pub(super) async fn insert_to_device(
         .bind(&message.sender)
         .bind(&message.event_type)
         .bind(&message.content_json)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Read straight on the tenant's direct reader: every sync of the device asks, and mostly
