@@ -506,7 +506,8 @@ impl<'a> Accounts<'a> {
         // Deleted devices took their tokens along; deactivation ends every session.
         self.tenant.sessions().invalidate();
         let user_id = self.user_id(localpart)?;
-        self.tenant.e2ee().device_list_changed(&user_id).await
+        self.tenant.e2ee().device_list_changed(&user_id).await?;
+        Ok(())
     }
 
     // ---- Account management --------------------------------------------------------------

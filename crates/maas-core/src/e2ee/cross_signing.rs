@@ -55,6 +55,34 @@ impl E2ee<'_> {
         Ok(keys)
     }
 
+    /// Tells the servers sharing a room with our `user` their master and self-signing keys
+    /// (`m.signing_key_update` EDU, spec: "Cross-signing"); the user-signing key stays here.
+    async fn announce_signing_keys(&self, user: &UserId) -> Result<()> {
+        let mut content = serde_json::json!({ "user_id": user });
+        for key in self
+            .tenant
+            .store()
+            .cross_signing_keys(user.localpart())
+            .await?
+        {
+            let field = match key.key_type.as_str() {
+                "master" => "master_key",
+                "self_signing" => "self_signing_key",
+                _ => continue,
+            };
+            content[field] = parse_json(&key.key_json, "cross-signing key")?;
+        }
+        let sent = self
+            .tenant
+            .sender()
+            .send_edu_to_sharing(self.tenant, user, "m.signing_key_update", content)
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(%user, error = %e, "signing keys not sent to other servers");
+        }
+        Ok(())
+    }
+
     /// `POST /keys/device_signing/upload`. The first upload needs no user-interactive auth
     /// (MSC3967), nor does re-uploading the same keys; replacing keys does.
     pub async fn upload_signing_keys(
@@ -125,6 +153,7 @@ impl E2ee<'_> {
         }
         if changed {
             self.device_list_changed(&user.user_id).await?;
+            self.announce_signing_keys(&user.user_id).await?;
         }
         Ok(())
     }
@@ -206,7 +235,10 @@ impl E2ee<'_> {
                     ..record
                 };
                 store.set_device_keys(&record).await?;
-                return self.device_list_changed(&user.user_id).await;
+                let stream = self.device_list_changed(&user.user_id).await?;
+                self.announce_device(&user.user_id, &record.device_id, Some(&keys), stream)
+                    .await;
+                return Ok(());
             }
             let master = mine
                 .get("master")
@@ -277,7 +309,8 @@ impl E2ee<'_> {
         };
         self.tenant.store().set_cross_signing_key(&record).await?;
         if owner == signer_user {
-            return self.device_list_changed(owner).await;
+            self.device_list_changed(owner).await?;
+            return self.announce_signing_keys(owner).await;
         }
         self.signature_changed(signer_user, owner).await
     }

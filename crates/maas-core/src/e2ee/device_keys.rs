@@ -32,6 +32,21 @@ pub struct KeysQueryResult {
     pub failures: Map<String, Value>,
 }
 
+/// A user's devices as another server asks for them (`user/devices`).
+pub struct UserDevices {
+    /// Where the user's device list stands: the tenant's stream position.
+    pub stream_id: i64,
+    pub devices: Vec<UserDevice>,
+    pub master_key: Option<Value>,
+    pub self_signing_key: Option<Value>,
+}
+
+pub struct UserDevice {
+    pub device_id: String,
+    pub keys: Value,
+    pub display_name: Option<String>,
+}
+
 /// How a server that could not be asked is reported under `failures`.
 fn unavailable(error: &Error) -> Value {
     json!({ "errcode": "M_UNAVAILABLE", "error": error.to_string() })
@@ -76,7 +91,9 @@ impl E2ee<'_> {
                     keys_json: keys.to_string(),
                 };
                 store.set_device_keys(&record).await?;
-                self.device_list_changed(&user.user_id).await?;
+                let stream = self.device_list_changed(&user.user_id).await?;
+                self.announce_device(&user.user_id, device_id, Some(keys), stream)
+                    .await;
             }
         }
         if !one_time.is_empty() {
@@ -219,6 +236,44 @@ impl E2ee<'_> {
             }
         }
         Ok(result)
+    }
+
+    /// Another server's `user/devices/{userId}`: a local user's devices that have keys, and
+    /// their master and self-signing keys; `M_NOT_FOUND` for anyone else.
+    pub async fn devices_for_server(&self, user: &UserId) -> Result<UserDevices> {
+        let known = user.server_name() == self.tenant.server_name()
+            && self.tenant.store().user(user.localpart()).await?.is_some();
+        if !known {
+            return Err(Error::NotFound(format!("Unknown user {user}")));
+        }
+        let mut result = KeysQueryResult::default();
+        self.local_keys(user, &[], None, &mut result).await?;
+        let devices = match result.device_keys.remove(user.as_str()) {
+            Some(Value::Object(devices)) => devices,
+            _ => Map::new(),
+        };
+        let devices = devices
+            .into_iter()
+            .map(|(device_id, mut keys)| {
+                let display_name = keys["unsigned"]["device_display_name"]
+                    .as_str()
+                    .map(str::to_owned);
+                if let Some(keys) = keys.as_object_mut() {
+                    keys.remove("unsigned");
+                }
+                UserDevice {
+                    device_id,
+                    keys,
+                    display_name,
+                }
+            })
+            .collect();
+        Ok(UserDevices {
+            stream_id: self.tenant.stream().current(),
+            devices,
+            master_key: result.master_keys.remove(user.as_str()),
+            self_signing_key: result.self_signing_keys.remove(user.as_str()),
+        })
     }
 
     /// The device keys (`wanted` devices, all when empty) and cross-signing keys of a local

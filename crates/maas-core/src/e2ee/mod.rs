@@ -29,8 +29,8 @@ impl Tenant {
 
 impl E2ee<'_> {
     /// Announces that `user`'s devices or keys changed: clients sharing a room with them
-    /// learn it through `device_lists.changed`.
-    pub(crate) async fn device_list_changed(&self, user: &UserId) -> Result<()> {
+    /// learn it through `device_lists.changed`. Returns the change's stream position.
+    pub(crate) async fn device_list_changed(&self, user: &UserId) -> Result<i64> {
         let audience = Audience::sharing(self.tenant.store(), user).await?;
         let mut writer = self.tenant.stream().writer().await;
         let stream = writer.next_for(audience).await?;
@@ -39,7 +39,37 @@ impl E2ee<'_> {
             .record_device_list_change(user.as_str(), stream)
             .await?;
         writer.publish(stream);
-        Ok(())
+        Ok(stream)
+    }
+
+    /// Tells the servers sharing a room with our `user` that one of their devices changed
+    /// (`m.device_list_update` EDU, spec: "Device management"), its keys included. An update
+    /// names no previous one: a receiver applies it as it stands, or asks `user/devices`.
+    pub(crate) async fn announce_device(
+        &self,
+        user: &UserId,
+        device_id: &str,
+        keys: Option<&Value>,
+        stream: i64,
+    ) {
+        let mut content = serde_json::json!({
+            "user_id": user,
+            "device_id": device_id,
+            "stream_id": stream,
+            "prev_id": [],
+            "deleted": keys.is_none(),
+        });
+        if let Some(keys) = keys {
+            content["keys"] = keys.clone();
+        }
+        let sent = self
+            .tenant
+            .sender()
+            .send_edu_to_sharing(self.tenant, user, "m.device_list_update", content)
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(%user, error = %e, "device update not sent to other servers");
+        }
     }
 }
 

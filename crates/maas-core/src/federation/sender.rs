@@ -202,6 +202,43 @@ impl Sender {
         Ok(())
     }
 
+    /// Sends an EDU about our `user` (their devices, their keys) to every server of someone
+    /// sharing a room with them.
+    pub(crate) async fn send_edu_to_sharing(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        edu_type: &str,
+        content: serde_json::Value,
+    ) -> Result<()> {
+        let store = tenant.store();
+        let mut servers = BTreeSet::new();
+        for membership in store.memberships_of_user(user.as_str()).await? {
+            if membership.membership != "join" {
+                continue;
+            }
+            for member in store
+                .room_members(&membership.room_id, Some("join"))
+                .await?
+            {
+                if let Ok(member) = UserId::parse(&member.user_id)
+                    && member.server_name() != tenant.server_name()
+                {
+                    servers.insert(member.server_name().to_owned());
+                }
+            }
+        }
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let edu = edu_of(edu_type, content)?;
+        for server in servers {
+            self.destination(&server).push_edu(edu.clone());
+            self.wake(tenant, server);
+        }
+        Ok(())
+    }
+
     /// Sends an EDU about `room_id` (`edu_type` and `content`) to the servers of the room's
     /// other members, with their next transaction.
     pub(crate) async fn send_edu_to_room(

@@ -12,7 +12,7 @@ use ruma::api::federation::transactions::edu::{
 };
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Raw;
-use ruma::{OwnedEventId, ServerName};
+use ruma::{OwnedEventId, ServerName, UserId};
 use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -146,7 +146,9 @@ async fn receive_edu(tenant: &Tenant, origin: &ServerName, raw: &Raw<Edu>) {
         Edu::Typing(typing) => receive_typing(tenant, origin, &typing).await,
         Edu::Receipt(receipts) => receive_receipts(tenant, origin, &receipts).await,
         Edu::DirectToDevice(messages) => receive_to_device(tenant, origin, &messages).await,
-        // Presence, device lists and signing keys come next.
+        Edu::DeviceListUpdate(update) => device_list_changed(tenant, origin, &update.user_id).await,
+        Edu::SigningKeyUpdate(update) => device_list_changed(tenant, origin, &update.user_id).await,
+        // Presence comes next.
         _ => Ok(()),
     };
     if let Err(e) = applied {
@@ -170,6 +172,18 @@ async fn receive_typing(
     tenant
         .set_typing(&typing.user_id, &typing.room_id, timeout)
         .await
+}
+
+/// One of the origin's users changed a device or their cross-signing keys: our clients sharing
+/// a room with them see the user in `device_lists.changed` and ask for the keys again.
+async fn device_list_changed(tenant: &Tenant, origin: &ServerName, user: &UserId) -> Result<()> {
+    if user.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} sent a device list update of {user}"
+        )));
+    }
+    tenant.e2ee().device_list_changed(user).await?;
+    Ok(())
 }
 
 /// To-device messages of one of the origin's users to ours.

@@ -148,3 +148,102 @@ async fn to_device_messages_reach_users_of_another_server() {
     let secrets: Vec<&Value> = events.iter().map(|e| &e["content"]["secret"]).collect();
     assert_eq!(secrets, [&json!("for one device"), &json!("for all")]);
 }
+
+#[tokio::test]
+async fn device_changes_reach_users_of_another_server() {
+    let srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let bob = srv.register("b.test", "bob", "password-bob").await;
+    let (alice_api, bob_api) = (
+        srv.on("a.test").as_user(&alice),
+        srv.on("b.test").as_user(&bob),
+    );
+    alice_api
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat", "room_alias_name": "crypto"}),
+        )
+        .await
+        .ok();
+    bob_api
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#crypto:a.test")),
+            json!({}),
+        )
+        .await
+        .ok();
+    let since = alice_api.get("/_matrix/client/v3/sync").await.ok()["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+
+    // Bob's new device keys: a.test hears of them (m.device_list_update) and tells alice.
+    let device = TestDevice::of(&bob);
+    upload_ok(&bob_api, json!({"device_keys": device.device_keys()})).await;
+    let mut changed = Value::Null;
+    for _ in 0..100 {
+        let sync = alice_api
+            .get(&format!("/_matrix/client/v3/sync?since={since}&timeout=0"))
+            .await
+            .ok();
+        changed = sync["device_lists"]["changed"].clone();
+        if changed
+            .as_array()
+            .is_some_and(|c| c.contains(&json!(bob.user_id)))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        changed
+            .as_array()
+            .is_some_and(|c| c.contains(&json!(bob.user_id))),
+        "{changed}"
+    );
+}
+
+#[tokio::test]
+async fn another_server_lists_a_users_devices() {
+    let srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let device = TestDevice::of(&alice);
+    upload_ok(
+        &srv.on("a.test").as_user(&alice),
+        json!({"device_keys": device.device_keys()}),
+    )
+    .await;
+    let key = crate::federation_queries::signing_key(&srv, "b.test").await;
+    let get = |path: String| {
+        let auth =
+            crate::federation_queries::x_matrix("GET", &path, None, "b.test", "a.test", &key);
+        let builder = srv
+            .on("a.test")
+            .builder(reqwest::Method::GET, &path)
+            .header("Authorization", auth);
+        TestServer::send(builder)
+    };
+    let listed = get(format!(
+        "/_matrix/federation/v1/user/devices/{}",
+        enc(&alice.user_id)
+    ))
+    .await
+    .ok();
+    assert_eq!(listed["user_id"], alice.user_id.as_str());
+    assert!(listed["stream_id"].is_u64(), "{listed}");
+    let devices = listed["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1, "{listed}");
+    assert_eq!(devices[0]["device_id"], alice.device_id.as_str());
+    assert_eq!(devices[0]["keys"]["device_id"], alice.device_id.as_str());
+
+    let resp = get(format!(
+        "/_matrix/federation/v1/user/devices/{}",
+        enc("@nobody:a.test")
+    ))
+    .await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+}
