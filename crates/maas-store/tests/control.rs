@@ -14,6 +14,7 @@ on_both_backends!(corrupt_settings_are_reported);
 on_both_backends!(tenants_are_isolated, multi_thread);
 on_both_backends!(a_destroyed_tenant_starts_empty_when_opened_again);
 on_both_backends!(data_survives_reopening);
+on_both_backends!(federation_pending_marks);
 
 fn tenant(id: &str, server_name: &str, hosts: &[&str]) -> TenantInfo {
     TenantInfo {
@@ -296,4 +297,29 @@ async fn data_survives_reopening(fixture: &Fixture) {
         store.close().await;
         backend.close().await;
     }
+}
+
+async fn federation_pending_marks(backend: &dyn Backend) {
+    let control = backend.control();
+    control
+        .insert_tenant(&tenant("one", "one.example", &["one.example"]))
+        .await
+        .unwrap();
+    control
+        .insert_tenant(&tenant("two", "two.example", &["two.example"]))
+        .await
+        .unwrap();
+    assert!(control.federation_pending().await.unwrap().is_empty());
+    control.set_federation_pending("two", true).await.unwrap();
+    control.set_federation_pending("one", true).await.unwrap();
+    // Marking twice is marking once; a tenant that doesn't exist is left alone.
+    control.set_federation_pending("one", true).await.unwrap();
+    control.set_federation_pending("gone", true).await.unwrap();
+    assert_eq!(control.federation_pending().await.unwrap(), ["one", "two"]);
+    control.set_federation_pending("one", false).await.unwrap();
+    control.set_federation_pending("one", false).await.unwrap();
+    assert_eq!(control.federation_pending().await.unwrap(), ["two"]);
+    // The mark goes with its tenant.
+    control.delete_tenant("two").await.unwrap();
+    assert!(control.federation_pending().await.unwrap().is_empty());
 }

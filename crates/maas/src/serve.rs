@@ -99,6 +99,10 @@ async fn start_platform(config: Config) -> anyhow::Result<Arc<Platform>> {
         .federation()
         .transports()
         .set_network(Arc::new(network));
+    // What was queued for other servers when the platform last stopped goes out now.
+    if let Err(e) = platform.resume_federation().await {
+        tracing::warn!(error = %e, "federation queues not resumed");
+    }
     Ok(platform)
 }
 

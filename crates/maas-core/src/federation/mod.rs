@@ -29,9 +29,14 @@ use ruma::api::{IncomingResponse, OutgoingRequest};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
 use self::key_cache::KeyCache;
 use self::transport::{Transport, TransportError, Transports};
 use crate::config::FederationConfig;
+use crate::store::ControlStore;
 use crate::{Error, Result, Tenant};
 
 /// What all tenants share to federate.
@@ -40,6 +45,10 @@ pub struct Federation {
     keys: KeyCache,
     /// Asked for other servers' keys before the servers themselves.
     notaries: Vec<OwnedServerName>,
+    /// Which tenants have events queued for other servers, on their way to the control plane
+    /// (`(tenant_id, pending)`, in order).
+    pending: mpsc::UnboundedSender<(String, bool)>,
+    pending_marks: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(String, bool)>>>,
 }
 
 impl Federation {
@@ -50,11 +59,35 @@ impl Federation {
             .iter()
             .filter_map(|name| ServerName::parse(name).ok())
             .collect();
+        let (pending, marks) = mpsc::unbounded_channel();
         Self {
             transports: Transports::default(),
             keys: KeyCache::default(),
             notaries,
+            pending,
+            pending_marks: parking_lot::Mutex::new(Some(marks)),
         }
+    }
+
+    /// Records that `tenant_id` has events queued for other servers (or no longer has), so a
+    /// restarted platform loads it to deliver them.
+    pub(crate) fn mark_pending(&self, tenant_id: &str, pending: bool) {
+        // The receiver lives as long as the platform.
+        let _ = self.pending.send((tenant_id.to_owned(), pending));
+    }
+
+    /// Writes the marks to the control plane, in order, until the platform goes; taken once.
+    pub(crate) fn record_pending_marks(&self, control: Arc<dyn ControlStore>) {
+        let Some(mut marks) = self.pending_marks.lock().take() else {
+            return;
+        };
+        tokio::spawn(async move {
+            while let Some((tenant_id, pending)) = marks.recv().await {
+                if let Err(e) = control.set_federation_pending(&tenant_id, pending).await {
+                    tracing::warn!(%tenant_id, error = %e, "federation queue mark not recorded");
+                }
+            }
+        });
     }
 
     /// Where the binary installs the network and in-process transports.

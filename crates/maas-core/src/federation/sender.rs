@@ -63,6 +63,7 @@ impl EventStep for FederationStep {
             });
         }
         tenant.sender().note(destinations);
+        tenant.sender().mark_pending(tenant);
         Ok(())
     }
 
@@ -110,6 +111,8 @@ pub(crate) struct Sender {
     noted: Mutex<BTreeSet<OwnedServerName>>,
     /// Events of other servers that we send on to the room's servers (joins through us).
     relays: Mutex<BTreeSet<String>>,
+    /// Whether the control plane knows the tenant has something queued.
+    marked: AtomicBool,
 }
 
 #[derive(Default)]
@@ -266,9 +269,42 @@ impl Sender {
         Ok(())
     }
 
+    /// Tells the control plane the tenant has events queued, once until its queue empties.
+    fn mark_pending(&self, tenant: &Tenant) {
+        if !self.marked.swap(true, Ordering::AcqRel) {
+            tenant
+                .federation()
+                .mark_pending(&tenant.record().tenant_id, true);
+        }
+    }
+
+    /// Once a destination's queue emptied: clears the control plane's mark when no queue is
+    /// left, marking again if an event was queued meanwhile.
+    async fn unmark_if_drained(&self, tenant: &Tenant) -> Result<()> {
+        if !tenant.store().outbound_destinations().await?.is_empty() {
+            return Ok(());
+        }
+        if self.marked.swap(false, Ordering::AcqRel) {
+            let tenant_id = tenant.record().tenant_id;
+            tenant.federation().mark_pending(&tenant_id, false);
+            if !tenant.store().outbound_destinations().await?.is_empty() {
+                self.mark_pending(tenant);
+            }
+        }
+        Ok(())
+    }
+
     /// After loading the tenant: delivers what was queued before, for every destination.
     pub(crate) async fn resume(&self, tenant: &Tenant) -> Result<()> {
-        for name in tenant.store().outbound_destinations().await? {
+        let destinations = tenant.store().outbound_destinations().await?;
+        if destinations.is_empty() {
+            // Marked before a restart, delivered since: nothing left to wait for.
+            let tenant_id = tenant.record().tenant_id;
+            tenant.federation().mark_pending(&tenant_id, false);
+            return Ok(());
+        }
+        self.marked.store(true, Ordering::Release);
+        for name in destinations {
             match ServerName::parse(&name) {
                 Ok(destination) => self.wake(tenant, destination),
                 Err(e) => {
@@ -307,7 +343,13 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
                 // the task running and did not start another: look once more.
                 let more = handle.store().queued_pdus(destination.as_str(), 1).await;
                 let more = matches!(more, Ok(ref q) if !q.is_empty()) || state.has_edus();
-                if !more || state.running.swap(true, Ordering::AcqRel) {
+                if !more {
+                    if let Err(e) = handle.sender().unmark_if_drained(&handle).await {
+                        tracing::debug!(error = %e, "federation queue mark not cleared");
+                    }
+                    return;
+                }
+                if state.running.swap(true, Ordering::AcqRel) {
                     return;
                 }
             }

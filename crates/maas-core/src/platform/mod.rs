@@ -157,6 +157,10 @@ impl Platform {
             operator_token_digest,
             operator_lock: tokio::sync::Mutex::new(()),
         });
+        platform
+            .runtime
+            .federation()
+            .record_pending_marks(platform.backend.control());
         spawn_reaper(Arc::downgrade(&platform));
         crate::maintenance::spawn(
             Arc::downgrade(&platform),
@@ -241,6 +245,21 @@ impl Platform {
             .clone();
         tenant.touch();
         Ok(tenant)
+    }
+
+    /// Loads every tenant that had events queued for other servers when the platform last
+    /// ran, so their queues are delivered now; called once the transports are installed.
+    pub async fn resume_federation(&self) -> Result<()> {
+        for tenant_id in self.backend.control().federation_pending().await? {
+            let record = self.directory.read().records.get(&tenant_id).cloned();
+            let Some(record) = record else {
+                continue;
+            };
+            if let Err(e) = self.load(record).await {
+                tracing::warn!(%tenant_id, error = %e, "tenant with queued events not loaded");
+            }
+        }
+        Ok(())
     }
 
     /// All tenants, ordered by server name.

@@ -90,6 +90,11 @@ pub trait ControlStore: Send + Sync {
     /// Replaces the settings and hosts of an existing tenant; `Conflict` on a taken host.
     async fn update_tenant(&self, tenant: &TenantInfo) -> Result<()>;
     async fn delete_tenant(&self, tenant_id: &str) -> Result<()>;
+    /// Marks (`true`) or clears whether the tenant has events queued for other servers; a
+    /// tenant that no longer exists is no error.
+    async fn set_federation_pending(&self, tenant_id: &str, pending: bool) -> Result<()>;
+    /// The tenants marked as having events queued for other servers.
+    async fn federation_pending(&self) -> Result<Vec<String>>;
 }
 
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.

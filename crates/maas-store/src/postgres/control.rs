@@ -125,6 +125,27 @@ impl ControlStore for PostgresControlStore {
             .await?;
         found(deleted.rows_affected(), || format!("tenant {tenant_id}"))
     }
+
+    async fn set_federation_pending(&self, tenant_id: &str, pending: bool) -> Result<()> {
+        let sql = if pending {
+            // Only for a tenant that exists (one deleted meanwhile is left alone).
+            "INSERT INTO federation_pending (tenant_id) \
+             SELECT tenant_id FROM tenants WHERE tenant_id = $1 ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM federation_pending WHERE tenant_id = $1"
+        };
+        let mut conn = self.schema.conn().await?;
+        sqlx::query(sql).bind(tenant_id).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn federation_pending(&self) -> Result<Vec<String>> {
+        let mut conn = self.schema.conn().await?;
+        let ids = sqlx::query_scalar("SELECT tenant_id FROM federation_pending ORDER BY tenant_id")
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(ids)
+    }
 }
 
 /// Inserts the hosts in their order. Any unique violation here is a host taken already (by

@@ -143,6 +143,25 @@ impl ControlStore for SqliteControlStore {
             .await?;
         found(deleted.rows_affected(), || format!("tenant {tenant_id}"))
     }
+
+    async fn set_federation_pending(&self, tenant_id: &str, pending: bool) -> Result<()> {
+        let sql = if pending {
+            // Only for a tenant that exists (one deleted meanwhile is left alone).
+            "INSERT INTO federation_pending (tenant_id) \
+             SELECT tenant_id FROM tenants WHERE tenant_id = ? ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM federation_pending WHERE tenant_id = ?"
+        };
+        sqlx::query(sql).bind(tenant_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn federation_pending(&self) -> Result<Vec<String>> {
+        let ids = sqlx::query_scalar("SELECT tenant_id FROM federation_pending ORDER BY tenant_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids)
+    }
 }
 
 async fn insert_hosts(

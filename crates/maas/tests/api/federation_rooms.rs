@@ -702,3 +702,24 @@ async fn typing_and_read_receipts_reach_the_other_server() {
         "{receipt}"
     );
 }
+
+#[tokio::test]
+async fn events_queued_for_a_server_away_are_delivered_after_a_restart() {
+    let (mut srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(&join, json!({}))
+        .await
+        .ok();
+
+    // b.test is away (suspended: it answers 403) while alice talks, then the platform restarts.
+    srv.patch_tenant("b.test", json!({"suspended": true})).await;
+    send(&srv, "a.test", &alice, &room_id, "while b was away").await;
+    srv.restart().await;
+    srv.patch_tenant("b.test", json!({"suspended": false}))
+        .await;
+    // Nobody uses a.test after the restart: it is loaded because its queue was not empty.
+    wait_for(&srv, "b.test", &bob, &room_id, "while b was away").await;
+}
