@@ -36,20 +36,22 @@ pub async fn tenant_by_destination(
     enter(&platform, found, req, next).await
 }
 
-/// The tenant answering on `host`, else the one named by the request's authority (its port
-/// included: `127.0.0.1:8448` is a server name of its own): without delegation, or through
-/// SRV records, other servers send the server name as `Host` (spec: "Resolving server names").
+/// The tenant named by the request's authority (its port included: `127.0.0.1:8448` is a
+/// server name of its own), else the one answering on `host`, else the one named `host`:
+/// without delegation, or through SRV records, other servers send the server name as `Host`
+/// (spec: "Resolving server names"). The exact server name comes first, so a tenant named by
+/// an address and port is not taken for another that answers on that address.
 async fn by_host_or_server_name(
     platform: &Platform,
     host: &str,
     authority: Option<&str>,
 ) -> maas_core::Result<Option<maas_core::Tenant>> {
-    if let Some(tenant) = platform.tenant_for_host(host).await? {
-        return Ok(Some(tenant));
-    }
     if let Some(authority) = authority
         && let Some(tenant) = platform.tenant_for_server_name(authority).await?
     {
+        return Ok(Some(tenant));
+    }
+    if let Some(tenant) = platform.tenant_for_host(host).await? {
         return Ok(Some(tenant));
     }
     platform.tenant_for_server_name(host).await

@@ -17,37 +17,37 @@ use crate::harness::*;
 const KEY_PATH: &str = "/_matrix/key/v2/server";
 
 /// A test CA, and a directory for the PEM files of the certificates it issues.
-struct Pki {
+pub(crate) struct Pki {
     issuer: Issuer<'static, KeyPair>,
     ca_pem: String,
     dir: tempfile::TempDir,
 }
 
 /// One certificate issued by the test CA, with its key.
-struct Leaf {
+pub(crate) struct Leaf {
     certificate_pem: String,
     key_pem: String,
     der: Vec<u8>,
 }
 
 /// A leaf's files on disk.
-struct Files {
+pub(crate) struct Files {
     certificate: PathBuf,
     key: PathBuf,
 }
 
 impl Files {
-    fn certificate(&self) -> &str {
+    pub(crate) fn certificate(&self) -> &str {
         self.certificate.to_str().expect("UTF-8 path")
     }
 
-    fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         self.key.to_str().expect("UTF-8 path")
     }
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let key = KeyPair::generate().expect("CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -64,7 +64,7 @@ impl Pki {
     }
 
     /// A certificate for `names` (DNS names or IP addresses).
-    fn issue(&self, names: &[&str]) -> Leaf {
+    pub(crate) fn issue(&self, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let certificate = CertificateParams::new(names)
@@ -80,7 +80,7 @@ impl Pki {
 
     /// Writes `leaf` as `<stem>.crt` and `<stem>.key`, replacing earlier files by rename (as
     /// certificate renewals do), so the server never reads half a file.
-    fn write(&self, stem: &str, leaf: &Leaf) -> Files {
+    pub(crate) fn write(&self, stem: &str, leaf: &Leaf) -> Files {
         let files = Files {
             certificate: self.dir.path().join(format!("{stem}.crt")),
             key: self.dir.path().join(format!("{stem}.key")),
@@ -90,8 +90,15 @@ impl Pki {
         files
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Writes the CA certificate as `<name>` and returns its path.
+    pub(crate) fn write_ca(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        replace(&path, &self.ca_pem);
+        path
     }
 
     fn ca(&self) -> reqwest::Certificate {

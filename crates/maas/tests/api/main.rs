@@ -22,6 +22,7 @@ mod federation;
 mod federation_e2ee;
 mod federation_joins;
 mod federation_keys;
+mod federation_network;
 mod federation_queries;
 mod federation_rooms;
 mod federation_tls;
