@@ -1,0 +1,311 @@
+//! Interoperability with Synapse (spec: Server-Server API): a Synapse from PyPI
+//! (`synapse_peer`) and a maas tenant federate over TLS on loopback, each trusting the tests'
+//! CA. A Synapse user joins a maas room and a maas user joins a Synapse room, both by alias;
+//! messages, state, redactions, typing and history cross both ways. It runs once, on the
+//! SQLite pass: what it checks does not depend on the storage backend.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::federation_tls::Pki;
+use crate::harness::*;
+use crate::synapse_peer::{Synapse, SynapseUser};
+
+/// Tries `check` every 100 ms for 15 s.
+macro_rules! eventually {
+    ($what:expr, $check:expr) => {{
+        let mut ok = false;
+        for _ in 0..150 {
+            if $check {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "{} never happened", $what);
+    }};
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn maas_bodies(srv: &TestServer, user: &Session, room_id: &str) -> Vec<String> {
+    let page = srv
+        .on("maas.test")
+        .as_user(user)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
+            enc(room_id)
+        ))
+        .await
+        .ok();
+    let mut bodies: Vec<String> = page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| {
+            e["content"]["body"]
+                .as_str()
+                .unwrap_or("(redacted)")
+                .to_owned()
+        })
+        .collect();
+    bodies.reverse();
+    bodies
+}
+
+async fn maas_send(srv: &TestServer, user: &Session, room_id: &str, body: &str) -> String {
+    let sent = srv
+        .on("maas.test")
+        .as_user(user)
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(room_id),
+                enc(body)
+            ),
+            json!({"msgtype": "m.text", "body": body}),
+        )
+        .await
+        .ok();
+    sent["event_id"].as_str().expect("event id").to_owned()
+}
+
+async fn synapse_send(synapse: &Synapse, user: &SynapseUser, room_id: &str, body: &str) -> String {
+    let sent = synapse
+        .call(
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(room_id),
+                enc(body)
+            ),
+            Some(user),
+            Some(json!({"msgtype": "m.text", "body": body})),
+        )
+        .await;
+    sent["event_id"].as_str().expect("event id").to_owned()
+}
+
+fn has(bodies: &[String], body: &str) -> bool {
+    bodies.iter().any(|b| b == body)
+}
+
+#[tokio::test]
+async fn synapse_and_maas_users_share_rooms_both_ways() {
+    if postgres_base_url().is_some() {
+        eprintln!("runs on the SQLite pass only: Synapse interoperability is backend-independent");
+        return;
+    }
+    let pki = Pki::new();
+    let files = pki.write("federation", &pki.issue(&["127.0.0.1", "127.0.0.3"]));
+    let ca = pki.write_ca("ca.pem");
+    let port = free_port();
+    let ca_list = format!("[\"{}\"]", ca.display());
+    let srv = TestServer::start_with(
+        Options::default()
+            .env("MAAS_FEDERATION__LISTEN", &format!("127.0.0.1:{port}"))
+            .env("MAAS_FEDERATION__TLS_CERTIFICATE", files.certificate())
+            .env("MAAS_FEDERATION__TLS_KEY", files.key())
+            .env("MAAS_FEDERATION__CA_FILES", &ca_list)
+            .env("MAAS_FEDERATION__SYSTEM_ROOTS", "false")
+            .env("MAAS_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true"),
+    )
+    .await;
+    let maas_name = format!("127.0.0.1:{port}");
+    srv.create_tenant(&maas_name, &["maas.test"], "open").await;
+    let alice = srv.register("maas.test", "alice", "password-alice").await;
+    let as_alice = srv.on("maas.test").as_user(&alice);
+    let synapse = Synapse::start(&files, &ca).await;
+    let sam = synapse.register("sam").await;
+
+    // A Synapse user joins a maas room by alias, and sees its history.
+    let room = as_alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat", "room_alias_name": "lobby", "name": "Lobby"}),
+        )
+        .await
+        .ok();
+    let lobby = room["room_id"].as_str().expect("room id").to_owned();
+    maas_send(&srv, &alice, &lobby, "before sam came").await;
+    let joined = synapse
+        .call(
+            "POST",
+            &format!(
+                "/_matrix/client/v3/join/{}",
+                enc(&format!("#lobby:{maas_name}"))
+            ),
+            Some(&sam),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(joined["room_id"], lobby.as_str());
+    let members = as_alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            enc(&lobby)
+        ))
+        .await
+        .ok();
+    assert!(members["joined"][&sam.user_id].is_object(), "{members}");
+    let name = synapse
+        .call(
+            "GET",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+                enc(&lobby)
+            ),
+            Some(&sam),
+            None,
+        )
+        .await;
+    assert_eq!(name["name"], "Lobby");
+    eventually!(
+        "sam reading the history from before he joined",
+        has(&synapse.bodies(&sam, &lobby).await, "before sam came")
+    );
+
+    // Messages, state and redactions, both ways.
+    maas_send(&srv, &alice, &lobby, "hello from maas").await;
+    eventually!(
+        "alice's message on Synapse",
+        has(&synapse.bodies(&sam, &lobby).await, "hello from maas")
+    );
+    let sams = synapse_send(&synapse, &sam, &lobby, "hello from synapse").await;
+    eventually!(
+        "sam's message on maas",
+        has(
+            &maas_bodies(&srv, &alice, &lobby).await,
+            "hello from synapse"
+        )
+    );
+    as_alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.topic/",
+                enc(&lobby)
+            ),
+            json!({"topic": "federated"}),
+        )
+        .await
+        .ok();
+    let topic_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.topic/",
+        enc(&lobby)
+    );
+    eventually!("the topic on Synapse", {
+        let mut request = http_client().get(format!("{}{topic_path}", synapse.client_url));
+        request = request.bearer_auth(&sam.token);
+        let answer: Value = request
+            .send()
+            .await
+            .expect("Synapse answers")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        answer["topic"] == "federated"
+    });
+    synapse
+        .call(
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+                enc(&lobby),
+                enc(&sams)
+            ),
+            Some(&sam),
+            Some(json!({"reason": "oops"})),
+        )
+        .await;
+    eventually!(
+        "sam's redaction on maas",
+        !has(
+            &maas_bodies(&srv, &alice, &lobby).await,
+            "hello from synapse"
+        )
+    );
+
+    // A maas user joins a Synapse room by alias; they talk there, and type.
+    let room = synapse
+        .call(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            Some(&sam),
+            Some(json!({"preset": "public_chat", "room_alias_name": "syn", "name": "Syn"})),
+        )
+        .await;
+    let syn = room["room_id"].as_str().expect("room id").to_owned();
+    let joined = as_alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}",
+                enc(&format!("#syn:{}", synapse.server_name))
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], syn.as_str());
+    let name = as_alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+            enc(&syn)
+        ))
+        .await
+        .ok();
+    assert_eq!(name["name"], "Syn");
+    synapse_send(&synapse, &sam, &syn, "welcome to synapse").await;
+    eventually!(
+        "sam's message on maas",
+        has(&maas_bodies(&srv, &alice, &syn).await, "welcome to synapse")
+    );
+    let mine = maas_send(&srv, &alice, &syn, "thanks from maas").await;
+    eventually!(
+        "alice's message on Synapse",
+        has(&synapse.bodies(&sam, &syn).await, "thanks from maas")
+    );
+    as_alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+                enc(&syn),
+                enc(&mine)
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    eventually!(
+        "alice's redaction on Synapse",
+        !has(&synapse.bodies(&sam, &syn).await, "thanks from maas")
+    );
+    as_alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                enc(&syn),
+                enc(&alice.user_id)
+            ),
+            json!({"typing": true, "timeout": 20000}),
+        )
+        .await
+        .ok();
+    eventually!("alice typing on Synapse", {
+        let sync = synapse
+            .call("GET", "/_matrix/client/v3/sync?timeout=0", Some(&sam), None)
+            .await;
+        let events = &sync["rooms"]["join"][&syn]["ephemeral"]["events"];
+        events.as_array().is_some_and(|events| {
+            events.iter().any(|e| {
+                e["type"] == "m.typing" && e["content"]["user_ids"] == json!([alice.user_id])
+            })
+        })
+    });
+}
