@@ -39,7 +39,7 @@ fn device_id(client: &Client) -> OwnedDeviceId {
 
 /// Alice creates a private room with `m.room.encryption` in its initial state, inviting
 /// `invite`.
-async fn create_encrypted_room(alice: &Client, invite: &[OwnedUserId]) -> Room {
+pub(crate) async fn create_encrypted_room(alice: &Client, invite: &[OwnedUserId]) -> Room {
     let mut req = CreateRoomRequest::new();
     req.preset = Some(RoomPreset::PrivateChat);
     req.name = Some("secret room".to_owned());
@@ -56,7 +56,7 @@ async fn create_encrypted_room(alice: &Client, invite: &[OwnedUserId]) -> Room {
 }
 
 /// `client` syncs until it sees the invite to `room_id`, then joins.
-async fn accept_invite(client: &Client, room_id: &OwnedRoomId) -> Room {
+pub(crate) async fn accept_invite(client: &Client, room_id: &OwnedRoomId) -> Room {
     for _ in 0..20 {
         sdk_sync(client).await;
         if let Some(room) = client.get_room(room_id)
@@ -72,7 +72,7 @@ async fn accept_invite(client: &Client, room_id: &OwnedRoomId) -> Room {
     panic!("{:?} never saw the invite to {room_id}", client.user_id());
 }
 
-async fn send_text(room: &Room, body: &str) -> String {
+pub(crate) async fn send_text(room: &Room, body: &str) -> String {
     bounded(
         "sdk send",
         room.send(RoomMessageEventContent::text_plain(body))

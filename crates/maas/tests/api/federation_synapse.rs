@@ -1,13 +1,20 @@
 //! Interoperability with Synapse (spec: Server-Server API): a Synapse from PyPI
 //! (`synapse_peer`) and a maas tenant federate over TLS on loopback, each trusting the tests'
 //! CA. A Synapse user joins a maas room and a maas user joins a Synapse room, both by alias;
-//! messages, state, redactions, typing and history cross both ways. It runs once, on the
-//! SQLite pass: what it checks does not depend on the storage backend.
+//! messages, state, redactions, typing and history cross both ways; and matrix-sdk clients on
+//! both servers hold an encrypted conversation (keys, one-time keys and to-device messages
+//! across the servers). It runs once, on the SQLite pass: what it checks does not depend on
+//! the storage backend.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use matrix_sdk::Client;
+use matrix_sdk::ruma::OwnedUserId;
 use serde_json::{Value, json};
 
+use crate::e2ee_sdk::{accept_invite, create_encrypted_room, send_text};
+use crate::e2ee_support::*;
 use crate::federation_tls::Pki;
 use crate::harness::*;
 use crate::synapse_peer::{Synapse, SynapseUser};
@@ -97,11 +104,12 @@ fn has(bodies: &[String], body: &str) -> bool {
     bodies.iter().any(|b| b == body)
 }
 
-#[tokio::test]
-async fn synapse_and_maas_users_share_rooms_both_ways() {
+/// A maas tenant (`127.0.0.1:PORT`, client host `maas.test`) and a Synapse, federating over
+/// TLS with certificates of one test CA; `None` on the PostgreSQL pass.
+async fn peers() -> Option<(TestServer, String, Synapse, Pki)> {
     if postgres_base_url().is_some() {
         eprintln!("runs on the SQLite pass only: Synapse interoperability is backend-independent");
-        return;
+        return None;
     }
     let pki = Pki::new();
     let files = pki.write("federation", &pki.issue(&["127.0.0.1", "127.0.0.3"]));
@@ -120,9 +128,17 @@ async fn synapse_and_maas_users_share_rooms_both_ways() {
     .await;
     let maas_name = format!("127.0.0.1:{port}");
     srv.create_tenant(&maas_name, &["maas.test"], "open").await;
+    let synapse = Synapse::start(&files, &ca).await;
+    Some((srv, maas_name, synapse, pki))
+}
+
+#[tokio::test]
+async fn synapse_and_maas_users_share_rooms_both_ways() {
+    let Some((srv, maas_name, synapse, _pki)) = peers().await else {
+        return;
+    };
     let alice = srv.register("maas.test", "alice", "password-alice").await;
     let as_alice = srv.on("maas.test").as_user(&alice);
-    let synapse = Synapse::start(&files, &ca).await;
     let sam = synapse.register("sam").await;
 
     // A Synapse user joins a maas room by alias, and sees its history.
@@ -308,4 +324,77 @@ async fn synapse_and_maas_users_share_rooms_both_ways() {
             })
         })
     });
+}
+
+/// A matrix-sdk client logged in as `user` on `homeserver`; `maas.test` resolves to loopback.
+async fn sdk_client(homeserver: &str, maas_port: u16, user: &str, password: &str) -> Client {
+    let http = reqwest::Client::builder()
+        .resolve("maas.test", SocketAddr::from(([127, 0, 0, 1], maas_port)))
+        .build()
+        .expect("HTTP client");
+    let client = bounded(
+        "building client",
+        Client::builder()
+            .homeserver_url(homeserver)
+            .http_client(http)
+            .build(),
+    )
+    .await
+    .expect("building client");
+    bounded(
+        "login",
+        client
+            .matrix_auth()
+            .login_username(user, password)
+            .initial_device_display_name("interop test")
+            .send(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("login of {user}: {e}"));
+    client
+}
+
+#[tokio::test]
+async fn matrix_sdk_clients_on_synapse_and_maas_talk_encrypted() {
+    let Some((srv, _maas_name, synapse, _pki)) = peers().await else {
+        return;
+    };
+    srv.register("maas.test", "alice", "password-alice").await;
+    let sam_user = synapse.register("sam").await;
+    let alice = sdk_client(
+        &format!("http://maas.test:{}", srv.port),
+        srv.port,
+        "alice",
+        "password-alice",
+    )
+    .await;
+    let sam = sdk_client(&synapse.client_url, srv.port, "sam", "password-sam-long").await;
+    sdk_sync(&alice).await;
+    sdk_sync(&sam).await;
+
+    // Alice's encrypted room on maas, with sam of Synapse invited.
+    let sam_id = OwnedUserId::try_from(sam_user.user_id.as_str()).expect("user id");
+    let alice_room = create_encrypted_room(&alice, &[sam_id]).await;
+    let room_id = alice_room.room_id().to_owned();
+    let sam_room = accept_invite(&sam, &room_id).await;
+    sdk_sync(&alice).await;
+    sdk_sync(&sam).await;
+
+    send_text(&alice_room, "a secret from maas").await;
+    let events = sync_until(&sam, &room_id, 40, "sam decrypts alice's message", |ev| {
+        decrypted_bodies(ev)
+            .iter()
+            .any(|b| b == "a secret from maas")
+    })
+    .await;
+    assert!(decrypted_bodies(&events).contains(&"a secret from maas".to_owned()));
+
+    send_text(&sam_room, "a secret from synapse").await;
+    let events = sync_until(&alice, &room_id, 40, "alice decrypts sam's message", |ev| {
+        decrypted_bodies(ev)
+            .iter()
+            .any(|b| b == "a secret from synapse")
+    })
+    .await;
+    assert!(decrypted_bodies(&events).contains(&"a secret from synapse".to_owned()));
 }
