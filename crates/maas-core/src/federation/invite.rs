@@ -156,7 +156,7 @@ pub(crate) async fn keep_membership(
 
 /// Stripped state as clients see it (`type`, `state_key`, `content`, `sender`), from the
 /// stripped events or full PDUs (spec v1.16 on) the inviting server sent.
-fn stripped_for_clients(invite_room_state: &[RawStrippedState]) -> Value {
+pub(crate) fn stripped_for_clients(invite_room_state: &[RawStrippedState]) -> Value {
     let events = invite_room_state
         .iter()
         .filter_map(|entry| {

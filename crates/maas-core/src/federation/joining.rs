@@ -116,7 +116,7 @@ async fn join_through(
 }
 
 /// Every stable version, for `ver`: the resident server picks the template's.
-fn supported_versions() -> Vec<RoomVersionId> {
+pub(crate) fn supported_versions() -> Vec<RoomVersionId> {
     use RoomVersionId as V;
     [
         V::V1,

@@ -1,9 +1,10 @@
-//! Joining and leaving this tenant's rooms from another server (spec: Server-Server API,
-//! "Joining Rooms", "Leaving Rooms (Rejecting Invites)"): `make_join` and `make_leave` hand the
-//! other server a membership event built on the room's head, for it to sign; `send_join` and
-//! `send_leave` take the signed event through the event pipeline. `send_join` answers with the
-//! room's state before the join and the auth chain of both, everything the joining server
-//! needs to check the room for itself.
+//! Joining, knocking on and leaving this tenant's rooms from another server (spec:
+//! Server-Server API, "Joining Rooms", "Knocking upon a room", "Leaving Rooms (Rejecting
+//! Invites)"): `make_join`, `make_knock` and `make_leave` hand the other server a membership
+//! event built on the room's head, for it to sign; `send_join`, `send_knock` and `send_leave`
+//! take the signed event through the event pipeline. `send_join` answers with the room's
+//! state before the join and the auth chain of both, everything the joining server needs to
+//! check the room for itself; `send_knock` with the room's stripped state.
 
 use std::collections::BTreeSet;
 
@@ -50,6 +51,24 @@ pub async fn make_join(
         return Err(Error::IncompatibleRoomVersion(room_version.to_string()));
     }
     template(tenant, origin, room_id, user_id, "join").await
+}
+
+/// `GET /make_knock/{roomId}/{userId}`: a knock of `user_id`, a user of `origin`, built on the
+/// room's head, if the room's version knows knocking, the knocking server speaks it
+/// (`versions`) and the join rules allow the knock now.
+pub async fn make_knock(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user_id: &UserId,
+    versions: &[RoomVersionId],
+) -> Result<JoinTemplate> {
+    let room_version = room_version_of(&resident_room(tenant, room_id).await?)?;
+    let knocks = rules_of(room_version.as_str())?.authorization.knocking;
+    if !knocks || !versions.contains(&room_version) {
+        return Err(Error::IncompatibleRoomVersion(room_version.to_string()));
+    }
+    template(tenant, origin, room_id, user_id, "knock").await
 }
 
 /// `GET /make_leave/{roomId}/{userId}`: a leave event of `user_id`, a user of `origin` (who
@@ -168,6 +187,33 @@ pub async fn send_leave(
 /// A membership event built on events this server doesn't have: not one of our templates.
 fn stale_template() -> Error {
     Error::BadJson("The event cites prev events this server doesn't have".into())
+}
+
+/// `PUT /send_knock/{roomId}/{eventId}`: appends `origin`'s signed knock (the room's other
+/// servers hear of it through us) and answers with the room's stripped state, as PDUs.
+pub async fn send_knock(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    raw: &RawJsonValue,
+) -> Result<Vec<Box<RawJsonValue>>> {
+    let room = resident_room(tenant, room_id).await?;
+    super::acl::ensure_allowed(tenant, room_id, origin).await?;
+    let rules = rules_of(&room)?;
+    let checked = received::check(tenant, &rules, room_id, raw).await?;
+    ensure_membership_of(origin, event_id, &checked.pdu, "knock")?;
+    let id = checked.pdu.event_id.clone();
+    tenant.sender().relay(id.as_str());
+    let appended = tenant.rooms().append_received(checked).await;
+    tenant.sender().take_relay(id.as_str());
+    match appended? {
+        Received::Stored | Received::AlreadyKnown => {}
+        Received::SoftFailed(why) => return Err(Error::Forbidden(why)),
+        Received::MissingPrevEvents(_) => return Err(stale_template()),
+    }
+    let stripped = tenant.rooms().stripped_state_of(room_id).await?;
+    events::raws_of(&stripped)
 }
 
 /// The version of a room this tenant is in (one of its users is joined), or `M_NOT_FOUND`.

@@ -10,6 +10,7 @@ pub mod events;
 pub mod invite;
 pub(crate) mod joining;
 mod key_cache;
+pub(crate) mod knocking;
 pub(crate) mod leaving;
 pub mod membership;
 pub(crate) mod missing;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::lock::RoomWriter;
 use super::{EventDraft, Rooms, check};
-use crate::federation::{events, invite, joining, leaving};
+use crate::federation::{events, invite, joining, knocking, leaving};
 use crate::store::MembershipRecord;
 use crate::{Error, Result};
 
@@ -291,13 +291,35 @@ impl Rooms<'_> {
             .await
     }
 
-    /// `POST /knock/{roomIdOrAlias}`: only where the room version and join rule allow it.
+    /// `POST /knock/{roomIdOrAlias}`: only where the room version and join rule allow it. A
+    /// room none of our users is in is knocked on through the servers in `via` (and the one
+    /// its id names), over federation.
     pub async fn knock(
         &self,
         user: &UserId,
         room_id: &RoomId,
+        via: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
+        let servers = joining::candidates(self.tenant, room_id, via);
+        if !servers.is_empty() {
+            let writer = self.tenant.room_locks().lock(room_id).await;
+            if !self.is_resident(&writer).await? {
+                drop(writer);
+                if let Some(m) = self.current_membership(room_id, user).await?
+                    && matches!(m.membership.as_str(), "join" | "ban")
+                {
+                    return Err(Error::Forbidden(format!(
+                        "You can't knock on {room_id} now"
+                    )));
+                }
+                let draft = self
+                    .with_profile(user, Self::member_draft(user, "knock", reason))
+                    .await?;
+                knocking::knock(self.tenant, &servers, user, room_id, &draft.content).await?;
+                return Ok(room_id.to_owned());
+            }
+        }
         let room = self.room(room_id).await?;
         if !super::rules_of(&room.room_version)?.authorization.knocking {
             return Err(Error::Forbidden(

@@ -641,6 +641,21 @@ impl Rooms<'_> {
         Ok(serde_json::Value::Array(events).to_string())
     }
 
+    /// The PDUs of a room's current stripped state (a knock's answer).
+    pub(crate) async fn stripped_state_of(&self, room_id: &RoomId) -> Result<Vec<Arc<Pdu>>> {
+        let head = self
+            .tenant
+            .room_heads()
+            .snapshot(self.tenant, room_id)
+            .await?;
+        let state = self
+            .tenant
+            .state_cache()
+            .group(self.tenant.store(), head.state_group)
+            .await?;
+        self.stripped_pdus(&state).await
+    }
+
     /// The events of `state` that make its stripped state, whole: over federation they travel
     /// as PDUs (spec v1.16 on).
     pub(crate) async fn stripped_pdus(&self, state: &RoomState) -> Result<Vec<Arc<Pdu>>> {

@@ -13,7 +13,7 @@ use ruma::api::client::membership::{
     ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
     join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
 };
-use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, OwnedUserId, RoomAliasId};
+use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, OwnedUserId};
 use serde_json::Value;
 
 use super::convert::client_event_raw;
@@ -39,20 +39,9 @@ pub fn routes(router: AppRouter) -> AppRouter {
     route::<get_member_events::v3::Request, _, _>(router, get_member_events)
 }
 
-/// The room a room id or a local alias names.
-async fn resolve(tenant: &Tenant, room_id_or_alias: OwnedRoomOrAliasId) -> Result<OwnedRoomId> {
-    match OwnedRoomId::try_from(room_id_or_alias) {
-        Ok(room_id) => Ok(room_id),
-        Err(alias) => {
-            let alias: &RoomAliasId = &alias;
-            Ok(tenant.rooms().resolve_alias(alias).await?)
-        }
-    }
-}
-
 /// The room a room id or an alias names, with the servers the alias's directory says can
 /// join others to it.
-async fn resolve_with_servers(
+async fn resolve(
     tenant: &Tenant,
     room_id_or_alias: OwnedRoomOrAliasId,
 ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
@@ -87,7 +76,7 @@ async fn join_room_by_id_or_alias(
     if req.third_party_signed.is_some() {
         return Err(threepid_unsupported());
     }
-    let (room_id, mut via) = resolve_with_servers(&tenant, req.room_id_or_alias).await?;
+    let (room_id, mut via) = resolve(&tenant, req.room_id_or_alias).await?;
     via.splice(0..0, req.via);
     let room_id = tenant
         .rooms()
@@ -102,10 +91,11 @@ async fn knock_room(
     Authed(user): Authed,
     Ruma(req): Ruma<knock_room::v3::Request>,
 ) -> Result<RumaResponse<knock_room::v3::Response>> {
-    let room_id = resolve(&tenant, req.room_id_or_alias).await?;
+    let (room_id, mut via) = resolve(&tenant, req.room_id_or_alias).await?;
+    via.splice(0..0, req.via);
     let room_id = tenant
         .rooms()
-        .knock(&user.user_id, &room_id, req.reason.as_deref())
+        .knock(&user.user_id, &room_id, &via, req.reason.as_deref())
         .await?;
     Ok(knock_room::v3::Response::new(room_id).into())
 }

@@ -1,10 +1,12 @@
-//! Joining and leaving the tenant's rooms from other servers, and invites of its users (spec:
-//! Server-Server API, "Joining Rooms", "Leaving Rooms", "Inviting to a room"; ruma
-//! `membership`): `make_join`, `send_join` v2, `make_leave`, `send_leave` v2 and `invite` v2.
+//! Joining, knocking on and leaving the tenant's rooms from other servers, and invites of its
+//! users (spec: Server-Server API, "Joining Rooms", "Knocking upon a room", "Leaving Rooms",
+//! "Inviting to a room"; ruma `membership`): `make_join`, `send_join` v2, `make_knock`,
+//! `send_knock`, `make_leave`, `send_leave` v2 and `invite` v2.
 
 use maas_core::federation::{invite, membership};
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event,
+    prepare_join_event, prepare_knock_event, prepare_leave_event,
 };
 
 use super::authentication::Origin;
@@ -18,6 +20,8 @@ pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<create_join_event::v2::Request, _, _>(router, send_join);
     let router = route::<prepare_leave_event::v1::Request, _, _>(router, make_leave);
     let router = route::<create_leave_event::v2::Request, _, _>(router, send_leave);
+    let router = route::<prepare_knock_event::v1::Request, _, _>(router, make_knock);
+    let router = route::<create_knock_event::v1::Request, _, _>(router, send_knock);
     route::<create_invite::v2::Request, _, _>(router, invite)
 }
 
@@ -69,6 +73,29 @@ async fn send_leave(
 ) -> Result<RumaResponse<create_leave_event::v2::Response>> {
     membership::send_leave(&tenant, &origin, &req.room_id, &req.event_id, &req.pdu).await?;
     Ok(create_leave_event::v2::Response::new().into())
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`
+async fn make_knock(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<prepare_knock_event::v1::Request>,
+) -> Result<RumaResponse<prepare_knock_event::v1::Response>> {
+    let template =
+        membership::make_knock(&tenant, &origin, &req.room_id, &req.user_id, &req.ver).await?;
+    Ok(prepare_knock_event::v1::Response::new(template.room_version, template.event).into())
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
+async fn send_knock(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<create_knock_event::v1::Request>,
+) -> Result<RumaResponse<create_knock_event::v1::Response>> {
+    let stripped =
+        membership::send_knock(&tenant, &origin, &req.room_id, &req.event_id, &req.pdu).await?;
+    let state = stripped.into_iter().map(RawStrippedState::Pdu).collect();
+    Ok(create_knock_event::v1::Response::new(state).into())
 }
 
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`

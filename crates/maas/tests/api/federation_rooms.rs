@@ -723,3 +723,91 @@ async fn events_queued_for_a_server_away_are_delivered_after_a_restart() {
     // Nobody uses a.test after the restart: it is loaded because its queue was not empty.
     wait_for(&srv, "b.test", &bob, &room_id, "while b was away").await;
 }
+
+#[tokio::test]
+async fn a_user_knocks_on_a_room_of_another_tenant_and_is_let_in() {
+    let (srv, alice, bob) = setup().await;
+    let room = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({
+                "preset": "private_chat",
+                "name": "Knock here",
+                "room_alias_name": "door",
+                "initial_state": [{
+                    "type": "m.room.join_rules",
+                    "state_key": "",
+                    "content": {"join_rule": "knock"},
+                }],
+            }),
+        )
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id").to_owned();
+    let as_bob = srv.on("b.test").as_user(&bob);
+
+    // A room that takes no knocks refuses, through its server.
+    let closed = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "private_chat", "room_alias_name": "closed"}),
+        )
+        .await
+        .ok();
+    let resp = as_bob
+        .post(
+            &format!("/_matrix/client/v3/knock/{}", enc("#closed:a.test")),
+            json!({}),
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+    assert!(closed["room_id"].is_string());
+
+    let knocked = as_bob
+        .post(
+            &format!("/_matrix/client/v3/knock/{}", enc("#door:a.test")),
+            json!({"reason": "let me in"}),
+        )
+        .await
+        .ok();
+    assert_eq!(knocked["room_id"], room_id.as_str());
+    assert_eq!(
+        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
+        "knock"
+    );
+    let knocks = synced(&srv, "b.test", &bob, "knock").await;
+    let stripped = knocks[&room_id]["knock_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("bob's knock: {knocks}"));
+    assert!(
+        stripped
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock here"),
+        "{knocks}"
+    );
+
+    // Alice lets bob in: an invite, which bob accepts.
+    srv.on("a.test")
+        .as_user(&alice)
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room_id)),
+            json!({"user_id": "@bob:b.test"}),
+        )
+        .await
+        .ok();
+    as_bob
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room_id)),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
+        "join"
+    );
+}
