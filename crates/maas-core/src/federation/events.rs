@@ -1,7 +1,7 @@
 //! Events for other servers (spec: Server-Server API, "Retrieving events", "Backfilling and
-//! retrieving missing events", "Retrieving event authorization information"): one event, the
-//! room's state at an event, an event's auth chain, history backwards from some events, and
-//! the events between two sets of events. Only for a server in the room: one with a joined
+//! retrieving missing events", "Retrieving event authorization information", "Timestamp to
+//! event"): one event, the room's state at an event, an event's auth chain, history backwards
+//! from some events, the events between two sets of events, and the event nearest a time. Only for a server in the room: one with a joined
 //! member, or any server when the room's history is world-readable.
 
 use std::collections::{BTreeSet, HashSet};
@@ -12,6 +12,7 @@ use ruma::{EventId, OwnedEventId, RoomId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 
 use crate::rooms::pdu::{self, Pdu};
+use crate::store::Direction;
 use crate::{Error, Result, Tenant};
 
 /// Events a backfill answers with at most.
@@ -111,6 +112,26 @@ pub async fn backfill(
         found.push(pdu);
     }
     Ok(found)
+}
+
+/// `GET /timestamp_to_event/{roomId}`: the event of the room sent closest to `ts` in
+/// `direction` (its id and timestamp), `M_NOT_FOUND` when there is none.
+pub async fn timestamp_to_event(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    ts: i64,
+    direction: Direction,
+) -> Result<(OwnedEventId, i64)> {
+    ensure_in_room(tenant, origin, room_id).await?;
+    let event = tenant
+        .store()
+        .event_by_timestamp(room_id.as_str(), ts, direction)
+        .await?
+        .ok_or_else(|| Error::NotFound("No event found at that time".into()))?;
+    let id = OwnedEventId::try_from(event.event_id.as_str())
+        .map_err(|e| Error::Internal(format!("stored event id {}: {e}", event.event_id)))?;
+    Ok((id, event.origin_server_ts))
 }
 
 /// `POST /get_missing_events/{roomId}`: events before `latest` that `earliest` doesn't reach,

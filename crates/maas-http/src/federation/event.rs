@@ -1,13 +1,14 @@
 //! Events for other servers in the room (spec: Server-Server API, "Retrieving events",
-//! "Backfilling and retrieving missing events", "Retrieving event authorization information";
-//! ruma `event`, `backfill`, `authorization`).
+//! "Backfilling and retrieving missing events", "Retrieving event authorization information",
+//! "Timestamp to event"; ruma `event`, `backfill`, `authorization`).
 
 use maas_core::federation::events;
+use maas_core::store::Direction;
 use ruma::MilliSecondsSinceUnixEpoch;
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::event::{
-    get_event, get_missing_events, get_room_state, get_room_state_ids,
+    get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids,
 };
 
 use super::authentication::Origin;
@@ -22,7 +23,25 @@ pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<get_room_state_ids::v1::Request, _, _>(router, state_ids);
     let router = route::<get_event_authorization::v1::Request, _, _>(router, event_auth);
     let router = route::<get_backfill::v1::Request, _, _>(router, backfill);
+    let router = route::<get_event_by_timestamp::v1::Request, _, _>(router, timestamp_to_event);
     route::<get_missing_events::v1::Request, _, _>(router, missing_events)
+}
+
+/// `GET /_matrix/federation/v1/timestamp_to_event/{roomId}`
+async fn timestamp_to_event(
+    ForTenant(tenant): ForTenant,
+    Origin(origin): Origin,
+    Ruma(req): Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<RumaResponse<get_event_by_timestamp::v1::Response>> {
+    let direction = match req.dir {
+        ruma::api::Direction::Forward => Direction::Forward,
+        _ => Direction::Backward,
+    };
+    let ts = i64::from(req.ts.get());
+    let (event_id, at) =
+        events::timestamp_to_event(&tenant, &origin, &req.room_id, ts, direction).await?;
+    let at = MilliSecondsSinceUnixEpoch(ruma::UInt::try_from(at).unwrap_or_default());
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, at).into())
 }
 
 /// `GET /_matrix/federation/v1/event/{eventId}`

@@ -471,6 +471,22 @@ async fn servers_in_the_room_read_its_events_and_others_do_not() {
         "oldest first: {depths:?}"
     );
 
+    // The event nearest a time: the join was sent after every other event of the room.
+    let nearest = get(format!(
+        "/_matrix/federation/v1/timestamp_to_event/{room}?ts={}&dir=b",
+        now_ms() + 60_000
+    ))
+    .await
+    .ok();
+    assert_eq!(nearest["event_id"], joined.join_id.as_str(), "{nearest}");
+    assert!(nearest["origin_server_ts"].is_u64(), "{nearest}");
+    let resp = get(format!(
+        "/_matrix/federation/v1/timestamp_to_event/{room}?ts={}&dir=f",
+        now_ms() + 60_000
+    ))
+    .await;
+    assert_error(&resp, 404, "M_NOT_FOUND");
+
     // A server with nobody in the room reads nothing of it.
     srv.create_tenant("c.test", &["c.test"], "open").await;
     let outsider = signing_key(&srv, "c.test").await;
