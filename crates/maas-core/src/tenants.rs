@@ -108,6 +108,8 @@ struct TenantInner {
     typing: TypingState,
     presence: PresenceState,
     sender: Sender,
+    /// Backfilled history takes the stream positions below the lowest one at a time.
+    backfill: tokio::sync::Mutex<()>,
     /// Loaded on first use; replaced when the key rotates.
     server_keys: RwLock<Option<Arc<ServerKeys>>>,
     record: RwLock<TenantInfo>,
@@ -152,6 +154,7 @@ impl Tenant {
             typing: TypingState::default(),
             presence: PresenceState::default(),
             sender: Sender::default(),
+            backfill: tokio::sync::Mutex::new(()),
             server_keys: RwLock::new(None),
             record: RwLock::new(record),
             store,
@@ -336,6 +339,11 @@ impl Tenant {
     /// The tenant's federation sender: its delivery tasks per destination.
     pub(crate) fn sender(&self) -> &Sender {
         &self.0.sender
+    }
+
+    /// Held while backfilled events take their stream positions.
+    pub(crate) fn backfill_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.0.backfill
     }
 
     /// The platform's federation: transports and other servers' keys.

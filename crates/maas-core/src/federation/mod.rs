@@ -4,6 +4,7 @@
 
 mod acl;
 pub mod authentication;
+pub(crate) mod backfilling;
 pub mod discovery;
 pub mod e2ee;
 pub mod events;

@@ -117,6 +117,15 @@ pub(crate) async fn received(
     }
 }
 
+/// The checks of a backfilled event, older than anything of its room here: the auth rules
+/// against the state its own auth events form (its prev events' states are not known here).
+pub(crate) async fn backfilled(tenant: &Tenant, rules: &RoomVersionRules, pdu: &Pdu) -> Result<()> {
+    well_formed(pdu)?;
+    let types = auth_types_of(rules, pdu)?;
+    let by_auth_events = auth_events_state(tenant, rules, pdu).await?;
+    check_against(tenant, rules, pdu, &by_auth_events, &types).await
+}
+
 /// The PDUs of the entries of `state` that the rules consult for an event needing `types`,
 /// and of the create event.
 pub(crate) async fn consulted(

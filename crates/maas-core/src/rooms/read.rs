@@ -361,8 +361,9 @@ impl Rooms<'_> {
             (None, Direction::Forward) => 0,
         };
         let range = match direction {
+            // Backfilled history lies below position 0.
             Direction::Backward => StreamRange {
-                after: to.unwrap_or(0),
+                after: to.unwrap_or(i64::MIN),
                 up_to: start.min(up_to),
             },
             Direction::Forward => StreamRange {
@@ -375,37 +376,54 @@ impl Rooms<'_> {
         let mut cursor = range;
         let mut end = None;
         let mut at_edge = false;
-        // Invisible or filtered events are skipped; keep paging until the page is full.
-        while chunk.len() < limit as usize && cursor.after < cursor.up_to {
-            let batch = store
-                .room_events(room_id.as_str(), cursor, direction, limit)
-                .await?;
-            let Some(last) = batch.last() else {
-                at_edge = true;
-                break;
-            };
-            let last_stream = last.stream;
-            let exhausted = batch.len() < limit as usize;
-            for event in batch {
-                end = Some(match direction {
-                    Direction::Backward => event.stream - 1,
-                    Direction::Forward => event.stream,
-                });
-                if self.can_see(user, &event, up_to).await? && accept(&event) {
-                    chunk.push(event);
-                    if chunk.len() == limit as usize {
-                        break;
+        let mut backfilled = false;
+        loop {
+            // Invisible or filtered events are skipped; keep paging until the page is full.
+            while chunk.len() < limit as usize && cursor.after < cursor.up_to {
+                let batch = store
+                    .room_events(room_id.as_str(), cursor, direction, limit)
+                    .await?;
+                let Some(last) = batch.last() else {
+                    at_edge = true;
+                    break;
+                };
+                let last_stream = last.stream;
+                let exhausted = batch.len() < limit as usize;
+                for event in batch {
+                    end = Some(match direction {
+                        Direction::Backward => event.stream - 1,
+                        Direction::Forward => event.stream,
+                    });
+                    if self.can_see(user, &event, up_to).await? && accept(&event) {
+                        chunk.push(event);
+                        if chunk.len() == limit as usize {
+                            break;
+                        }
                     }
                 }
+                match direction {
+                    Direction::Backward => cursor.up_to = last_stream - 1,
+                    Direction::Forward => cursor.after = last_stream,
+                }
+                if exhausted {
+                    at_edge = true;
+                    break;
+                }
             }
-            match direction {
-                Direction::Backward => cursor.up_to = last_stream - 1,
-                Direction::Forward => cursor.after = last_stream,
+            // Past the room's earliest event here: its older history may be on other servers.
+            let wants_more = direction == Direction::Backward
+                && at_edge
+                && to.is_none()
+                && chunk.len() < limit as usize;
+            if wants_more && !backfilled {
+                backfilled = true;
+                if crate::federation::backfilling::backfill(self.tenant, room_id, limit).await? > 0
+                {
+                    at_edge = false;
+                    continue;
+                }
             }
-            if exhausted {
-                at_edge = true;
-                break;
-            }
+            break;
         }
         at_edge |= cursor.after >= cursor.up_to;
         // `end` is omitted only when the start of (or the newest event in) the room was reached.

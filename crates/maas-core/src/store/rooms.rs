@@ -251,6 +251,12 @@ pub trait RoomStore: Send + Sync {
     /// and rooms, then its events in order with everything that changes with them, then their
     /// notifications.
     async fn persist_events(&self, batch: &EventBatch) -> Result<()>;
+    /// The lowest stream position of any event, at most 0: backfilled history goes below it.
+    async fn lowest_stream(&self) -> Result<i64>;
+    /// Stores events fetched from other servers from before the room's earliest event here
+    /// (their positions below every other), without touching the room's head; events known
+    /// already are left as they are.
+    async fn insert_backfilled(&self, events: &[EventRecord]) -> Result<()>;
     /// The event `event_id`: the timeline's, else an outlier's (stream 0).
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>>;
     /// The events among `event_ids` that exist, timeline or outliers, in no particular order.

@@ -44,6 +44,14 @@ pub fn token(position: i64) -> String {
     format!("s{position}")
 }
 
+/// A `/messages` token: a stream position, below 0 in backfilled history.
+pub fn parse_page_token(token: &str) -> Result<i64> {
+    token
+        .strip_prefix('s')
+        .and_then(|p| p.parse::<i64>().ok())
+        .ok_or_else(|| Error::InvalidParam(format!("Invalid pagination token {token:?}")))
+}
+
 pub fn parse_token(token: &str) -> Result<i64> {
     token
         .strip_prefix('s')

@@ -4,7 +4,7 @@
 
 use maas_core::accounts::AuthedUser;
 use maas_core::rooms::{EventDraft, Page, Transaction, TxnEndpoint};
-use maas_core::sync::{parse_token, token};
+use maas_core::sync::{parse_page_token, token};
 use ruma::TransactionId;
 use ruma::api::client::message::{get_message_events, send_message_event};
 
@@ -59,8 +59,8 @@ async fn get_message_events(
     Authed(user): Authed,
     Ruma(req): Ruma<get_message_events::v3::Request>,
 ) -> Result<RumaResponse<get_message_events::v3::Response>> {
-    let from = req.from.as_deref().map(parse_token).transpose()?;
-    let to = req.to.as_deref().map(parse_token).transpose()?;
+    let from = req.from.as_deref().map(parse_page_token).transpose()?;
+    let to = req.to.as_deref().map(parse_page_token).transpose()?;
     let filter = room_event_filter(&req.filter)?;
     let page = Page {
         from,

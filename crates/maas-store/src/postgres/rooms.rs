@@ -67,6 +67,14 @@ impl RoomStore for PostgresTenantStore {
         events::persist_events(&self.schema, batch).await
     }
 
+    async fn lowest_stream(&self) -> Result<i64> {
+        events::lowest_stream(&self.schema).await
+    }
+
+    async fn insert_backfilled(&self, events: &[EventRecord]) -> Result<()> {
+        events::insert_backfilled(&self.schema, events).await
+    }
+
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {
         events::event(&self.schema, event_id).await
     }

@@ -73,6 +73,14 @@ impl RoomStore for SqliteTenantStore {
         Ok(())
     }
 
+    async fn lowest_stream(&self) -> Result<i64> {
+        events::lowest_stream(&self.pool).await
+    }
+
+    async fn insert_backfilled(&self, events: &[EventRecord]) -> Result<()> {
+        events::insert_backfilled(&self.writer, events).await
+    }
+
     async fn event(&self, event_id: &str) -> Result<Option<EventRecord>> {
         events::event(&self.pool, event_id).await
     }

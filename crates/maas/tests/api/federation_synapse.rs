@@ -258,6 +258,7 @@ async fn synapse_and_maas_users_share_rooms_both_ways() {
         )
         .await;
     let syn = room["room_id"].as_str().expect("room id").to_owned();
+    synapse_send(&synapse, &sam, &syn, "before alice came").await;
     let joined = as_alice
         .post(
             &format!(
@@ -277,6 +278,11 @@ async fn synapse_and_maas_users_share_rooms_both_ways() {
         .await
         .ok();
     assert_eq!(name["name"], "Syn");
+    // Paging back past her join, maas backfills the room's history from Synapse.
+    assert!(
+        has(&maas_bodies(&srv, &alice, &syn).await, "before alice came"),
+        "alice reads the history from before she joined"
+    );
     synapse_send(&synapse, &sam, &syn, "welcome to synapse").await;
     eventually!(
         "sam's message on maas",

@@ -132,6 +132,46 @@ async fn write_extremities(conn: &mut PgConnection, new: &NewEvent) -> Result<()
 }
 
 /// Inserts the event row; `Conflict` naming what was taken (event id, transaction, position).
+pub(super) async fn lowest_stream(schema: &Schema) -> Result<i64> {
+    let mut conn = schema.conn().await?;
+    let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(stream) FROM events")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(lowest.unwrap_or(0).min(0))
+}
+
+/// Backfilled events, in one transaction; ones known already stay as they are.
+pub(super) async fn insert_backfilled(schema: &Schema, events: &[EventRecord]) -> Result<()> {
+    let mut tx = schema.begin().await?;
+    for event in events {
+        let relation = event.relation.as_ref();
+        sqlx::query(
+            "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, sender, \
+                                 origin_server_ts, pdu, state_before, state_after, rel_type, \
+                                 parent_event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(event.stream)
+        .bind(&event.event_id)
+        .bind(&event.room_id)
+        .bind(event.depth)
+        .bind(&event.event_type)
+        .bind(&event.state_key)
+        .bind(&event.sender)
+        .bind(event.origin_server_ts)
+        .bind(&event.pdu)
+        .bind(event.state_before)
+        .bind(event.state_after)
+        .bind(relation.map(|r| r.rel_type.as_str()))
+        .bind(relation.map(|r| r.parent_event_id.as_str()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Inserts an outlier, unless it is known already.
 async fn insert_outlier(conn: &mut PgConnection, outlier: &OutlierRecord) -> Result<()> {
     sqlx::query(

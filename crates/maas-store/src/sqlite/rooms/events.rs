@@ -163,6 +163,46 @@ fn insert_event(tx: &Connection, event: &EventRecord) -> Result<()> {
     Ok(())
 }
 
+pub(super) async fn lowest_stream(pool: &SqlitePool) -> Result<i64> {
+    let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(stream) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(lowest.unwrap_or(0).min(0))
+}
+
+/// Backfilled events, in one write transaction; ones known already stay as they are.
+pub(super) async fn insert_backfilled(writer: &Arc<Direct>, events: &[EventRecord]) -> Result<()> {
+    writer
+        .write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (stream, event_id, room_id, depth, event_type, state_key, \
+                                     sender, origin_server_ts, pdu, state_before, state_after, \
+                                     rel_type, parent_event_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )?;
+            for event in events {
+                let relation = event.relation.as_ref();
+                insert.execute(rusqlite::params![
+                    event.stream,
+                    event.event_id,
+                    event.room_id,
+                    event.depth,
+                    event.event_type,
+                    event.state_key,
+                    event.sender,
+                    event.origin_server_ts,
+                    event.pdu,
+                    event.state_before,
+                    event.state_after,
+                    relation.map(|r| r.rel_type.as_str()),
+                    relation.map(|r| r.parent_event_id.as_str()),
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// Inserts an outlier, unless it is known already.
 fn insert_outlier(tx: &Connection, outlier: &OutlierRecord) -> Result<()> {
     tx.prepare_cached(
