@@ -1,6 +1,8 @@
-//! Presence (spec: Client-Server API, "Presence"): online, unavailable or offline, with a
-//! status message. Kept in memory like typing — a restart makes everyone offline, which is what
-//! presence means after a restart anyway — and ordered in the tenant's stream for sync.
+//! Presence (spec: Client-Server API, "Presence"; Server-Server API, "Presence"): online,
+//! unavailable or offline, with a status message. Kept in memory like typing — a restart makes
+//! everyone offline, which is what presence means after a restart anyway — and ordered in the
+//! tenant's stream for sync. Our users' changes go to the servers sharing a room with them
+//! (`m.presence` EDU); other servers' users' come from theirs.
 
 use std::collections::HashMap;
 
@@ -83,20 +85,70 @@ impl Tenant {
             }
             return Ok(());
         }
-        let audience = Audience::sharing(self.store(), target).await?;
+        self.record_presence(target, state, status_msg, now_ms())
+            .await?;
+        self.announce_presence(target, state, status_msg).await;
+        Ok(())
+    }
+
+    /// Keeps `user`'s presence at a new stream position that wakes those sharing a room.
+    async fn record_presence(
+        &self,
+        user: &UserId,
+        state: &str,
+        status_msg: Option<&str>,
+        last_active_ts: i64,
+    ) -> Result<()> {
+        let audience = Audience::sharing(self.store(), user).await?;
         let mut writer = self.stream().writer().await;
         let position = writer.next_for(audience).await?;
         self.presence().users.lock().insert(
-            target.to_string(),
+            user.to_string(),
             UserPresence {
                 state: state.to_owned(),
                 status_msg: status_msg.map(str::to_owned),
-                last_active_ts: now_ms(),
+                last_active_ts,
                 position,
             },
         );
         writer.publish(position);
         Ok(())
+    }
+
+    /// Sends our user's new presence to the servers sharing a room with them.
+    async fn announce_presence(&self, user: &UserId, state: &str, status_msg: Option<&str>) {
+        let mut update = json!({
+            "user_id": user,
+            "presence": state,
+            "last_active_ago": 0,
+            "currently_active": state == "online",
+        });
+        if let Some(msg) = status_msg {
+            update["status_msg"] = json!(msg);
+        }
+        let content = json!({ "push": [update] });
+        let sent = self
+            .sender()
+            .send_edu_to_sharing(self, user, "m.presence", content)
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(%user, error = %e, "presence not sent to other servers");
+        }
+    }
+
+    /// The presence of another server's user, as its server tells it (`m.presence` EDU).
+    pub(crate) async fn remote_presence(
+        &self,
+        user: &UserId,
+        state: &str,
+        status_msg: Option<&str>,
+        last_active_ago: u64,
+    ) -> Result<()> {
+        check_state(state)?;
+        let status_msg = status_msg.filter(|m| m.len() <= MAX_STATUS_LEN);
+        let ago = i64::try_from(last_active_ago).unwrap_or(i64::MAX);
+        self.record_presence(user, state, status_msg, now_ms().saturating_sub(ago))
+            .await
     }
 
     /// What `/sync`'s `set_presence` does: `online` or `unavailable` marks the user so (keeping
@@ -120,11 +172,16 @@ impl Tenant {
             .await
     }
 
-    /// `GET /presence/{userId}/status`: a local user; offline when nothing is known.
+    /// `GET /presence/{userId}/status`: a local user, or another server's as its server last
+    /// told us; offline when nothing is known.
     pub async fn presence_of(&self, target: &UserId) -> Result<Value> {
         let not_found = || Error::NotFound(format!("Unknown user {target}"));
         if target.server_name() != self.server_name() {
-            return Err(not_found());
+            let known = self.presence().users.lock().get(target.as_str()).cloned();
+            return Ok(match known {
+                Some(p) => p.content(target.as_str())["content"].clone(),
+                None => json!({ "presence": "offline" }),
+            });
         }
         let user = self
             .store()

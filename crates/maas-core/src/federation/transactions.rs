@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ruma::api::federation::transactions::edu::{
-    DirectDeviceContent, Edu, ReceiptContent, TypingContent,
+    DirectDeviceContent, Edu, PresenceContent, ReceiptContent, TypingContent,
 };
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Raw;
@@ -148,7 +148,7 @@ async fn receive_edu(tenant: &Tenant, origin: &ServerName, raw: &Raw<Edu>) {
         Edu::DirectToDevice(messages) => receive_to_device(tenant, origin, &messages).await,
         Edu::DeviceListUpdate(update) => device_list_changed(tenant, origin, &update.user_id).await,
         Edu::SigningKeyUpdate(update) => device_list_changed(tenant, origin, &update.user_id).await,
-        // Presence comes next.
+        Edu::Presence(presence) => receive_presence(tenant, origin, &presence).await,
         _ => Ok(()),
     };
     if let Err(e) = applied {
@@ -183,6 +183,31 @@ async fn device_list_changed(tenant: &Tenant, origin: &ServerName, user: &UserId
         )));
     }
     tenant.e2ee().device_list_changed(user).await?;
+    Ok(())
+}
+
+/// Presence of the origin's users; an update about another server's user is dropped.
+async fn receive_presence(
+    tenant: &Tenant,
+    origin: &ServerName,
+    content: &PresenceContent,
+) -> Result<()> {
+    for update in &content.push {
+        if update.user_id.server_name() != origin {
+            continue;
+        }
+        let taken = tenant
+            .remote_presence(
+                &update.user_id,
+                update.presence.as_str(),
+                update.status_msg.as_deref(),
+                update.last_active_ago.into(),
+            )
+            .await;
+        if let Err(e) = taken {
+            tracing::debug!(%origin, user = %update.user_id, error = %e, "presence dropped");
+        }
+    }
     Ok(())
 }
 

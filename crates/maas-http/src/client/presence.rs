@@ -1,5 +1,5 @@
-//! Presence (spec: "Presence"; ruma `presence`): a user's own status, and reading another local
-//! user's.
+//! Presence (spec: "Presence"; ruma `presence`): a user's own status, and reading another
+//! user's (another server's as that server last told us).
 
 use std::time::Duration;
 

@@ -3,7 +3,6 @@
 //! "Timestamp to event"; ruma `event`, `backfill`, `authorization`).
 
 use maas_core::federation::events;
-use maas_core::store::Direction;
 use ruma::MilliSecondsSinceUnixEpoch;
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
@@ -12,6 +11,7 @@ use ruma::api::federation::event::{
 };
 
 use super::authentication::Origin;
+use crate::client::convert::direction;
 use crate::context::ForTenant;
 use crate::error::Result;
 use crate::routes::{AppRouter, route};
@@ -33,10 +33,7 @@ async fn timestamp_to_event(
     Origin(origin): Origin,
     Ruma(req): Ruma<get_event_by_timestamp::v1::Request>,
 ) -> Result<RumaResponse<get_event_by_timestamp::v1::Response>> {
-    let direction = match req.dir {
-        ruma::api::Direction::Forward => Direction::Forward,
-        _ => Direction::Backward,
-    };
+    let direction = direction(req.dir);
     let ts = i64::from(req.ts.get());
     let (event_id, at) =
         events::timestamp_to_event(&tenant, &origin, &req.room_id, ts, direction).await?;

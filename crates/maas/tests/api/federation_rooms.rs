@@ -812,3 +812,52 @@ async fn a_user_knocks_on_a_room_of_another_tenant_and_is_let_in() {
         "join"
     );
 }
+
+#[tokio::test]
+async fn presence_reaches_users_of_another_server_sharing_a_room() {
+    let (srv, alice, bob) = setup().await;
+    let room_id = lobby(&srv, &alice).await;
+    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(&join, json!({}))
+        .await
+        .ok();
+
+    srv.on("b.test")
+        .as_user(&bob)
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", enc("@bob:b.test")),
+            json!({"presence": "unavailable", "status_msg": "at lunch"}),
+        )
+        .await
+        .ok();
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc("@bob:b.test"));
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = srv.on("a.test").as_user(&alice).get(&path).await.ok();
+        if seen["presence"] == "unavailable" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["presence"], "unavailable", "{seen}");
+    assert_eq!(seen["status_msg"], "at lunch", "{seen}");
+    let sync = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get("/_matrix/client/v3/sync")
+        .await
+        .ok();
+    let events = sync["presence"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["sender"] == "@bob:b.test" && e["content"]["presence"] == "unavailable"),
+        "{sync}"
+    );
+    assert!(sync["rooms"]["join"][&room_id].is_object());
+}
