@@ -72,6 +72,9 @@ pub enum Scenario {
     InitialSync(InitialSyncArgs),
     /// The fanout rounds on the quiet tenant, alone and while another tenant is flooded.
     Neighbours(NeighboursArgs),
+    /// C senders here send K messages into a room a user of --peer-url joined over
+    /// federation: events per second delivered to the peer.
+    Federation(FederationArgs),
     /// maas only: spawns `maas serve` and measures many tenants (memory, start-up, cold tenants).
     Tenants(TenantsArgs),
     /// register, login, create-rooms, join, send (C=1, C=10), fanout, initial-sync.
@@ -126,6 +129,20 @@ pub struct NeighboursArgs {
     /// Noisy registrations back to back (password hashing), one stream each.
     #[arg(long, default_value_t = 2)]
     pub flood_registrations: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct FederationArgs {
+    /// The receiving homeserver's base URL (loopback only, like --url).
+    #[arg(long)]
+    pub peer_url: String,
+    /// Host header for the peer (maas routes tenants by it).
+    #[arg(long)]
+    pub peer_host: Option<String>,
+    #[arg(long, default_value_t = 2000, value_parser = positive())]
+    pub messages: u32,
+    #[arg(long, default_value_t = 10, value_parser = positive())]
+    pub concurrency: u32,
 }
 
 #[derive(Clone, Debug, Args)]

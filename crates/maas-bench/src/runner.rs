@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::cli::{GlobalArgs, Scenario, SuiteArgs, scaled};
 use crate::report::{self, Mem, Outcome, ScenarioResult};
-use crate::scenarios::{Ctx, fanout, initial_sync, neighbours, register, rooms, send, tenants};
+use crate::scenarios::{
+    Ctx, fanout, federation, initial_sync, neighbours, register, rooms, send, tenants,
+};
 
 pub const DEFAULT_MAX_SECONDS: u64 = 120;
 const TENANTS_MAX_SECONDS: u64 = 1800;
@@ -141,6 +143,10 @@ impl Runner {
             }
             Scenario::Neighbours(a) => {
                 self.one("neighbours", max, neighbours::neighbours(ctx, a))
+                    .await;
+            }
+            Scenario::Federation(a) => {
+                self.one("federation", max, federation::federation(ctx, a))
                     .await;
             }
             Scenario::Suite(a) => self.suite(ctx, a).await,

@@ -18,6 +18,7 @@ use crate::federation::Federation;
 use crate::federation::sender::{FederationStep, Sender};
 use crate::federation::server_keys::ServerKeys;
 use crate::keys;
+use crate::openid::OpenIdTokens;
 use crate::platform::runtime::{Hashing, Runtime};
 use crate::presence::PresenceState;
 use crate::push::{self, PushStep, RulesetCache};
@@ -106,6 +107,7 @@ struct TenantInner {
     room_locks: RoomLocks,
     transactions: Transactions,
     typing: TypingState,
+    openid_tokens: OpenIdTokens,
     presence: PresenceState,
     sender: Sender,
     /// Backfilled history takes the stream positions below the lowest one at a time.
@@ -152,6 +154,7 @@ impl Tenant {
             room_locks: RoomLocks::default(),
             transactions: Transactions::default(),
             typing: TypingState::default(),
+            openid_tokens: OpenIdTokens::default(),
             presence: PresenceState::default(),
             sender: Sender::default(),
             backfill: tokio::sync::Mutex::new(()),
@@ -273,6 +276,10 @@ impl Tenant {
 
     pub(crate) fn typing(&self) -> &TypingState {
         &self.0.typing
+    }
+
+    pub(crate) fn openid_tokens(&self) -> &OpenIdTokens {
+        &self.0.openid_tokens
     }
 
     pub(crate) fn state_cache(&self) -> &StateCache {

@@ -2,6 +2,7 @@
 //! measured call with 429 handling, untimed setup calls, and concurrent user registration.
 
 pub mod fanout;
+pub mod federation;
 pub mod initial_sync;
 pub mod neighbours;
 pub mod register;

@@ -168,14 +168,14 @@ impl Rooms<'_> {
     pub(crate) async fn append_received(&self, checked: CheckedPdu) -> Result<Received> {
         let CheckedPdu { pdu, canonical } = checked;
         let mut writer = self.tenant.room_locks().lock(&pdu.room_id).await;
-        let turn = self.tenant.work().await?;
         let (head, epoch) = self.tenant.room_heads().get(self.tenant, &writer).await?;
         let extends = extends_head(&pdu, &head);
         if !extends {
             // The other extremities may still be in the committer: their states are read from
-            // the store.
+            // the store. (No turn is held while waiting.)
             self.tenant.stream().reached(head.last_stream).await;
         }
+        let turn = self.tenant.work().await?;
         if self.in_timeline(&head, &pdu.event_id).await? {
             return Ok(Received::AlreadyKnown);
         }

@@ -1,11 +1,13 @@
-//! Account management (spec: "Account registration and management"; ruma `account`): who the
-//! user is (`whoami`), password change, deactivation and third-party identifiers, behind
-//! user-interactive auth. Creating an account is `register`'s.
+//! Account management (spec: "Account registration and management", "OpenID"; ruma
+//! `account`): who the user is (`whoami`), password change, deactivation and third-party
+//! identifiers, behind user-interactive auth, and OpenID tokens for third parties. Creating an
+//! account is `register`'s.
 
 use ruma::MilliSecondsSinceUnixEpoch;
 use ruma::api::client::account::{
-    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids, whoami,
+    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids, request_openid_token, whoami,
 };
+use ruma::authentication::TokenType;
 use ruma::thirdparty::{Medium, ThirdPartyIdentifier, ThirdPartyIdentifierInit};
 use ruma::{UInt, uint};
 
@@ -18,7 +20,24 @@ pub fn routes(router: AppRouter) -> AppRouter {
     let router = route::<change_password::v3::Request, _, _>(router, change_password);
     let router = route::<deactivate::v3::Request, _, _>(router, deactivate);
     let router = route::<get_3pids::v3::Request, _, _>(router, get_3pids);
+    let router = route::<request_openid_token::v3::Request, _, _>(router, request_openid_token);
     route::<whoami::v3::Request, _, _>(router, whoami)
+}
+
+/// `POST /_matrix/client/v3/user/{userId}/openid/request_token`
+async fn request_openid_token(
+    ForTenant(tenant): ForTenant,
+    Authed(user): Authed,
+    Ruma(req): Ruma<request_openid_token::v3::Request>,
+) -> Result<RumaResponse<request_openid_token::v3::Response>> {
+    let token = tenant.request_openid_token(&user, &req.user_id)?;
+    Ok(request_openid_token::v3::Response::new(
+        token.access_token,
+        TokenType::Bearer,
+        tenant.server_name().to_owned(),
+        token.expires_in,
+    )
+    .into())
 }
 
 /// `POST /_matrix/client/v3/account/password`

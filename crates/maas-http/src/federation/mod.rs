@@ -1,7 +1,8 @@
 //! The Server-Server API (`/_matrix/federation/…`, `/_matrix/key/…`) of the tenant a request's
 //! `X-Matrix` destination names (see `destination`); modules named after
-//! `ruma::api::federation`'s. Everything under `/_matrix/federation` but `version` passes
-//! `authentication` first; `/.well-known/matrix/server` is `well_known`'s.
+//! `ruma::api::federation`'s. Everything under `/_matrix/federation` but `version` and
+//! `openid/userinfo` passes `authentication` first; `/.well-known/matrix/server` is
+//! `well_known`'s.
 
 mod authentication;
 mod destination;
@@ -11,6 +12,7 @@ mod event;
 mod in_process;
 mod keys;
 mod membership;
+mod openid;
 mod query;
 mod transactions;
 
@@ -35,5 +37,5 @@ pub fn routes() -> AppRouter {
         routes(router)
     })
     .layer(from_fn(authentication::require_signature));
-    discovery::routes(Router::new()).merge(signed)
+    openid::routes(discovery::routes(Router::new())).merge(signed)
 }

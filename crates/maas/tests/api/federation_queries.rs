@@ -323,3 +323,65 @@ async fn other_servers_list_the_public_room_directory() {
     let resp = federation_get(&srv, "a.test", path, None).await;
     assert_error(&resp, 401, "M_UNAUTHORIZED");
 }
+
+#[tokio::test]
+async fn an_openid_token_tells_a_third_party_who_the_user_is() {
+    let srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let bob = srv.register("b.test", "bob", "password-bob").await;
+    let as_alice = srv.on("a.test").as_user(&alice);
+    let path = format!(
+        "/_matrix/client/v3/user/{}/openid/request_token",
+        enc(&alice.user_id)
+    );
+    let token = as_alice.post(&path, json!({})).await.ok();
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["matrix_server_name"], "a.test");
+    assert_eq!(token["expires_in"], 3600);
+    let access_token = token["access_token"].as_str().expect("access token");
+
+    // The third party asks the user's server, with no signature.
+    let userinfo = |host: &'static str, token: String| {
+        let srv = &srv;
+        async move {
+            federation_get(
+                srv,
+                host,
+                &format!(
+                    "/_matrix/federation/v1/openid/userinfo?access_token={}",
+                    enc(&token)
+                ),
+                None,
+            )
+            .await
+        }
+    };
+    let info = userinfo("a.test", access_token.to_owned()).await.ok();
+    assert_eq!(info["sub"], alice.user_id.as_str());
+    // The token proves nothing on another tenant, nor does a made-up one.
+    assert_error(
+        &userinfo("b.test", access_token.to_owned()).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_error(
+        &userinfo("a.test", "made-up".to_owned()).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    // Only for oneself.
+    let resp = srv
+        .on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!(
+                "/_matrix/client/v3/user/{}/openid/request_token",
+                enc(&alice.user_id)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_error(&resp, 403, "M_FORBIDDEN");
+}
