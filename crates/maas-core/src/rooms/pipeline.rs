@@ -234,13 +234,14 @@ impl Rooms<'_> {
     }
 
     /// Whether `event_id` is in the room's timeline here: on its head (maybe not committed
-    /// yet) or stored with a stream position (an outlier is not).
+    /// yet) or stored with a stream position, backfilled ones below 0 included (an outlier
+    /// has none).
     async fn in_timeline(&self, head: &RoomHead, event_id: &EventId) -> Result<bool> {
         if head.extremities.iter().any(|e| e.event_id == event_id) {
             return Ok(true);
         }
         let stored = self.tenant.store().event(event_id.as_str()).await?;
-        Ok(stored.is_some_and(|record| record.stream > 0))
+        Ok(stored.is_some_and(|record| record.stream != 0))
     }
 
     /// Appends our user's join of a room of other servers, which `send_join` accepted, on the
