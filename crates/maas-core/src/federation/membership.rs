@@ -140,22 +140,7 @@ pub async fn send_join(
     event_id: &EventId,
     raw: &RawJsonValue,
 ) -> Result<JoinedState> {
-    let room = resident_room(tenant, room_id).await?;
-    super::acl::ensure_allowed(tenant, room_id, origin).await?;
-    let rules = rules_of(&room)?;
-    let checked = received::check(tenant, &rules, room_id, raw).await?;
-    ensure_membership_of(origin, event_id, &checked.pdu, "join")?;
-    let join = checked.pdu.clone();
-    // The resident server tells the room's other servers of the join (spec: "Joining Rooms").
-    tenant.sender().relay(join.event_id.as_str());
-    let appended = tenant.rooms().append_received(checked).await;
-    // Not appended (refused, or known before): nothing to relay.
-    tenant.sender().take_relay(join.event_id.as_str());
-    match appended? {
-        Received::Stored | Received::AlreadyKnown => {}
-        Received::SoftFailed(why) => return Err(Error::Forbidden(why)),
-        Received::MissingPrevEvents(_) => return Err(stale_template()),
-    }
+    let join = append_membership(tenant, origin, room_id, event_id, raw, "join").await?;
     joined_state(tenant, &join).await
 }
 
@@ -168,20 +153,8 @@ pub async fn send_leave(
     event_id: &EventId,
     raw: &RawJsonValue,
 ) -> Result<()> {
-    let room = resident_room(tenant, room_id).await?;
-    super::acl::ensure_allowed(tenant, room_id, origin).await?;
-    let rules = rules_of(&room)?;
-    let checked = received::check(tenant, &rules, room_id, raw).await?;
-    ensure_membership_of(origin, event_id, &checked.pdu, "leave")?;
-    let id = checked.pdu.event_id.clone();
-    tenant.sender().relay(id.as_str());
-    let appended = tenant.rooms().append_received(checked).await;
-    tenant.sender().take_relay(id.as_str());
-    match appended? {
-        Received::Stored | Received::AlreadyKnown => Ok(()),
-        Received::SoftFailed(why) => Err(Error::Forbidden(why)),
-        Received::MissingPrevEvents(_) => Err(stale_template()),
-    }
+    append_membership(tenant, origin, room_id, event_id, raw, "leave").await?;
+    Ok(())
 }
 
 /// A membership event built on events this server doesn't have: not one of our templates.
@@ -198,22 +171,37 @@ pub async fn send_knock(
     event_id: &EventId,
     raw: &RawJsonValue,
 ) -> Result<Vec<Box<RawJsonValue>>> {
+    append_membership(tenant, origin, room_id, event_id, raw, "knock").await?;
+    let stripped = tenant.rooms().stripped_state_of(room_id).await?;
+    events::raws_of(&stripped)
+}
+
+/// `origin`'s signed `membership` event of its own user, for a room this tenant is in, through
+/// the event pipeline. The resident server tells the room's other servers of it (spec:
+/// "Joining Rooms"): it is relayed when appended.
+async fn append_membership(
+    tenant: &Tenant,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    raw: &RawJsonValue,
+    membership: &str,
+) -> Result<Pdu> {
     let room = resident_room(tenant, room_id).await?;
     super::acl::ensure_allowed(tenant, room_id, origin).await?;
     let rules = rules_of(&room)?;
     let checked = received::check(tenant, &rules, room_id, raw).await?;
-    ensure_membership_of(origin, event_id, &checked.pdu, "knock")?;
-    let id = checked.pdu.event_id.clone();
-    tenant.sender().relay(id.as_str());
+    ensure_membership_of(origin, event_id, &checked.pdu, membership)?;
+    let event = checked.pdu.clone();
+    tenant.sender().relay(event.event_id.as_str());
     let appended = tenant.rooms().append_received(checked).await;
-    tenant.sender().take_relay(id.as_str());
+    // Not appended (refused, or known before): nothing to relay.
+    tenant.sender().take_relay(event.event_id.as_str());
     match appended? {
-        Received::Stored | Received::AlreadyKnown => {}
-        Received::SoftFailed(why) => return Err(Error::Forbidden(why)),
-        Received::MissingPrevEvents(_) => return Err(stale_template()),
+        Received::Stored | Received::AlreadyKnown => Ok(event),
+        Received::SoftFailed(why) => Err(Error::Forbidden(why)),
+        Received::MissingPrevEvents(_) => Err(stale_template()),
     }
-    let stripped = tenant.rooms().stripped_state_of(room_id).await?;
-    events::raws_of(&stripped)
 }
 
 /// The version of a room this tenant is in (one of its users is joined), or `M_NOT_FOUND`.

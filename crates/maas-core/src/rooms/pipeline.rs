@@ -75,26 +75,9 @@ impl Rooms<'_> {
         txn: Option<TxnClaim>,
     ) -> Result<Arc<Pdu>> {
         let _turn = self.tenant.work().await?;
-        let (head, epoch) = self.tenant.room_heads().get(self.tenant, writer).await?;
-        let rules = rules_of(&head.room_version)?;
-        let state = self
-            .tenant
-            .state_cache()
-            .group(self.tenant.store(), head.state_group)
-            .await?;
-        let room_id = writer.room_id().to_owned();
-        let built =
-            build::event(self.tenant, &rules, &room_id, &head, &state, sender, draft).await?;
-        check::well_formed(&built.pdu)?;
-        check::local(&rules, &built.pdu, &state, &built.auth_pdus)?;
-        let redacted = check::redaction(self.tenant, &rules, &built.pdu, &state).await?;
-        let before = Before {
-            head,
-            state,
-            epoch,
-            rules,
-            fork: None,
-        };
+        let Prepared { built, before } = self.build_on_head(writer, sender, draft).await?;
+        let redacted =
+            check::redaction(self.tenant, &before.rules, &built.pdu, &before.state).await?;
         self.accept(writer, built, before, redacted, txn, None, held)
             .await
     }
@@ -110,6 +93,17 @@ impl Rooms<'_> {
         draft: EventDraft,
     ) -> Result<Prepared> {
         let _turn = self.tenant.work().await?;
+        self.build_on_head(writer, sender, draft).await
+    }
+
+    /// An event by `sender` built on the writer's room's head and checked; the caller holds a
+    /// turn.
+    async fn build_on_head(
+        &self,
+        writer: &RoomWriter,
+        sender: &UserId,
+        draft: EventDraft,
+    ) -> Result<Prepared> {
         let (head, epoch) = self.tenant.room_heads().get(self.tenant, writer).await?;
         let rules = rules_of(&head.room_version)?;
         let state = self
