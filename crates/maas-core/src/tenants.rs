@@ -15,6 +15,7 @@ use crate::accounts::sessions::{self, SessionCache};
 use crate::accounts::{Accounts, passwords};
 use crate::config::Config;
 use crate::federation::Federation;
+use crate::federation::partial_state::PartialRooms;
 use crate::federation::sender::{FederationStep, Sender};
 use crate::federation::server_keys::ServerKeys;
 use crate::keys;
@@ -110,6 +111,7 @@ struct TenantInner {
     openid_tokens: OpenIdTokens,
     presence: PresenceState,
     sender: Sender,
+    partial_rooms: PartialRooms,
     /// Backfilled history takes the stream positions below the lowest one at a time.
     backfill: tokio::sync::Mutex<()>,
     /// Loaded on first use; replaced when the key rotates.
@@ -143,6 +145,7 @@ impl Tenant {
         let server_name = parse_server_name(&record.server_name)?;
         let work = Arc::new(Semaphore::new(work_slots(&config)));
         let stream = Stream::load(store.clone()).await?;
+        let partial_rooms = PartialRooms::load(&store.partial_state_rooms().await?)?;
         Ok(Self(Arc::new(TenantInner {
             server_name,
             stream,
@@ -157,6 +160,7 @@ impl Tenant {
             openid_tokens: OpenIdTokens::default(),
             presence: PresenceState::default(),
             sender: Sender::default(),
+            partial_rooms,
             backfill: tokio::sync::Mutex::new(()),
             server_keys: RwLock::new(None),
             record: RwLock::new(record),
@@ -346,6 +350,11 @@ impl Tenant {
     /// The tenant's federation sender: its delivery tasks per destination.
     pub(crate) fn sender(&self) -> &Sender {
         &self.0.sender
+    }
+
+    /// The rooms joined with partial state whose members are being fetched.
+    pub(crate) fn partial_rooms(&self) -> &PartialRooms {
+        &self.0.partial_rooms
     }
 
     /// Held while backfilled events take their stream positions.

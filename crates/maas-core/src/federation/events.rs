@@ -42,6 +42,11 @@ pub async fn state_at(
     event_id: &EventId,
 ) -> Result<StateAt> {
     ensure_in_room(tenant, origin, room_id).await?;
+    if tenant.partial_rooms().contains(room_id) {
+        return Err(Error::NotFound(format!(
+            "The state of {room_id} is not all known here yet"
+        )));
+    }
     let (store, cache) = (tenant.store(), tenant.state_cache());
     let record = store
         .event(event_id.as_str())

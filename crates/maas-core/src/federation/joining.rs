@@ -17,6 +17,7 @@ use ruma::{
 };
 use serde_json::value::RawValue as RawJsonValue;
 
+use super::partial_state;
 use super::received::{self, CheckedPdu};
 use crate::rooms::pdu::{self, Pdu};
 use crate::rooms::pipeline::JoinedRoom;
@@ -103,7 +104,11 @@ async fn join_through(
         }
         None => join,
     };
-    let (events, state_ids) = checked_events(tenant, &rules, room_id, &answer).await;
+    let (events, state_ids) =
+        checked_events(tenant, &rules, room_id, &answer.auth_chain, &answer.state).await;
+    let partial = answer
+        .members_omitted
+        .then(|| partial_state::servers_to_ask(tenant, server, answer.servers_in_room.as_deref()));
     joined_room(
         server,
         user,
@@ -112,6 +117,7 @@ async fn join_through(
         join,
         &state_ids,
         events,
+        partial,
     )
 }
 
@@ -220,22 +226,22 @@ pub(crate) fn received_form(pdu: &Pdu) -> Result<Box<RawJsonValue>> {
         .map_err(|e| Error::Internal(format!("join PDU: {e}")))
 }
 
-/// The events of the answer (auth chain and state) that pass the first checks and the auth
-/// rules against their own auth events, by id, and the ids of the state's. An event whose
-/// auth events are missing or rejected is rejected too.
-async fn checked_events(
+/// The events of an answer (auth chain and state, of `send_join` or `/state`) that pass the
+/// first checks and the auth rules against their own auth events, by id, and the ids of the
+/// state's. An event whose auth events are missing or rejected is rejected too.
+pub(crate) async fn checked_events(
     tenant: &Tenant,
     rules: &RoomVersionRules,
     room_id: &RoomId,
-    answer: &create_join_event::v2::RoomState,
+    auth_chain: &[Box<RawJsonValue>],
+    state: &[Box<RawJsonValue>],
 ) -> (HashMap<OwnedEventId, CheckedPdu>, Vec<OwnedEventId>) {
     let mut received = HashMap::new();
-    let mut state_ids = Vec::with_capacity(answer.state.len());
-    let listed = answer
-        .auth_chain
+    let mut state_ids = Vec::with_capacity(state.len());
+    let listed = auth_chain
         .iter()
         .map(|raw| (raw, false))
-        .chain(answer.state.iter().map(|raw| (raw, true)));
+        .chain(state.iter().map(|raw| (raw, true)));
     for (raw, in_state) in listed {
         match received::check(tenant, rules, room_id, raw).await {
             Ok(checked) if check::well_formed(&checked.pdu).is_ok() => {
@@ -245,7 +251,7 @@ async fn checked_events(
                 received.insert(checked.pdu.event_id.clone(), checked);
             }
             Ok(checked) => tracing::info!(event_id = %checked.pdu.event_id, "malformed state"),
-            Err(e) => tracing::info!(%room_id, error = %e, "send_join gave a bad event"),
+            Err(e) => tracing::info!(%room_id, error = %e, "a bad event of the room's state"),
         }
     }
     (authorized(rules, room_id, received), state_ids)
@@ -316,7 +322,10 @@ fn auth_events_of<'a>(
 }
 
 /// The room as it starts here: the state the answer lists (those of its events that passed),
-/// which must allow our join.
+/// which must allow our join. With members omitted (`partial`: the servers to ask for them),
+/// the memberships the join rests on complete the state it is checked against: they are the
+/// resident server's current ones.
+#[allow(clippy::too_many_arguments)]
 fn joined_room(
     server: &ServerName,
     user: &UserId,
@@ -325,10 +334,22 @@ fn joined_room(
     join: CheckedPdu,
     state_ids: &[OwnedEventId],
     events: HashMap<OwnedEventId, CheckedPdu>,
+    partial: Option<Vec<OwnedServerName>>,
 ) -> Result<JoinedRoom> {
     let mut state = RoomState::new();
     let mut state_pdus = Vec::new();
-    for id in state_ids {
+    let join_members = join
+        .pdu
+        .auth_events
+        .iter()
+        .filter(|_| partial.is_some())
+        .filter(|id| {
+            events
+                .get(*id)
+                .is_some_and(|c| c.pdu.kind == TimelineEventType::RoomMember)
+        });
+    let listed: Vec<&OwnedEventId> = state_ids.iter().chain(join_members).collect();
+    for id in listed {
         let Some(checked) = events.get(id) else {
             continue;
         };
@@ -336,10 +357,11 @@ fn joined_room(
         let Some(key) = &pdu.state_key else {
             continue;
         };
-        state.insert(
-            (pdu.kind.to_string().into(), key.clone()),
-            pdu.event_id.clone(),
-        );
+        let key = (pdu.kind.to_string().into(), key.clone());
+        if state.contains_key(&key) {
+            continue;
+        }
+        state.insert(key, pdu.event_id.clone());
         state_pdus.push(Arc::new(pdu.clone()));
     }
     let create_key = (StateEventType::RoomCreate, String::new());
@@ -392,6 +414,7 @@ fn joined_room(
         state_pdus,
         outliers,
         memberships,
+        partial,
     })
 }
 

@@ -6,7 +6,8 @@
 //! state before the join and the auth chain of both, everything the joining server needs to
 //! check the room for itself; `send_knock` with the room's stripped state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::events::TimelineEventType;
@@ -31,7 +32,12 @@ pub struct JoinedState {
     pub state: Vec<Box<RawJsonValue>>,
     pub auth_chain: Vec<Box<RawJsonValue>>,
     pub servers_in_room: Vec<String>,
+    /// The state leaves out the member events but the heroes' (`omit_members`).
+    pub members_omitted: bool,
 }
+
+/// Members a room summary names at most (spec: Client-Server API, `m.heroes`).
+const MAX_HEROES: usize = 5;
 
 /// `GET /make_join/{roomId}/{userId}`: a join event of `user_id`, a user of `origin`, built on
 /// the room's head, if the room's version is one the joining server supports (`versions`)
@@ -132,16 +138,19 @@ fn room_version_of(stored: &str) -> Result<RoomVersionId> {
 }
 
 /// `PUT /send_join/{roomId}/{eventId}` (v2): appends `origin`'s signed join event and
-/// answers with the room's state before it and the auth chain.
+/// answers with the room's state before it and the auth chain; with `omit_members`, without
+/// the member events but those of the room's heroes, and without the auth events the state
+/// given carries already.
 pub async fn send_join(
     tenant: &Tenant,
     origin: &ServerName,
     room_id: &RoomId,
     event_id: &EventId,
     raw: &RawJsonValue,
+    omit_members: bool,
 ) -> Result<JoinedState> {
     let join = append_membership(tenant, origin, room_id, event_id, raw, "join").await?;
-    joined_state(tenant, &join).await
+    joined_state(tenant, &join, omit_members).await
 }
 
 /// `PUT /send_leave/{roomId}/{eventId}` (v2): appends `origin`'s signed leave event; the room's
@@ -218,7 +227,8 @@ async fn resident_room(tenant: &Tenant, room_id: &RoomId) -> Result<String> {
         .joined
         .iter()
         .any(|user| user.server_name() == tenant.server_name());
-    if !resident {
+    // Its members not all known here yet, the room can't be answered for.
+    if !resident || tenant.partial_rooms().contains(room_id) {
         return Err(not_found());
     }
     Ok(room.room_version)
@@ -254,8 +264,9 @@ fn ensure_membership_of(
     Ok(())
 }
 
-/// The state before `join` and the auth chain of `join` and of that state.
-async fn joined_state(tenant: &Tenant, join: &Pdu) -> Result<JoinedState> {
+/// The state before `join` and the auth chain of `join` and of that state; with
+/// `omit_members`, only the heroes' member events and the auth events not in that state.
+async fn joined_state(tenant: &Tenant, join: &Pdu, omit_members: bool) -> Result<JoinedState> {
     let (store, cache) = (tenant.store(), tenant.state_cache());
     let record = store
         .event(join.event_id.as_str())
@@ -276,14 +287,51 @@ async fn joined_state(tenant: &Tenant, join: &Pdu) -> Result<JoinedState> {
             state_pdus.push(pdu);
         }
     }
+    if omit_members {
+        state_pdus = without_members(state_pdus, &join.sender);
+    }
     let mut roots: Vec<OwnedEventId> = join.auth_events.clone();
     for pdu in &state_pdus {
         roots.extend(pdu.auth_events.iter().cloned());
     }
-    let chain = events::auth_chain(tenant, roots).await?;
+    let mut chain = events::auth_chain(tenant, roots).await?;
+    if omit_members {
+        let given: HashSet<&EventId> = state_pdus.iter().map(|p| &*p.event_id).collect();
+        chain.retain(|pdu| !given.contains(&*pdu.event_id));
+    }
     Ok(JoinedState {
         state: events::raws_of(&state_pdus)?,
         auth_chain: events::raws_of(&chain)?,
         servers_in_room: servers.into_iter().collect(),
+        members_omitted: omit_members,
     })
+}
+
+/// `state` without its member events, but for the room's heroes when it has neither a name nor
+/// a canonical alias (spec: `send_join`, `omit_members`): its first joined or invited members
+/// other than the joiner, by user id.
+fn without_members(state: Vec<Arc<Pdu>>, joiner: &UserId) -> Vec<Arc<Pdu>> {
+    let named = state.iter().any(|p| {
+        p.kind == TimelineEventType::RoomName || p.kind == TimelineEventType::RoomCanonicalAlias
+    });
+    let (members, mut rest): (Vec<_>, Vec<_>) = state
+        .into_iter()
+        .partition(|p| p.kind == TimelineEventType::RoomMember);
+    if named {
+        return rest;
+    }
+    let mut heroes: Vec<Arc<Pdu>> = members
+        .into_iter()
+        .filter(|p| p.state_key.as_deref() != Some(joiner.as_str()))
+        .filter(|p| {
+            matches!(
+                p.content_value()["membership"].as_str(),
+                Some("join" | "invite")
+            )
+        })
+        .collect();
+    heroes.sort_by(|a, b| a.state_key.cmp(&b.state_key));
+    heroes.truncate(MAX_HEROES);
+    rest.extend(heroes);
+    rest
 }

@@ -17,6 +17,7 @@ pub mod membership;
 pub(crate) mod missing;
 pub mod network;
 pub mod notary;
+pub(crate) mod partial_state;
 pub mod query;
 pub mod received;
 pub(crate) mod sender;

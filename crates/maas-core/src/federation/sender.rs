@@ -51,7 +51,9 @@ impl EventStep for FederationStep {
 
     async fn derive(&self, tenant: &Tenant, event: &Accepted, into: &mut Derived) -> Result<()> {
         let relayed = tenant.sender().take_relay(&event.new.event.event_id);
-        let destinations = destinations_of(tenant.server_name(), event, relayed)?;
+        // While the room's members are being fetched, to the servers known to be in it too.
+        let partial = tenant.partial_rooms().servers(&event.room_id);
+        let destinations = destinations_of(tenant.server_name(), event, relayed, partial)?;
         if destinations.is_empty() {
             return Ok(());
         }
@@ -75,11 +77,13 @@ impl EventStep for FederationStep {
 /// The servers an event goes to: those of the room's joined members after it, and the target
 /// of a membership change (an invitee, someone leaving or banned), but never our own nor the
 /// sender's. Only our own users' events, each server sending its own, and those we relay: a
-/// join that came through our `send_join` reaches the room's other servers through us.
+/// join that came through our `send_join` reaches the room's other servers through us. `also`
+/// are servers in the room whose members aren't known here yet.
 fn destinations_of(
     me: &ServerName,
     event: &Accepted,
     relayed: bool,
+    also: Vec<OwnedServerName>,
 ) -> Result<BTreeSet<OwnedServerName>> {
     let record = &event.new.event;
     let sender = UserId::parse(&record.sender)
@@ -91,6 +95,7 @@ fn destinations_of(
         .members
         .iter()
         .map(|user| user.server_name().to_owned())
+        .chain(also)
         .collect();
     if record.event_type == TimelineEventType::RoomMember.to_string()
         && let Some(target) = record.state_key.as_deref()
@@ -252,10 +257,12 @@ impl Sender {
         content: serde_json::Value,
     ) -> Result<()> {
         let head = tenant.room_heads().snapshot(tenant, room_id).await?;
+        let partial = tenant.partial_rooms().servers(room_id);
         let servers: BTreeSet<&ServerName> = head
             .joined
             .iter()
             .map(|user| user.server_name())
+            .chain(partial.iter().map(|server| &**server))
             .filter(|server| *server != tenant.server_name())
             .collect();
         if servers.is_empty() {

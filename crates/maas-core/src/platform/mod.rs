@@ -239,6 +239,7 @@ impl Platform {
                 if let Err(e) = tenant.sender().resume(&tenant).await {
                     tracing::warn!(server_name = %record.server_name, error = %e, "federation queue not resumed");
                 }
+                crate::federation::partial_state::resume(&tenant);
                 Ok::<_, Error>(tenant)
             })
             .await?

@@ -18,6 +18,7 @@ use super::pdu::Pdu;
 use super::read::power_levels;
 use super::state::{self, RoomState};
 use super::{Rooms, rules_of};
+use crate::federation::partial_state;
 use crate::{Error, Result, Tenant};
 
 /// Where a received event stands after its checks.
@@ -91,24 +92,37 @@ impl Rooms<'_> {
             .group(self.tenant.store(), head.state_group)
             .await?;
         let before = state_before(self.tenant, &rules, pdu).await?;
-        received(self.tenant, &rules, pdu, &before, &current).await
+        let partial = self.tenant.partial_rooms().contains(&pdu.room_id);
+        received(self.tenant, &rules, pdu, &before, &current, partial).await
     }
 }
 
 /// The checks of an event received from another server, whose prev and auth events are
 /// stored here; `before` is the state before it (its prev events' states resolved), `current`
-/// the room's current state.
+/// the room's current state. In a room with `partial` state, the memberships missing from
+/// both are taken from the event's auth events (`federation::partial_state`).
 pub(crate) async fn received(
     tenant: &Tenant,
     rules: &RoomVersionRules,
     pdu: &Pdu,
     before: &RoomState,
     current: &RoomState,
+    partial: bool,
 ) -> Result<Verdict> {
     well_formed(pdu)?;
     let types = auth_types_of(rules, pdu)?;
     let by_auth_events = auth_events_state(tenant, rules, pdu).await?;
     check_against(tenant, rules, pdu, &by_auth_events, &types).await?;
+    let completed;
+    let (before, current) = if partial {
+        completed = (
+            partial_state::with_auth_memberships(before, &by_auth_events),
+            partial_state::with_auth_memberships(current, &by_auth_events),
+        );
+        (&completed.0, &completed.1)
+    } else {
+        (before, current)
+    };
     check_against(tenant, rules, pdu, before, &types).await?;
     match check_against(tenant, rules, pdu, current, &types).await {
         Ok(()) => Ok(Verdict::Accepted),

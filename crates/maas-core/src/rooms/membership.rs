@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::lock::RoomWriter;
 use super::{EventDraft, Rooms, check};
-use crate::federation::{events, invite, joining, knocking, leaving};
+use crate::federation::{events, invite, joining, knocking, leaving, partial_state};
 use crate::store::MembershipRecord;
 use crate::{Error, Result};
 
@@ -103,8 +103,20 @@ impl Rooms<'_> {
             // wait and then join on the room as it starts here.
             let joined =
                 joining::join(self.tenant, &servers, user, room_id, &draft.content).await?;
-            self.append_joined(&mut writer, joined).await?;
-            writer.finish().await?;
+            let partial = self.append_joined(&mut writer, joined).await?;
+            // Known as partial before the room's lock is released: events received for it
+            // from now on are checked as such.
+            let partial_rooms = self.tenant.partial_rooms();
+            if let Some(record) = &partial {
+                partial_rooms.insert(record)?;
+            }
+            if let Err(e) = writer.finish().await {
+                partial_rooms.remove(room_id);
+                return Err(e);
+            }
+            if partial.is_some() {
+                partial_state::resync_in_background(self.tenant, room_id);
+            }
             return Ok(room_id.to_owned());
         }
         if !self.is_known(room_id) && self.tenant.store().room(room_id.as_str()).await?.is_none() {

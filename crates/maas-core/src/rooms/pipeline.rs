@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedServerName, OwnedUserId, RoomId, UserId};
 
 use super::build::{self, Built};
 use super::check;
@@ -34,8 +34,8 @@ use super::transactions::TxnClaim;
 use super::{Rooms, rules_of};
 use crate::federation::received::CheckedPdu;
 use crate::store::{
-    EventRecord, MembershipRecord, NewEvent, NewStateGroup, OutlierRecord, Redaction,
-    RelationRecord, RoomRecord,
+    EventRecord, MembershipRecord, NewEvent, NewStateGroup, OutlierRecord, PartialStateRecord,
+    Redaction, RelationRecord, RoomRecord,
 };
 use crate::stream::Audience;
 use crate::{Error, Result, Tenant};
@@ -201,8 +201,9 @@ impl Rooms<'_> {
             })
         };
         let before_state = fork.as_ref().map_or(&current, |f| &f.state_before);
+        let partial = self.tenant.partial_rooms().contains(&pdu.room_id);
         if let check::Verdict::SoftFailed(why) =
-            check::received(self.tenant, &rules, &pdu, before_state, &current).await?
+            check::received(self.tenant, &rules, &pdu, before_state, &current, partial).await?
         {
             return Ok(Received::SoftFailed(why));
         }
@@ -242,12 +243,12 @@ impl Rooms<'_> {
     /// room's state as the resident server answered it, checked by the caller
     /// (`federation::joining`). The room starts here with that state: its events are stored
     /// as outliers and its memberships with the join. `writer` holds the room, which has no
-    /// joined member here.
+    /// joined member here. Returns the room's partial state when members were omitted.
     pub(crate) async fn append_joined(
         &self,
         writer: &mut RoomWriter,
         joined: JoinedRoom,
-    ) -> Result<()> {
+    ) -> Result<Option<PartialStateRecord>> {
         let _turn = self.tenant.work().await?;
         let JoinedRoom {
             join,
@@ -256,6 +257,7 @@ impl Rooms<'_> {
             state_pdus,
             outliers,
             memberships,
+            partial,
         } = joined;
         let rules = rules_of(&room.room_version)?;
         let cache = self.tenant.state_cache();
@@ -274,6 +276,12 @@ impl Rooms<'_> {
             cache.remember(pdu);
         }
         let known = store.room(room.room_id.as_str()).await?.is_some();
+        let partial_state = partial.map(|servers| PartialStateRecord {
+            room_id: room.room_id.clone(),
+            join_event_id: join.pdu.event_id.to_string(),
+            state_group: group.id,
+            servers: servers.iter().map(ToString::to_string).collect(),
+        });
         let start = RoomStart {
             room: (!known).then(|| RoomRecord {
                 state_group: group.id,
@@ -282,6 +290,7 @@ impl Rooms<'_> {
             state_group: group.clone(),
             outliers,
             memberships,
+            partial_state: partial_state.clone(),
         };
         let before = Before {
             head: RoomHead {
@@ -303,7 +312,7 @@ impl Rooms<'_> {
         };
         self.accept(writer, built, before, None, None, Some(start), None)
             .await?;
-        Ok(())
+        Ok(partial_state)
     }
 
     /// Appends a room's `m.room.create` event (the room row and its empty state group are
@@ -759,6 +768,9 @@ pub(crate) struct JoinedRoom {
     pub(crate) outliers: Vec<OutlierRecord>,
     /// The memberships of that state.
     pub(crate) memberships: Vec<MembershipRecord>,
+    /// With members omitted from that state: the servers to ask for them, the one that
+    /// answered the join first.
+    pub(crate) partial: Option<Vec<OwnedServerName>>,
 }
 
 /// What became of a received event.

@@ -18,6 +18,9 @@ use crate::filter::RoomEventFilter;
 use crate::store::{EventRecord, MembershipRecord, StreamRange};
 use crate::{Error, Result, Tenant};
 
+/// How long a member list waits at most for a room's members being fetched.
+const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// The power levels of a room, as the auth rules read them.
 pub(crate) struct PowerLevels {
     users: BTreeMap<String, i64>,
@@ -435,6 +438,14 @@ impl Rooms<'_> {
         Ok(TimelinePage { chunk, start, end })
     }
 
+    /// Waits, a bounded time, for the members of a room joined with partial state: a client
+    /// listing members to encrypt for must not get only those known so far, unless the
+    /// servers asked for them stay silent.
+    async fn members_known(&self, room_id: &RoomId) {
+        let partial = self.tenant.partial_rooms();
+        let _ = tokio::time::timeout(MEMBERS_WAIT, partial.until_complete(room_id)).await;
+    }
+
     /// `GET /rooms/{roomId}/members`: current (or when the user left), or at stream position
     /// `at` when given.
     pub async fn members(
@@ -443,6 +454,7 @@ impl Rooms<'_> {
         room_id: &RoomId,
         at: Option<i64>,
     ) -> Result<Vec<Event>> {
+        self.members_known(room_id).await;
         let state = match at {
             None => self.visible_state(user, room_id).await?,
             Some(at) => {
@@ -469,6 +481,7 @@ impl Rooms<'_> {
     /// `GET /rooms/{roomId}/joined_members`: needs the user to be joined.
     pub async fn joined_members(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Pdu>> {
         self.room_for_member(user, room_id).await?;
+        self.members_known(room_id).await;
         let store = self.tenant.store();
         let members = store.room_members(room_id.as_str(), Some("join")).await?;
         let ids: Vec<String> = members.into_iter().map(|m| m.event_id).collect();

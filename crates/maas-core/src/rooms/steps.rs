@@ -13,7 +13,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use crate::store::{
     EventBatch, MembershipRecord, NewEvent, NewStateGroup, OutboundPduRecord, OutlierRecord,
-    PushActionRecord, RoomPushActionRecord, RoomRecord,
+    PartialStateRecord, PushActionRecord, RoomPushActionRecord, RoomRecord,
 };
 use crate::{Result, Tenant};
 
@@ -46,6 +46,8 @@ pub(crate) struct RoomStart {
     pub(crate) outliers: Vec<OutlierRecord>,
     /// For a join over federation: the memberships that state holds, positioned with the join.
     pub(crate) memberships: Vec<MembershipRecord>,
+    /// For a join with members omitted: what is left to fetch.
+    pub(crate) partial_state: Option<PartialStateRecord>,
 }
 
 impl RoomStart {
@@ -56,6 +58,7 @@ impl RoomStart {
             state_group: empty,
             outliers: Vec::new(),
             memberships: Vec::new(),
+            partial_state: None,
         }
     }
 
@@ -65,6 +68,7 @@ impl RoomStart {
         batch.state_groups.push(self.state_group);
         batch.outliers.extend(self.outliers);
         batch.memberships.extend(self.memberships);
+        batch.partial_states.extend(self.partial_state);
     }
 }
 

@@ -26,6 +26,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "state_group_entries",
     "events",
     "outliers",
+    "partial_state_rooms",
     "forward_extremities",
     "room_memberships",
     "forgotten_rooms",

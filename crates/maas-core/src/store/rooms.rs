@@ -140,6 +140,42 @@ pub struct EventBatch {
     pub room_push_actions: Vec<super::RoomPushActionRecord>,
     /// PDUs queued for other servers (their events are in this batch).
     pub outbound_pdus: Vec<super::OutboundPduRecord>,
+    /// Rooms the batch joins with partial state, stored with the join.
+    pub partial_states: Vec<PartialStateRecord>,
+}
+
+/// A room joined over federation with partial state (`send_join` with `omit_members`): the
+/// resident server left its member events out, and they are fetched in the background.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialStateRecord {
+    pub room_id: String,
+    /// Our join, at which the room's whole state is fetched.
+    pub join_event_id: String,
+    /// The state the join was checked against: it and every later snapshot of the room's
+    /// state lack the omitted members.
+    pub state_group: i64,
+    /// The servers in the room at the join, as the resident server listed them: events go to
+    /// them until the members are known.
+    pub servers: Vec<String>,
+}
+
+/// What the room's whole state adds to a partial-state room, written at once.
+#[derive(Clone, Debug, Default)]
+pub struct PartialStateCompletion {
+    pub room_id: String,
+    /// The partial state's first group ([`PartialStateRecord::state_group`]).
+    pub since_group: i64,
+    /// The omitted state entries: added to every snapshot of the room's state from
+    /// `since_group` on that has none for their key (deltas read through their snapshots).
+    pub entries: Vec<StateEntry>,
+    /// Their events, stored as outliers where not known already.
+    pub outliers: Vec<OutlierRecord>,
+    /// Their memberships, written where the room has none for the user yet.
+    pub memberships: Vec<MembershipRecord>,
+    /// Members of the room whose membership moves to `announce_stream`, so that their next
+    /// sync sends the room whole again (the tenant's own joined users).
+    pub announce: Vec<String>,
+    pub announce_stream: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -253,6 +289,10 @@ pub trait RoomStore: Send + Sync {
     async fn persist_events(&self, batch: &EventBatch) -> Result<()>;
     /// The lowest stream position of any event, at most 0: backfilled history goes below it.
     async fn lowest_stream(&self) -> Result<i64>;
+    /// Rooms joined with partial state whose members are still to be fetched.
+    async fn partial_state_rooms(&self) -> Result<Vec<PartialStateRecord>>;
+    /// Completes a partial-state room in one transaction and forgets its partial state.
+    async fn complete_partial_state(&self, completion: &PartialStateCompletion) -> Result<()>;
     /// Stores events fetched from other servers from before the room's earliest event here
     /// (their positions below every other), without touching the room's head; events known
     /// already are left as they are.

@@ -227,7 +227,13 @@ impl Builder<'_> {
 
         let plans: Vec<RoomPlan> = joined
             .iter()
-            .filter(|m| active.contains(&m.room_id) || account_data.rooms.contains_key(&m.room_id))
+            .filter(|m| {
+                // A membership moved into the range without an event: a partial-state room
+                // completed, to send whole again.
+                active.contains(&m.room_id)
+                    || account_data.rooms.contains_key(&m.room_id)
+                    || self.in_range(m.stream)
+            })
             .map(|m| RoomPlan {
                 room_id: &m.room_id,
                 // A room joined within the range is new to the client: send all of it.

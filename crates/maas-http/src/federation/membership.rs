@@ -44,12 +44,20 @@ async fn send_join(
     Origin(origin): Origin,
     Ruma(req): Ruma<create_join_event::v2::Request>,
 ) -> Result<RumaResponse<create_join_event::v2::Response>> {
-    let joined =
-        membership::send_join(&tenant, &origin, &req.room_id, &req.event_id, &req.pdu).await?;
+    let joined = membership::send_join(
+        &tenant,
+        &origin,
+        &req.room_id,
+        &req.event_id,
+        &req.pdu,
+        req.omit_members,
+    )
+    .await?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = joined.state;
     room_state.auth_chain = joined.auth_chain;
     room_state.servers_in_room = Some(joined.servers_in_room);
+    room_state.members_omitted = joined.members_omitted;
     Ok(create_join_event::v2::Response::new(room_state).into())
 }
 

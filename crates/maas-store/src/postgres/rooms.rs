@@ -4,6 +4,7 @@
 
 mod events;
 mod members;
+mod partial_state;
 mod state;
 pub(super) mod sync;
 mod user_data;
@@ -13,8 +14,8 @@ use async_trait::async_trait;
 use super::PostgresTenantStore;
 use crate::{
     AccountDataRecord, AliasRecord, Direction, EventBatch, EventRecord, MembershipRecord,
-    NewStateGroup, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry, StreamRange,
-    TxnRecord,
+    NewStateGroup, PartialStateCompletion, PartialStateRecord, ReceiptRecord, Result, RoomRecord,
+    RoomStore, StateEntry, StreamRange, TxnRecord,
 };
 
 #[async_trait]
@@ -65,6 +66,14 @@ impl RoomStore for PostgresTenantStore {
 
     async fn persist_events(&self, batch: &EventBatch) -> Result<()> {
         events::persist_events(&self.schema, batch).await
+    }
+
+    async fn partial_state_rooms(&self) -> Result<Vec<PartialStateRecord>> {
+        partial_state::partial_state_rooms(&self.schema).await
+    }
+
+    async fn complete_partial_state(&self, completion: &PartialStateCompletion) -> Result<()> {
+        partial_state::complete_partial_state(&self.schema, completion).await
     }
 
     async fn lowest_stream(&self) -> Result<i64> {

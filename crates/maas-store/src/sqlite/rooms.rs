@@ -4,6 +4,7 @@
 
 mod events;
 mod members;
+mod partial_state;
 mod state;
 pub(super) mod sync;
 mod user_data;
@@ -13,8 +14,8 @@ use async_trait::async_trait;
 use super::SqliteTenantStore;
 use crate::{
     AccountDataRecord, AliasRecord, Direction, EventBatch, EventRecord, MembershipRecord,
-    NewStateGroup, ReceiptRecord, Result, RoomRecord, RoomStore, StateEntry, StreamRange,
-    TxnRecord,
+    NewStateGroup, PartialStateCompletion, PartialStateRecord, ReceiptRecord, Result, RoomRecord,
+    RoomStore, StateEntry, StreamRange, TxnRecord,
 };
 
 /// Ids passed to one statement as a JSON array. One bind parameter holds any number of them;
@@ -71,6 +72,14 @@ impl RoomStore for SqliteTenantStore {
         events::persist_events(&self.writer, batch).await?;
         self.checkpoints.after_commit(&self.pool);
         Ok(())
+    }
+
+    async fn partial_state_rooms(&self) -> Result<Vec<PartialStateRecord>> {
+        partial_state::partial_state_rooms(&self.pool).await
+    }
+
+    async fn complete_partial_state(&self, completion: &PartialStateCompletion) -> Result<()> {
+        partial_state::complete_partial_state(&self.writer, completion).await
     }
 
     async fn lowest_stream(&self) -> Result<i64> {

@@ -105,10 +105,40 @@ async fn bob_joins(srv: &TestServer, alice: &Session, remote: &Remote) -> Joined
         .await
         .ok();
     let room_id = room["room_id"].as_str().expect("room id").to_owned();
+    let (joined, answer) = send_join(srv, remote, &room_id, "@bob:b.test", "").await;
+    let state = answer["state"].as_array().expect("state");
+    let kinds: Vec<&str> = state.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in ["m.room.create", "m.room.power_levels", "m.room.join_rules"] {
+        assert!(kinds.contains(&kind), "{kind} in the state: {answer}");
+    }
+    assert!(
+        state.iter().all(|e| e["state_key"] != "@bob:b.test"),
+        "the state is the one before the join"
+    );
+    assert!(
+        !answer["auth_chain"]
+            .as_array()
+            .expect("auth_chain")
+            .is_empty()
+    );
+    assert_eq!(answer["servers_in_room"], json!(["a.test"]), "{answer}");
+    assert_eq!(answer.get("members_omitted"), None, "{answer}");
+    joined
+}
+
+/// b.test joins `user` to `room_id` through `make_join` and `send_join` (v2, with `query`);
+/// returns the join and `send_join`'s answer.
+async fn send_join(
+    srv: &TestServer,
+    remote: &Remote,
+    room_id: &str,
+    user: &str,
+    query: &str,
+) -> (Joined, Value) {
     let path = format!(
         "/_matrix/federation/v1/make_join/{}/{}?ver=10&ver=11&ver=12",
-        enc(&room_id),
-        enc("@bob:b.test")
+        enc(room_id),
+        enc(user)
     );
     let made = remote.send(srv, Method::GET, &path, None).await.ok();
     let version = made["room_version"]
@@ -117,8 +147,8 @@ async fn bob_joins(srv: &TestServer, alice: &Session, remote: &Remote) -> Joined
         .to_owned();
     let template = made["event"].clone();
     assert_eq!(template["type"], "m.room.member", "{made}");
-    assert_eq!(template["state_key"], "@bob:b.test");
-    assert_eq!(template["sender"], "@bob:b.test");
+    assert_eq!(template["state_key"], user);
+    assert_eq!(template["sender"], user);
     assert_eq!(template["content"]["membership"], "join");
     assert!(template.get("signatures").is_none(), "unsigned: {made}");
     assert!(
@@ -130,38 +160,24 @@ async fn bob_joins(srv: &TestServer, alice: &Session, remote: &Remote) -> Joined
     let join_depth = template["depth"].as_i64().expect("depth");
     let (join_id, join) = remote.sign(&rules, template);
     let path = format!(
-        "/_matrix/federation/v2/send_join/{}/{}",
-        enc(&room_id),
+        "/_matrix/federation/v2/send_join/{}/{}{query}",
+        enc(room_id),
         enc(&join_id)
     );
-    let joined = remote.send(srv, Method::PUT, &path, Some(join)).await.ok();
-    let state = joined["state"].as_array().expect("state");
-    let kinds: Vec<&str> = state.iter().filter_map(|e| e["type"].as_str()).collect();
-    for kind in ["m.room.create", "m.room.power_levels", "m.room.join_rules"] {
-        assert!(kinds.contains(&kind), "{kind} in the state: {joined}");
-    }
-    assert!(
-        state.iter().all(|e| e["state_key"] != "@bob:b.test"),
-        "the state is the one before the join"
-    );
-    assert!(
-        !joined["auth_chain"]
-            .as_array()
-            .expect("auth_chain")
-            .is_empty()
-    );
-    assert_eq!(joined["servers_in_room"], json!(["a.test"]), "{joined}");
+    let answer = remote.send(srv, Method::PUT, &path, Some(join)).await.ok();
+    let state = answer["state"].as_array().expect("state");
     let power_levels = state
         .iter()
         .find(|e| e["type"] == "m.room.power_levels")
         .expect("power levels");
-    Joined {
+    let joined = Joined {
         power_levels_id: id_of(&rules, power_levels),
-        room_id,
+        room_id: room_id.to_owned(),
         rules,
         join_id,
         join_depth,
-    }
+    };
+    (joined, answer)
 }
 
 /// A message of `sender` on top of bob's join.
@@ -639,4 +655,113 @@ async fn read_receipts_of_a_remote_user_reach_local_members() {
     let read = &receipts.first().expect("a receipt")["content"][&id]["m.read"];
     assert_eq!(read["@bob:b.test"]["ts"], 1_700_000_000_000_i64, "{events}");
     assert!(read.get("@eve:c.test").is_none(), "{events}");
+}
+
+/// The state keys of the member events in a `send_join` answer's state, sorted.
+fn members_of(answer: &Value) -> Vec<String> {
+    let mut members: Vec<String> = answer["state"]
+        .as_array()
+        .expect("state")
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
+        .collect();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn a_join_with_members_omitted_gets_the_heroes_and_the_servers_in_the_room() {
+    let (srv, alice, remote) = setup().await;
+    let dave = srv.register("a.test", "dave", "password-dave").await;
+    let frank = srv.register("a.test", "frank", "password-frank").await;
+    srv.register("a.test", "erin", "password-erin").await;
+    let public = json!({"preset": "public_chat"});
+    let create = |body: Value| {
+        let srv = &srv;
+        let alice = &alice;
+        async move {
+            let room = srv
+                .on("a.test")
+                .as_user(alice)
+                .post("/_matrix/client/v3/createRoom", body)
+                .await
+                .ok();
+            room["room_id"].as_str().expect("room id").to_owned()
+        }
+    };
+    // An unnamed room: dave joined, erin invited, frank came and went.
+    let room_id = create(public.clone()).await;
+    let room = |action: &str| format!("/_matrix/client/v3/rooms/{}/{action}", enc(&room_id));
+    for user in [&dave, &frank] {
+        srv.on("a.test")
+            .as_user(user)
+            .post(&room("join"), json!({}))
+            .await
+            .ok();
+    }
+    srv.on("a.test")
+        .as_user(&frank)
+        .post(&room("leave"), json!({}))
+        .await
+        .ok();
+    srv.on("a.test")
+        .as_user(&alice)
+        .post(&room("invite"), json!({"user_id": "@erin:a.test"}))
+        .await
+        .ok();
+
+    // New power levels: the old ones are in the auth chain, not in the state.
+    let levels_path = room("state/m.room.power_levels/");
+    let mut levels = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get(&levels_path)
+        .await
+        .ok();
+    levels["users"]["@dave:a.test"] = json!(50);
+    srv.on("a.test")
+        .as_user(&alice)
+        .put(&levels_path, levels)
+        .await
+        .ok();
+
+    let (joined, answer) =
+        send_join(&srv, &remote, &room_id, "@bob:b.test", "?omit_members=true").await;
+    assert_eq!(answer["members_omitted"], true, "{answer}");
+    assert_eq!(answer["servers_in_room"], json!(["a.test"]), "{answer}");
+    // The heroes: joined and invited members, not those who left.
+    assert_eq!(
+        members_of(&answer),
+        ["@alice:a.test", "@dave:a.test", "@erin:a.test"]
+    );
+    // The auth chain leaves out what the state gives.
+    let ids = |key: &str| -> Vec<String> {
+        answer[key]
+            .as_array()
+            .expect(key)
+            .iter()
+            .map(|pdu| id_of(&joined.rules, pdu))
+            .collect()
+    };
+    let state_ids = ids("state");
+    let chain = ids("auth_chain");
+    assert!(!chain.is_empty(), "{answer}");
+    assert!(chain.iter().all(|id| !state_ids.contains(id)), "{answer}");
+    let members = srv
+        .on("a.test")
+        .as_user(&alice)
+        .get(&room("joined_members"))
+        .await
+        .ok();
+    assert!(members["joined"]["@bob:b.test"].is_object(), "{members}");
+
+    // A named room shows no member event at all.
+    let named = create(json!({"preset": "public_chat", "name": "Named"})).await;
+    let (_, answer) = send_join(&srv, &remote, &named, "@bob:b.test", "?omit_members=true").await;
+    assert_eq!(answer["members_omitted"], true, "{answer}");
+    assert!(members_of(&answer).is_empty(), "{answer}");
+    // Without `omit_members`, every member comes.
+    let (_, answer) = send_join(&srv, &remote, &named, "@bob2:b.test", "").await;
+    assert_eq!(members_of(&answer), ["@alice:a.test", "@bob:b.test"]);
 }

@@ -35,7 +35,7 @@ async fn lobby(srv: &TestServer, alice: &Session) -> String {
     room_id
 }
 
-async fn send(srv: &TestServer, host: &str, user: &Session, room_id: &str, body: &str) {
+pub(crate) async fn send(srv: &TestServer, host: &str, user: &Session, room_id: &str, body: &str) {
     srv.on(host)
         .as_user(user)
         .put(
@@ -74,7 +74,13 @@ async fn bodies(srv: &TestServer, host: &str, user: &Session, room_id: &str) -> 
 
 /// Waits until the room's messages on `host` end with `last` (delivery between tenants is
 /// asynchronous).
-async fn wait_for(srv: &TestServer, host: &str, user: &Session, room_id: &str, last: &str) {
+pub(crate) async fn wait_for(
+    srv: &TestServer,
+    host: &str,
+    user: &Session,
+    room_id: &str,
+    last: &str,
+) {
     for _ in 0..100 {
         let seen = bodies(srv, host, user, room_id).await;
         if seen.last().map(String::as_str) == Some(last) {
@@ -95,7 +101,12 @@ async fn wait_for(srv: &TestServer, host: &str, user: &Session, room_id: &str, l
     );
 }
 
-async fn joined_members(srv: &TestServer, host: &str, user: &Session, room_id: &str) -> Value {
+pub(crate) async fn joined_members(
+    srv: &TestServer,
+    host: &str,
+    user: &Session,
+    room_id: &str,
+) -> Value {
     srv.on(host)
         .as_user(user)
         .get(&format!(

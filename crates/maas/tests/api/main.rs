@@ -23,6 +23,7 @@ mod federation_e2ee;
 mod federation_joins;
 mod federation_keys;
 mod federation_network;
+mod federation_partial_state;
 mod federation_queries;
 mod federation_rooms;
 mod federation_synapse;

@@ -63,6 +63,9 @@ pub(super) async fn persist_events(schema: &Schema, batch: &EventBatch) -> Resul
     for membership in &batch.memberships {
         members::write_membership(&mut tx, membership).await?;
     }
+    for partial in &batch.partial_states {
+        super::partial_state::write_partial_state(&mut tx, partial).await?;
+    }
     let heads = crate::batch::last_per_room(&batch.events);
     // The room rows first, in a fixed order: their locks, held until commit, serialize the
     // events of one room, as SQLite's write lock does. Without them, two batches persisted at
@@ -173,7 +176,7 @@ pub(super) async fn insert_backfilled(schema: &Schema, events: &[EventRecord]) -
 }
 
 /// Inserts an outlier, unless it is known already.
-async fn insert_outlier(conn: &mut PgConnection, outlier: &OutlierRecord) -> Result<()> {
+pub(super) async fn insert_outlier(conn: &mut PgConnection, outlier: &OutlierRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO outliers (event_id, room_id, depth, event_type, state_key, sender, \
                                origin_server_ts, pdu) \

@@ -65,6 +65,9 @@ pub(super) async fn persist_events(writer: &Arc<Direct>, batch: &EventBatch) -> 
             for membership in &batch.memberships {
                 members::write_membership(tx, membership)?;
             }
+            for partial in &batch.partial_states {
+                super::partial_state::write_partial_state(tx, partial)?;
+            }
             for group in batch
                 .events
                 .iter()
@@ -204,7 +207,7 @@ pub(super) async fn insert_backfilled(writer: &Arc<Direct>, events: &[EventRecor
 }
 
 /// Inserts an outlier, unless it is known already.
-fn insert_outlier(tx: &Connection, outlier: &OutlierRecord) -> Result<()> {
+pub(super) fn insert_outlier(tx: &Connection, outlier: &OutlierRecord) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO outliers (event_id, room_id, depth, event_type, state_key, sender, \
                                origin_server_ts, pdu) \
