@@ -19,6 +19,7 @@ on_both_backends!(destinations_are_those_with_queued_pdus);
 on_both_backends!(queued_pdus_come_per_destination_in_stream_order);
 on_both_backends!(a_redacted_event_is_queued_redacted);
 on_both_backends!(acknowledged_pdus_leave_the_queue);
+on_both_backends!(queued_edus_come_per_destination_until_acknowledged);
 on_both_backends!(received_transactions_keep_their_first_answer);
 on_both_backends!(received_transactions_are_pruned_by_age);
 
@@ -279,4 +280,40 @@ async fn received_transactions_are_pruned_by_age(store: &dyn TenantStore) {
     assert_eq!(store.prune_received_transactions(1_000).await.unwrap(), 2);
     assert_eq!(store.received_transaction(ONE, "t300").await.unwrap(), None);
     assert_eq!(store.prune_received_transactions(1_000).await.unwrap(), 0);
+}
+
+async fn queued_edus_come_per_destination_until_acknowledged(store: &dyn TenantStore) {
+    let both = [ONE.to_owned(), TWO.to_owned()];
+    store.queue_edu(&both, r#"{"edu_type":"a"}"#).await.unwrap();
+    store
+        .queue_edu(&[ONE.to_owned()], r#"{"edu_type":"b"}"#)
+        .await
+        .unwrap();
+    assert_eq!(destinations(store).await, [ONE, TWO]);
+    let edus = |destination: &'static str, limit: u32| async move {
+        let queued = store.queued_edus(destination, limit).await.unwrap();
+        let ids: Vec<i64> = queued.iter().map(|e| e.id).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "in queue order: {ids:?}"
+        );
+        (ids, queued.into_iter().map(|e| e.edu).collect::<Vec<_>>())
+    };
+    let (ids, bodies) = edus(ONE, 10).await;
+    assert_eq!(bodies, [r#"{"edu_type":"a"}"#, r#"{"edu_type":"b"}"#]);
+    assert_eq!(edus(ONE, 1).await.1.len(), 1);
+    assert_eq!(edus(TWO, 10).await.1, [r#"{"edu_type":"a"}"#]);
+
+    store.acknowledge_edus(ONE, ids[0]).await.unwrap();
+    assert_eq!(edus(ONE, 10).await.0, [ids[1]]);
+    store.acknowledge_edus(ONE, ids[1]).await.unwrap();
+    store.acknowledge_edus(TWO, i64::MAX).await.unwrap();
+    assert!(destinations(store).await.is_empty());
+    // Ids are never handed out again, even once the queue was emptied.
+    store
+        .queue_edu(&[ONE.to_owned()], r#"{"edu_type":"c"}"#)
+        .await
+        .unwrap();
+    let (again, _) = edus(ONE, 10).await;
+    assert!(again[0] > ids[1], "{again:?} after {ids:?}");
 }

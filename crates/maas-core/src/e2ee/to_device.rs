@@ -78,12 +78,10 @@ impl E2ee<'_> {
                     "message_id": secrets::random_alphanumeric(24),
                     "messages": messages,
                 });
-                self.tenant.sender().send_edu(
-                    self.tenant,
-                    &server,
-                    "m.direct_to_device",
-                    content,
-                )?;
+                self.tenant
+                    .sender()
+                    .send_edu(self.tenant, &server, "m.direct_to_device", content)
+                    .await?;
             }
         }
         Ok(())

@@ -12,9 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use ruma::api::federation::event::get_room_state;
 use ruma::events::{StateEventType, TimelineEventType};
-use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId,
-};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId};
 use tokio::sync::watch;
 
 use super::joining;

@@ -3,8 +3,9 @@
 //! transaction, and one task per destination that delivers the queue as transactions of at
 //! most 50 PDUs and 100 EDUs, retried with backoff until the destination acknowledges them.
 //! The PDU queue is stored, so neither a destination being down nor our restart loses an
-//! event; EDUs (typing, receipts) are ephemeral and wait in memory, the oldest dropped first
-//! when a destination stays away.
+//! event; so are the EDUs end-to-end encryption relies on (to-device messages, device list
+//! and signing key updates). The ephemeral ones (typing, receipts, presence) wait in memory,
+//! the oldest dropped first when a destination stays away.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use ruma::{
 use serde_json::value::RawValue as RawJsonValue;
 
 use crate::rooms::steps::{Accepted, Derived, EventStep};
-use crate::store::{NewEvent, OutboundPduRecord, QueuedPdu};
+use crate::store::{NewEvent, OutboundPduRecord, QueuedEdu, QueuedPdu};
 use crate::tenants::WeakTenant;
 use crate::{Error, Result, Tenant, secrets};
 
@@ -137,9 +138,9 @@ impl Destination {
         edus.push_back(edu);
     }
 
-    fn take_edus(&self) -> Vec<Raw<Edu>> {
+    fn take_edus(&self, limit: usize) -> Vec<Raw<Edu>> {
         let mut edus = self.edus.lock();
-        let n = edus.len().min(MAX_EDUS_PER_TRANSACTION);
+        let n = edus.len().min(limit);
         edus.drain(..n).collect()
     }
 
@@ -197,16 +198,39 @@ impl Sender {
     }
 
     /// Sends an EDU (`edu_type` and `content`) to `destination` with its next transaction.
-    pub(crate) fn send_edu(
+    pub(crate) async fn send_edu(
         &self,
         tenant: &Tenant,
         destination: &ServerName,
         edu_type: &str,
         content: serde_json::Value,
     ) -> Result<()> {
+        self.queue_edu(tenant, vec![destination.to_owned()], edu_type, content)
+            .await
+    }
+
+    /// Queues an EDU for `destinations`: stored when it must survive a restart, in memory
+    /// otherwise; then wakes their delivery.
+    async fn queue_edu(
+        &self,
+        tenant: &Tenant,
+        destinations: Vec<OwnedServerName>,
+        edu_type: &str,
+        content: serde_json::Value,
+    ) -> Result<()> {
         let edu = edu_of(edu_type, content)?;
-        self.destination(destination).push_edu(edu);
-        self.wake(tenant, destination.to_owned());
+        if is_durable(edu_type) {
+            let names: Vec<String> = destinations.iter().map(ToString::to_string).collect();
+            tenant.store().queue_edu(&names, edu.json().get()).await?;
+            self.mark_pending(tenant);
+        } else {
+            for destination in &destinations {
+                self.destination(destination).push_edu(edu.clone());
+            }
+        }
+        for destination in destinations {
+            self.wake(tenant, destination);
+        }
         Ok(())
     }
 
@@ -239,12 +263,8 @@ impl Sender {
         if servers.is_empty() {
             return Ok(());
         }
-        let edu = edu_of(edu_type, content)?;
-        for server in servers {
-            self.destination(&server).push_edu(edu.clone());
-            self.wake(tenant, server);
-        }
-        Ok(())
+        self.queue_edu(tenant, servers.into_iter().collect(), edu_type, content)
+            .await
     }
 
     /// Sends an EDU about `room_id` (`edu_type` and `content`) to the servers of the room's
@@ -323,6 +343,15 @@ impl Sender {
     }
 }
 
+/// EDUs a client was told are sent (to-device messages) or that other servers' view of our
+/// users' devices depends on: stored until delivered.
+fn is_durable(edu_type: &str) -> bool {
+    matches!(
+        edu_type,
+        "m.direct_to_device" | "m.device_list_update" | "m.signing_key_update"
+    )
+}
+
 fn edu_of(edu_type: &str, content: serde_json::Value) -> Result<Raw<Edu>> {
     let json = serde_json::json!({ "edu_type": edu_type, "content": content });
     let raw =
@@ -348,8 +377,12 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
                 state.running.store(false, Ordering::Release);
                 // An event committed (or an EDU queued) between the last read and now found
                 // the task running and did not start another: look once more.
-                let more = handle.store().queued_pdus(destination.as_str(), 1).await;
-                let more = matches!(more, Ok(ref q) if !q.is_empty()) || state.has_edus();
+                let store = handle.store();
+                let pdus = store.queued_pdus(destination.as_str(), 1).await;
+                let edus = store.queued_edus(destination.as_str(), 1).await;
+                let more = matches!(pdus, Ok(ref q) if !q.is_empty())
+                    || matches!(edus, Ok(ref q) if !q.is_empty())
+                    || state.has_edus();
                 if !more {
                     if let Err(e) = handle.sender().unmark_if_drained(&handle).await {
                         tracing::debug!(error = %e, "federation queue mark not cleared");
@@ -376,11 +409,14 @@ async fn send_next(tenant: &Tenant, destination: &ServerName, state: &Destinatio
     let queued = store
         .queued_pdus(destination.as_str(), MAX_PDUS_PER_TRANSACTION)
         .await?;
-    let edus = state.take_edus();
-    if queued.is_empty() && edus.is_empty() {
+    let stored_edus = store
+        .queued_edus(destination.as_str(), MAX_EDUS_PER_TRANSACTION as u32)
+        .await?;
+    let edus = state.take_edus(MAX_EDUS_PER_TRANSACTION - stored_edus.len());
+    if queued.is_empty() && stored_edus.is_empty() && edus.is_empty() {
         return Ok(false);
     }
-    let request = transaction(tenant, &queued, edus.clone())?;
+    let request = transaction(tenant, &queued, &stored_edus, edus.clone())?;
     let response = match tenant
         .federation()
         .send_signed(tenant, destination, request)
@@ -404,22 +440,22 @@ async fn send_next(tenant: &Tenant, destination: &ServerName, state: &Destinatio
             .acknowledge_pdus(destination.as_str(), last.stream)
             .await?;
     }
+    if let Some(last) = stored_edus.last() {
+        store
+            .acknowledge_edus(destination.as_str(), last.id)
+            .await?;
+    }
     Ok(true)
 }
 
 fn transaction(
     tenant: &Tenant,
     queued: &[QueuedPdu],
+    stored_edus: &[QueuedEdu],
     edus: Vec<Raw<Edu>>,
 ) -> Result<send_transaction_message::v1::Request> {
-    // The same PDUs are retried under the same id, so a destination that got them before
-    // answers without applying them twice; a transaction of EDUs alone gets a fresh id.
-    let txn_id: OwnedTransactionId = match (queued.first(), queued.last()) {
-        (Some(first), Some(last)) => format!("{}-{}", first.stream, last.stream),
-        _ => format!("edus-{}", secrets::random_alphanumeric(16)),
-    }
-    .into();
     let now = MilliSecondsSinceUnixEpoch::now();
+    let txn_id = transaction_id(queued, stored_edus, !edus.is_empty());
     let mut request =
         send_transaction_message::v1::Request::new(txn_id, tenant.server_name().to_owned(), now);
     for pdu in queued {
@@ -427,6 +463,33 @@ fn transaction(
             .map_err(|e| Error::Internal(format!("stored PDU {}: {e}", pdu.event_id)))?;
         request.pdus.push(raw);
     }
-    request.edus = edus;
+    for edu in stored_edus {
+        let raw = RawJsonValue::from_string(edu.edu.clone())
+            .map_err(|e| Error::Internal(format!("stored EDU {}: {e}", edu.id)))?;
+        request.edus.push(Raw::from_json(raw));
+    }
+    request.edus.extend(edus);
     Ok(request)
+}
+
+/// The same stored PDUs and EDUs are retried under the same id (their positions in the queue,
+/// never handed out twice), so a destination that got them before answers without applying
+/// them twice; a transaction with ephemeral EDUs, which are not retried as they were, gets a
+/// fresh one.
+fn transaction_id(
+    queued: &[QueuedPdu],
+    stored_edus: &[QueuedEdu],
+    ephemeral: bool,
+) -> OwnedTransactionId {
+    let mut parts = Vec::with_capacity(3);
+    if let (Some(first), Some(last)) = (queued.first(), queued.last()) {
+        parts.push(format!("p{}-{}", first.stream, last.stream));
+    }
+    if let (Some(first), Some(last)) = (stored_edus.first(), stored_edus.last()) {
+        parts.push(format!("e{}-{}", first.id, last.id));
+    }
+    if ephemeral || parts.is_empty() {
+        parts.push(secrets::random_alphanumeric(16));
+    }
+    parts.join(".").into()
 }

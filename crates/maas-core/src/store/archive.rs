@@ -39,6 +39,7 @@ pub const TENANT_TABLES: &[&str] = &[
     // The queue moves with the tenant, which must still deliver it; the received
     // transactions too, since every table travels (a replay guard, small once pruned).
     "federation_outbox",
+    "federation_outbox_edus",
     "federation_inbox",
     "device_keys",
     "one_time_keys",

@@ -1,7 +1,8 @@
 //! What federation stores per tenant: the outbound queue of PDUs per destination server (rows
 //! written in the same transaction as their event, removed once the destination acknowledged
-//! them), and the transactions received from other servers (answered again, not applied
-//! again, when an origin retries one).
+//! them), the EDUs that must reach it as surely (to-device messages, device list and signing
+//! key updates), and the transactions received from other servers (answered again, not
+//! applied again, when an origin retries one).
 
 use async_trait::async_trait;
 
@@ -25,10 +26,23 @@ pub struct QueuedPdu {
     pub pdu: String,
 }
 
+/// A queued EDU: its place in the queue (ids only grow) and the EDU as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedEdu {
+    pub id: i64,
+    pub edu: String,
+}
+
 #[async_trait]
 pub trait FederationStore: Send + Sync {
-    /// Destinations with at least one queued PDU (after a restart, whom to send to).
+    /// Destinations with at least one queued PDU or EDU (after a restart, whom to send to).
     async fn outbound_destinations(&self) -> Result<Vec<String>>;
+    /// Queues `edu` (JSON) for each of `destinations`, in one transaction.
+    async fn queue_edu(&self, destinations: &[String], edu: &str) -> Result<()>;
+    /// The oldest `limit` EDUs queued for `destination`, in queue order.
+    async fn queued_edus(&self, destination: &str, limit: u32) -> Result<Vec<QueuedEdu>>;
+    /// Removes what `destination` acknowledged: every EDU queued for it up to `id`.
+    async fn acknowledge_edus(&self, destination: &str, up_to_id: i64) -> Result<()>;
     /// The oldest `limit` PDUs queued for `destination`, by stream position, with the PDU as
     /// stored now (a redacted event goes out redacted).
     async fn queued_pdus(&self, destination: &str, limit: u32) -> Result<Vec<QueuedPdu>>;

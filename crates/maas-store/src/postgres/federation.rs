@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 
 use super::PostgresTenantStore;
 use crate::retention::in_batches;
-use crate::{FederationStore, OutboundPduRecord, QueuedPdu, Result};
+use crate::{FederationStore, OutboundPduRecord, QueuedEdu, QueuedPdu, Result};
 
 /// Received transactions deleted per statement when pruning, about.
 const INBOX_PER_BATCH: i64 = 10_000;
@@ -42,11 +42,55 @@ impl FederationStore for PostgresTenantStore {
     async fn outbound_destinations(&self) -> Result<Vec<String>> {
         let mut conn = self.schema.conn().await?;
         let destinations = sqlx::query_scalar(
-            "SELECT DISTINCT destination FROM federation_outbox ORDER BY destination",
+            "SELECT destination FROM federation_outbox \
+             UNION SELECT destination FROM federation_outbox_edus ORDER BY destination",
         )
         .fetch_all(&mut *conn)
         .await?;
         Ok(destinations)
+    }
+
+    async fn queue_edu(&self, destinations: &[String], edu: &str) -> Result<()> {
+        let mut conn = self.schema.conn().await?;
+        sqlx::query(
+            "INSERT INTO federation_outbox_edus (destination, edu) \
+             SELECT d, $2 FROM unnest($1::text[]) AS d",
+        )
+        .bind(destinations)
+        .bind(edu)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn queued_edus(&self, destination: &str, limit: u32) -> Result<Vec<QueuedEdu>> {
+        let mut conn = self.schema.conn().await?;
+        let rows = sqlx::query(
+            "SELECT id, edu FROM federation_outbox_edus WHERE destination = $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(destination)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueuedEdu {
+                    id: row.try_get("id")?,
+                    edu: row.try_get("edu")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn acknowledge_edus(&self, destination: &str, up_to_id: i64) -> Result<()> {
+        let mut conn = self.schema.conn().await?;
+        sqlx::query("DELETE FROM federation_outbox_edus WHERE destination = $1 AND id <= $2")
+            .bind(destination)
+            .bind(up_to_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 
     async fn queued_pdus(&self, destination: &str, limit: u32) -> Result<Vec<QueuedPdu>> {

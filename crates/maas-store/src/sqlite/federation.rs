@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction};
 use super::SqliteTenantStore;
 use super::raw;
 use crate::retention::in_batches;
-use crate::{FederationStore, OutboundPduRecord, QueuedPdu, Result};
+use crate::{FederationStore, OutboundPduRecord, QueuedEdu, QueuedPdu, Result};
 
 /// Received transactions deleted per write transaction when pruning, about.
 const INBOX_PER_BATCH: usize = 10_000;
@@ -34,11 +34,56 @@ impl FederationStore for SqliteTenantStore {
     async fn outbound_destinations(&self) -> Result<Vec<String>> {
         // Read once per start: the primary key gives the destinations in order.
         let destinations = sqlx::query_scalar(
-            "SELECT DISTINCT destination FROM federation_outbox ORDER BY destination",
+            "SELECT destination FROM federation_outbox \
+             UNION SELECT destination FROM federation_outbox_edus ORDER BY destination",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(destinations)
+    }
+
+    async fn queue_edu(&self, destinations: &[String], edu: &str) -> Result<()> {
+        self.writer
+            .write(|tx| {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO federation_outbox_edus (destination, edu) VALUES (?, ?)",
+                )?;
+                for destination in destinations {
+                    insert.execute((destination, edu))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn queued_edus(&self, destination: &str, limit: u32) -> Result<Vec<QueuedEdu>> {
+        self.reader
+            .read(|db| {
+                let mut statement = db.prepare_cached(
+                    "SELECT id, edu FROM federation_outbox_edus WHERE destination = ? \
+                     ORDER BY id LIMIT ?",
+                )?;
+                let rows = statement.query((destination, i64::from(limit)))?;
+                raw::collect(rows, |row| {
+                    Ok(QueuedEdu {
+                        id: row.get(0)?,
+                        edu: row.get(1)?,
+                    })
+                })
+            })
+            .await
+    }
+
+    async fn acknowledge_edus(&self, destination: &str, up_to_id: i64) -> Result<()> {
+        self.writer
+            .write(|tx| {
+                tx.prepare_cached(
+                    "DELETE FROM federation_outbox_edus WHERE destination = ? AND id <= ?",
+                )?
+                .execute((destination, up_to_id))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn queued_pdus(&self, destination: &str, limit: u32) -> Result<Vec<QueuedPdu>> {

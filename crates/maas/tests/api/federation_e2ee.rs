@@ -150,6 +150,32 @@ async fn to_device_messages_reach_users_of_another_server() {
 }
 
 #[tokio::test]
+async fn to_device_messages_for_a_server_away_survive_a_restart() {
+    let mut srv = TestServer::start().await;
+    srv.create_tenant("a.test", &["a.test"], "open").await;
+    srv.create_tenant("b.test", &["b.test"], "open").await;
+    let alice = srv.register("a.test", "alice", "password-alice").await;
+    let bob = srv.register("b.test", "bob", "password-bob").await;
+
+    // b.test is away (suspended: it answers 403) when alice's message is accepted, then the
+    // platform restarts: the message was stored for b.test, not only held in memory.
+    srv.patch_tenant("b.test", json!({"suspended": true})).await;
+    let body = json!({"messages": {bob.user_id.as_str(): {"*": {"secret": "kept"}}}});
+    srv.on("a.test")
+        .as_user(&alice)
+        .put("/_matrix/client/v3/sendToDevice/m.test.secret/t1", body)
+        .await
+        .ok();
+    srv.restart().await;
+    srv.patch_tenant("b.test", json!({"suspended": false}))
+        .await;
+    // Nobody uses a.test after the restart: it is loaded because its queue was not empty.
+    let events = to_device_events(&srv, "b.test", &bob, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["content"]["secret"], "kept");
+}
+
+#[tokio::test]
 async fn device_changes_reach_users_of_another_server() {
     let srv = TestServer::start().await;
     srv.create_tenant("a.test", &["a.test"], "open").await;
