@@ -8,6 +8,7 @@ pub(crate) mod backfilling;
 pub mod discovery;
 pub mod e2ee;
 pub mod events;
+pub mod hierarchy;
 pub mod invite;
 pub(crate) mod joining;
 mod key_cache;

@@ -13,6 +13,7 @@ mod create;
 pub mod directory;
 mod event;
 pub(crate) mod heads;
+pub mod hierarchy;
 pub(crate) mod lock;
 mod membership;
 pub mod pdu;

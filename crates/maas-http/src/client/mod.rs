@@ -25,6 +25,7 @@ mod register;
 mod relations;
 mod room;
 mod session;
+mod space;
 mod state;
 mod sync;
 mod tag;
@@ -52,6 +53,7 @@ pub fn routes() -> AppRouter {
     let router = upgrade_room::routes(router);
     let router = membership::routes(router);
     let router = state::routes(router);
+    let router = space::routes(router);
     let router = message::routes(router);
     let router = redact::routes(router);
     let router = context::routes(router);

@@ -14,6 +14,7 @@ mod keys;
 mod membership;
 mod openid;
 mod query;
+mod space;
 mod transactions;
 
 use axum::Router;
@@ -30,6 +31,7 @@ pub fn routes() -> AppRouter {
         event::routes,
         keys::routes,
         membership::routes,
+        space::routes,
         transactions::routes,
     ]
     .into_iter()

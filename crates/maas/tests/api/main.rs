@@ -55,6 +55,7 @@ mod rooms;
 mod sdk;
 mod sdk_rooms;
 mod single_server;
+mod spaces;
 mod synapse_peer;
 mod sync;
 mod tenant_loading;
