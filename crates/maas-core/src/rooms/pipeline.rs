@@ -160,10 +160,29 @@ impl Rooms<'_> {
     /// prev events' states, and the room's state the resolution of all extremities' (state
     /// resolution v2).
     pub(crate) async fn append_received(&self, checked: CheckedPdu) -> Result<Received> {
+        self.append_received_on(checked, None).await
+    }
+
+    /// Appends a received event whose prev events stay unknown here (a gap deeper than
+    /// `get_missing_events` fills), on the state before it that its origin gave
+    /// (`federation::missing`): it forks the room beside the room's forward extremities.
+    pub(crate) async fn append_received_across_gap(
+        &self,
+        checked: CheckedPdu,
+        state_before: RoomState,
+    ) -> Result<Received> {
+        self.append_received_on(checked, Some(state_before)).await
+    }
+
+    async fn append_received_on(
+        &self,
+        checked: CheckedPdu,
+        across_gap: Option<RoomState>,
+    ) -> Result<Received> {
         let CheckedPdu { pdu, canonical } = checked;
         let mut writer = self.tenant.room_locks().lock(&pdu.room_id).await;
         let (head, epoch) = self.tenant.room_heads().get(self.tenant, &writer).await?;
-        let extends = extends_head(&pdu, &head);
+        let extends = across_gap.is_none() && extends_head(&pdu, &head);
         if !extends {
             // The other extremities may still be in the committer: their states are read from
             // the store. (No turn is held while waiting.)
@@ -173,14 +192,16 @@ impl Rooms<'_> {
         if self.in_timeline(&head, &pdu.event_id).await? {
             return Ok(Received::AlreadyKnown);
         }
-        let mut missing = Vec::new();
-        for prev in &pdu.prev_events {
-            if !self.in_timeline(&head, prev).await? {
-                missing.push(prev.clone());
+        if across_gap.is_none() {
+            let mut missing = Vec::new();
+            for prev in &pdu.prev_events {
+                if !self.in_timeline(&head, prev).await? {
+                    missing.push(prev.clone());
+                }
             }
-        }
-        if !missing.is_empty() {
-            return Ok(Received::MissingPrevEvents(missing));
+            if !missing.is_empty() {
+                return Ok(Received::MissingPrevEvents(missing));
+            }
         }
         let rules = rules_of(&head.room_version)?;
         let cache = self.tenant.state_cache();
@@ -188,7 +209,10 @@ impl Rooms<'_> {
         let fork = if extends {
             None
         } else {
-            let state_before = check::state_before(self.tenant, &rules, &pdu).await?;
+            let state_before = match across_gap {
+                Some(given) => given,
+                None => check::state_before(self.tenant, &rules, &pdu).await?,
+            };
             let others = head
                 .extremities
                 .iter()
@@ -570,6 +594,9 @@ impl Rooms<'_> {
             })?;
             states.push(cache.group(store, record.state_after).await?);
         }
+        // Resolution reads the events of the states it resolves, this one among them: it is
+        // not stored yet.
+        cache.remember(pdu.clone());
         let resolved = state::resolve(cache, store, rules, states).await?;
         let group = cache
             .new_group(store, room_id, Some(head.state_group), &resolved)
