@@ -14,12 +14,24 @@ use serde_json::{Value, json};
 use crate::federation_queries::{signing_key, x_matrix};
 use crate::harness::*;
 
-/// The remote server the test plays.
+/// A remote server the test plays (`origin`, b.test unless said otherwise), talking to
+/// `destination` (a.test unless said otherwise).
 struct Remote {
     key: Ed25519KeyPair,
+    origin: &'static str,
+    destination: &'static str,
 }
 
 impl Remote {
+    /// b.test talking to a.test.
+    fn new(key: Ed25519KeyPair) -> Self {
+        Self {
+            key,
+            origin: "b.test",
+            destination: "a.test",
+        }
+    }
+
     async fn send(
         &self,
         srv: &TestServer,
@@ -31,12 +43,12 @@ impl Remote {
             method.as_str(),
             path,
             body.as_ref(),
-            "b.test",
-            "a.test",
+            self.origin,
+            self.destination,
             &self.key,
         );
         let mut builder = srv
-            .on("a.test")
+            .on(self.destination)
             .builder(method, path)
             .header("Authorization", auth);
         if let Some(body) = body {
@@ -47,10 +59,10 @@ impl Remote {
         TestServer::send(builder).await
     }
 
-    /// Hashes and signs `event` as b.test; returns it with its event id.
+    /// Hashes and signs `event` as the origin; returns it with its event id.
     fn sign(&self, rules: &RoomVersionRules, event: Value) -> (String, Value) {
         let mut object: CanonicalJsonObject = serde_json::from_value(event).expect("canonical");
-        hash_and_sign_event("b.test", &self.key, &mut object, &rules.redaction).expect("signed");
+        hash_and_sign_event(self.origin, &self.key, &mut object, &rules.redaction).expect("signed");
         let id = format!(
             "${}",
             reference_hash(&object, rules).expect("reference hash")
@@ -61,7 +73,7 @@ impl Remote {
 
     /// Sends `pdus` in the transaction `txn`.
     async fn transaction(&self, srv: &TestServer, txn: &str, pdus: Vec<Value>) -> Resp {
-        let body = json!({"origin": "b.test", "origin_server_ts": now_ms(), "pdus": pdus});
+        let body = json!({"origin": self.origin, "origin_server_ts": now_ms(), "pdus": pdus});
         self.send(
             srv,
             Method::PUT,
@@ -224,9 +236,7 @@ async fn setup() -> (TestServer, Session, Remote) {
     srv.create_tenant("a.test", &["a.test"], "open").await;
     srv.create_tenant("b.test", &["b.test"], "open").await;
     let alice = srv.register("a.test", "alice", "password-alice").await;
-    let remote = Remote {
-        key: signing_key(&srv, "b.test").await,
-    };
+    let remote = Remote::new(signing_key(&srv, "b.test").await);
     (srv, alice, remote)
 }
 
@@ -287,7 +297,7 @@ async fn bad_pdus_are_refused_and_change_nothing() {
         Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "k0".into()).expect("key pair");
 
     // Signed with a key b.test never published.
-    let forger = Remote { key: stranger };
+    let forger = Remote::new(stranger);
     let (forged_id, forged) = forger.sign(&joined.rules, message(&joined, "@bob:b.test", "forged"));
     // From a user who never joined.
     let (outsider_id, outsider) = remote.sign(
@@ -764,4 +774,110 @@ async fn a_join_with_members_omitted_gets_the_heroes_and_the_servers_in_the_room
     // Without `omit_members`, every member comes.
     let (_, answer) = send_join(&srv, &remote, &named, "@bob2:b.test", "").await;
     assert_eq!(members_of(&answer), ["@alice:a.test", "@bob:b.test"]);
+}
+
+/// Waits until a.test holds `user`'s membership of the room as `membership`.
+async fn membership_on_a(
+    srv: &TestServer,
+    alice: &Session,
+    room_id: &str,
+    user: &str,
+    membership: &str,
+) {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+        enc(room_id),
+        enc(user)
+    );
+    for _ in 0..100 {
+        let resp = srv.on("a.test").as_user(alice).get(&path).await;
+        if resp.status == 200 && resp.body["membership"] == membership {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("a.test never had {user} {membership}");
+}
+
+#[tokio::test]
+async fn an_event_past_a_deep_gap_is_appended_on_the_state_its_origin_gives() {
+    let (srv, alice, b_to_a) = setup().await;
+    srv.create_tenant("c.test", &["c.test"], "open").await;
+    let bob = srv.register("b.test", "bob", "password-bob").await;
+    let room = srv
+        .on("a.test")
+        .as_user(&alice)
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat"}),
+        )
+        .await
+        .ok();
+    let room_id = room["room_id"].as_str().expect("room id").to_owned();
+    let in_room = |action: &str| format!("/_matrix/client/v3/rooms/{}/{action}", enc(&room_id));
+    srv.on("b.test")
+        .as_user(&bob)
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name=a.test",
+                enc(&room_id)
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    // Once b.test knows the room's members, it answers for the room: c.test (the test) joins
+    // carol through it, and b.test tells a.test.
+    srv.on("b.test")
+        .as_user(&bob)
+        .get(&in_room("joined_members"))
+        .await
+        .ok();
+    let c_to_b = Remote {
+        key: signing_key(&srv, "c.test").await,
+        origin: "c.test",
+        destination: "b.test",
+    };
+    let (joined, _) = send_join(&srv, &c_to_b, &room_id, "@carol:c.test", "").await;
+    membership_on_a(&srv, &alice, &room_id, "@carol:c.test", "join").await;
+
+    // Carol's sixteen messages reach b.test only.
+    let mut prev = joined.join_id.clone();
+    let mut messages = Vec::new();
+    for i in 1..=17 {
+        let mut event = message(&joined, "@carol:c.test", &format!("m{i}"));
+        event["prev_events"] = json!([prev]);
+        event["depth"] = json!(joined.join_depth + i);
+        let (id, pdu) = c_to_b.sign(&joined.rules, event);
+        prev = id.clone();
+        messages.push((id, pdu));
+    }
+    let (m17_id, m17) = messages.pop().expect("m17");
+    let pdus: Vec<Value> = messages.iter().map(|(_, pdu)| pdu.clone()).collect();
+    let answer = c_to_b.transaction(&srv, "c1", pdus).await.ok();
+    for (id, _) in &messages {
+        assert_eq!(answer["pdus"][id], json!({}), "{answer}");
+    }
+
+    // The last reaches a.test through b.test: ten missing events don't close the gap, so
+    // a.test takes the state at the one before it from b.test and appends it on that.
+    let (m16_id, m16) = messages.last().cloned().expect("m16");
+    let answer = b_to_a.transaction(&srv, "b1", vec![m16]).await.ok();
+    assert_eq!(answer["pdus"][&m16_id], json!({}), "{answer}");
+    let seen: Vec<String> = bodies(&srv, &alice, &room_id)
+        .await
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    assert!(seen.contains(&"m16".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"m5".to_owned()), "{seen:?}");
+    // The next one builds on it as on any event (newest first).
+    let answer = b_to_a.transaction(&srv, "b2", vec![m17]).await.ok();
+    assert_eq!(answer["pdus"][&m17_id], json!({}), "{answer}");
+    let seen = bodies(&srv, &alice, &room_id).await;
+    assert_eq!(
+        seen.first(),
+        Some(&("@carol:c.test".to_owned(), "m17".to_owned())),
+        "{seen:?}"
+    );
 }
