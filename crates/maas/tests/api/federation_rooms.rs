@@ -516,7 +516,7 @@ async fn a_remote_member_leaves_and_rejoins() {
     assert!(members["@alice:a.test"].is_object(), "{members}");
 }
 
-async fn state_of(
+pub(crate) async fn state_of(
     srv: &TestServer,
     host: &str,
     user: &Session,
@@ -568,19 +568,46 @@ async fn concurrent_events_on_both_servers_fork_and_resolve_alike() {
         "/_matrix/client/v3/rooms/{}/state/m.room.name/",
         enc(&room_id)
     );
+    let mut names = Vec::new();
     for round in 0..3 {
         let (from_a, from_b) = tokio::join!(
             as_alice.put(&name_path, json!({"name": format!("a{round}")})),
             as_bob.put(&name_path, json!({"name": format!("b{round}")})),
         );
-        from_a.ok();
-        from_b.ok();
+        names.push(from_a.ok()["event_id"].clone());
+        names.push(from_b.ok()["event_id"].clone());
         let (said_a, said_b) = (format!("a says {round}"), format!("b says {round}"));
         tokio::join!(
             send(&srv, "a.test", &alice, &room_id, &said_a),
             send(&srv, "b.test", &bob, &room_id, &said_b),
         );
     }
+    // Once each server holds every name, before anything builds on them, both already agree
+    // (a received name is resolved against the local one as it arrives).
+    for (host, user) in [("a.test", &alice), ("b.test", &bob)] {
+        for name in &names {
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room_id),
+                enc(name.as_str().expect("event id"))
+            );
+            let mut found = false;
+            for _ in 0..100 {
+                if srv.on(host).as_user(user).get(&path).await.status == 200 {
+                    found = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(found, "{name} never reached {host}");
+        }
+    }
+    let on_a = state_of(&srv, "a.test", &alice, &room_id, "m.room.name").await;
+    let on_b = state_of(&srv, "b.test", &bob, &room_id, "m.room.name").await;
+    assert_eq!(
+        on_a, on_b,
+        "the same name wins on both servers as they arrive"
+    );
     // A last word from each side merges what forked.
     send(&srv, "a.test", &alice, &room_id, "a done").await;
     wait_for(&srv, "b.test", &bob, &room_id, "a done").await;
@@ -606,7 +633,7 @@ async fn concurrent_events_on_both_servers_fork_and_resolve_alike() {
 
 /// The ephemeral events of `room_id` in syncs of `user` on `host`, until one of `kind`
 /// satisfies `found` (EDUs between tenants travel asynchronously).
-async fn wait_for_ephemeral(
+pub(crate) async fn wait_for_ephemeral(
     srv: &TestServer,
     host: &str,
     user: &Session,
