@@ -77,16 +77,15 @@ pub(crate) async fn backfill(tenant: &Tenant, room_id: &RoomId, limit: u32) -> R
     Ok(0)
 }
 
-/// The servers of the room's joined members, but ours.
+/// The servers of the room's joined members (and, while its members are being fetched, those
+/// the resident server listed), but ours.
 async fn other_servers(tenant: &Tenant, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
     let head = tenant.room_heads().snapshot(tenant, room_id).await?;
-    let mut servers: Vec<OwnedServerName> = head
-        .joined
-        .iter()
-        .map(|user| user.server_name().to_owned())
-        .filter(|server| server != tenant.server_name())
-        .collect();
-    servers.dedup();
+    let mut servers: Vec<OwnedServerName> = tenant.partial_rooms().servers(room_id);
+    servers.extend(head.joined.iter().map(|user| user.server_name().to_owned()));
+    servers.retain(|server| server != tenant.server_name());
+    let mut seen = std::collections::BTreeSet::new();
+    servers.retain(|server| seen.insert(server.clone()));
     Ok(servers)
 }
 

@@ -86,8 +86,10 @@ async fn join_through(
     let rules = rules_of(version.as_str())?;
     let join = sign(tenant, &rules, room_id, user, &template.event, content).await?;
     let raw = received_form(&join.pdu)?;
-    let request =
+    let mut request =
         create_join_event::v2::Request::new(room_id.to_owned(), join.pdu.event_id.clone(), raw);
+    // The members come later, in the background: the join doesn't wait for a large room's.
+    request.omit_members = true;
     let answer = tenant
         .federation()
         .send_signed(tenant, server, request)

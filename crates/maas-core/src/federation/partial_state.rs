@@ -229,7 +229,7 @@ async fn complete(tenant: &Tenant, room_id: &RoomId, partial: &PartialRoom) -> R
     }
     store.complete_partial_state(&completion).await?;
     // Cached states and the head's members were read without the omitted members.
-    tenant.state_cache().clear();
+    tenant.state_cache().forget_stored_groups();
     tenant.room_heads().forget(tenant, room_id);
     tenant.partial_rooms().remove(room_id);
     // Published once the room is whole: the tenant's users' next syncs send it again.

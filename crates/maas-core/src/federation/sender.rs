@@ -249,6 +249,11 @@ impl Sender {
             if membership.membership != "join" {
                 continue;
             }
+            // While a room's members are being fetched, the servers known to be in it.
+            if let Ok(room_id) = RoomId::parse(&membership.room_id) {
+                let partial = tenant.partial_rooms().servers(&room_id);
+                servers.extend(partial.into_iter().filter(|s| s != tenant.server_name()));
+            }
             for member in store
                 .room_members(&membership.room_id, Some("join"))
                 .await?

@@ -167,16 +167,20 @@ impl<'t> Walker<'t> {
         }
     }
 
-    /// The root, to be reached (when this tenant isn't in it) through the server its id
-    /// names: no parent names servers for it.
+    /// The root, to be reached (when this tenant isn't in it, or is still fetching its
+    /// members) through the server its id names and those known to be in it: no parent names
+    /// servers for it.
     fn root_entry(&self, room_id: &RoomId) -> Entry {
+        let mut via: Vec<OwnedServerName> = room_id
+            .server_name()
+            .map(ToOwned::to_owned)
+            .into_iter()
+            .collect();
+        via.extend(self.tenant.partial_rooms().servers(room_id));
+        via.truncate(MAX_VIA);
         Entry {
             room_id: room_id.to_owned(),
-            via: room_id
-                .server_name()
-                .map(ToOwned::to_owned)
-                .into_iter()
-                .collect(),
+            via,
             depth: 0,
         }
     }

@@ -102,6 +102,14 @@ async fn a_crowded_room_is_joined_at_once_and_its_members_arrive_after() {
         .collect();
     assert_eq!(listed, everyone);
 
+    // The members came in the background: b.test asked a.test for the room's state at its
+    // join (the server's request log shows it), having joined without them.
+    let asked = srv.stderr().lines().any(|line| {
+        line.contains("tenant=a.test method=GET path=/_matrix/federation/v1/state/")
+            && line.contains("status=200")
+    });
+    assert!(asked, "b.test never fetched the members it joined without");
+
     // A sync without lazy loading shows every member, in the first response or once the
     // members are known (the room is then sent whole again).
     let mut seen = members_in_sync(&first, &room_id);

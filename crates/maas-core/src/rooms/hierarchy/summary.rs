@@ -69,8 +69,9 @@ pub(crate) fn events_of(children: &[Child]) -> Vec<Raw<HierarchySpaceChildEvent>
     children.iter().map(|c| c.event.clone()).collect()
 }
 
-/// The room as this tenant knows it, `None` when none of its users is joined to it: then its
-/// state here may be old or partial, and the room's own servers are the ones to ask.
+/// The room as this tenant knows it, `None` when none of its users is joined to it or its
+/// members are still being fetched: then its state here may be old or partial, and the room's
+/// own servers are the ones to ask.
 pub(crate) async fn known_room(
     tenant: &Tenant,
     room_id: &RoomId,
@@ -79,7 +80,8 @@ pub(crate) async fn known_room(
     let Some(head) = head_of(tenant, room_id).await? else {
         return Ok(None);
     };
-    if !has_member_of(&head.joined, tenant.server_name()) {
+    let partial = tenant.partial_rooms().contains(room_id);
+    if partial || !has_member_of(&head.joined, tenant.server_name()) {
         return Ok(None);
     }
     let state = tenant
