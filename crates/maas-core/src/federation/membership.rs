@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use ruma::canonical_json::CanonicalJsonValue;
-use ruma::events::TimelineEventType;
+use ruma::events::{StateEventType, TimelineEventType};
 use ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::json;
 use serde_json::value::RawValue as RawJsonValue;
@@ -18,6 +18,7 @@ use serde_json::value::RawValue as RawJsonValue;
 use super::{events, received};
 use crate::rooms::pdu::{EventDraft, Pdu};
 use crate::rooms::pipeline::Received;
+use crate::rooms::state::RoomState;
 use crate::rooms::{build, check, rules_of};
 use crate::{Error, Result, Tenant};
 
@@ -265,7 +266,9 @@ fn ensure_membership_of(
 }
 
 /// The state before `join` and the auth chain of `join` and of that state; with
-/// `omit_members`, only the heroes' member events and the auth events not in that state.
+/// `omit_members`, only the heroes' member events and the auth events not in that state. The
+/// member events left out are never read: a room of many members is answered at the cost of
+/// its other state.
 async fn joined_state(tenant: &Tenant, join: &Pdu, omit_members: bool) -> Result<JoinedState> {
     let (store, cache) = (tenant.store(), tenant.state_cache());
     let record = store
@@ -273,23 +276,21 @@ async fn joined_state(tenant: &Tenant, join: &Pdu, omit_members: bool) -> Result
         .await?
         .ok_or_else(|| Error::Internal("the join just stored is missing".into()))?;
     let state = cache.group(store, record.state_before).await?;
-    let mut state_pdus = Vec::with_capacity(state.len());
-    let mut servers = BTreeSet::new();
-    for id in state.values() {
+    let given: Vec<&OwnedEventId> = if omit_members {
+        without_members(&state)
+    } else {
+        state.values().collect()
+    };
+    let mut state_pdus = Vec::with_capacity(given.len());
+    for id in given {
         if let Some(pdu) = cache.pdu(store, id).await? {
-            if pdu.kind == TimelineEventType::RoomMember
-                && pdu.content_value()["membership"] == "join"
-                && let Some(member) = pdu.state_key.as_deref()
-                && let Ok(member) = UserId::parse(member)
-            {
-                servers.insert(member.server_name().to_string());
-            }
             state_pdus.push(pdu);
         }
     }
-    if omit_members {
-        state_pdus = without_members(state_pdus, &join.sender);
-    }
+    let state_pdus = match omit_members {
+        true => with_heroes(tenant, &state, state_pdus, &join.sender).await?,
+        false => state_pdus,
+    };
     let mut roots: Vec<OwnedEventId> = join.auth_events.clone();
     for pdu in &state_pdus {
         roots.extend(pdu.auth_events.iter().cloned());
@@ -302,36 +303,71 @@ async fn joined_state(tenant: &Tenant, join: &Pdu, omit_members: bool) -> Result
     Ok(JoinedState {
         state: events::raws_of(&state_pdus)?,
         auth_chain: events::raws_of(&chain)?,
-        servers_in_room: servers.into_iter().collect(),
+        servers_in_room: servers_in_room(tenant, join).await?,
         members_omitted: omit_members,
     })
 }
 
-/// `state` without its member events, but for the room's heroes when it has neither a name nor
-/// a canonical alias (spec: `send_join`, `omit_members`): its first joined or invited members
-/// other than the joiner, by user id.
-fn without_members(state: Vec<Arc<Pdu>>, joiner: &UserId) -> Vec<Arc<Pdu>> {
-    let named = state.iter().any(|p| {
-        p.kind == TimelineEventType::RoomName || p.kind == TimelineEventType::RoomCanonicalAlias
-    });
-    let (members, mut rest): (Vec<_>, Vec<_>) = state
+/// The servers with a joined member before `join`: every joined member's but the joiner's own.
+async fn servers_in_room(tenant: &Tenant, join: &Pdu) -> Result<Vec<String>> {
+    let members = tenant
+        .store()
+        .room_members(join.room_id.as_str(), Some("join"))
+        .await?;
+    let servers: BTreeSet<String> = members
+        .iter()
+        .filter(|m| m.user_id != join.sender.as_str())
+        .filter_map(|m| UserId::parse(&m.user_id).ok())
+        .map(|user| user.server_name().to_string())
+        .collect();
+    Ok(servers.into_iter().collect())
+}
+
+/// The ids of `state` but its member events (spec: `send_join`, `omit_members`).
+fn without_members(state: &RoomState) -> Vec<&OwnedEventId> {
+    state
+        .iter()
+        .filter(|((kind, _), _)| *kind != StateEventType::RoomMember)
+        .map(|(_, id)| id)
+        .collect()
+}
+
+/// `given` and, when the room has neither a name nor a canonical alias, the member events of
+/// its heroes (spec: `send_join`, `omit_members`): its first joined or invited members other
+/// than the joiner, by user id.
+async fn with_heroes(
+    tenant: &Tenant,
+    state: &RoomState,
+    mut given: Vec<Arc<Pdu>>,
+    joiner: &UserId,
+) -> Result<Vec<Arc<Pdu>>> {
+    let named = [StateEventType::RoomName, StateEventType::RoomCanonicalAlias]
         .into_iter()
-        .partition(|p| p.kind == TimelineEventType::RoomMember);
+        .any(|kind| state.contains_key(&(kind, String::new())));
     if named {
-        return rest;
+        return Ok(given);
     }
-    let mut heroes: Vec<Arc<Pdu>> = members
-        .into_iter()
-        .filter(|p| p.state_key.as_deref() != Some(joiner.as_str()))
-        .filter(|p| {
-            matches!(
-                p.content_value()["membership"].as_str(),
+    let mut members: Vec<(&String, &OwnedEventId)> = state
+        .iter()
+        .filter(|((kind, key), _)| *kind == StateEventType::RoomMember && key != joiner.as_str())
+        .map(|((_, key), id)| (key, id))
+        .collect();
+    members.sort();
+    let (store, cache) = (tenant.store(), tenant.state_cache());
+    let mut heroes = 0;
+    for (_, id) in members {
+        if heroes == MAX_HEROES {
+            break;
+        }
+        if let Some(pdu) = cache.pdu(store, id).await?
+            && matches!(
+                pdu.content_value()["membership"].as_str(),
                 Some("join" | "invite")
             )
-        })
-        .collect();
-    heroes.sort_by(|a, b| a.state_key.cmp(&b.state_key));
-    heroes.truncate(MAX_HEROES);
-    rest.extend(heroes);
-    rest
+        {
+            given.push(pdu);
+            heroes += 1;
+        }
+    }
+    Ok(given)
 }
