@@ -2,7 +2,7 @@
 //! of bounded chain length) and cached in memory; and state resolution (v2, ruma-state-res)
 //! when a room has several forward extremities.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -27,6 +27,9 @@ const STATE_CACHE_ENTRIES: usize = 256;
 const CACHED_GROUPS: usize = 4096;
 const CACHED_GROUP_ENTRIES: usize = 32 * 1024;
 const PDU_CACHE_ENTRIES: usize = 4096;
+/// New groups kept until stored at most: the committer stores them within a batch or two; a
+/// group whose event failed before reaching it is pushed out by newer ones.
+const UNSTORED_GROUPS: usize = 1024;
 /// State group ids reserved in the store at once.
 const GROUP_ID_BLOCK: i64 = 64;
 
@@ -35,6 +38,10 @@ pub type RoomState = StateMap<OwnedEventId>;
 /// Per-tenant caches of state maps and PDUs.
 pub(crate) struct StateCache {
     groups: Mutex<GroupCache>,
+    /// Groups built for events not stored yet: the cache may let them go (a big room's states
+    /// fill it fast) while the committer's steps still read them, and the store can't answer
+    /// for them before their batch is written.
+    unstored: Mutex<BTreeMap<i64, Arc<RoomState>>>,
     /// Delta chain length of recent groups: new groups are built on them before the store
     /// has them.
     chains: Mutex<LruCache<i64, u32>>,
@@ -47,6 +54,7 @@ impl Default for StateCache {
     fn default() -> Self {
         Self {
             groups: Mutex::new(GroupCache::default()),
+            unstored: Mutex::default(),
             chains: Mutex::new(crate::cache::growing_lru(STATE_CACHE_ENTRIES)),
             pdus: Mutex::new(crate::cache::growing_lru(PDU_CACHE_ENTRIES)),
             ids: Mutex::new((1, 0)),
@@ -58,6 +66,9 @@ impl StateCache {
     /// The full state of a state group.
     pub(crate) async fn group(&self, store: &dyn TenantStore, id: i64) -> Result<Arc<RoomState>> {
         if let Some(state) = self.groups.lock().get(&id) {
+            return Ok(state.clone());
+        }
+        if let Some(state) = self.unstored.lock().get(&id) {
             return Ok(state.clone());
         }
         let entries = store.state_group(id).await?;
@@ -76,8 +87,9 @@ impl StateCache {
         let mut missing = Vec::new();
         {
             let mut cache = self.groups.lock();
+            let unstored = self.unstored.lock();
             for id in ids {
-                match cache.get(id) {
+                match cache.get(id).or_else(|| unstored.get(id)) {
                     Some(state) => {
                         found.insert(*id, state.clone());
                     }
@@ -133,7 +145,14 @@ impl StateCache {
                 chain_len: 0,
             },
         };
-        self.groups.lock().put(id, Arc::new(state.clone()));
+        let state = Arc::new(state.clone());
+        self.groups.lock().put(id, state.clone());
+        let mut unstored = self.unstored.lock();
+        unstored.insert(id, state);
+        while unstored.len() > UNSTORED_GROUPS {
+            unstored.pop_first();
+        }
+        drop(unstored);
         self.chains.lock().put(id, group.chain_len);
         Ok(group)
     }
@@ -191,10 +210,25 @@ impl StateCache {
         self.pdus.lock().put(pdu.event_id.clone(), pdu);
     }
 
+    /// The groups `ids` are stored: the store answers for them from now on.
+    pub(crate) fn stored(&self, ids: impl Iterator<Item = i64>) {
+        let mut unstored = self.unstored.lock();
+        for id in ids {
+            unstored.remove(&id);
+        }
+    }
+
+    /// Drops the cached states of stored groups, which changed in the store (a room's members
+    /// added once fetched); groups not stored yet stay.
+    pub(crate) fn forget_stored_groups(&self) {
+        self.groups.lock().clear();
+    }
+
     /// Drops everything: after a failed commit, cached entries may describe events that were
     /// never stored.
     pub(crate) fn clear(&self) {
         self.groups.lock().clear();
+        self.unstored.lock().clear();
         self.chains.lock().clear();
         self.pdus.lock().clear();
     }
