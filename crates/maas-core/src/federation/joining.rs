@@ -7,13 +7,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use ruma::api::federation::event::get_missing_events;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName,
-    UserId,
+    UInt, UserId,
 };
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -25,6 +26,9 @@ use crate::rooms::state::RoomState;
 use crate::rooms::{auth, check, is_supported_version, rules_of};
 use crate::store::{MembershipRecord, RoomRecord};
 use crate::{Error, Result, Tenant, secrets};
+
+/// Events a join again asks for at most, of those missed since our users left.
+const MISSED_LIMIT: u32 = 50;
 
 /// The servers to ask for a join: those the client named, then the one in the room id (room
 /// versions before 12 carry the creator's), never ourselves.
@@ -111,7 +115,7 @@ async fn join_through(
     let partial = answer
         .members_omitted
         .then(|| partial_state::servers_to_ask(tenant, server, answer.servers_in_room.as_deref()));
-    joined_room(
+    let mut joined = joined_room(
         server,
         user,
         version.as_str(),
@@ -120,7 +124,62 @@ async fn join_through(
         &state_ids,
         events,
         partial,
-    )
+    )?;
+    joined.missed = missed(tenant, server, &rules, &joined.join.pdu).await;
+    Ok(joined)
+}
+
+/// Of a room we were in before, the events between our last ones and our join again: what
+/// our users missed while none of them was in it, asked of the server that let us in
+/// (`get_missing_events`), checked, oldest first. A longer gap is left as it is.
+async fn missed(
+    tenant: &Tenant,
+    server: &ServerName,
+    rules: &RoomVersionRules,
+    join: &Pdu,
+) -> Vec<CheckedPdu> {
+    let room_id = &join.room_id;
+    let ours = match tenant.store().forward_extremities(room_id.as_str()).await {
+        Ok(ours) => ours,
+        Err(e) => {
+            tracing::info!(%room_id, error = %e, "the room's last events here not read");
+            return Vec::new();
+        }
+    };
+    let earliest: Vec<OwnedEventId> = ours
+        .iter()
+        .filter_map(|id| OwnedEventId::try_from(id.as_str()).ok())
+        .collect();
+    if earliest.is_empty() {
+        return Vec::new();
+    }
+    let mut request = get_missing_events::v1::Request::new(
+        room_id.clone(),
+        earliest,
+        vec![join.event_id.clone()],
+    );
+    request.limit = UInt::from(MISSED_LIMIT);
+    let answer = match tenant
+        .federation()
+        .send_signed(tenant, server, request)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::info!(%room_id, %server, error = %e, "missed events not given");
+            return Vec::new();
+        }
+    };
+    let mut found = Vec::new();
+    for raw in answer.events.iter().take(MISSED_LIMIT as usize) {
+        match received::check(tenant, rules, room_id, raw).await {
+            Ok(checked) if checked.pdu.event_id != join.event_id => found.push(checked),
+            Ok(_) => {}
+            Err(e) => tracing::info!(%server, error = %e, "a missed event failed its checks"),
+        }
+    }
+    found.sort_by_key(|c| c.pdu.depth);
+    found
 }
 
 /// Every stable version, for `ver`: the resident server picks the template's.
@@ -417,6 +476,7 @@ fn joined_room(
         outliers,
         memberships,
         partial,
+        missed: Vec::new(),
     })
 }
 

@@ -176,7 +176,10 @@ async fn commit(batch: Vec<Prepared>, steps: &Steps) {
     }
     let outcome = match tenant.store().persist_events(&batch).await {
         Ok(()) => {
-            let events_groups = batch.events.iter().filter_map(|e| e.new_state_group.as_ref());
+            let events_groups = batch
+                .events
+                .iter()
+                .filter_map(|e| e.new_state_group.as_ref());
             let groups = batch.state_groups.iter().chain(events_groups);
             tenant.state_cache().stored(groups.map(|g| g.id));
             for id in waiters.iter().filter_map(|w| w.redacts.as_ref()) {

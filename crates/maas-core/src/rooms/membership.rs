@@ -6,6 +6,7 @@ use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::lock::RoomWriter;
+use super::pipeline::Received;
 use super::{EventDraft, Rooms, check};
 use crate::federation::{events, invite, joining, knocking, leaving, partial_state};
 use crate::store::MembershipRecord;
@@ -101,8 +102,16 @@ impl Rooms<'_> {
         if !servers.is_empty() && !self.is_resident(&writer).await? {
             // The lock is held through the exchange: our other users joining at the same time
             // wait and then join on the room as it starts here.
-            let joined =
+            let mut joined =
                 joining::join(self.tenant, &servers, user, room_id, &draft.content).await?;
+            for missed in std::mem::take(&mut joined.missed) {
+                let event_id = missed.pdu.event_id.clone();
+                match self.append_missed(&mut writer, missed).await {
+                    Ok(Received::Stored | Received::AlreadyKnown) => {}
+                    Ok(other) => tracing::info!(%event_id, ?other, "a missed event left out"),
+                    Err(e) => tracing::info!(%event_id, error = %e, "a missed event refused"),
+                }
+            }
             let partial = self.append_joined(&mut writer, joined).await?;
             // Known as partial before the room's lock is released: events received for it
             // from now on are checked as such.

@@ -179,9 +179,37 @@ impl Rooms<'_> {
         checked: CheckedPdu,
         across_gap: Option<RoomState>,
     ) -> Result<Received> {
+        let mut writer = self.tenant.room_locks().lock(&checked.pdu.room_id).await;
+        let received = self
+            .receive(&mut writer, checked, across_gap, false)
+            .await?;
+        if received == Received::Stored {
+            writer.finish().await?;
+        }
+        Ok(received)
+    }
+
+    /// Appends an event our users missed while none of them was in the room, for the caller
+    /// that holds it to join again; durable once the writer is finished. The room's state here
+    /// is as old as our users' leaving (or was never whole, if they left before its members
+    /// came): memberships it lacks are taken from the event's auth events.
+    pub(crate) async fn append_missed(
+        &self,
+        writer: &mut RoomWriter,
+        checked: CheckedPdu,
+    ) -> Result<Received> {
+        self.receive(writer, checked, None, true).await
+    }
+
+    async fn receive(
+        &self,
+        writer: &mut RoomWriter,
+        checked: CheckedPdu,
+        across_gap: Option<RoomState>,
+        stale_state: bool,
+    ) -> Result<Received> {
         let CheckedPdu { pdu, canonical } = checked;
-        let mut writer = self.tenant.room_locks().lock(&pdu.room_id).await;
-        let (head, epoch) = self.tenant.room_heads().get(self.tenant, &writer).await?;
+        let (head, epoch) = self.tenant.room_heads().get(self.tenant, writer).await?;
         let extends = across_gap.is_none() && extends_head(&pdu, &head);
         if !extends {
             // The other extremities may still be in the committer: their states are read from
@@ -225,7 +253,7 @@ impl Rooms<'_> {
             })
         };
         let before_state = fork.as_ref().map_or(&current, |f| &f.state_before);
-        let partial = self.tenant.partial_rooms().contains(&pdu.room_id);
+        let partial = stale_state || self.tenant.partial_rooms().contains(&pdu.room_id);
         if let check::Verdict::SoftFailed(why) =
             check::received(self.tenant, &rules, &pdu, before_state, &current, partial).await?
         {
@@ -245,10 +273,9 @@ impl Rooms<'_> {
             rules,
             fork,
         };
-        self.accept(&mut writer, built, before, redacted, None, None, None)
+        self.accept(writer, built, before, redacted, None, None, None)
             .await?;
         drop(turn);
-        writer.finish().await?;
         Ok(Received::Stored)
     }
 
@@ -282,6 +309,7 @@ impl Rooms<'_> {
             outliers,
             memberships,
             partial,
+            missed: _,
         } = joined;
         let rules = rules_of(&room.room_version)?;
         let cache = self.tenant.state_cache();
@@ -798,6 +826,9 @@ pub(crate) struct JoinedRoom {
     /// With members omitted from that state: the servers to ask for them, the one that
     /// answered the join first.
     pub(crate) partial: Option<Vec<OwnedServerName>>,
+    /// For a room we were in before: the events since our last ones, oldest first, to append
+    /// before the join.
+    pub(crate) missed: Vec<CheckedPdu>,
 }
 
 /// What became of a received event.

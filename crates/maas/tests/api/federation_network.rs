@@ -446,12 +446,16 @@ async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
     world
         .membership_seen(&alice, &room_id, &bob_id, "leave")
         .await;
+    world.send(&alice, &room_id, "while bob was out").await;
     world.invite_and_join(&alice, &bob, &room_id).await;
     world
         .membership_seen(&alice, &room_id, &bob_id, "join")
         .await;
     world.send(&alice, &room_id, "welcome back").await;
-    world.sees(&bob, &room_id, &["welcome back"]).await;
+    // Bob's server, back in the room, has what was said while it was out too.
+    world
+        .sees(&bob, &room_id, &["while bob was out", "welcome back"])
+        .await;
 
     // Both change the room's name at once: each server receives the other's beside its own
     // and both resolve the room alike.

@@ -492,10 +492,14 @@ async fn a_remote_member_leaves_and_rejoins() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
-        "leave"
-    );
+    if membership_of(&srv, &alice, &room_id, "@bob:b.test").await != "leave" {
+        let log = srv.stderr();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("state/m.room.member"))
+            .collect();
+        panic!("bob's leave never reached a.test\n{}", lines.join("\n"));
+    }
     send(&srv, "a.test", &alice, &room_id, "while bob was away").await;
 
     // Back again: b.test is no longer in the room and joins it anew, with today's state.
@@ -514,6 +518,11 @@ async fn a_remote_member_leaves_and_rejoins() {
     wait_for(&srv, "b.test", &bob, &room_id, "welcome back").await;
     let members = joined_members(&srv, "b.test", &bob, &room_id).await;
     assert!(members["@alice:a.test"].is_object(), "{members}");
+    // What was said while b.test was out of the room is in its timeline, in order.
+    let seen = bodies(&srv, "b.test", &bob, &room_id).await;
+    let away = seen.iter().position(|b| b == "while bob was away");
+    let back = seen.iter().position(|b| b == "back");
+    assert!(away.is_some() && away < back, "{seen:?}");
 }
 
 pub(crate) async fn state_of(
