@@ -75,6 +75,9 @@ pub enum Scenario {
     /// C senders here send K messages into a room a user of --peer-url joined over
     /// federation: events per second delivered to the peer.
     Federation(FederationArgs),
+    /// A user of --peer-url joins a room of N members here over federation: the join, the
+    /// first send, and the time until the peer lists every member.
+    RemoteJoin(RemoteJoinArgs),
     /// maas only: spawns `maas serve` and measures many tenants (memory, start-up, cold tenants).
     Tenants(TenantsArgs),
     /// register, login, create-rooms, join, send (C=1, C=10), fanout, initial-sync.
@@ -143,6 +146,25 @@ pub struct FederationArgs {
     pub messages: u32,
     #[arg(long, default_value_t = 10, value_parser = positive())]
     pub concurrency: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RemoteJoinArgs {
+    /// The joining homeserver's base URL (loopback only, like --url).
+    #[arg(long)]
+    pub peer_url: String,
+    /// Host header for the peer (maas routes tenants by it).
+    #[arg(long)]
+    pub peer_host: Option<String>,
+    /// Members of each room on the server under test, its creator included.
+    #[arg(long, default_value_t = 1000, value_parser = positive())]
+    pub members: u32,
+    /// Rooms, each joined once from the peer: the measurement is repeated on each.
+    #[arg(long, default_value_t = 1, value_parser = positive())]
+    pub rooms: u32,
+    /// Joins in flight while the members join a room (untimed setup).
+    #[arg(long, default_value_t = 10, value_parser = positive())]
+    pub setup_concurrency: u32,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -331,5 +353,27 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["maas-bench", "send", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn remote_join_parses_with_defaults() {
+        let cli = Cli::try_parse_from([
+            "maas-bench",
+            "remote-join",
+            "--peer-url",
+            "http://127.0.0.1:9",
+            "--members",
+            "10000",
+        ])
+        .expect("parse");
+        let Scenario::RemoteJoin(args) = cli.scenario else {
+            panic!("not remote-join: {:?}", cli.scenario);
+        };
+        assert_eq!(
+            (args.members, args.rooms, args.setup_concurrency),
+            (10000, 1, 10)
+        );
+        assert_eq!(args.peer_host, None);
+        assert!(Cli::try_parse_from(["maas-bench", "remote-join", "--members", "1"]).is_err());
     }
 }

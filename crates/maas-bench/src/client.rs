@@ -1,5 +1,5 @@
 //! The Matrix Client-Server calls the scenarios make (register with its user-interactive auth
-//! flow, login, createRoom, join, send, sync) and the operator calls of maas, over one pooled
+//! flow, login, createRoom, join, send, sync, joined_members) and the operator calls of maas, over one pooled
 //! HTTP/1.1 client. Every call reports the time on the wire only: requests are built first.
 
 use std::time::{Duration, Instant};
@@ -326,6 +326,32 @@ impl Homeserver {
             .await?;
         let event_id = string_field(&timed.value, "event_id")?;
         Ok(timed.map(|_| event_id))
+    }
+
+    /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`; returns how many it lists.
+    pub async fn joined_members(
+        &self,
+        token: &str,
+        room_id: &str,
+    ) -> Result<Timed<usize>, CallError> {
+        let segments = [
+            "_matrix",
+            "client",
+            "v3",
+            "rooms",
+            room_id,
+            "joined_members",
+        ];
+        let timed = self
+            .call(Method::GET, &segments, &[], Some(token), None)
+            .await?;
+        let joined = timed
+            .value
+            .get("joined")
+            .and_then(Value::as_object)
+            .map(serde_json::Map::len)
+            .ok_or_else(|| CallError::Protocol("answer has no object `joined`".into()))?;
+        Ok(timed.map(|_| joined))
     }
 
     /// Builds a `/sync` request without sending it, so a caller can note when it goes out.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::{GlobalArgs, Scenario, SuiteArgs, scaled};
 use crate::report::{self, Mem, Outcome, ScenarioResult};
 use crate::scenarios::{
-    Ctx, fanout, federation, initial_sync, neighbours, register, rooms, send, tenants,
+    Ctx, fanout, federation, initial_sync, neighbours, register, remote_join, rooms, send, tenants,
 };
 
 pub const DEFAULT_MAX_SECONDS: u64 = 120;
@@ -147,6 +147,10 @@ impl Runner {
             }
             Scenario::Federation(a) => {
                 self.one("federation", max, federation::federation(ctx, a))
+                    .await;
+            }
+            Scenario::RemoteJoin(a) => {
+                self.one("remote-join", max, remote_join::remote_join(ctx, a))
                     .await;
             }
             Scenario::Suite(a) => self.suite(ctx, a).await,

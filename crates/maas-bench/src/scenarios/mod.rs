@@ -6,6 +6,7 @@ pub mod federation;
 pub mod initial_sync;
 pub mod neighbours;
 pub mod register;
+pub mod remote_join;
 pub mod rooms;
 pub mod send;
 pub mod tenants;
