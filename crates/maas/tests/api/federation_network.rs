@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::federation_rooms;
 use crate::federation_tls::{Files, Pki};
 use crate::harness::*;
 
@@ -55,37 +56,22 @@ impl World {
     }
 
     async fn send(&self, member: &Member, room_id: &str, body: &str) {
-        self.api(member)
-            .put(
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
-                    enc(room_id),
-                    enc(body)
-                ),
-                json!({"msgtype": "m.text", "body": body}),
-            )
-            .await
-            .ok();
+        federation_rooms::send(
+            self.server(member),
+            member.host,
+            &member.session,
+            room_id,
+            body,
+        )
+        .await;
     }
 
     async fn bodies(&self, member: &Member, room_id: &str) -> Vec<String> {
-        let page = self
-            .api(member)
-            .get(&format!(
-                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
-                enc(room_id)
-            ))
-            .await
-            .ok();
-        let mut bodies: Vec<String> = page["chunk"]
-            .as_array()
-            .expect("chunk")
-            .iter()
-            .filter(|e| e["type"] == "m.room.message")
-            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-            .collect();
-        bodies.reverse();
-        bodies
+        federation_rooms::bodies(self.server(member), member.host, &member.session, room_id).await
+    }
+
+    fn server(&self, member: &Member) -> &TestServer {
+        &self.procs[member.process]
     }
 
     /// Waits until the member's server holds every one of `said` in the room.
@@ -321,8 +307,6 @@ impl World {
 
 #[tokio::test]
 async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
-    use crate::federation_rooms::{state_of, wait_for_ephemeral};
-
     let (world, [alice, _dave, bob, _carol], _) = world().await;
     let bob_id = bob.session.user_id.clone();
     let room = world
@@ -356,7 +340,7 @@ async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
         .await
         .ok();
     let alice_proc = &world.procs[alice.process];
-    wait_for_ephemeral(
+    federation_rooms::wait_for_ephemeral(
         alice_proc,
         alice.host,
         &alice.session,
@@ -388,7 +372,7 @@ async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
         .ok();
     let bob_proc = &world.procs[bob.process];
     let alice_id = alice.session.user_id.as_str();
-    wait_for_ephemeral(
+    federation_rooms::wait_for_ephemeral(
         bob_proc,
         bob.host,
         &bob.session,
@@ -459,7 +443,7 @@ async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
 
     // Both change the room's name at once: each server receives the other's beside its own
     // and both resolve the room alike.
-    let mut levels = state_of(
+    let mut levels = federation_rooms::state_of(
         alice_proc,
         alice.host,
         &alice.session,
@@ -493,7 +477,7 @@ async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
     world.sees(&bob, &room_id, &["alice done"]).await;
     world.send(&bob, &room_id, "bob done").await;
     world.sees(&alice, &room_id, &["bob done"]).await;
-    let on_alice = state_of(
+    let on_alice = federation_rooms::state_of(
         alice_proc,
         alice.host,
         &alice.session,
@@ -501,7 +485,8 @@ async fn two_processes_invite_talk_edit_redact_leave_and_resolve_alike() {
         "m.room.name",
     )
     .await;
-    let on_bob = state_of(bob_proc, bob.host, &bob.session, &room_id, "m.room.name").await;
+    let on_bob =
+        federation_rooms::state_of(bob_proc, bob.host, &bob.session, &room_id, "m.room.name").await;
     if on_alice != on_bob {
         let (a, b) = (
             world.full_state(&alice, &room_id).await,

@@ -35,6 +35,18 @@ async fn lobby(srv: &TestServer, alice: &Session) -> String {
     room_id
 }
 
+/// Bob of b.test joins `#lobby:a.test` (over federation, or locally once b.test is in it).
+async fn join_lobby(srv: &TestServer, bob: &Session) {
+    srv.on("b.test")
+        .as_user(bob)
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test")),
+            json!({}),
+        )
+        .await
+        .ok();
+}
+
 pub(crate) async fn send(srv: &TestServer, host: &str, user: &Session, room_id: &str, body: &str) {
     srv.on(host)
         .as_user(user)
@@ -51,7 +63,12 @@ pub(crate) async fn send(srv: &TestServer, host: &str, user: &Session, room_id: 
 }
 
 /// The message bodies of the room as `user` reads them on `host`, oldest first.
-async fn bodies(srv: &TestServer, host: &str, user: &Session, room_id: &str) -> Vec<String> {
+pub(crate) async fn bodies(
+    srv: &TestServer,
+    host: &str,
+    user: &Session,
+    room_id: &str,
+) -> Vec<String> {
     let page = srv
         .on(host)
         .as_user(user)
@@ -472,12 +489,7 @@ async fn an_invite_from_a_server_that_is_gone_is_rejected_here() {
 async fn a_remote_member_leaves_and_rejoins() {
     let (srv, alice, bob) = setup().await;
     let room_id = lobby(&srv, &alice).await;
-    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
-    srv.on("b.test")
-        .as_user(&bob)
-        .post(&join, json!({}))
-        .await
-        .ok();
+    join_lobby(&srv, &bob).await;
     srv.on("b.test")
         .as_user(&bob)
         .post(
@@ -503,11 +515,7 @@ async fn a_remote_member_leaves_and_rejoins() {
     send(&srv, "a.test", &alice, &room_id, "while bob was away").await;
 
     // Back again: b.test is no longer in the room and joins it anew, with today's state.
-    srv.on("b.test")
-        .as_user(&bob)
-        .post(&join, json!({}))
-        .await
-        .ok();
+    join_lobby(&srv, &bob).await;
     assert_eq!(
         membership_of(&srv, &alice, &room_id, "@bob:b.test").await,
         "join"
@@ -546,12 +554,7 @@ pub(crate) async fn state_of(
 async fn concurrent_events_on_both_servers_fork_and_resolve_alike() {
     let (srv, alice, bob) = setup().await;
     let room_id = lobby(&srv, &alice).await;
-    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
-    srv.on("b.test")
-        .as_user(&bob)
-        .post(&join, json!({}))
-        .await
-        .ok();
+    join_lobby(&srv, &bob).await;
     // Bob may change the room's state too.
     let mut levels = state_of(&srv, "a.test", &alice, &room_id, "m.room.power_levels").await;
     levels["users"]["@bob:b.test"] = json!(100);
@@ -674,12 +677,7 @@ pub(crate) async fn wait_for_ephemeral(
 async fn typing_and_read_receipts_reach_the_other_server() {
     let (srv, alice, bob) = setup().await;
     let room_id = lobby(&srv, &alice).await;
-    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
-    srv.on("b.test")
-        .as_user(&bob)
-        .post(&join, json!({}))
-        .await
-        .ok();
+    join_lobby(&srv, &bob).await;
 
     srv.on("b.test")
         .as_user(&bob)
@@ -755,12 +753,7 @@ async fn typing_and_read_receipts_reach_the_other_server() {
 async fn events_queued_for_a_server_away_are_delivered_after_a_restart() {
     let (mut srv, alice, bob) = setup().await;
     let room_id = lobby(&srv, &alice).await;
-    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
-    srv.on("b.test")
-        .as_user(&bob)
-        .post(&join, json!({}))
-        .await
-        .ok();
+    join_lobby(&srv, &bob).await;
 
     // b.test is away (suspended: it answers 403) while alice talks, then the platform restarts.
     srv.patch_tenant("b.test", json!({"suspended": true})).await;
@@ -864,12 +857,7 @@ async fn a_user_knocks_on_a_room_of_another_tenant_and_is_let_in() {
 async fn presence_reaches_users_of_another_server_sharing_a_room() {
     let (srv, alice, bob) = setup().await;
     let room_id = lobby(&srv, &alice).await;
-    let join = format!("/_matrix/client/v3/join/{}", enc("#lobby:a.test"));
-    srv.on("b.test")
-        .as_user(&bob)
-        .post(&join, json!({}))
-        .await
-        .ok();
+    join_lobby(&srv, &bob).await;
 
     srv.on("b.test")
         .as_user(&bob)
