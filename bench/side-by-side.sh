@@ -15,7 +15,7 @@
 #   --durable [true|false]  set MAAS_DATABASE__DURABLE (bare --durable means true);
 #                           default: unset, i.e. maas's built-in default
 #   --scenarios LIST        comma-separated subset of: register,login,create-rooms,join,
-#                           send-1,send-10,fanout,initial-sync (default: all)
+#                           send-1,send-10,fanout,initial-sync,media (default: all)
 #   --tenants N             also run the maas-only `tenants` scenario with N tenants (default: skip)
 #   --only maas|synapse     run one side only (no compare)
 #   --max-seconds S         passed to maas-bench: bound of each scenario (default: maas-bench's
@@ -80,7 +80,8 @@ user_max_seconds=$max_seconds
 # ---- the scenario list: name|maas-bench arguments (the same for both servers) ----------------
 # The full list is `maas-bench suite`'s (scale 1), run scenario by scenario, except that
 # initial-sync gives each repeat a distinct filter: Synapse caches identical /sync requests for
-# 2 minutes (sync_response_cache_duration), so plain repeats would time its cache.
+# 2 minutes (sync_response_cache_duration), so plain repeats would time its cache. `media`
+# (not part of the suite) follows: uploads, downloads, thumbnails.
 if ((quick)); then
     SCENARIOS=(
         "register|register --users 20"
@@ -91,6 +92,7 @@ if ((quick)); then
         "send-10|send --messages 200 --concurrency 10"
         "fanout|fanout --rounds 20"
         "initial-sync|initial-sync --rooms 30 --repeats 5 --distinct-requests"
+        "media|media --files 5 --size 10MiB --concurrency 4 --images 5 --thumbnail-requests 200"
     )
     tenant_args=(--cold-samples "$(( tenants < 20 ? (tenants > 0 ? tenants : 1) : 20 ))" --idle-unload-secs 0)
 else
@@ -103,6 +105,7 @@ else
         "send-10|send --messages 2000 --concurrency 10"
         "fanout|fanout --rounds 200"
         "initial-sync|initial-sync --rooms 300 --repeats 20 --distinct-requests"
+        "media|media --files 20 --size 10MiB --concurrency 4 --images 20 --thumbnail-requests 2000"
     )
     tenant_args=()
     # Synapse needs minutes for some of these (2000 sequential sends at ~70 ms), more than
@@ -237,8 +240,11 @@ if [[ $only != synapse ]]; then
     port_free "$MAAS_ADDR" || die "$MAAS_ADDR is already in use"
     mkdir -p "$BENCH_HOME"
     maas_data=$(mktemp -d "$BENCH_HOME/maas-data.XXXXXX")
-    # The federation listener on a free port rather than the default 8448.
-    maas_env=(MAAS_RATE_LIMITS__ENABLED=false MAAS_FEDERATION__LISTEN=127.0.0.1:0)
+    # The federation listener on a free port rather than the default 8448. The upload limit
+    # as bench/synapse.sh sets Synapse's max_upload_size (200M), both above their 50 MiB
+    # default, so a larger `media --size` is refused by neither.
+    maas_env=(MAAS_RATE_LIMITS__ENABLED=false MAAS_FEDERATION__LISTEN=127.0.0.1:0
+        MAAS_MEDIA__MAX_UPLOAD_BYTES=209715200)
     [[ -n $durable ]] && maas_env+=(MAAS_DATABASE__DURABLE="$durable")
     if [[ $maas_db == postgres ]]; then
         log "recreating PostgreSQL database $MAAS_PG_DB"

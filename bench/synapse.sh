@@ -165,6 +165,14 @@ presence:
 enable_metrics: false
 url_preview_enabled: false
 
+# Media (the maas-bench media scenario). The repository and thumbnailing as by default,
+# written out for the record: Synapse makes its standard thumbnails (32x32 and 96x96 crop,
+# 320x240, 640x480 and 800x600 scale) inside the upload request. Only the upload limit is
+# raised from its 50M default, so that larger --size runs are not refused with 413.
+enable_media_repo: true
+dynamic_thumbnails: false
+max_upload_size: 200M
+
 rc_message: $rl
 rc_registration: $rl
 rc_registration_token_validity: $rl

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
 /// Drives any Matrix homeserver through the public Client-Server API and reports latency,
@@ -78,6 +78,9 @@ pub enum Scenario {
     /// A user of --peer-url joins a room of N members here over federation: the join, the
     /// first send, and the time until the peer lists every member.
     RemoteJoin(RemoteJoinArgs),
+    /// Media: upload and download throughput of F files, thumbnails of K images (first
+    /// request, then cached).
+    Media(MediaArgs),
     /// maas only: spawns `maas serve` and measures many tenants (memory, start-up, cold tenants).
     Tenants(TenantsArgs),
     /// register, login, create-rooms, join, send (C=1, C=10), fanout, initial-sync.
@@ -193,6 +196,67 @@ pub struct InitialSyncArgs {
     /// requests (Synapse: `sync_response_cache_duration`) can't answer the repeats.
     #[arg(long)]
     pub distinct_requests: bool,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct MediaArgs {
+    /// Files uploaded, then downloaded.
+    #[arg(long, default_value_t = 20, value_parser = positive())]
+    pub files: u32,
+    /// Bytes of each file (random, made before timing); a plain number or with a suffix:
+    /// 512KiB, 10MiB, 1GiB, 10MB.
+    #[arg(long, default_value = "10MiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Requests in flight in every phase (uploads, downloads, thumbnails).
+    #[arg(long, default_value_t = 4, value_parser = positive())]
+    pub concurrency: u32,
+    /// Distinct 2000×1500 images uploaded for the thumbnail figures.
+    #[arg(long, default_value_t = 20, value_parser = positive())]
+    pub images: u32,
+    /// Thumbnail requests once every thumbnail exists (96×96 crop and 320×240 scale in turn).
+    #[arg(long, default_value_t = 2000, value_parser = positive())]
+    pub thumbnail_requests: u32,
+    /// Encoding of the images.
+    #[arg(long, value_enum, default_value_t = ImageKind::Jpeg)]
+    pub image_format: ImageKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImageKind {
+    Jpeg,
+    Png,
+}
+
+/// A byte count: digits, optionally followed by KiB/MiB/GiB (powers of 1024) or KB/MB/GB
+/// (powers of 1000); at least 1.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 10485760 or 10MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    match number.checked_mul(factor) {
+        Some(0) => Err("the size must be at least 1 byte".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?} is too large")),
+    }
 }
 
 #[derive(Clone, Debug, Args)]
@@ -353,6 +417,51 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["maas-bench", "send", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("10485760"), Ok(10_485_760));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        for bad in [
+            "",
+            "0",
+            "MiB",
+            "10 parsecs",
+            "-1",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_parses_with_defaults() {
+        let cli = Cli::try_parse_from(["maas-bench", "media"]).expect("parse");
+        let Scenario::Media(args) = cli.scenario else {
+            panic!("not media: {:?}", cli.scenario);
+        };
+        assert_eq!((args.files, args.size, args.concurrency), (20, 10 << 20, 4));
+        assert_eq!((args.images, args.thumbnail_requests), (20, 2000));
+        assert_eq!(args.image_format, ImageKind::Jpeg);
+        let cli = Cli::try_parse_from([
+            "maas-bench",
+            "media",
+            "--size",
+            "1MiB",
+            "--image-format",
+            "png",
+        ])
+        .expect("parse");
+        let Scenario::Media(args) = cli.scenario else {
+            panic!("not media: {:?}", cli.scenario);
+        };
+        assert_eq!((args.size, args.image_format), (1 << 20, ImageKind::Png));
+        assert!(Cli::try_parse_from(["maas-bench", "media", "--images", "0"]).is_err());
     }
 
     #[test]

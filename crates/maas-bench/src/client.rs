@@ -1,11 +1,12 @@
 //! The Matrix Client-Server calls the scenarios make (register with its user-interactive auth
-//! flow, login, createRoom, join, send, sync, joined_members) and the operator calls of maas, over one pooled
-//! HTTP/1.1 client. Every call reports the time on the wire only: requests are built first.
+//! flow, login, createRoom, join, send, sync, joined_members, media upload, download and
+//! thumbnails) and the operator calls of maas, over one pooled HTTP/1.1 client. Every call
+//! reports the time on the wire only: requests are built first.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HOST, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
 
@@ -72,7 +73,7 @@ pub struct Timed<T> {
 }
 
 impl<T> Timed<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Timed<U> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Timed<U> {
         Timed {
             value: f(self.value),
             latency: self.latency,
@@ -104,6 +105,78 @@ pub struct SyncQuery {
     pub timeout_ms: Option<u64>,
     /// A filter definition (inline JSON) or id.
     pub filter: Option<String>,
+}
+
+/// What a media download or thumbnail answered; the body itself is not kept.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    /// Body bytes received.
+    pub length: u64,
+    pub content_type: Option<String>,
+}
+
+/// Which media endpoints to read from: the authenticated ones of spec v1.11
+/// (`/_matrix/client/v1/media/…`, token required) or the deprecated unauthenticated ones
+/// (`/_matrix/media/v3/…`), for servers that predate authenticated media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaApi {
+    Authenticated,
+    Legacy,
+}
+
+impl MediaApi {
+    fn path<'a>(self, endpoint: &'a str, media: &'a Mxc) -> Vec<&'a str> {
+        let prefix: &[&str] = match self {
+            MediaApi::Authenticated => &["_matrix", "client", "v1", "media"],
+            MediaApi::Legacy => &["_matrix", "media", "v3"],
+        };
+        let mut segments = prefix.to_vec();
+        segments.extend([
+            endpoint,
+            media.server_name.as_str(),
+            media.media_id.as_str(),
+        ]);
+        segments
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaApi::Authenticated => "/_matrix/client/v1/media",
+            MediaApi::Legacy => "/_matrix/media/v3",
+        }
+    }
+}
+
+/// An `mxc://{serverName}/{mediaId}` URI, split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mxc {
+    pub server_name: String,
+    pub media_id: String,
+}
+
+impl Mxc {
+    pub fn parse(uri: &str) -> Result<Self, CallError> {
+        let bad = || CallError::Protocol(format!("content_uri {uri:?} is not mxc://server/id"));
+        let rest = uri.strip_prefix("mxc://").ok_or_else(bad)?;
+        let (server_name, media_id) = rest.split_once('/').ok_or_else(bad)?;
+        if server_name.is_empty() || media_id.is_empty() || media_id.contains('/') {
+            return Err(bad());
+        }
+        Ok(Self {
+            server_name: server_name.to_owned(),
+            media_id: media_id.to_owned(),
+        })
+    }
+}
+
+/// A thumbnail size as the query of a thumbnail request names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThumbnailSize {
+    pub width: u32,
+    pub height: u32,
+    /// `crop` or `scale`.
+    pub method: &'static str,
 }
 
 struct Reply {
@@ -161,13 +234,8 @@ impl Homeserver {
         url
     }
 
-    fn build(
-        &self,
-        method: Method,
-        url: Url,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<reqwest::Request, CallError> {
+    /// A request with the `Host` header and the access token, if any; no body yet.
+    fn builder(&self, method: Method, url: Url, token: Option<&str>) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, url);
         if let Some(host) = &self.host {
             req = req.header(HOST, host.clone());
@@ -175,6 +243,17 @@ impl Homeserver {
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
+        req
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        url: Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Request, CallError> {
+        let mut req = self.builder(method, url, token);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -193,6 +272,106 @@ impl Homeserver {
             body,
             elapsed: start.elapsed(),
         })
+    }
+
+    /// Sends a request and reads a 2xx body chunk by chunk, counting bytes without keeping
+    /// them: media bodies can be large, and holding them would measure our allocator too.
+    /// An error answer is read whole (it is small) and becomes [`CallError::Status`].
+    async fn exchange_counted(&self, req: reqwest::Request) -> Result<Timed<Fetched>, CallError> {
+        let start = Instant::now();
+        let mut resp = self.http.execute(req).await.map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(transport)?;
+            return Err(status_error(&Reply {
+                status,
+                headers,
+                body,
+                elapsed: start.elapsed(),
+            }));
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut length: u64 = 0;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            length += chunk.len() as u64;
+        }
+        Ok(Timed {
+            value: Fetched {
+                status: status.as_u16(),
+                length,
+                content_type,
+            },
+            latency: start.elapsed(),
+            bytes: usize::try_from(length).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// `POST /_matrix/media/v3/upload?filename=…` with `body` as the file; returns the
+    /// `content_uri`. `Bytes` is reference-counted, so repeated uploads of one buffer copy
+    /// nothing on our side.
+    pub async fn upload(
+        &self,
+        token: &str,
+        body: Bytes,
+        content_type: &str,
+        filename: &str,
+    ) -> Result<Timed<String>, CallError> {
+        let url = self.url(
+            &["_matrix", "media", "v3", "upload"],
+            &[("filename", filename)],
+        );
+        let req = self
+            .builder(Method::POST, url, Some(token))
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .build()
+            .map_err(transport)?;
+        let timed = into_json(self.exchange(req).await?)?;
+        let uri = string_field(&timed.value, "content_uri")?;
+        Ok(timed.map(|_| uri))
+    }
+
+    /// `GET …/download/{serverName}/{mediaId}`, the body read to its end.
+    pub async fn download(
+        &self,
+        token: &str,
+        api: MediaApi,
+        media: &Mxc,
+    ) -> Result<Timed<Fetched>, CallError> {
+        let segments = api.path("download", media);
+        let req = self
+            .builder(Method::GET, self.url(&segments, &[]), Some(token))
+            .build()
+            .map_err(transport)?;
+        self.exchange_counted(req).await
+    }
+
+    /// `GET …/thumbnail/{serverName}/{mediaId}?width=&height=&method=`, the body read to its
+    /// end.
+    pub async fn thumbnail(
+        &self,
+        token: &str,
+        api: MediaApi,
+        media: &Mxc,
+        size: ThumbnailSize,
+    ) -> Result<Timed<Fetched>, CallError> {
+        let segments = api.path("thumbnail", media);
+        let (width, height) = (size.width.to_string(), size.height.to_string());
+        let query = [
+            ("width", width.as_str()),
+            ("height", height.as_str()),
+            ("method", size.method),
+        ];
+        let req = self
+            .builder(Method::GET, self.url(&segments, &query), Some(token))
+            .build()
+            .map_err(transport)?;
+        self.exchange_counted(req).await
     }
 
     /// Sends a request and parses a 2xx JSON answer; anything else is an error.
@@ -557,6 +736,42 @@ mod tests {
         assert_eq!(s.next_batch, "s9");
         assert_eq!(s.event_ids, vec!["$1", "$2"]);
         assert_eq!(s.joined_rooms, 2);
+    }
+
+    #[test]
+    fn mxc_uris_split_into_server_and_id() {
+        let mxc = Mxc::parse("mxc://localhost:8008/AbC123").expect("mxc");
+        assert_eq!(mxc.server_name, "localhost:8008");
+        assert_eq!(mxc.media_id, "AbC123");
+        for bad in [
+            "http://x/y",
+            "mxc://x",
+            "mxc:///y",
+            "mxc://x/",
+            "mxc://x/y/z",
+        ] {
+            assert!(Mxc::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_paths_of_both_apis() {
+        let base = Url::parse("http://127.0.0.1:8008").expect("url");
+        let hs = Homeserver::new(base, None, 1).expect("client");
+        let mxc = Mxc::parse("mxc://localhost/abc").expect("mxc");
+        let v1 = hs.url(&MediaApi::Authenticated.path("download", &mxc), &[]);
+        assert_eq!(
+            v1.as_str(),
+            "http://127.0.0.1:8008/_matrix/client/v1/media/download/localhost/abc"
+        );
+        let v3 = hs.url(
+            &MediaApi::Legacy.path("thumbnail", &mxc),
+            &[("width", "96")],
+        );
+        assert_eq!(
+            v3.as_str(),
+            "http://127.0.0.1:8008/_matrix/media/v3/thumbnail/localhost/abc?width=96"
+        );
     }
 
     #[test]

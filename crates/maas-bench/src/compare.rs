@@ -41,6 +41,9 @@ const EXTRA_FIGURES: &[&str] = &[
     "startup_ms",
 ];
 
+/// Figures of `extra` worth comparing where higher is better.
+const EXTRA_FIGURES_HIGHER: &[&str] = &["mb_per_s"];
+
 pub fn row(scenario: &str, figure: &str, a: f64, b: f64, better: Better) -> Row {
     let ratio = (b != 0.0).then(|| a / b);
     let a_advantage = match better {
@@ -88,10 +91,14 @@ pub fn compare_results(a: &ScenarioResult, b: &ScenarioResult) -> Vec<Row> {
             Better::Lower,
         ));
     }
-    for figure in EXTRA_FIGURES {
+    let extras = EXTRA_FIGURES
+        .iter()
+        .map(|f| (f, Better::Lower))
+        .chain(EXTRA_FIGURES_HIGHER.iter().map(|f| (f, Better::Higher)));
+    for (figure, better) in extras {
         let get = |r: &ScenarioResult| r.extra.get(*figure).and_then(Value::as_f64);
         if let (Some(x), Some(y)) = (get(a), get(b)) {
-            rows.push(row(&key, figure, x, y, Better::Lower));
+            rows.push(row(&key, figure, x, y, better));
         }
     }
     rows

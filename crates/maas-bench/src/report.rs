@@ -193,7 +193,11 @@ pub fn table_row(r: &ScenarioResult) -> String {
 const HIGHLIGHTS: &[&str] = &[
     "send_ack_ms_p50",
     "send_ack_ms_p95",
+    "mb_per_s",
+    "media_api",
     "response_bytes_mean",
+    "image_bytes_mean",
+    "content_types",
     "first_ms",
     "join_ms",
     "first_send_ms",

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::cli::{GlobalArgs, Scenario, SuiteArgs, scaled};
 use crate::report::{self, Mem, Outcome, ScenarioResult};
 use crate::scenarios::{
-    Ctx, fanout, federation, initial_sync, neighbours, register, remote_join, rooms, send, tenants,
+    Ctx, fanout, federation, initial_sync, media, neighbours, register, remote_join, rooms, send,
+    tenants,
 };
 
 pub const DEFAULT_MAX_SECONDS: u64 = 120;
@@ -153,6 +154,7 @@ impl Runner {
                 self.one("remote-join", max, remote_join::remote_join(ctx, a))
                     .await;
             }
+            Scenario::Media(a) => self.media(ctx, a).await,
             Scenario::Suite(a) => self.suite(ctx, a).await,
             Scenario::Tenants(_) | Scenario::Compare(_) => {
                 self.fail("internal: tenants and compare don't run against --url".into());
@@ -178,6 +180,40 @@ impl Runner {
             .await;
         let sync = initial_sync::initial_sync(ctx, n(300), n(20), 10, false);
         self.one("initial-sync", max, sync).await;
+    }
+
+    /// The media phases, one result each; the scenario reads the server's memory around every
+    /// phase itself. A phase with failed requests fails the run: its figures would count only
+    /// the requests that worked.
+    async fn media(&mut self, ctx: &Ctx, args: &crate::cli::MediaArgs) {
+        let max = self.max_seconds(DEFAULT_MAX_SECONDS);
+        let mut outcomes = Vec::new();
+        eprintln!("running media …");
+        let result = tokio::time::timeout(
+            max + GRACE,
+            media::run(ctx, args, self.global.pid, &mut outcomes),
+        )
+        .await;
+        let mut failed = Vec::new();
+        for outcome in outcomes {
+            if outcome.rec.errors() > 0 {
+                failed.push(format!(
+                    "{}: {} failed request(s), first: {}",
+                    outcome.scenario,
+                    outcome.rec.errors(),
+                    outcome.rec.first_error().unwrap_or("-")
+                ));
+            }
+            self.emit(outcome, (None, None));
+        }
+        for message in failed {
+            self.fail(message);
+        }
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.fail(format!("media: {e:#}")),
+            Err(_) => self.fail(format!("media: cut off after {:?}", max + GRACE)),
+        }
     }
 
     /// The maas-only scenario; it spawns its own server and measures its memory itself.

@@ -20,6 +20,7 @@ pub struct Config {
     pub tenants: TenantsConfig,
     pub retention: RetentionConfig,
     pub federation: FederationConfig,
+    pub media: MediaConfig,
 }
 
 impl Config {
@@ -85,6 +86,7 @@ impl Config {
         problems.extend(self.federation_listener_problems());
         let limits = &self.rate_limits;
         for (name, bucket) in [
+            ("upload_per_user", &limits.upload_per_user),
             ("login_per_ip", &limits.login_per_ip),
             ("login_per_user", &limits.login_per_user),
             ("register_per_ip", &limits.register_per_ip),
@@ -99,6 +101,16 @@ impl Config {
         require(
             self.limits.max_request_bytes > 0,
             "limits.max_request_bytes",
+            "must be at least 1",
+        );
+        require(
+            self.media.max_upload_bytes > 0,
+            "media.max_upload_bytes",
+            "must be at least 1",
+        );
+        require(
+            self.media.max_thumbnail_pixels > 0,
+            "media.max_thumbnail_pixels",
             "must be at least 1",
         );
         require(
@@ -302,6 +314,8 @@ pub struct RateLimitConfig {
     pub login_per_ip: Bucket,
     pub login_per_user: Bucket,
     pub register_per_ip: Bucket,
+    /// Media uploads (and created media ids) of one user.
+    pub upload_per_user: Bucket,
 }
 
 impl Default for RateLimitConfig {
@@ -319,6 +333,10 @@ impl Default for RateLimitConfig {
             register_per_ip: Bucket {
                 per_second: 0.17,
                 burst: 5,
+            },
+            upload_per_user: Bucket {
+                per_second: 1.0,
+                burst: 20,
             },
         }
     }
@@ -626,5 +644,44 @@ mod tests {
         )
         .expect_err("unknown key in a bucket");
         assert!(error.to_string().contains("brust"), "{error}");
+    }
+}
+
+/// The content repository (spec: Client-Server API, "Content repository"): the platform's
+/// bounds; a tenant's settings may lower the upload size and set storage quotas.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Largest upload, in bytes, unless a tenant's `media.max_upload_bytes` says less.
+    pub max_upload_bytes: u64,
+    /// Seconds an upload's body may take to arrive (JSON bodies have
+    /// `limits.body_read_timeout_secs`; a large file on a slow line needs longer).
+    pub upload_timeout_secs: u64,
+    /// How long an id created with `POST /_matrix/media/v1/create` waits for its bytes.
+    pub pending_upload_secs: u64,
+    /// Ids waiting for their bytes one user may hold at once.
+    pub max_pending_uploads: u64,
+    /// Images with more pixels than this are not thumbnailed (decompression bombs).
+    pub max_thumbnail_pixels: u64,
+    /// Frames of an animated image thumbnailed at most.
+    pub max_thumbnail_frames: u32,
+    /// Largest remote media fetched over federation, in bytes.
+    pub max_remote_bytes: u64,
+    /// `preview_url`: off unless enabled here and in the tenant's settings.
+    pub url_preview: crate::media::preview::PreviewConfig,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 * 1024 * 1024,
+            upload_timeout_secs: 600,
+            pending_upload_secs: 24 * 3600,
+            max_pending_uploads: 5,
+            max_thumbnail_pixels: 32_000_000,
+            max_thumbnail_frames: 200,
+            max_remote_bytes: 50 * 1024 * 1024,
+            url_preview: crate::media::preview::PreviewConfig::default(),
+        }
     }
 }

@@ -27,6 +27,25 @@ pub enum Error {
     RemoteUnavailable(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Another server's media is larger than we fetch or thumbnail (`502 M_TOO_LARGE`).
+    #[error("{0}")]
+    RemoteTooLarge(String),
+    /// Media whose id was created and whose bytes have not come in time.
+    #[error("The media has not been uploaded yet")]
+    NotYetUploaded,
+    /// Bytes sent for a media id that has them already.
+    #[error("The media has been uploaded already")]
+    CannotOverwriteMedia,
+    /// The homeserver's own resource limit (its storage quota) is reached; `admin_contact`
+    /// is where its users can ask for more.
+    #[error("{message}")]
+    ResourceLimitExceeded {
+        message: String,
+        admin_contact: String,
+    },
+    /// The request's body did not arrive whole in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("Room version {0} is not supported")]
     UnsupportedRoomVersion(String),
     /// The room's version is not among those the joining server speaks.

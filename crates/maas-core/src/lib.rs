@@ -12,6 +12,7 @@ pub mod federation;
 pub mod filter;
 pub(crate) mod keys;
 pub mod maintenance;
+pub mod media;
 pub mod openid;
 pub mod platform;
 pub mod presence;

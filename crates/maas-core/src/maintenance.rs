@@ -41,6 +41,8 @@ pub struct Pruned {
     pub device_list_changes: u64,
     pub stream_marks: u64,
     pub received_transactions: u64,
+    /// Media ids created for uploads whose bytes never came in time.
+    pub expired_media_ids: u64,
 }
 
 /// How long a received federation transaction is remembered, in seconds.
@@ -120,6 +122,7 @@ pub async fn prune_tenant(
     pruned.received_transactions = store
         .prune_received_transactions(before(now, RECEIVED_TRANSACTIONS_SECS))
         .await?;
+    pruned.expired_media_ids = tenant.media().expire_pending().await?;
     Ok(pruned)
 }
 

@@ -80,6 +80,35 @@ pub struct TenantSettings {
     /// Absolute path of the PEM private key of `tls_certificate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<String>,
+    /// The tenant's media bounds and switches.
+    #[serde(default, skip_serializing_if = "MediaSettings::is_default")]
+    pub media: MediaSettings,
+}
+
+/// What a tenant's content repository allows; `None` bounds are the platform's (uploads) or
+/// none (quotas).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MediaSettings {
+    /// Largest upload in bytes; never above the platform's `media.max_upload_bytes`.
+    pub max_upload_bytes: Option<u64>,
+    /// Bytes of media all users together may store.
+    pub quota_bytes: Option<u64>,
+    /// Bytes of media each user may store.
+    pub user_quota_bytes: Option<u64>,
+    /// Whether `preview_url` fetches pages for this tenant's users (off unless the operator
+    /// turns it on, and the platform's `media.url_preview.enabled` too).
+    pub url_previews: bool,
+    /// The freeze of unauthenticated media (spec: Client-Server API, "Content repository"):
+    /// the deprecated `/_matrix/media/*` downloads serve only media stored before this time.
+    /// New tenants are frozen from their creation; `None` serves everything there.
+    pub unauthenticated_frozen_ts: Option<i64>,
+}
+
+impl MediaSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A cheap, clonable handle on a loaded tenant.
@@ -114,6 +143,11 @@ struct TenantInner {
     partial_rooms: PartialRooms,
     /// Backfilled history takes the stream positions below the lowest one at a time.
     backfill: tokio::sync::Mutex<()>,
+    /// Held while media records and the blob store's references change together, so a blob
+    /// is never released while a new record names it.
+    media_references: tokio::sync::Mutex<()>,
+    /// Woken when an upload's bytes are stored, for downloads waiting for them.
+    media_uploaded: tokio::sync::Notify,
     /// Loaded on first use; replaced when the key rotates.
     server_keys: RwLock<Option<Arc<ServerKeys>>>,
     record: RwLock<TenantInfo>,
@@ -162,6 +196,8 @@ impl Tenant {
             sender: Sender::default(),
             partial_rooms,
             backfill: tokio::sync::Mutex::new(()),
+            media_references: tokio::sync::Mutex::new(()),
+            media_uploaded: tokio::sync::Notify::new(),
             server_keys: RwLock::new(None),
             record: RwLock::new(record),
             store,
@@ -360,6 +396,25 @@ impl Tenant {
     /// Held while backfilled events take their stream positions.
     pub(crate) fn backfill_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.0.backfill
+    }
+
+    /// Held while media records and blob references change together.
+    pub(crate) fn media_references(&self) -> &tokio::sync::Mutex<()> {
+        &self.0.media_references
+    }
+
+    pub(crate) fn media_uploaded(&self) -> &tokio::sync::Notify {
+        &self.0.media_uploaded
+    }
+
+    /// The platform's URL preview fetcher, when previews are on.
+    pub(crate) fn previewer(&self) -> Result<Option<&crate::media::preview::Previewer>> {
+        self.0.runtime.previewer()
+    }
+
+    /// The platform's media blob store.
+    pub(crate) fn blobs(&self) -> Result<&crate::platform::blobs::BlobStore> {
+        self.0.runtime.blobs()
     }
 
     /// The platform's federation: transports and other servers' keys.

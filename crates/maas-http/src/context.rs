@@ -57,15 +57,15 @@ pub async fn enter(
     {
         return HttpError::from(e).into_response();
     }
-    let limits = &platform.config().limits;
-    if let Err(e) = refuse_announced_oversize(req.headers(), limits.max_request_bytes) {
+    let (body_limit, body_deadline) = body_bounds(platform, &tenant, req.uri().path());
+    if let Err(e) = refuse_announced_oversize(req.headers(), body_limit) {
         return e.into_response();
     }
-    let mut req = with_body_deadline(req, Duration::from_secs(limits.body_read_timeout_secs));
+    let mut req = with_body_deadline(req, body_deadline);
     let ip = client_ip(&req, platform.config().server.behind_proxy);
     let span = tracing::info_span!("request", tenant = %tenant.server_name(), method = %req.method(), path = %req.uri().path());
     let extensions = req.extensions_mut();
-    extensions.insert(BodyLimit(limits.max_request_bytes));
+    extensions.insert(BodyLimit(body_limit));
     extensions.insert(ClientIp(ip));
     extensions.insert(tenant);
     async move {
@@ -75,6 +75,21 @@ pub async fn enter(
     }
     .instrument(span)
     .await
+}
+
+/// How large a request's body may be and how long it may take to arrive: JSON bodies have
+/// `limits`; a media upload may be as large as the tenant's media allow, and take longer.
+fn body_bounds(platform: &Platform, tenant: &Tenant, path: &str) -> (usize, Duration) {
+    if crate::media::is_upload(path) {
+        let media = tenant.media();
+        let limit = usize::try_from(media.max_upload_bytes()).unwrap_or(usize::MAX);
+        return (limit, media.upload_timeout());
+    }
+    let limits = &platform.config().limits;
+    (
+        limits.max_request_bytes,
+        Duration::from_secs(limits.body_read_timeout_secs),
+    )
 }
 
 /// Discovery stays open while a tenant is suspended, so that clients and servers still find

@@ -166,6 +166,23 @@ impl From<Error> for HttpError {
             Error::RoomInUse => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", error.to_string()),
             Error::Unknown(m) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", m),
             Error::TooLarge(m) => Self::new(S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", m),
+            Error::RemoteTooLarge(m) => Self::new(S::BAD_GATEWAY, "M_TOO_LARGE", m),
+            Error::NotYetUploaded => {
+                Self::new(S::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED", error.to_string())
+            }
+            Error::CannotOverwriteMedia => {
+                Self::new(S::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA", error.to_string())
+            }
+            Error::ResourceLimitExceeded {
+                message,
+                admin_contact,
+            } => {
+                let mut e = Self::new(S::FORBIDDEN, "M_RESOURCE_LIMIT_EXCEEDED", message);
+                e.extra
+                    .insert("admin_contact".into(), Value::String(admin_contact));
+                e
+            }
+            Error::RequestTimeout(m) => Self::new(S::REQUEST_TIMEOUT, "M_UNKNOWN", m),
             Error::UserInUse => Self::new(S::BAD_REQUEST, "M_USER_IN_USE", error.to_string()),
             Error::UnknownToken => Self::unknown_token(),
             Error::UserDeactivated => {

@@ -9,6 +9,7 @@ mod context;
 mod error;
 mod extract;
 mod federation;
+mod media;
 mod operator;
 mod routes;
 mod ruma;

@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{self, CorsLayer};
 
 use crate::error::HttpError;
-use crate::{admin, client, context, federation, operator, well_known};
+use crate::{admin, client, context, federation, media, operator, well_known};
 
 pub(crate) type AppRouter = Router<Arc<Platform>>;
 
@@ -30,6 +30,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
     let by_host = client::routes()
         .merge(well_known::routes())
         .merge(admin::routes())
+        .merge(media::routes())
         .layer(from_fn_with_state(
             platform.clone(),
             context::tenant_by_host,

@@ -6,6 +6,7 @@ mod control;
 mod e2ee;
 mod export;
 mod federation;
+mod media;
 mod push;
 mod retention;
 mod rooms;

@@ -7,6 +7,7 @@ mod control;
 mod e2ee;
 mod export;
 mod federation;
+mod media;
 mod push;
 mod raw;
 mod retention;

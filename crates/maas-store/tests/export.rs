@@ -307,9 +307,12 @@ async fn bad_input_is_refused_and_nothing_is_written(fixture: &Fixture) {
     unknown_table[3].table = "sqlite_master".into();
     let mut unknown_column = exported.clone();
     unknown_column[1].columns[0] = "localpart\" TEXT); DROP TABLE users; --".into();
-    // A text where backup_keys (written last) wants an integer: everything before it rolls back.
+    // A text where backup_keys (written late) wants an integer: everything before it rolls back.
     let mut wrong_type = exported.clone();
-    let last = wrong_type.len() - 1;
+    let last = wrong_type
+        .iter()
+        .position(|t| t.table == "backup_keys")
+        .expect("backup_keys");
     let i = wrong_type[last]
         .columns
         .iter()

@@ -4,6 +4,7 @@
 pub mod fanout;
 pub mod federation;
 pub mod initial_sync;
+pub mod media;
 pub mod neighbours;
 pub mod register;
 pub mod remote_join;

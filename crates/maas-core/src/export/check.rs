@@ -20,9 +20,13 @@
 //!   private key too and could re-sign everything: these checks catch mistakes, not forgeries.)
 //! - `device_keys` and `cross_signing_keys`, every row: the key's `user_id` is the row's user
 //!   on the header's server (this is what a tenant without events still names its server by).
+//! - `media`, `remote_media` and `media_thumbnails`, every row: it names a blob by a SHA-256,
+//!   with the same size as every other row naming it; each blob the archive carries is one
+//!   they name, and comes once. A named blob that doesn't come is only warned about: an export
+//!   skips a blob deleted between its snapshot and the moment its bytes were read.
 //!
-//! Memory stays bounded: the keys, the distinct room versions, and the (server, key id) pairs
-//! already verified.
+//! Memory stays bounded: the keys, the distinct room versions, the (server, key id) pairs
+//! already verified, and the distinct blobs the media tables name (a digest and a size each).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,6 +39,7 @@ use ruma::signatures::{Ed25519KeyPair, PublicKeyMap, PublicKeySet, verify_event}
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::media::{BlobRef, blob_refs};
 use crate::store::TableRows;
 use crate::{Error, Result};
 
@@ -66,6 +71,16 @@ pub(crate) struct Consistency {
     /// Whether a signature by one of our key ids under another server name verified with our
     /// key: `(server, key id)`, checked once each.
     foreign_checked: HashMap<(String, String), bool>,
+    /// The blobs the media tables name, by SHA-256.
+    blobs: HashMap<String, NamedBlob>,
+}
+
+/// A blob the media tables name.
+struct NamedBlob {
+    /// The size their rows give it.
+    size: u64,
+    /// Whether the archive carried it.
+    came: bool,
 }
 
 impl Consistency {
@@ -76,6 +91,7 @@ impl Consistency {
             room_versions: Vec::new(),
             local_events: 0,
             foreign_checked: HashMap::new(),
+            blobs: HashMap::new(),
         }
     }
 
@@ -86,17 +102,73 @@ impl Consistency {
             "events" => self.events(chunk),
             "device_keys" => self.user_keys(chunk, "keys_json"),
             "cross_signing_keys" => self.user_keys(chunk, "key_json"),
+            "media" | "remote_media" | "media_thumbnails" => self.media(chunk),
             _ => Ok(()),
         }
     }
 
-    /// After the last chunk.
+    /// Blob `sha256` comes now: the size the media tables give it. Refused when none of them
+    /// names it (an archive carries a tenant's own media only) or when it came already.
+    pub(crate) fn blob(&mut self, sha256: &str) -> Result<u64> {
+        let Some(named) = self.blobs.get_mut(sha256) else {
+            return Err(Error::InvalidParam(format!(
+                "The archive is corrupted: it holds blob {sha256}, which none of its media \
+                 records names"
+            )));
+        };
+        if named.came {
+            return Err(Error::InvalidParam(format!(
+                "The archive is corrupted: it holds blob {sha256} twice"
+            )));
+        }
+        named.came = true;
+        Ok(named.size)
+    }
+
+    /// After the last chunk and blob.
     pub(crate) fn finish(&self) -> Result<()> {
         if self.keys.is_empty() {
             return Err(disagree(format!(
                 "it holds no signing key for {}",
                 self.server_name
             )));
+        }
+        // Not refused: the export skips blobs deleted after its snapshot, whose records it
+        // carries all the same. Those media are gone (a download finds no bytes), as they
+        // would have been on the old server.
+        let missing: Vec<&str> = self
+            .blobs
+            .iter()
+            .filter(|(_, named)| !named.came)
+            .map(|(sha256, _)| sha256.as_str())
+            .collect();
+        if let Some(first) = missing.first() {
+            tracing::warn!(
+                server_name = %self.server_name,
+                missing = missing.len(),
+                first,
+                "the archive lacks the bytes of some of its media"
+            );
+        }
+        Ok(())
+    }
+
+    /// Media records name blobs, and agree on their sizes.
+    fn media(&mut self, chunk: &TableRows) -> Result<()> {
+        for BlobRef { sha256, size } in blob_refs(chunk).map_err(disagree)? {
+            match self.blobs.get(sha256) {
+                Some(named) if named.size != size => {
+                    return Err(disagree(format!(
+                        "{} gives blob {sha256} {size} bytes, another media record {}",
+                        chunk.table, named.size
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    let named = NamedBlob { size, came: false };
+                    self.blobs.insert(sha256.to_owned(), named);
+                }
+            }
         }
         Ok(())
     }
@@ -393,6 +465,43 @@ mod tests {
             ]],
         );
         refused("a.test", &[keys_chunk(&ours), device], "@a:b.test");
+    }
+
+    #[test]
+    fn media_records_name_the_blobs_that_come() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let media = |table: &str, sha: &str, size: u64| {
+            chunk(
+                table,
+                &["media_id", "size", "sha256"],
+                vec![vec![json!("m"), json!(size), json!(sha)]],
+            )
+        };
+        let mut consistency = Consistency::new("a.test");
+        for c in [
+            keys_chunk(&key()),
+            media("media", &a, 5),
+            media("remote_media", &a, 5),
+            media("media_thumbnails", &b, 3),
+        ] {
+            consistency.chunk(&c).expect("consistent");
+        }
+        assert_eq!(consistency.blob(&a).expect("named"), 5);
+        let refused = |result: Result<u64>, word: &str| match result {
+            Err(Error::InvalidParam(m)) => assert!(m.contains(word), "{m:?} lacks {word:?}"),
+            other => panic!("{other:?}"),
+        };
+        refused(consistency.blob(&a), "twice");
+        refused(consistency.blob(&c), "none of its media records");
+        // Blob b never came: warned about, not refused.
+        consistency.finish().expect("finished");
+
+        let mut sizes = Consistency::new("a.test");
+        sizes.chunk(&media("media", &a, 5)).expect("first");
+        match sizes.chunk(&media("remote_media", &a, 6)) {
+            Err(Error::InvalidParam(m)) => assert!(m.contains("6 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

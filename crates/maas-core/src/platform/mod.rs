@@ -3,6 +3,7 @@
 //! and drops them again after an idle period, and carries out the operator's tenant changes.
 //! Its [`runtime`] holds the workers and limiters the tenants share.
 
+pub mod blobs;
 pub mod certificates;
 mod commit_threads;
 pub mod runtime;
@@ -20,7 +21,7 @@ use tokio::sync::OnceCell;
 use self::runtime::Runtime;
 use crate::config::Config;
 use crate::export::check::Consistency;
-use crate::export::read::ArchiveReader;
+use crate::export::read::{ArchiveReader, Entry, receive_blob};
 use crate::export::{ArchiveSource, TenantExport};
 use crate::store::{
     Backend, RegistrationPolicy, StoreError, TableImport, TenantInfo, TenantSettings,
@@ -114,6 +115,13 @@ pub struct TenantUpdate {
     /// together; refused unless they load and match.
     pub tls_certificate: Option<Option<String>>,
     pub tls_key: Option<Option<String>>,
+    pub media_max_upload_bytes: Option<Option<u64>>,
+    pub media_quota_bytes: Option<Option<u64>>,
+    pub media_user_quota_bytes: Option<Option<u64>>,
+    pub url_previews: Option<bool>,
+    /// `true` freezes unauthenticated media from now on (an existing freeze keeps its time);
+    /// `false` lifts the freeze.
+    pub freeze_unauthenticated_media: Option<bool>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -306,12 +314,20 @@ impl Platform {
                 )));
             }
         }
+        let created_ts = now_ms();
+        let mut settings = new.settings;
+        // A new homeserver starts with the freeze the spec asks of servers since v1.12: its
+        // media is for the authenticated endpoints only.
+        settings
+            .media
+            .unauthenticated_frozen_ts
+            .get_or_insert(created_ts);
         let record = TenantInfo {
             tenant_id: secrets::new_tenant_id(),
             server_name,
             hosts,
-            settings: new.settings,
-            created_ts: now_ms(),
+            settings,
+            created_ts,
         };
         self.backend
             .control()
@@ -506,7 +522,9 @@ impl Platform {
     }
 
     /// Opens (migrates) a new tenant database and writes the archive's rows into it as they
-    /// are read, committing once the archive ended well and agreed with itself.
+    /// are read, and its media into the blob store under the new tenant id, committing once
+    /// the archive ended well and agreed with itself. On failure the caller removes both
+    /// (`discard_import`).
     async fn fill_imported(
         &self,
         record: &TenantInfo,
@@ -515,7 +533,12 @@ impl Platform {
         let store = self.backend.open_tenant(&record.tenant_id).await?;
         let result = async {
             let mut import = store.begin_import().await?;
-            match copy_archive(reader, import.as_mut(), &record.server_name).await {
+            let target = ImportTarget {
+                import: import.as_mut(),
+                runtime: &self.runtime,
+                record,
+            };
+            match copy_archive(reader, target).await {
                 Ok(()) => import.commit().await.map_err(Error::from),
                 Err(e) => {
                     import.abort().await;
@@ -528,10 +551,23 @@ impl Platform {
         result
     }
 
-    /// Removes the storage of an import that failed; it never had a record or a handle.
+    /// Removes the storage and the media of an import that failed; it never had a record or a
+    /// handle.
     async fn discard_import(&self, tenant_id: &str) {
         if let Err(e) = self.backend.destroy_tenant(tenant_id).await {
             tracing::error!(tenant_id, error = %e, "could not remove a failed import");
+        }
+        self.remove_media(tenant_id).await;
+    }
+
+    /// Removes the tenant's references in the blob store, and the bytes no one else holds.
+    async fn remove_media(&self, tenant_id: &str) {
+        let removed = match self.runtime.blobs() {
+            Ok(blobs) => blobs.remove_tenant(tenant_id).await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            tracing::error!(tenant_id, error = %e, "could not delete tenant media");
         }
     }
 
@@ -547,6 +583,7 @@ impl Platform {
         if let Err(e) = self.backend.destroy_tenant(tenant_id).await {
             tracing::error!(tenant_id, error = %e, "could not delete tenant data");
         }
+        self.remove_media(tenant_id).await;
     }
 
     /// Drops the handles of tenants unused for the configured idle period, closing their
@@ -703,17 +740,41 @@ fn spawn_reaper(platform: Weak<Platform>) {
     });
 }
 
-/// Every chunk of the archive, checked and written; the archive's refusals as they are, the
-/// store's refusal of rows as "does not fit".
-async fn copy_archive(
-    reader: &mut ArchiveReader<'_>,
-    import: &mut dyn TableImport,
-    server_name: &str,
-) -> Result<()> {
-    let mut consistency = Consistency::new(server_name);
+/// Where an import writes: the new tenant's database transaction, and the blob store.
+struct ImportTarget<'a> {
+    import: &'a mut dyn TableImport,
+    runtime: &'a Runtime,
+    record: &'a TenantInfo,
+}
+
+/// Every chunk of the archive, checked and written, and every blob, checked and kept as the
+/// new tenant's; the archive's refusals as they are, the store's refusal of rows as "does not
+/// fit".
+async fn copy_archive(reader: &mut ArchiveReader<'_>, target: ImportTarget<'_>) -> Result<()> {
+    let ImportTarget {
+        import,
+        runtime,
+        record,
+    } = target;
+    let mut consistency = Consistency::new(&record.server_name);
     let refused = loop {
-        let Some(chunk) = reader.next_chunk().await? else {
-            break consistency.finish();
+        let chunk = match reader.next().await? {
+            None => break consistency.finish(),
+            Some(Entry::Chunk(chunk)) => chunk,
+            Some(Entry::Blob(sha256)) => {
+                // Only blobs the imported records name, each once, and only as many bytes as
+                // they say: the media tables come before any blob.
+                let kept = match consistency.blob(&sha256) {
+                    Ok(size) => {
+                        import_blob(reader, runtime, &record.tenant_id, &sha256, size).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = kept {
+                    break Err(e);
+                }
+                continue;
+            }
         };
         if let Err(e) = consistency.chunk(&chunk) {
             break Err(e);
@@ -737,6 +798,22 @@ async fn copy_archive(
         }
         other => other,
     }
+}
+
+/// Receives one blob of the archive and makes it the new tenant's. Kept before the import
+/// commits, as its records are written: if the import fails, `discard_import` removes the
+/// tenant's blobs with its database.
+async fn import_blob(
+    reader: &mut ArchiveReader<'_>,
+    runtime: &Runtime,
+    tenant_id: &str,
+    sha256: &str,
+    size: u64,
+) -> Result<()> {
+    let blobs = runtime.blobs()?;
+    let received = receive_blob(reader, blobs, sha256, size).await?;
+    blobs.keep(tenant_id, received).await?;
+    Ok(())
 }
 
 fn conflict(e: StoreError) -> Error {
@@ -771,6 +848,11 @@ fn check_settings(settings: &TenantSettings) -> Result<()> {
     }
     // The first admin is a user too, so 0 could never hold; closing registration is the
     // way to stop new users.
+    if settings.media.max_upload_bytes == Some(0) {
+        return Err(Error::InvalidParam(
+            "media max_upload_bytes must be at least 1".into(),
+        ));
+    }
     if settings.max_users == Some(0) {
         return Err(Error::InvalidParam(
             "max_users must be at least 1 (the admin counts); set registration to closed to stop new users".into(),
@@ -804,6 +886,7 @@ fn check_client_base_url(raw: &str) -> Result<()> {
 }
 
 fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
+    apply_media_settings(&mut settings.media, &update);
     if let Some(registration) = update.registration {
         settings.registration = registration;
     }
@@ -827,6 +910,28 @@ fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
     }
     if let Some(key) = update.tls_key {
         settings.tls_key = key;
+    }
+}
+
+fn apply_media_settings(media: &mut crate::tenants::MediaSettings, update: &TenantUpdate) {
+    if let Some(bytes) = update.media_max_upload_bytes {
+        media.max_upload_bytes = bytes;
+    }
+    if let Some(bytes) = update.media_quota_bytes {
+        media.quota_bytes = bytes;
+    }
+    if let Some(bytes) = update.media_user_quota_bytes {
+        media.user_quota_bytes = bytes;
+    }
+    if let Some(on) = update.url_previews {
+        media.url_previews = on;
+    }
+    match update.freeze_unauthenticated_media {
+        Some(true) if media.unauthenticated_frozen_ts.is_none() => {
+            media.unauthenticated_frozen_ts = Some(now_ms());
+        }
+        Some(false) => media.unauthenticated_frozen_ts = None,
+        _ => {}
     }
 }
 

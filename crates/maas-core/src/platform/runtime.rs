@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::blobs::BlobStore;
 use super::commit_threads::CommitThreads;
 use crate::config::Config;
 use crate::federation::Federation;
+use crate::media::preview::{PreviewConfig, Previewer};
 use crate::ratelimit::RateLimiter;
 use crate::{Error, Result};
 
@@ -19,6 +21,13 @@ pub struct Runtime {
     federation: Federation,
     /// `true` once the platform shuts down: waits that would outlast it (long-polls) end.
     shutting_down: watch::Sender<bool>,
+    /// Opened on first use, so a platform that never stores media makes no directory for it.
+    blobs: std::sync::OnceLock<BlobStore>,
+    blobs_opening: parking_lot::Mutex<()>,
+    media_root: std::path::PathBuf,
+    /// Built on first use: it reads the system's DNS configuration.
+    previewer: std::sync::OnceLock<Previewer>,
+    preview_config: PreviewConfig,
 }
 
 impl Runtime {
@@ -29,7 +38,32 @@ impl Runtime {
             limiter: RateLimiter::new(config.rate_limits.enabled),
             federation: Federation::new(&config.federation),
             shutting_down: watch::Sender::new(false),
+            blobs: std::sync::OnceLock::new(),
+            blobs_opening: parking_lot::Mutex::new(()),
+            media_root: config.server.data_dir.join("media"),
+            previewer: std::sync::OnceLock::new(),
+            preview_config: config.media.url_preview.clone(),
         }
+    }
+
+    /// The media blob store under `<data_dir>/media`.
+    pub(crate) fn blobs(&self) -> Result<&BlobStore> {
+        if let Some(blobs) = self.blobs.get() {
+            return Ok(blobs);
+        }
+        // Opening clears the store's temporary files: it must happen once, not once per
+        // racing first use (which would remove another's upload in progress).
+        let _opening = self.blobs_opening.lock();
+        if let Some(blobs) = self.blobs.get() {
+            return Ok(blobs);
+        }
+        let opened = BlobStore::open(&self.media_root).map_err(|e| {
+            Error::Internal(format!(
+                "cannot open the media store {}: {e}",
+                self.media_root.display()
+            ))
+        })?;
+        Ok(self.blobs.get_or_init(|| opened))
     }
 
     pub(crate) fn begin_shutdown(&self) {
@@ -38,6 +72,19 @@ impl Runtime {
 
     pub(crate) fn shutting_down(&self) -> watch::Receiver<bool> {
         self.shutting_down.subscribe()
+    }
+
+    /// The URL preview fetcher; `None` when the platform's previews are off.
+    pub(crate) fn previewer(&self) -> Result<Option<&Previewer>> {
+        if !self.preview_config.enabled {
+            return Ok(None);
+        }
+        if let Some(previewer) = self.previewer.get() {
+            return Ok(Some(previewer));
+        }
+        let built = Previewer::new(&self.preview_config)
+            .map_err(|e| Error::Internal(format!("cannot start URL previews: {e}")))?;
+        Ok(Some(self.previewer.get_or_init(|| built)))
     }
 
     pub(crate) fn commit_threads(&self) -> &CommitThreads {

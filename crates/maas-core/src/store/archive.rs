@@ -51,6 +51,10 @@ pub const TENANT_TABLES: &[&str] = &[
     "to_device_messages",
     "backup_versions",
     "backup_keys",
+    // Media metadata; the bytes it names are in the blob store (see `blob_references`).
+    "media",
+    "remote_media",
+    "media_thumbnails",
 ];
 
 /// Rows per chunk at most: what an archive's version 1 allows per line.

@@ -5,6 +5,7 @@
 mod archive;
 mod e2ee;
 mod federation;
+mod media;
 mod push;
 mod records;
 mod retention;
@@ -17,6 +18,7 @@ pub use archive::*;
 use async_trait::async_trait;
 pub use e2ee::*;
 pub use federation::*;
+pub use media::*;
 pub use push::*;
 pub use records::*;
 pub use retention::*;
@@ -100,7 +102,15 @@ pub trait ControlStore: Send + Sync {
 /// Everything one tenant (one homeserver) stores; its rooms through `RoomStore`.
 #[async_trait]
 pub trait TenantStore:
-    RoomStore + E2eeStore + PushStore + SyncStore + RetentionStore + FederationStore + Send + Sync
+    RoomStore
+    + E2eeStore
+    + PushStore
+    + SyncStore
+    + RetentionStore
+    + FederationStore
+    + MediaStore
+    + Send
+    + Sync
 {
     // Server signing keys.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;

@@ -4,6 +4,7 @@
 //! `openid/userinfo` passes `authentication` first; `/.well-known/matrix/server` is
 //! `well_known`'s.
 
+mod authenticated_media;
 mod authentication;
 mod destination;
 mod directory;
@@ -27,6 +28,7 @@ use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
     let signed = [
+        authenticated_media::routes,
         directory::routes,
         event::routes,
         keys::routes,

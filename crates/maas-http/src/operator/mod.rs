@@ -2,6 +2,7 @@
 //! tenants, their users and registration tokens. Not tenant-scoped; its own bearer token.
 //! What every operator endpoint shares lives here: the routes, the token check, JSON bodies.
 
+mod media;
 mod registration_tokens;
 mod tenants;
 mod users;
@@ -35,6 +36,7 @@ pub fn routes() -> AppRouter {
     // Importing makes a tenant from an archive, whose server name is inside the archive:
     // an action of the platform, outside the tenants' paths.
     let router = router.route(&format!("{PREFIX}/import"), post(tenants::import_tenant));
+    let router = media::routes(router);
     registration_tokens::routes(router)
 }
 

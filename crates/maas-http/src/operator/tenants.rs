@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use maas_core::Platform;
 use maas_core::export::StreamSource;
 use maas_core::platform::{NewTenant, TenantUpdate};
-use maas_core::tenants::{RegistrationPolicy, TenantInfo, TenantSettings};
+use maas_core::tenants::{MediaSettings, RegistrationPolicy, TenantInfo, TenantSettings};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
@@ -50,6 +50,14 @@ async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> 
         "federation_server": s.federation_server,
         "tls_certificate": s.tls_certificate,
         "tls_key": s.tls_key,
+        "media": {
+            "max_upload_bytes": tenant.media().max_upload_bytes(),
+            "quota_bytes": s.media.quota_bytes,
+            "user_quota_bytes": s.media.user_quota_bytes,
+            "url_previews": s.media.url_previews,
+            "unauthenticated_frozen_ts": s.media.unauthenticated_frozen_ts,
+            "usage_bytes": op(tenant.media().usage(None).await)?,
+        },
         "created_ts": record.created_ts,
         "user_count": user_count,
         "signing_key": signing_key,
@@ -89,6 +97,7 @@ async fn create_tenant(
             // Set with `PATCH`, which checks the files.
             tls_certificate: None,
             tls_key: None,
+            media: MediaSettings::default(),
         },
         admin_localpart: body.admin_localpart,
     };
@@ -143,6 +152,17 @@ struct PatchTenant {
     tls_certificate: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     tls_key: Option<Option<String>>,
+    /// The tenant's largest upload (never above the platform's); `null`: the platform's.
+    #[serde(default, deserialize_with = "nullable")]
+    media_max_upload_bytes: Option<Option<u64>>,
+    /// Bytes of media the tenant's users may store together; `null`: no quota.
+    #[serde(default, deserialize_with = "nullable")]
+    media_quota_bytes: Option<Option<u64>>,
+    /// Bytes of media each user may store; `null`: no quota.
+    #[serde(default, deserialize_with = "nullable")]
+    media_user_quota_bytes: Option<Option<u64>>,
+    url_previews: Option<bool>,
+    freeze_unauthenticated_media: Option<bool>,
 }
 
 /// `PATCH /_maas/operator/v1/tenants/{server_name}`
@@ -161,6 +181,11 @@ async fn update_tenant(
         federation_server: body.federation_server,
         tls_certificate: body.tls_certificate,
         tls_key: body.tls_key,
+        media_max_upload_bytes: body.media_max_upload_bytes,
+        media_quota_bytes: body.media_quota_bytes,
+        media_user_quota_bytes: body.media_user_quota_bytes,
+        url_previews: body.url_previews,
+        freeze_unauthenticated_media: body.freeze_unauthenticated_media,
     };
     let record = op(platform.update_tenant(&server_name, update).await)?;
     tracing::info!(server_name = %record.server_name, "tenant updated");

@@ -1,7 +1,8 @@
-//! The client commands (`maas tenant|user|token …`): each turns its arguments into one or a
+//! The client commands (`maas tenant|user|token|media …`): each turns its arguments into one or a
 //! few operator API calls and prints the answer, readable by default or as JSON (`--json`).
 
 mod archive;
+mod media;
 mod output;
 mod tenant;
 mod token;
@@ -56,6 +57,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Tenant(command) => tenant::run(&ctx, command).await,
         Command::User(command) => user::run(&ctx, command).await,
         Command::Token(command) => token::run(&ctx, command).await,
+        Command::Media(command) => media::run(&ctx, command).await,
         Command::Serve(_) => unreachable!("`serve` is dispatched by main"),
     }
 }

@@ -85,6 +85,32 @@ pub fn now_ms() -> i64 {
     i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Bytes in the largest binary unit they fill (`512 B`, `1.5 KiB`, `50 MiB`), the units the
+/// size flags take, with one decimal unless whole.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && bytes >= 1u64 << (10 * (unit + 1)) {
+        unit += 1;
+    }
+    // Tenths, rounded, in integers (exact for any u64); a value that rounds up to 1024 of a
+    // unit reads as 1 of the next.
+    let tenths_of = |unit: usize| {
+        let scale = 1u128 << (10 * unit);
+        (u128::from(bytes) * 10 + scale / 2) / scale
+    };
+    let mut tenths = tenths_of(unit);
+    if tenths >= 10_240 && unit + 1 < UNITS.len() {
+        unit += 1;
+        tenths = tenths_of(unit);
+    }
+    if tenths % 10 == 0 {
+        format!("{} {}", tenths / 10, UNITS[unit])
+    } else {
+        format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+    }
+}
+
 /// `"yes"`/`"no"` for a JSON boolean field (missing counts as false).
 pub fn yes_no(value: bool) -> String {
     if value { "yes".into() } else { "no".into() }
@@ -112,6 +138,20 @@ mod tests {
             table(&["K", "V"], &rows),
             "K    V\na    long value\nbbb  x\n"
         );
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(50 << 20), "50 MiB");
+        assert_eq!(size((1 << 30) + (1 << 29)), "1.5 GiB");
+        // Rounded to tenths, into the next unit when that reaches it.
+        assert_eq!(size(1126), "1.1 KiB");
+        assert_eq!(size((1 << 20) - 1), "1 MiB");
+        assert_eq!(size(u64::MAX), "16 EiB");
     }
 
     #[test]

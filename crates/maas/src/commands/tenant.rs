@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::output::{fields, table, timestamp, yes_no};
+use super::output::{fields, size, table, timestamp, yes_no};
 use super::{Ctx, tenant_path};
-use crate::cli::{TenantCommand, TenantCreateArgs, TenantSetArgs};
+use crate::cli::{SizeSetting, Switch, TenantCommand, TenantCreateArgs, TenantSetArgs};
 
 /// The operator API's tenant object, as far as the CLI shows it.
 #[derive(Debug, Default, Deserialize)]
@@ -30,8 +30,23 @@ pub struct Tenant {
     pub user_count: u64,
     /// The id of the key signing for the tenant now.
     pub signing_key: String,
+    /// Absent from servers older than the content repository; nothing is shown then.
+    pub media: Option<TenantMedia>,
     /// Present only in the answer to a create.
     pub admin: Option<CreatedAdmin>,
+}
+
+/// The tenant's content repository settings and what its users store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TenantMedia {
+    /// The limit in force: the tenant's own, or the platform's when lower or unset.
+    pub max_upload_bytes: u64,
+    pub quota_bytes: Option<u64>,
+    pub user_quota_bytes: Option<u64>,
+    pub url_previews: bool,
+    pub unauthenticated_frozen_ts: Option<i64>,
+    pub usage_bytes: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,7 +204,7 @@ fn tls_of(tenant: &Tenant) -> String {
 
 pub fn render_tenant(tenant: &Tenant) -> String {
     let or_default = |value: &Option<String>| value.clone().unwrap_or_else(|| "(default)".into());
-    fields(&[
+    let mut pairs = vec![
         ("Server name", tenant.server_name.clone()),
         ("Tenant id", tenant.tenant_id.clone()),
         ("Hosts", tenant.hosts.join(", ")),
@@ -202,7 +217,36 @@ pub fn render_tenant(tenant: &Tenant) -> String {
         ("TLS certificate", tls_of(tenant)),
         ("Signing key", tenant.signing_key.clone()),
         ("Created", timestamp(tenant.created_ts)),
-    ])
+    ];
+    if let Some(media) = &tenant.media {
+        pairs.extend(media_fields(media));
+    }
+    fields(&pairs)
+}
+
+fn media_fields(media: &TenantMedia) -> [(&'static str, String); 6] {
+    let quota = |bytes: Option<u64>| bytes.map_or_else(|| "none".into(), size);
+    let usage = match media.quota_bytes {
+        Some(quota) => format!("{} of {}", size(media.usage_bytes), size(quota)),
+        None => size(media.usage_bytes),
+    };
+    let frozen = match media.unauthenticated_frozen_ts {
+        Some(ts) => format!("frozen: only media stored before {}", timestamp(ts)),
+        None => "served (not frozen)".into(),
+    };
+    [
+        ("Media stored", usage),
+        ("Max upload size", size(media.max_upload_bytes)),
+        ("Media quota", quota(media.quota_bytes)),
+        ("User media quota", quota(media.user_quota_bytes)),
+        ("URL previews", on_off(media.url_previews)),
+        ("Unauthenticated media", frozen),
+    ]
+}
+
+/// The spelling of the `on|off` flags that set it.
+fn on_off(value: bool) -> String {
+    if value { "on".into() } else { "off".into() }
 }
 
 async fn set(ctx: &Ctx, args: TenantSetArgs) -> anyhow::Result<()> {
@@ -266,7 +310,33 @@ fn patch_body(args: TenantSetArgs) -> Map<String, Value> {
         body.insert("tls_certificate".into(), json!(absolute(certificate)));
         body.insert("tls_key".into(), json!(absolute(key)));
     }
+    let sizes = [
+        ("media_max_upload_bytes", args.max_upload_size),
+        ("media_quota_bytes", args.media_quota),
+        ("media_user_quota_bytes", args.user_media_quota),
+    ];
+    for (key, setting) in sizes {
+        insert_some(&mut body, key, setting.map(size_value));
+    }
+    let switches = [
+        ("url_previews", args.url_previews),
+        (
+            "freeze_unauthenticated_media",
+            args.freeze_unauthenticated_media,
+        ),
+    ];
+    for (key, switch) in switches {
+        insert_some(&mut body, key, switch.map(|s| json!(Switch::is_on(s))));
+    }
     body
+}
+
+/// A size, or `null` for `default`/`none`: the API's "no setting of the tenant's own".
+fn size_value(setting: SizeSetting) -> Value {
+    match setting {
+        SizeSetting::Bytes(bytes) => json!(bytes),
+        SizeSetting::Unset => Value::Null,
+    }
 }
 
 /// The server reads the files, maybe from another working directory: a path relative to ours
@@ -338,7 +408,70 @@ mod tests {
             tls_certificate: None,
             tls_key: None,
             no_tls_certificate: false,
+            max_upload_size: None,
+            media_quota: None,
+            user_media_quota: None,
+            url_previews: None,
+            freeze_unauthenticated_media: None,
         }
+    }
+
+    #[test]
+    fn media_settings_are_sent_as_bytes_or_null() {
+        let args = TenantSetArgs {
+            max_upload_size: Some(SizeSetting::Bytes(1 << 20)),
+            media_quota: Some(SizeSetting::Unset),
+            user_media_quota: Some(SizeSetting::Bytes(0)),
+            url_previews: Some(Switch::On),
+            freeze_unauthenticated_media: Some(Switch::Off),
+            ..set_args()
+        };
+        assert_eq!(
+            Value::Object(patch_body(args)),
+            json!({
+                "media_max_upload_bytes": 1_048_576,
+                "media_quota_bytes": null,
+                "media_user_quota_bytes": 0,
+                "url_previews": true,
+                "freeze_unauthenticated_media": false,
+            })
+        );
+        let args = TenantSetArgs {
+            max_upload_size: Some(SizeSetting::Unset),
+            ..set_args()
+        };
+        assert_eq!(
+            Value::Object(patch_body(args)),
+            json!({"media_max_upload_bytes": null})
+        );
+    }
+
+    #[test]
+    fn show_reads_media_sizes_in_units() {
+        let tenant: Tenant = serde_json::from_value(json!({
+            "server_name": "x.test",
+            "media": {
+                "max_upload_bytes": 52_428_800, "quota_bytes": 1_073_741_824,
+                "user_quota_bytes": null, "url_previews": false,
+                "unauthenticated_frozen_ts": 0, "usage_bytes": 1536
+            }
+        }))
+        .expect("tenant");
+        let out = render_tenant(&tenant);
+        for line in [
+            "Media stored:          1.5 KiB of 1 GiB\n",
+            "Max upload size:       50 MiB\n",
+            "Media quota:           1 GiB\n",
+            "User media quota:      none\n",
+            "URL previews:          off\n",
+            "Unauthenticated media: frozen: only media stored before 1970-01-01 00:00 UTC\n",
+        ] {
+            assert!(out.contains(line), "{line:?} missing:\n{out}");
+        }
+        // An answer without `media` (an older server) shows the rest.
+        let tenant: Tenant =
+            serde_json::from_value(json!({"server_name": "x.test"})).expect("tenant");
+        assert!(!render_tenant(&tenant).contains("Media"));
     }
 
     #[test]

@@ -513,3 +513,102 @@ async fn cli_url_without_scheme_and_flag_help() {
         "no help for --federation-server:\n{help}"
     );
 }
+
+/// Media settings given with size units reach the tenant in bytes, and `maas media` lists,
+/// quarantines and deletes an upload named by its content URI.
+#[tokio::test]
+async fn cli_media_settings_and_commands() {
+    let srv = TestServer::start_with(Options::default().with_generated_operator_token()).await;
+    let cli = Cli { srv: &srv };
+    srv.create_tenant("media.test", &["media.test"], "open")
+        .await;
+
+    cli.ok(&[
+        "tenant",
+        "set",
+        "media.test",
+        "--max-upload-size",
+        "1M",
+        "--media-quota",
+        "10M",
+    ])
+    .await;
+    let shown = cli.json(&["tenant", "show", "media.test"]).await;
+    let media = &shown["media"];
+    assert_eq!(media["max_upload_bytes"], 1_048_576, "{shown}");
+    assert_eq!(media["quota_bytes"], 10_485_760, "{shown}");
+    assert_eq!(media["user_quota_bytes"], Value::Null, "{shown}");
+    assert_eq!(media["usage_bytes"], 0, "{shown}");
+    let out = cli.ok(&["tenant", "show", "media.test"]).await;
+    assert!(
+        out.contains("1 MiB") && out.contains("0 B of 10 MiB"),
+        "readable sizes expected:\n{out}"
+    );
+
+    // An empty tenant lists nothing.
+    let listed = cli.json(&["media", "list", "media.test"]).await;
+    assert_eq!(listed["media"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed["usage_bytes"], 0, "{listed}");
+    let out = cli.ok(&["media", "list", "media.test"]).await;
+    assert!(out.starts_with("No media.\n"), "{out}");
+
+    // One upload: listed, quarantined, released, deleted, all by its content URI.
+    let alice = srv.register("media.test", "alice", "pw-alice-1").await;
+    let upload = srv
+        .on("media.test")
+        .as_user(&alice)
+        .builder(reqwest::Method::POST, "/_matrix/media/v3/upload")
+        .header("Content-Type", "text/plain")
+        .body(vec![7u8; 1500]);
+    let uploaded = TestServer::send(upload).await.ok();
+    let mxc = uploaded["content_uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{uploaded}"))
+        .to_owned();
+    let listed = cli
+        .json(&["media", "list", "media.test", "--user", "alice"])
+        .await;
+    assert_eq!(listed["media"][0]["content_uri"], mxc.as_str(), "{listed}");
+    assert_eq!(listed["usage_bytes"], 1500, "{listed}");
+    let out = cli.ok(&["media", "list", "media.test"]).await;
+    assert!(
+        out.contains(&mxc) && out.contains("1.5 KiB") && out.contains("stored"),
+        "{out}"
+    );
+    cli.ok(&["media", "quarantine", "media.test", &mxc]).await;
+    let listed = cli.json(&["media", "list", "media.test"]).await;
+    assert_eq!(listed["media"][0]["quarantined"], true, "{listed}");
+    cli.ok(&["media", "quarantine", "media.test", &mxc, "--release"])
+        .await;
+    let listed = cli.json(&["media", "list", "media.test"]).await;
+    assert_eq!(listed["media"][0]["quarantined"], false, "{listed}");
+    cli.ok(&["media", "delete", "media.test", &mxc]).await;
+    let listed = cli.json(&["media", "list", "media.test"]).await;
+    assert_eq!(listed["media"], serde_json::json!([]), "{listed}");
+
+    // Deleted media is unknown; a malformed URI is refused before any request.
+    let args = ["media", "delete", "media.test", &mxc];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "M_NOT_FOUND");
+    let args = ["media", "delete", "media.test", "media.test/abc"];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "not a content URI");
+
+    let purged = cli
+        .json(&["media", "purge-remote", "media.test", "--older-than", "30d"])
+        .await;
+    assert_eq!(purged["deleted"], 0, "{purged}");
+
+    // `none` and `default` go back to no quota and the platform's limit.
+    cli.ok(&[
+        "tenant",
+        "set",
+        "media.test",
+        "--media-quota",
+        "none",
+        "--max-upload-size",
+        "default",
+    ])
+    .await;
+    let media = &srv.get_tenant("media.test").await["media"];
+    assert_eq!(media["quota_bytes"], Value::Null, "{media}");
+    assert_eq!(media["max_upload_bytes"], 50 * 1024 * 1024, "{media}");
+}

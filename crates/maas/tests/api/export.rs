@@ -1,6 +1,7 @@
 //! Tenant export and import (operator API and CLI): a filled tenant — users, devices, tokens,
 //! a room with an edit and a redaction, account data, E2EE keys and a key backup — comes back
-//! whole after delete + import; damaged archives and conflicts are refused and change nothing.
+//! whole after delete + import; its media moves with it; damaged archives and conflicts are
+//! refused and change nothing.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
@@ -66,18 +67,23 @@ pub(crate) fn line_json(line: &[u8]) -> Value {
 pub(crate) fn with_valid_trailer(lines: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut tables = std::collections::HashSet::new();
-    let mut rows = 0;
+    let (mut rows, mut blobs) = (0, 0);
     for (i, line) in lines.iter().enumerate() {
         if i > 0 {
-            let chunk = line_json(line);
-            tables.insert(chunk["table"].as_str().expect("table").to_owned());
-            rows += chunk["rows"].as_array().expect("rows").len();
+            let line = line_json(line);
+            if line.get("blob").is_some() {
+                blobs += usize::from(line["last"] == true);
+            } else {
+                tables.insert(line["table"].as_str().expect("table").to_owned());
+                rows += line["rows"].as_array().expect("rows").len();
+            }
         }
         out.extend_from_slice(line);
         out.push(b'\n');
     }
     let sha256 = hex::encode(Sha256::digest(&out));
-    let trailer = json!({"end": true, "tables": tables.len(), "rows": rows, "sha256": sha256});
+    let trailer = json!({"end": true, "tables": tables.len(), "rows": rows, "blobs": blobs,
+                         "sha256": sha256});
     out.extend_from_slice(trailer.to_string().as_bytes());
     out.push(b'\n');
     out
@@ -295,7 +301,7 @@ async fn a_tenant_comes_back_whole_after_delete_and_import() {
     let archive_lines = lines(&archive);
     let header = line_json(archive_lines[0]);
     assert_eq!(header["format"], "maas-tenant-export", "{header}");
-    assert_eq!(header["version"], 1, "{header}");
+    assert_eq!(header["version"], 2, "{header}");
     assert_eq!(header["tenant"]["server_name"], name, "{header}");
     assert_eq!(header["tenant"]["hosts"], json!([name]), "{header}");
     let trailer = line_json(archive_lines[archive_lines.len() - 1]);
@@ -559,7 +565,7 @@ async fn importing_over_a_tenant_needs_replace() {
 
 /// Every row of an archive by table, as `{column: value}` maps in a fixed order, booleans as
 /// the integers SQLite stores: archives of the same rows from either backend compare equal
-/// (their column order and text collation may differ).
+/// (their column order and text collation may differ). Blob lines are left out.
 fn rows_by_table(archive: &[u8]) -> std::collections::BTreeMap<String, Vec<String>> {
     fn booleans_as_integers(value: &mut Value) {
         match value {
@@ -573,6 +579,9 @@ fn rows_by_table(archive: &[u8]) -> std::collections::BTreeMap<String, Vec<Strin
     let mut tables = std::collections::BTreeMap::<String, Vec<String>>::new();
     for line in &all[1..all.len() - 1] {
         let mut chunk = line_json(line);
+        if chunk.get("blob").is_some() {
+            continue;
+        }
         booleans_as_integers(&mut chunk);
         let columns: Vec<String> = chunk["columns"]
             .as_array()
@@ -792,4 +801,157 @@ async fn cli_moves_a_tenant_to_another_server() {
     assert!(err.starts_with("error: M_INVALID_PARAM: "), "{err}");
     assert!(err.contains("truncated"), "{err}");
     api.as_user(&erin).whoami().await.ok();
+}
+
+/// `len` bytes that neither repeat nor compress: SHA-256 digests of a counter.
+fn noise(len: usize, seed: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(&Sha256::digest(format!("{seed}/{i}")));
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// `POST /_matrix/media/v3/upload` of `bytes` as `image/png`; the media id.
+async fn upload_png(api: &Api<'_>, server_name: &str, bytes: &[u8]) -> String {
+    let builder = api
+        .builder(Method::POST, "/_matrix/media/v3/upload?filename=noise.png")
+        .header("content-type", "image/png")
+        .body(bytes.to_vec());
+    let uploaded = TestServer::send(builder).await.ok();
+    let uri = uploaded["content_uri"].as_str().expect("content_uri");
+    uri.strip_prefix(&format!("mxc://{server_name}/"))
+        .unwrap_or_else(|| panic!("{uri} is not of {server_name}"))
+        .to_owned()
+}
+
+/// `GET /_matrix/client/v1/media/download/{server_name}/{media_id}`: status, content type and
+/// bytes.
+async fn download(api: &Api<'_>, server_name: &str, media_id: &str) -> (u16, String, Vec<u8>) {
+    let path = format!("/_matrix/client/v1/media/download/{server_name}/{media_id}");
+    let resp = api
+        .builder(Method::GET, &path)
+        .send()
+        .await
+        .expect("download request");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = resp.bytes().await.expect("download body").to_vec();
+    (status, content_type, bytes)
+}
+
+/// The blob lines of an archive.
+fn blob_lines(archive: &[u8]) -> Vec<Value> {
+    lines(archive)
+        .iter()
+        .map(|l| line_json(l))
+        .filter(|l| l.get("blob").is_some())
+        .collect()
+}
+
+/// The tenants holding media in a server's blob store (`<data_dir>/media/tenants/<id>`).
+fn media_tenants(srv: &TestServer) -> usize {
+    std::fs::read_dir(srv.data_dir.join("media/tenants")).map_or(0, |dir| dir.count())
+}
+
+#[tokio::test]
+async fn media_travels_with_the_tenant() {
+    let old = TestServer::start_with(Options::default().on_backend(TestBackend::Sqlite)).await;
+    let new = TestServer::start_with(Options::default().on_backend(TestBackend::Postgres)).await;
+    let name = "media-move.test";
+    old.create_tenant(name, &[name], "open").await;
+    let alice = user(&old, name, name, "alice").await;
+    let api = old.on(name).as_user(&alice);
+    // A file that takes several archive lines; a small one uploaded twice (one blob, two
+    // media); and a media id whose bytes never came (a record without a blob).
+    let large = noise(2 * 1024 * 1024 + 17, "large");
+    let small = noise(1000, "small");
+    let large_id = upload_png(&api, name, &large).await;
+    let small_ids = [
+        upload_png(&api, name, &small).await,
+        upload_png(&api, name, &small).await,
+    ];
+    let pending = api.post("/_matrix/media/v1/create", json!({})).await.ok();
+    assert!(pending["content_uri"].is_string(), "{pending}");
+
+    let archive = export(&old, name).await;
+    let all = lines(&archive);
+    assert_eq!(line_json(all[0])["version"], 2);
+    assert!(
+        all.iter().all(|l| l.len() < (1 << 20) + 1024),
+        "an archive line much longer than 1 MiB"
+    );
+    let pieces = blob_lines(&archive);
+    let mut digests = [
+        hex::encode(Sha256::digest(&large)),
+        hex::encode(Sha256::digest(&small)),
+    ];
+    digests.sort();
+    let whole: Vec<&str> = pieces
+        .iter()
+        .filter(|l| l["last"] == true)
+        .map(|l| l["blob"].as_str().expect("blob"))
+        .collect();
+    assert_eq!(whole, digests);
+    // 2 MiB in pieces of at most 768 KiB, and the small file.
+    assert_eq!(pieces.len(), 3 + 1);
+    assert_eq!(line_json(all[all.len() - 1])["blobs"], 2);
+
+    import_raw(&new, &archive, "").await.ok();
+    // Untouched, the imported tenant exports the same media, on the other backend.
+    assert!(blob_lines(&export(&new, name).await) == pieces);
+
+    // Someone who logs in on the new server downloads the same bytes under the same URIs.
+    let fresh = new.login(name, "alice", "pw-alice-1").await;
+    let new_api = new.on(name).as_user(&fresh);
+    for (id, bytes) in [
+        (&large_id, &large),
+        (&small_ids[0], &small),
+        (&small_ids[1], &small),
+    ] {
+        let (status, content_type, got) = download(&new_api, name, id).await;
+        assert_eq!(status, 200, "media {id}");
+        assert_eq!(content_type, "image/png", "media {id}");
+        assert!(
+            got == *bytes,
+            "media {id}: {} bytes, not the {} uploaded",
+            got.len(),
+            bytes.len()
+        );
+    }
+
+    // Bytes that aren't the blob's, behind a valid checksum: refused, and the failed import
+    // leaves no media behind (the first blob was kept before the second was refused); the
+    // tenant it would have replaced keeps its own.
+    let mut damaged: Vec<Vec<u8>> = all.iter().map(|l| l.to_vec()).collect();
+    damaged.pop();
+    let at = damaged
+        .iter()
+        .position(|l| line_json(l)["blob"] == digests[1].as_str())
+        .expect("a blob line");
+    let mut line = line_json(&damaged[at]);
+    let data = line["data"].as_str().expect("data");
+    let flipped = if data.starts_with('A') { "B" } else { "A" };
+    line["data"] = json!(format!("{flipped}{}", &data[1..]));
+    damaged[at] = line.to_string().into_bytes();
+    assert_eq!(media_tenants(&new), 1);
+    let resp = import_raw(&new, &with_valid_trailer(&damaged), "?replace=true").await;
+    assert_error(&resp, 400, "M_INVALID_PARAM");
+    let error = resp.body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("corrupted") && error.contains(&digests[1]),
+        "{error}"
+    );
+    assert_eq!(media_tenants(&new), 1);
+    let (status, _, got) = download(&new_api, name, &large_id).await;
+    assert_eq!(status, 200);
+    assert!(got == large);
 }

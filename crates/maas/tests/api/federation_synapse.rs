@@ -3,8 +3,9 @@
 //! CA. A Synapse user joins a maas room and a maas user joins a Synapse room, both by alias;
 //! messages, state, redactions, typing and history cross both ways; and matrix-sdk clients on
 //! both servers hold an encrypted conversation (keys, one-time keys and to-device messages
-//! across the servers). It runs once, on the SQLite pass: what it checks does not depend on
-//! the storage backend.
+//! across the servers). Media cross too: each server's users download and thumbnail the
+//! other's uploads, fetched over federation (multipart/mixed both ways). It runs once, on the
+//! SQLite pass: what it checks does not depend on the storage backend.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::e2ee_sdk::{accept_invite, create_encrypted_room, send_text};
 use crate::e2ee_support::*;
 use crate::federation_tls::Pki;
 use crate::harness::*;
+use crate::media::{Downloaded, dimensions, download, png, upload};
 use crate::synapse_peer::{Synapse, SynapseUser};
 
 /// Tries `check` every 100 ms for 15 s.
@@ -330,6 +332,98 @@ async fn synapse_and_maas_users_share_rooms_both_ways() {
             })
         })
     });
+
+    media_crosses_both_ways(&srv, &maas_name, &synapse, &alice, &sam).await;
+}
+
+/// The server name and media id of an `mxc://` URI.
+fn mxc_parts(uri: &str) -> (String, String) {
+    let rest = uri.strip_prefix("mxc://").expect("an mxc URI");
+    let (server, id) = rest.split_once('/').expect("mxc://server/id");
+    (server.to_owned(), id.to_owned())
+}
+
+#[track_caller]
+fn assert_downloaded(d: &Downloaded, what: &str) {
+    assert_eq!(
+        d.status,
+        200,
+        "{what}: {}",
+        String::from_utf8_lossy(&d.bytes[..d.bytes.len().min(500)])
+    );
+}
+
+/// Each side downloads and thumbnails the other's upload through its own homeserver, which
+/// fetches it from the origin with the federation media endpoints: maas's multipart answers
+/// parsed by Synapse, and Synapse's by maas.
+async fn media_crosses_both_ways(
+    srv: &TestServer,
+    maas_name: &str,
+    synapse: &Synapse,
+    alice: &Session,
+    sam: &SynapseUser,
+) {
+    // Alice's picture, read by sam through Synapse.
+    let picture = png(640, 480);
+    let as_alice = srv.on("maas.test").as_user(alice);
+    let up = upload(&as_alice, picture.clone(), "image/png", Some("maas.png")).await;
+    let uri = up.resp.ok()["content_uri"]
+        .as_str()
+        .expect("content_uri")
+        .to_owned();
+    let (server, media_id) = mxc_parts(&uri);
+    assert_eq!(server, maas_name, "{uri}");
+    let d = synapse
+        .download(
+            sam,
+            &format!("/_matrix/client/v1/media/download/{maas_name}/{media_id}"),
+        )
+        .await;
+    assert_downloaded(&d, "sam downloading alice's picture through Synapse");
+    assert!(d.bytes == picture, "sam's copy differs from alice's upload");
+    assert_eq!(d.header("content-type"), "image/png");
+    let d = synapse
+        .download(
+            sam,
+            &format!(
+                "/_matrix/client/v1/media/thumbnail/{maas_name}/{media_id}\
+                 ?width=96&height=96&method=crop"
+            ),
+        )
+        .await;
+    assert_downloaded(&d, "sam's thumbnail of alice's picture through Synapse");
+    // Synapse may cut it from the original it fetched or ask maas for it; either way a
+    // thumbnail is an image at least as large as the box asked for and smaller than the
+    // original, cropped to the box's shape.
+    let (width, height) = dimensions(&d.bytes);
+    assert!(
+        width == height && (96..640).contains(&width),
+        "a {width}x{height} thumbnail for a 96x96 crop"
+    );
+
+    // Sam's picture, read by alice through maas.
+    let uri = synapse.upload(sam, picture.clone(), "image/png").await;
+    let (server, media_id) = mxc_parts(&uri);
+    assert_eq!(server, synapse.server_name, "{uri}");
+    let d = download(
+        &as_alice,
+        &format!("/_matrix/client/v1/media/download/{server}/{media_id}"),
+    )
+    .await;
+    assert_downloaded(&d, "alice downloading sam's picture through maas");
+    assert!(d.bytes == picture, "alice's copy differs from sam's upload");
+    assert_eq!(d.header("content-type"), "image/png");
+    // maas scales the original it fetched: 640x480 fits 320x240 exactly.
+    let d = download(
+        &as_alice,
+        &format!(
+            "/_matrix/client/v1/media/thumbnail/{server}/{media_id}\
+             ?width=320&height=240&method=scale"
+        ),
+    )
+    .await;
+    assert_downloaded(&d, "alice's thumbnail of sam's picture through maas");
+    assert_eq!(dimensions(&d.bytes), (320, 240));
 }
 
 /// A matrix-sdk client logged in as `user` on `homeserver`; `maas.test` resolves to loopback.

@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 
 use crate::federation_tls::Files;
 use crate::harness::{enc, http_client};
+use crate::media::Downloaded;
 
 /// The address Synapse's federation listener binds; maas tenants use 127.0.0.1.
 const SYNAPSE_IP: &str = "127.0.0.3";
@@ -237,6 +238,53 @@ impl Synapse {
             self.log()
         );
         value
+    }
+
+    /// Uploads `bytes` as `user` (`POST /_matrix/media/v3/upload`); returns the `mxc://` URI.
+    pub(crate) async fn upload(
+        &self,
+        user: &SynapseUser,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> String {
+        let response = http_client()
+            .post(format!("{}/_matrix/media/v3/upload", self.client_url))
+            .bearer_auth(&user.token)
+            .header("Content-Type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .expect("Synapse answers");
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "Synapse answered {status} to the upload: {value}\n{}",
+            self.log()
+        );
+        value["content_uri"]
+            .as_str()
+            .expect("content_uri")
+            .to_owned()
+    }
+
+    /// A GET as `user`, unparsed: media downloads are bytes, and their failures are checked
+    /// by the caller, which reports Synapse's log with them.
+    pub(crate) async fn download(&self, user: &SynapseUser, path: &str) -> Downloaded {
+        let response = http_client()
+            .get(format!("{}{path}", self.client_url))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("Synapse answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("download body").to_vec();
+        Downloaded {
+            status,
+            headers,
+            bytes,
+        }
     }
 
     /// The message bodies of a room as `user` reads them on Synapse, oldest first.
