@@ -321,10 +321,18 @@ pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
 
 /// The resolver's failure among `error`'s causes, if that is why it failed.
 fn resolve_failure<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a ResolveFailure> {
+    cause_of_type(error)
+}
+
+/// The first of `error`'s causes (itself included) that is a `T`: how a resolver's own
+/// failure is found again under the HTTP client's errors.
+pub(crate) fn cause_of_type<'a, T: StdError + 'static>(
+    error: &'a (dyn StdError + 'static),
+) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(failure) = error.downcast_ref::<ResolveFailure>() {
-            return Some(failure);
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
         }
         current = error.source();
     }

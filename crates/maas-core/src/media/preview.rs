@@ -17,7 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use url::Url;
 
 use crate::federation::discovery::{Dns, SystemDns};
-use crate::federation::network::{error_chain, is_public_address};
+use crate::federation::network::{cause_of_type, error_chain, is_public_address};
 
 const USER_AGENT: &str = concat!("maas/", env!("CARGO_PKG_VERSION"), " (URL preview bot)");
 
@@ -468,14 +468,7 @@ fn fetch_error(error: reqwest::Error) -> PreviewError {
 }
 
 fn resolve_failure<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a ResolveFailure> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(failure) = error.downcast_ref::<ResolveFailure>() {
-            return Some(failure);
-        }
-        current = error.source();
-    }
-    None
+    cause_of_type(error)
 }
 
 /// A `Content-Type`: its essence in lower case, and its charset.

@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 
 use super::Media;
 use super::preview::PreviewError;
-use crate::store::{MediaQuota, MediaRecord};
-use crate::{Error, Result, now_ms};
+use super::upload::{Upload, stored_record};
+use crate::store::MediaQuota;
+use crate::{Error, Result};
 
 impl Media<'_> {
     /// The preview of `url` for `user`; refused unless both the platform and the tenant turned
@@ -48,19 +49,11 @@ impl Media<'_> {
         bytes: Vec<u8>,
     ) -> Result<(String, u64)> {
         let received = self.blobs()?.receive_bytes(Bytes::from(bytes)).await?;
-        let now = now_ms();
-        let record = MediaRecord {
-            media_id: super::new_media_id(),
-            uploader: user.to_string(),
-            content_type: Some(content_type.to_owned()),
+        let upload = Upload {
+            content_type: Some(content_type),
             file_name: None,
-            size: received.size,
-            sha256: Some(received.sha256.clone()),
-            created_ts: now,
-            last_access_ts: now,
-            expires_ts: None,
-            quarantined: false,
         };
+        let record = stored_record(user, &upload, &received);
         let store = self.tenant.store();
         self.keep_received(received, || {
             store.insert_media(&record, MediaQuota::default())

@@ -39,19 +39,7 @@ impl Media<'_> {
         self.take_upload_turn(uploader)?;
         let uploader = &uploader.user_id;
         let received = self.blobs()?.receive(body, self.max_upload_bytes()).await?;
-        let now = now_ms();
-        let record = MediaRecord {
-            media_id: new_media_id(),
-            uploader: uploader.to_string(),
-            content_type: upload.content_type.map(str::to_owned),
-            file_name: upload.file_name.map(str::to_owned),
-            size: received.size,
-            sha256: Some(received.sha256.clone()),
-            created_ts: now,
-            last_access_ts: now,
-            expires_ts: None,
-            quarantined: false,
-        };
+        let record = stored_record(uploader, &upload, &received);
         let quota = self.quota();
         let store = self.tenant.store();
         let inserted = self
@@ -209,6 +197,27 @@ impl Media<'_> {
             self.blobs()?.release(&self.tenant_id(), sha256).await?;
         }
         Ok(())
+    }
+}
+
+/// The record of a whole upload of `received`, made now under a new media id.
+pub(super) fn stored_record(
+    uploader: &UserId,
+    upload: &Upload<'_>,
+    received: &Received,
+) -> MediaRecord {
+    let now = now_ms();
+    MediaRecord {
+        media_id: new_media_id(),
+        uploader: uploader.to_string(),
+        content_type: upload.content_type.map(str::to_owned),
+        file_name: upload.file_name.map(str::to_owned),
+        size: received.size,
+        sha256: Some(received.sha256.clone()),
+        created_ts: now,
+        last_access_ts: now,
+        expires_ts: None,
+        quarantined: false,
     }
 }
 

@@ -2,10 +2,8 @@
 //! room's, and sends it as `m.image`; Bob finds all three and downloads the bytes and a
 //! thumbnail of the size he asked for, through the authenticated endpoints.
 
-use std::future::{Future, IntoFuture};
-use std::time::Duration;
+use std::future::IntoFuture;
 
-use matrix_sdk::Client;
 use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings};
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
@@ -16,30 +14,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::media::{dimensions, png};
-
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} timed out"))
-}
-
-async fn sdk_login(port: u16, user: &str, password: &str) -> Client {
-    let client = bounded(
-        "building client",
-        Client::builder()
-            .homeserver_url(format!("http://localhost:{port}"))
-            .build(),
-    )
-    .await
-    .expect("building client");
-    bounded(
-        "login",
-        client.matrix_auth().login_username(user, password).send(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("login of {user}: {e}"));
-    client
-}
+use crate::sdk_rooms::{bounded, sdk_login};
 
 fn plain(uri: &OwnedMxcUri, format: MediaFormat) -> MediaRequestParameters {
     MediaRequestParameters {

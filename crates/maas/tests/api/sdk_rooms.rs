@@ -25,13 +25,13 @@ use crate::room_support::*;
 
 const MESSAGES: usize = 100;
 
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
+pub(crate) async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(30), f)
         .await
         .unwrap_or_else(|_| panic!("{what} timed out"))
 }
 
-async fn sdk_login(port: u16, user: &str, password: &str) -> Client {
+pub(crate) async fn sdk_login(port: u16, user: &str, password: &str) -> Client {
     let client = bounded(
         "building client",
         Client::builder()
