@@ -407,6 +407,11 @@ impl Tenant {
         &self.0.media_uploaded
     }
 
+    /// A turn at making a thumbnail, shared by all tenants.
+    pub(crate) async fn thumbnail_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.0.runtime.thumbnail_turn().await
+    }
+
     /// The platform's URL preview fetcher, when previews are on.
     pub(crate) fn previewer(&self) -> Result<Option<&crate::media::preview::Previewer>> {
         self.0.runtime.previewer()

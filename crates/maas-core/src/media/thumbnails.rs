@@ -29,16 +29,7 @@ impl Media<'_> {
             ..request
         };
         let kept = self
-            .tenant
-            .store()
-            .thumbnail(
-                &source.origin,
-                &source.media_id,
-                width,
-                height,
-                sized.method.as_str(),
-                sized.animated,
-            )
+            .kept_thumbnail(&source.origin, &source.media_id, &sized)
             .await?;
         let record = match kept {
             Some(record) => record,
@@ -56,6 +47,26 @@ impl Media<'_> {
         })
     }
 
+    async fn kept_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        request: &Request,
+    ) -> Result<Option<ThumbnailRecord>> {
+        Ok(self
+            .tenant
+            .store()
+            .thumbnail(
+                origin,
+                media_id,
+                request.width,
+                request.height,
+                request.method.as_str(),
+                request.animated,
+            )
+            .await?)
+    }
+
     /// Makes and keeps the thumbnail of `source` at `request`'s (standard) size. When the
     /// original is already small enough, the record names the original's bytes.
     async fn make_thumbnail(&self, source: &Source, request: Request) -> Result<ThumbnailRecord> {
@@ -67,7 +78,16 @@ impl Media<'_> {
             ..Limits::default()
         };
         let content_type = source.content_type.clone();
+        let turn = self.tenant.thumbnail_turn().await?;
+        // Requests for the same thumbnail queue behind the one making it: they serve its.
+        if let Some(made) = self
+            .kept_thumbnail(&source.origin, &source.media_id, &request)
+            .await?
+        {
+            return Ok(made);
+        }
         let made = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let bytes = std::fs::read(&path)?;
             Ok::<_, std::io::Error>(thumbnail::make(
                 &bytes,
@@ -115,15 +135,7 @@ impl Media<'_> {
             return Ok(record);
         }
         // Made at the same time by another request: serve the one that was kept.
-        store
-            .thumbnail(
-                &record.origin,
-                &record.media_id,
-                record.width,
-                record.height,
-                &record.method,
-                record.animated,
-            )
+        self.kept_thumbnail(&record.origin, &record.media_id, &request)
             .await?
             .ok_or_else(|| Error::Internal("a kept thumbnail went missing".into()))
     }

@@ -28,6 +28,9 @@ pub struct Runtime {
     /// Built on first use: it reads the system's DNS configuration.
     previewer: std::sync::OnceLock<Previewer>,
     preview_config: PreviewConfig,
+    /// Thumbnails being made at once, one per CPU across all tenants: decoding a large image
+    /// takes a core and up to its pixels' worth of memory, so a burst queues here.
+    thumbnailing: Arc<Semaphore>,
 }
 
 impl Runtime {
@@ -43,6 +46,9 @@ impl Runtime {
             media_root: config.server.data_dir.join("media"),
             previewer: std::sync::OnceLock::new(),
             preview_config: config.media.url_preview.clone(),
+            thumbnailing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            )),
         }
     }
 
@@ -72,6 +78,15 @@ impl Runtime {
 
     pub(crate) fn shutting_down(&self) -> watch::Receiver<bool> {
         self.shutting_down.subscribe()
+    }
+
+    /// A turn at making a thumbnail, held while it is made.
+    pub(crate) async fn thumbnail_turn(&self) -> Result<OwnedSemaphorePermit> {
+        self.thumbnailing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(format!("thumbnail turns unavailable: {e}")))
     }
 
     /// The URL preview fetcher; `None` when the platform's previews are off.
