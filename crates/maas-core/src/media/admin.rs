@@ -10,6 +10,12 @@ use crate::{Error, Result};
 /// Remote media removed per batch of a purge.
 const PURGE_BATCH: u32 = 100;
 
+/// Records read per store call by [`Media::all_of`].
+const ALL_OF_BATCH: u32 = 1000;
+
+/// The most uploads [`Media::all_of`] returns: it holds them in memory at once.
+const ALL_OF_MAX: usize = 100_000;
+
 /// One local upload, as administrators see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaInfo {
@@ -24,6 +30,29 @@ pub struct MediaInfo {
     pub quarantined: bool,
     /// The id was created and its bytes have not come.
     pub pending: bool,
+}
+
+/// One piece of media, local or a cached copy of another server's, with what only a look at
+/// that one piece tells (Synapse admin API: "Query a piece of media by ID").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaDetails {
+    /// The server that holds the original: the tenant's own for its uploads.
+    pub origin: String,
+    pub media_id: String,
+    /// Who uploaded it; `None` for another server's media.
+    pub uploader: Option<String>,
+    pub content_type: Option<String>,
+    pub file_name: Option<String>,
+    pub size: u64,
+    /// Uploaded, or, for another server's media, fetched into the cache.
+    pub created_ts: i64,
+    pub last_access_ts: i64,
+    pub quarantined: bool,
+    /// Lower-case hex SHA-256 of the bytes; `None` while an upload is pending.
+    pub sha256: Option<String>,
+    /// Stored since the tenant froze unauthenticated media: served by the authenticated
+    /// endpoints only.
+    pub authenticated: bool,
 }
 
 /// What a purge of the remote cache removed.
@@ -57,6 +86,79 @@ impl Media<'_> {
             .flatten();
         let infos = records.into_iter().map(|r| self.info(r)).collect();
         Ok((infos, next))
+    }
+
+    /// Every upload of `uploader`, oldest first, at most the oldest [`ALL_OF_MAX`]: for the
+    /// Synapse admin API, whose pages are offsets into orders the store has no index for.
+    /// Beyond the bound the newer uploads are left out rather than the call refused, so that
+    /// deleting page after page still reaches them.
+    pub async fn all_of(&self, uploader: &UserId) -> Result<Vec<MediaInfo>> {
+        let store = self.tenant.store();
+        let mut all = Vec::new();
+        let mut cursor = None;
+        while all.len() < ALL_OF_MAX {
+            let records = store
+                .list_media(Some(uploader.as_str()), cursor.as_ref(), ALL_OF_BATCH)
+                .await?;
+            let done = records.len() < ALL_OF_BATCH as usize;
+            cursor = records.last().map(|r| (r.created_ts, r.media_id.clone()));
+            all.extend(records.into_iter().map(|r| self.info(r)));
+            if done {
+                break;
+            }
+        }
+        all.truncate(ALL_OF_MAX);
+        Ok(all)
+    }
+
+    /// One piece of media: the tenant's upload when `origin` is its server name, else its
+    /// cached copy of another server's; `None` when there is none.
+    pub async fn details(&self, origin: &str, media_id: &str) -> Result<Option<MediaDetails>> {
+        check_media_id(media_id)?;
+        let store = self.tenant.store();
+        let details = if origin == self.tenant.server_name().as_str() {
+            store.media(media_id).await?.map(|r| MediaDetails {
+                origin: origin.to_owned(),
+                authenticated: self.stored_frozen(r.created_ts),
+                media_id: r.media_id,
+                uploader: Some(r.uploader),
+                content_type: r.content_type,
+                file_name: r.file_name,
+                size: r.size,
+                created_ts: r.created_ts,
+                last_access_ts: r.last_access_ts,
+                quarantined: r.quarantined,
+                sha256: r.sha256,
+            })
+        } else {
+            store
+                .remote_media(origin, media_id)
+                .await?
+                .map(|r| MediaDetails {
+                    authenticated: self.stored_frozen(r.fetched_ts),
+                    origin: r.origin,
+                    media_id: r.media_id,
+                    uploader: None,
+                    content_type: r.content_type,
+                    file_name: r.file_name,
+                    size: r.size,
+                    created_ts: r.fetched_ts,
+                    last_access_ts: r.last_access_ts,
+                    quarantined: r.quarantined,
+                    sha256: Some(r.sha256),
+                })
+        };
+        Ok(details)
+    }
+
+    /// Whether media stored at `stored_ts` came after the tenant's freeze of unauthenticated
+    /// media (the same test downloads make).
+    fn stored_frozen(&self, stored_ts: i64) -> bool {
+        self.tenant
+            .settings()
+            .media
+            .unauthenticated_frozen_ts
+            .is_some_and(|frozen| stored_ts >= frozen)
     }
 
     /// Bytes of local media stored, by everyone or by `uploader`.

@@ -11,7 +11,7 @@ pub mod thumbnail;
 mod thumbnails;
 mod upload;
 
-pub use admin::{MediaInfo, PurgedMedia};
+pub use admin::{MediaDetails, MediaInfo, PurgedMedia};
 pub use download::{Access, Content};
 pub use upload::Upload;
 

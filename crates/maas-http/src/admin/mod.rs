@@ -3,6 +3,7 @@
 //! Modules are named after `synapse_admin_api`'s, whose request and response types they use.
 
 mod auth;
+mod media;
 mod users;
 mod version;
 
@@ -12,5 +13,5 @@ use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
     let router = version::routes(Router::new());
-    users::routes(router)
+    media::routes(users::routes(router))
 }

@@ -9,7 +9,7 @@ use ruma::api::client::media::create_content;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::serve::{upload_content_type, upload_stream};
+use super::serve::{drained_on_refusal, upload_content_type, upload_stream};
 use crate::context::{Authed, ForTenant};
 use crate::error::Result;
 use crate::extract::Query;
@@ -38,9 +38,8 @@ async fn create_content(
         content_type: content_type.as_deref(),
         file_name: query.filename.as_deref(),
     };
-    let uri = tenant
-        .media()
-        .upload(&user, upload, upload_stream(body))
-        .await?;
+    let mut body = upload_stream(body);
+    let uploaded = tenant.media().upload(&user, upload, &mut body).await;
+    let uri = drained_on_refusal(uploaded, &mut body).await?;
     Ok(Json(json!({ "content_uri": uri })))
 }

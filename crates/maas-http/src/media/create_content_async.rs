@@ -10,7 +10,7 @@ use ruma::api::client::media::create_content_async;
 use serde_json::{Value, json};
 
 use super::create_content::UploadQuery;
-use super::serve::{upload_content_type, upload_stream};
+use super::serve::{drained_on_refusal, upload_content_type, upload_stream};
 use crate::context::{Authed, ForTenant};
 use crate::error::{HttpError, Result};
 use crate::extract::{Path, Query};
@@ -41,9 +41,11 @@ async fn create_content_async(
         content_type: content_type.as_deref(),
         file_name: query.filename.as_deref(),
     };
-    tenant
+    let mut body = upload_stream(body);
+    let uploaded = tenant
         .media()
-        .upload_pending(&user, &server_name, &media_id, upload, upload_stream(body))
-        .await?;
+        .upload_pending(&user, &server_name, &media_id, upload, &mut body)
+        .await;
+    drained_on_refusal(uploaded, &mut body).await?;
     Ok(Json(json!({})))
 }

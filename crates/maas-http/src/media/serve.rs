@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderValue, StatusCode, header};
 use maas_core::media::Content;
 use ruma::http_headers::{ContentDisposition, ContentDispositionType};
@@ -122,11 +122,15 @@ fn disposition(content_type: &str, file_name: Option<String>) -> ContentDisposit
     ContentDisposition::new(kind).with_filename(file_name)
 }
 
+/// Bytes of a refused upload still read (and dropped) before answering, and how long for.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An upload's body as the stream core reads, its deadline told as `TimedOut` (core knows
 /// nothing of this crate's body types).
 pub fn upload_stream(
     body: Body,
-) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send {
+) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin {
     body.into_data_stream().map_err(|e| {
         let timed_out = std::error::Error::source(&e).is_some_and(|s| s.is::<BodyTimeout>());
         let kind = if timed_out {
@@ -136,6 +140,32 @@ pub fn upload_stream(
         };
         std::io::Error::new(kind, e.to_string())
     })
+}
+
+/// An upload refused before its body was read whole (too large, rate limited, an unknown
+/// media id …): the rest is read and dropped (a bounded amount, for a bounded time) before the
+/// answer goes out. A client still sending would otherwise find the connection closed under it
+/// and never read the error.
+pub async fn drained_on_refusal<T, S>(
+    result: maas_core::Result<T>,
+    body: &mut S,
+) -> maas_core::Result<T>
+where
+    S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Unpin,
+{
+    if result.is_err() {
+        let drain = async {
+            let mut drained = 0;
+            while let Some(Ok(piece)) = body.next().await {
+                drained += piece.len();
+                if drained > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    result
 }
 
 /// The `Content-Type` a client gave its upload; absent or unreadable is no type.

@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod admin_media;
 mod cli;
 mod configuration;
 mod devices;

@@ -284,7 +284,7 @@ async fn uploads_over_the_limit_are_refused_and_leave_nothing() {
     assert_error(&big.resp, 413, "M_TOO_LARGE");
     // Streamed without a length, refused once it passes the limit.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..10).map(|_| Ok(vec![1u8; 200])).collect();
+        (0..100).map(|_| Ok(vec![1u8; 64 * 1024])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let builder = api
         .builder(Method::POST, "/_matrix/media/v3/upload")
