@@ -84,6 +84,9 @@ impl Config {
             problems.push(problem);
         }
         problems.extend(self.federation_listener_problems());
+        if let Err(problem) = self.media.url_preview.check() {
+            problems.push(problem);
+        }
         let limits = &self.rate_limits;
         for (name, bucket) in [
             ("upload_per_user", &limits.upload_per_user),
@@ -644,6 +647,20 @@ mod tests {
         )
         .expect_err("unknown key in a bucket");
         assert!(error.to_string().contains("brust"), "{error}");
+    }
+
+    #[test]
+    fn url_preview_ranges_that_mean_nothing_stop_the_start() {
+        let mut config = Config::default();
+        config.media.url_preview.allowed_ip_ranges = vec!["127.0.0.1/32".into(), "::1".into()];
+        assert!(config.check().is_ok());
+        config.media.url_preview.denied_ip_ranges = vec!["10.0.0.0/33".into()];
+        let problem = config.check().expect_err("a range that is none");
+        assert!(
+            problem.contains("media.url_preview.denied_ip_ranges")
+                && problem.contains("10.0.0.0/33"),
+            "{problem}"
+        );
     }
 }
 

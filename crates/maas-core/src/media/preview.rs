@@ -44,6 +44,15 @@ pub struct PreviewConfig {
     pub denied_ip_ranges: Vec<String>,
 }
 
+impl PreviewConfig {
+    /// What can't work, for the configuration's check at start (keys under `media.url_preview`).
+    pub fn check(&self) -> Result<(), String> {
+        AddressPolicy::new(self)
+            .map(|_| ())
+            .map_err(|e| format!("media.url_preview.{e}"))
+    }
+}
+
 impl Default for PreviewConfig {
     fn default() -> Self {
         Self {
