@@ -4,9 +4,9 @@
 
 use ruma::ServerName;
 
+use super::Media;
 use super::download::{Access, Content, Source};
 use super::thumbnail::{self, Limits, Outcome, Request, ThumbnailError};
-use super::{Media, check_media_id};
 use crate::store::ThumbnailRecord;
 use crate::{Error, Result};
 
@@ -20,7 +20,6 @@ impl Media<'_> {
         request: Request,
         access: Access,
     ) -> Result<Content> {
-        check_media_id(media_id)?;
         let source = self.source(server_name, media_id, access).await?;
         let (width, height) = thumbnail::standard_size(&request);
         let sized = Request {

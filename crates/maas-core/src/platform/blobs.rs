@@ -143,14 +143,6 @@ impl BlobStore {
         tokio::fs::File::open(&path).await.map_err(not_found)
     }
 
-    /// Whether the tenant holds the bytes `sha256`.
-    pub async fn holds(&self, tenant_id: &str, sha256: &str) -> bool {
-        match self.reference(tenant_id, sha256) {
-            Ok(path) => tokio::fs::try_exists(path).await.unwrap_or(false),
-            Err(_) => false,
-        }
-    }
-
     /// Drops the tenant's reference to `sha256`, and the bytes once no tenant holds them.
     pub async fn release(&self, tenant_id: &str, sha256: &str) -> Result<(), BlobError> {
         let reference = self.reference(tenant_id, sha256)?;
@@ -298,6 +290,16 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+
+    impl BlobStore {
+        /// Whether the tenant holds the bytes `sha256`.
+        async fn holds(&self, tenant_id: &str, sha256: &str) -> bool {
+            match self.reference(tenant_id, sha256) {
+                Ok(path) => tokio::fs::try_exists(path).await.unwrap_or(false),
+                Err(_) => false,
+            }
+        }
+    }
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + use<> {
         let parts: Vec<_> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
