@@ -21,6 +21,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub federation: FederationConfig,
     pub media: MediaConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -84,6 +85,7 @@ impl Config {
             problems.push(problem);
         }
         problems.extend(self.federation_listener_problems());
+        problems.extend(self.metrics_listener_problems());
         if let Err(problem) = self.media.url_preview.check() {
             problems.push(problem);
         }
@@ -161,6 +163,51 @@ impl Config {
             );
         }
         problems
+    }
+}
+
+impl Config {
+    /// The metrics listener may share no address with a listener that serves requests from
+    /// outside: metrics name every tenant, and are for the operator's Prometheus alone.
+    fn metrics_listener_problems(&self) -> Vec<String> {
+        let Some(metrics) = self.metrics.listen else {
+            return Vec::new();
+        };
+        if metrics.port() == 0 {
+            return Vec::new();
+        }
+        [
+            ("server.listen", self.server.listen),
+            ("operator.listen", self.operator.listen),
+            ("federation.listen", self.federation.listen),
+        ]
+        .into_iter()
+        .filter(|(_, addr)| *addr == metrics)
+        .map(|(key, _)| {
+            format!("metrics.listen: is {key}; metrics are served on a listener of their own")
+        })
+        .collect()
+    }
+}
+
+/// Prometheus metrics (`GET /metrics`, text format), on a listener of their own, off unless
+/// `listen` is set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where Prometheus scrapes, e.g. `127.0.0.1:9100`; `None` serves no metrics.
+    pub listen: Option<SocketAddr>,
+    /// Whether series per tenant are served (one set per loaded tenant, labelled with its
+    /// server name); off leaves only the platform's series, whatever the number of tenants.
+    pub per_tenant: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            per_tenant: true,
+        }
     }
 }
 

@@ -67,6 +67,13 @@ pub enum Error {
     UnknownToken,
     #[error("This account has been deactivated")]
     UserDeactivated,
+    /// An admin locked the account: no login, no request with its tokens (`401`, soft logout).
+    #[error("User account has been locked")]
+    UserLocked,
+    /// An admin suspended the account (MSC3823): it may read, not send, join or change its
+    /// profile.
+    #[error("{0}")]
+    UserSuspended(String),
     #[error("Guest access is not allowed on this server")]
     GuestAccessForbidden,
     #[error("Too many requests")]

@@ -3,8 +3,10 @@
 //! `maas-http` call into this crate; this crate calls `maas-store`.
 
 pub mod accounts;
+mod admin_state;
 mod cache;
 pub mod config;
+pub mod destinations;
 pub mod e2ee;
 mod error;
 pub mod export;
@@ -17,10 +19,15 @@ pub mod openid;
 pub mod platform;
 pub mod presence;
 pub mod push;
+pub mod quotas;
 pub mod ratelimit;
 pub mod registration_tokens;
+pub mod reports;
 pub mod rooms;
 mod secrets;
+pub mod server_admin;
+pub mod server_notices;
+pub mod shared_secret;
 pub mod store;
 pub mod stream;
 pub mod sync;

@@ -8,6 +8,20 @@ use dashmap::DashMap;
 use crate::config::Bucket;
 use crate::{Error, Result};
 
+/// The bucket of a user's own message rate, as Synapse's admin override sets it
+/// (`messages_per_second`, `burst_count`); `None` for a rate of 0, which Synapse takes as no
+/// limit at all. A burst of 0 (Synapse: nothing ever passes) lets one message through at the
+/// rate: a bucket here always holds at least one.
+pub(crate) fn override_bucket(messages_per_second: u64, burst_count: u64) -> Option<Bucket> {
+    if messages_per_second == 0 {
+        return None;
+    }
+    Some(Bucket {
+        per_second: messages_per_second as f64,
+        burst: u32::try_from(burst_count).unwrap_or(u32::MAX),
+    })
+}
+
 #[derive(Default)]
 pub struct RateLimiter {
     enabled: bool,
@@ -106,6 +120,14 @@ mod tests {
         assert!(limiter.check("k", bucket).is_ok());
         assert!(limiter.take("k", bucket).is_ok());
         assert!(limiter.check("k", bucket).is_err());
+    }
+
+    #[test]
+    fn override_of_zero_is_no_limit() {
+        assert!(override_bucket(0, 5).is_none());
+        let bucket = override_bucket(2, u64::MAX).expect("a rate");
+        assert_eq!(bucket.burst, u32::MAX);
+        assert!((bucket.per_second - 2.0).abs() < f64::EPSILON);
     }
 
     #[test]

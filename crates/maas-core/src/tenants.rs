@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use ruma::signatures::Ed25519KeyPair;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::accounts::moderation::Moderation;
 use crate::accounts::sessions::{self, SessionCache};
 use crate::accounts::{Accounts, passwords};
 use crate::config::Config;
@@ -20,9 +21,11 @@ use crate::federation::sender::{FederationStep, Sender};
 use crate::federation::server_keys::ServerKeys;
 use crate::keys;
 use crate::openid::OpenIdTokens;
+use crate::platform::metrics::{MetricsStep, TenantCounters};
 use crate::platform::runtime::{Hashing, Runtime};
 use crate::presence::PresenceState;
 use crate::push::{self, PushStep, RulesetCache};
+use crate::quotas::QuotaState;
 use crate::ratelimit::RateLimiter;
 use crate::registration_tokens::RegistrationTokens;
 use crate::rooms::Rooms;
@@ -68,6 +71,9 @@ pub struct TenantSettings {
     pub suspended: bool,
     pub allow_guests: bool,
     pub max_users: Option<u64>,
+    /// The tenant's other quotas (rooms, storage, message rate); `None` bounds nothing.
+    #[serde(default, skip_serializing_if = "Quotas::is_default")]
+    pub quotas: Quotas,
     /// `m.homeserver.base_url` served in `/.well-known/matrix/client`.
     pub client_base_url: Option<String>,
     /// `m.server` served in `/.well-known/matrix/server`.
@@ -80,9 +86,62 @@ pub struct TenantSettings {
     /// Absolute path of the PEM private key of `tls_certificate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<String>,
+    /// The secret of registration by `POST /_synapse/admin/v1/register`; none disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_shared_secret: Option<crate::shared_secret::SharedSecret>,
     /// The tenant's media bounds and switches.
     #[serde(default, skip_serializing_if = "MediaSettings::is_default")]
     pub media: MediaSettings,
+    /// What becomes of rooms the tenant's users are done with.
+    #[serde(default, skip_serializing_if = "RoomSettings::is_default")]
+    pub rooms: RoomSettings,
+}
+
+/// What becomes of a tenant's rooms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoomSettings {
+    /// Purge a room from the tenant's database once its last local member has left (or was
+    /// kicked or banned) and no local user is invited; customers expect a room nobody of
+    /// theirs is in to be gone. On unless the operator turns it off.
+    pub forget_empty_rooms: bool,
+    /// How long after that the room goes: its members' clients see them leave meanwhile,
+    /// and a leave by mistake can still be undone by joining again.
+    pub forget_empty_rooms_after_secs: u64,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            forget_empty_rooms: true,
+            forget_empty_rooms_after_secs: 300,
+        }
+    }
+}
+
+impl RoomSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What a tenant may hold and do besides users (`max_users`) and media (`MediaSettings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Quotas {
+    /// Rooms the tenant's database may hold, created here or joined over federation.
+    pub max_rooms: Option<u64>,
+    /// Bytes the tenant may store: its database and its media together.
+    pub max_storage_bytes: Option<u64>,
+    /// Events the tenant's users may send per second together (messages, state events,
+    /// redactions), with bursts of as many at once.
+    pub max_messages_per_second: Option<u32>,
+}
+
+impl Quotas {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What a tenant's content repository allows; `None` bounds are the platform's (uploads) or
@@ -132,6 +191,8 @@ struct TenantInner {
     state_cache: StateCache,
     room_heads: RoomHeads,
     sessions: SessionCache,
+    /// What admins restrict about users (suspension, shadow-bans, own message rates).
+    moderation: Moderation,
     push_rules: RulesetCache,
     committer: Committer,
     room_locks: RoomLocks,
@@ -148,6 +209,8 @@ struct TenantInner {
     media_references: tokio::sync::Mutex<()>,
     /// Woken when an upload's bytes are stored, for downloads waiting for them.
     media_uploaded: tokio::sync::Notify,
+    /// What the admin API keeps in memory.
+    admin_state: crate::admin_state::AdminState,
     /// Loaded on first use; replaced when the key rotates.
     server_keys: RwLock<Option<Arc<ServerKeys>>>,
     record: RwLock<TenantInfo>,
@@ -159,6 +222,8 @@ struct TenantInner {
     /// Turns at building events and sync responses (`tenants.work_slots`).
     work: Arc<Semaphore>,
     last_used_ms: AtomicI64,
+    quotas: QuotaState,
+    counters: TenantCounters,
 }
 
 /// A tenant just created, with the credentials of its first admin: shown once, never stored.
@@ -186,6 +251,7 @@ impl Tenant {
             state_cache: StateCache::default(),
             room_heads: RoomHeads::default(),
             sessions: sessions::session_cache(),
+            moderation: Moderation::default(),
             push_rules: push::ruleset_cache(),
             committer: Committer::start(&runtime, store.commits_inline(), steps()),
             room_locks: RoomLocks::default(),
@@ -198,6 +264,7 @@ impl Tenant {
             backfill: tokio::sync::Mutex::new(()),
             media_references: tokio::sync::Mutex::new(()),
             media_uploaded: tokio::sync::Notify::new(),
+            admin_state: Default::default(),
             server_keys: RwLock::new(None),
             record: RwLock::new(record),
             store,
@@ -206,6 +273,8 @@ impl Tenant {
             work,
             runtime,
             last_used_ms: AtomicI64::new(now_ms()),
+            quotas: QuotaState::default(),
+            counters: TenantCounters::default(),
         })))
     }
 
@@ -258,6 +327,14 @@ impl Tenant {
             return Err(Error::TenantSuspended);
         }
         Ok(())
+    }
+
+    pub(crate) fn quota_state(&self) -> &QuotaState {
+        &self.0.quotas
+    }
+
+    pub(crate) fn counters(&self) -> &TenantCounters {
+        &self.0.counters
     }
 
     pub(crate) fn store(&self) -> &dyn TenantStore {
@@ -332,6 +409,10 @@ impl Tenant {
 
     pub(crate) fn sessions(&self) -> &SessionCache {
         &self.0.sessions
+    }
+
+    pub(crate) fn moderation(&self) -> &Moderation {
+        &self.0.moderation
     }
 
     pub(crate) fn rulesets(&self) -> &RulesetCache {
@@ -442,6 +523,18 @@ impl Tenant {
     pub fn registration_tokens(&self) -> RegistrationTokens<'_> {
         RegistrationTokens::new(self)
     }
+
+    pub fn reports(&self) -> crate::reports::Reports<'_> {
+        crate::reports::Reports::new(self)
+    }
+
+    pub fn shared_secret(&self) -> crate::shared_secret::SharedSecretRegistration<'_> {
+        crate::shared_secret::SharedSecretRegistration::new(self)
+    }
+
+    pub(crate) fn admin_state(&self) -> &crate::admin_state::AdminState {
+        &self.0.admin_state
+    }
 }
 
 fn work_slots(config: &Config) -> usize {
@@ -456,6 +549,8 @@ fn steps() -> Steps {
     Steps::new(vec![
         Arc::new(PushStep::default()),
         Arc::new(FederationStep),
+        Arc::new(MetricsStep),
+        Arc::new(crate::rooms::forget::ForgetStep::default()),
     ])
 }
 

@@ -57,6 +57,7 @@ pub async fn enter(
     {
         return HttpError::from(e).into_response();
     }
+    tenant.count_request();
     let (body_limit, body_deadline) = body_bounds(platform, &tenant, req.uri().path());
     if let Err(e) = refuse_announced_oversize(req.headers(), body_limit) {
         return e.into_response();

@@ -188,6 +188,12 @@ impl From<Error> for HttpError {
             Error::UserDeactivated => {
                 Self::new(S::FORBIDDEN, "M_USER_DEACTIVATED", error.to_string())
             }
+            Error::UserLocked => {
+                let mut e = Self::new(S::UNAUTHORIZED, "M_USER_LOCKED", error.to_string());
+                e.extra.insert("soft_logout".into(), Value::Bool(true));
+                e
+            }
+            Error::UserSuspended(m) => Self::new(S::FORBIDDEN, "M_USER_SUSPENDED", m),
             Error::GuestAccessForbidden => {
                 Self::new(S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", error.to_string())
             }

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod federation;
 mod media;
+mod metrics;
 mod operator;
 mod routes;
 mod ruma;
@@ -56,6 +57,16 @@ pub async fn serve_federation(
         Some(tls) => server::serve_tls(listener, platform, app, tls, shutdown).await,
         None => server::serve(listener, platform, app, shutdown).await,
     }
+}
+
+/// Serves the metrics listener (`GET /metrics` alone) like [`serve`].
+pub async fn serve_metrics(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = metrics::metrics_router(Arc::clone(&platform));
+    server::serve(listener, platform, app, shutdown).await
 }
 
 /// Serves the operator listener (the operator API alone) like [`serve`].

@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{self, CorsLayer};
 
 use crate::error::HttpError;
-use crate::{admin, client, context, federation, media, operator, well_known};
+use crate::{admin, client, context, federation, media, metrics, operator, well_known};
 
 pub(crate) type AppRouter = Router<Arc<Platform>>;
 
@@ -49,6 +49,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .layer(map_response(matrix_errors))
         .layer(catch_panics())
         .layer(cors())
+        .layer(from_fn_with_state(platform.clone(), metrics::record))
         .with_state(platform)
 }
 

@@ -2,15 +2,18 @@
 //! `maas_control` and every tenant in a schema of its own (`t_<tenant_id>`). One connection
 //! pool serves them all; a per-tenant semaphore caps how many connections one tenant holds.
 
+mod admin;
 mod control;
 mod e2ee;
 mod export;
 mod federation;
 mod media;
 mod push;
+mod reports;
 mod retention;
 mod rooms;
 mod tenant;
+mod usage;
 mod util;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! `<data_dir>/tenants/<tenant_id>/homeserver.db`, so a tenant can be backed up, measured or
 //! removed on its own and tenants never wait on each other's write lock.
 
+mod admin;
 mod checkpoint;
 mod control;
 mod e2ee;
@@ -10,9 +11,11 @@ mod federation;
 mod media;
 mod push;
 mod raw;
+mod reports;
 mod retention;
 mod rooms;
 mod tenant;
+mod usage;
 mod util;
 
 use std::path::{Path, PathBuf};

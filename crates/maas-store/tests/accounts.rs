@@ -1,11 +1,15 @@
 //! A tenant's accounts, on both backends: server signing keys, users (paging, search, the
 //! `max_users` quota), devices and access tokens, deactivation, user-interactive auth sessions
-//! and registration tokens, including what concurrent requests must not break.
+//! and registration tokens, including what concurrent requests must not break; and what the
+//! admin API keeps of users (the filtered list, account states, third-party and external ids,
+//! rate limit overrides, puppet tokens).
 
 use std::sync::Arc;
 
 use maas_store::{
-    DeviceRecord, SigningKeyRecord, StoreError, TenantStore, UiaSessionRecord, UserRecord,
+    AccountStatesChange, DeviceRecord, ExternalIdRecord, PuppetTokenRecord,
+    RateLimitOverrideRecord, SigningKeyRecord, StoreError, TenantStore, ThreepidRecord,
+    UiaSessionRecord, UserListQuery, UserOrder, UserRecord,
 };
 
 mod support;
@@ -29,6 +33,11 @@ on_both_backends!(uia_sessions);
 on_both_backends!(corrupt_uia_stages_are_reported);
 on_both_backends!(registration_tokens);
 on_both_backends!(registration_token_uses_hold_under_concurrency, multi_thread);
+on_both_backends!(users_page_filters_orders_and_counts);
+on_both_backends!(account_states_and_reactivation);
+on_both_backends!(threepids_and_external_ids);
+on_both_backends!(ratelimit_overrides);
+on_both_backends!(puppet_tokens_and_admin_devices);
 
 fn uia(session_id: &str, registration_token: Option<&str>, created_ts: i64) -> UiaSessionRecord {
     UiaSessionRecord {
@@ -649,4 +658,414 @@ async fn registration_token_uses_hold_under_concurrency(store: Arc<dyn TenantSto
     assert_eq!(completed, 3);
     let stored = store.registration_token("three").await.unwrap().unwrap();
     assert_eq!(stored.completed, 3);
+}
+
+/// The admin's list with nothing filtered out but guests' and locked users' defaults.
+fn list_query() -> UserListQuery {
+    UserListQuery {
+        from: 0,
+        limit: 100,
+        user_id: None,
+        name: None,
+        guests: true,
+        deactivated: None,
+        locked: true,
+        admins: None,
+        not_user_types: Vec::new(),
+        order_by: UserOrder::Name,
+        descending: false,
+    }
+}
+
+async fn listed(store: &dyn TenantStore, query: UserListQuery) -> (Vec<String>, u64) {
+    let (users, total) = store.users_page("example.org", &query).await.unwrap();
+    (users.into_iter().map(|u| u.user.localpart).collect(), total)
+}
+
+async fn users_page_filters_orders_and_counts(store: &dyn TenantStore) {
+    let users = [
+        UserRecord {
+            admin: true,
+            displayname: None,
+            ..user("ann")
+        },
+        UserRecord {
+            guest: true,
+            displayname: Some("Zed_%".into()),
+            ..user("bea")
+        },
+        UserRecord {
+            deactivated: true,
+            user_type: Some("bot".into()),
+            ..user("cal")
+        },
+        UserRecord {
+            locked: true,
+            user_type: Some("support".into()),
+            created_ts: 1,
+            ..user("dan")
+        },
+    ];
+    for record in &users {
+        assert!(store.insert_user(record, None).await.unwrap());
+    }
+    let mut seen = device("bea", "D", None);
+    seen.last_seen_ts = Some(50);
+    store
+        .start_session(&seen, &token("t", "bea", "D"))
+        .await
+        .unwrap();
+    store
+        .touch_device("bea", "D", 70, "10.0.0.1")
+        .await
+        .unwrap();
+
+    let (all, total) = listed(store, list_query()).await;
+    assert_eq!(
+        (all, total),
+        (
+            vec!["ann".into(), "bea".into(), "cal".into(), "dan".into()],
+            4
+        )
+    );
+    let (page, _) = store
+        .users_page("example.org", &list_query())
+        .await
+        .unwrap();
+    assert_eq!(page[1].last_seen_ts, Some(70));
+    assert_eq!(page[0].last_seen_ts, None);
+    assert_eq!(page[2].user.user_type.as_deref(), Some("bot"));
+
+    // Pages by offset, with the total of all that match.
+    let query = UserListQuery {
+        from: 1,
+        limit: 2,
+        ..list_query()
+    };
+    assert_eq!(
+        listed(store, query).await,
+        (vec!["bea".into(), "cal".into()], 4)
+    );
+    let query = |change: fn(&mut UserListQuery)| {
+        let mut query = list_query();
+        change(&mut query);
+        query
+    };
+    let cases: [(UserListQuery, &[&str]); 12] = [
+        (query(|q| q.guests = false), &["ann", "cal", "dan"]),
+        (query(|q| q.deactivated = Some(true)), &["cal"]),
+        (
+            query(|q| q.deactivated = Some(false)),
+            &["ann", "bea", "dan"],
+        ),
+        (query(|q| q.locked = false), &["ann", "bea", "cal"]),
+        (query(|q| q.admins = Some(true)), &["ann"]),
+        (query(|q| q.admins = Some(false)), &["bea", "cal", "dan"]),
+        // A display name or localpart, case-insensitively; LIKE wildcards are literal.
+        (query(|q| q.name = Some("ZED_%".into())), &["bea"]),
+        (query(|q| q.name = Some("_".into())), &["bea"]),
+        (query(|q| q.user_id = Some("L:EXAMPLE".into())), &["cal"]),
+        (
+            query(|q| q.not_user_types = vec!["bot".into()]),
+            &["ann", "bea", "dan"],
+        ),
+        (
+            query(|q| q.not_user_types = vec!["".into()]),
+            &["cal", "dan"],
+        ),
+        (
+            query(|q| q.not_user_types = vec!["".into(), "bot".into()]),
+            &["dan"],
+        ),
+    ];
+    for (query, expected) in cases {
+        let (names, total) = listed(store, query.clone()).await;
+        assert_eq!(names, expected, "{query:?}");
+        assert_eq!(total, expected.len() as u64, "{query:?}");
+    }
+    // Orders: NULLs last forwards and first backwards on both backends; ties by name.
+    let ordered = |order_by, descending| UserListQuery {
+        order_by,
+        descending,
+        ..list_query()
+    };
+    let orders: [(UserListQuery, &[&str]); 6] = [
+        (
+            ordered(UserOrder::Displayname, false),
+            &["bea", "cal", "dan", "ann"],
+        ),
+        (
+            ordered(UserOrder::Displayname, true),
+            &["ann", "dan", "cal", "bea"],
+        ),
+        (
+            ordered(UserOrder::UserType, false),
+            &["cal", "dan", "ann", "bea"],
+        ),
+        (
+            ordered(UserOrder::LastSeenTs, true),
+            &["ann", "cal", "dan", "bea"],
+        ),
+        (
+            ordered(UserOrder::CreationTs, false),
+            &["dan", "ann", "bea", "cal"],
+        ),
+        (
+            ordered(UserOrder::Admin, true),
+            &["ann", "bea", "cal", "dan"],
+        ),
+    ];
+    for (query, expected) in orders {
+        assert_eq!(listed(store, query.clone()).await.0, expected, "{query:?}");
+    }
+}
+
+async fn account_states_and_reactivation(store: &dyn TenantStore) {
+    store.insert_user(&user("ann"), None).await.unwrap();
+    let change = AccountStatesChange {
+        locked: Some(true),
+        suspended: Some(true),
+        user_type: Some(Some("bot".into())),
+        ..AccountStatesChange::default()
+    };
+    store.update_account_states("ann", &change).await.unwrap();
+    let ann = store.user("ann").await.unwrap().unwrap();
+    assert!(ann.locked && ann.suspended && !ann.shadow_banned && !ann.erased);
+    assert_eq!(ann.user_type.as_deref(), Some("bot"));
+    // `None` leaves a state as it is; `Some(None)` clears the type.
+    let change = AccountStatesChange {
+        shadow_banned: Some(true),
+        locked: Some(false),
+        user_type: Some(None),
+        ..AccountStatesChange::default()
+    };
+    store.update_account_states("ann", &change).await.unwrap();
+    let ann = store.user("ann").await.unwrap().unwrap();
+    assert!(!ann.locked && ann.suspended && ann.shadow_banned);
+    assert_eq!(ann.user_type, None);
+    assert!(matches!(
+        store
+            .update_account_states("nobody", &AccountStatesChange::default())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    store.deactivate_user("ann").await.unwrap();
+    let erase = AccountStatesChange {
+        erased: Some(true),
+        ..AccountStatesChange::default()
+    };
+    store.update_account_states("ann", &erase).await.unwrap();
+    store.reactivate_user("ann").await.unwrap();
+    let ann = store.user("ann").await.unwrap().unwrap();
+    assert!(!ann.deactivated && !ann.erased);
+    assert!(matches!(
+        store.reactivate_user("nobody").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn threepid(medium: &str, address: &str, ts: i64) -> ThreepidRecord {
+    ThreepidRecord {
+        medium: medium.into(),
+        address: address.into(),
+        validated_ts: ts,
+        added_ts: ts,
+    }
+}
+
+fn external(provider: &str, id: &str) -> ExternalIdRecord {
+    ExternalIdRecord {
+        auth_provider: provider.into(),
+        external_id: id.into(),
+    }
+}
+
+async fn threepids_and_external_ids(store: &dyn TenantStore) {
+    store.insert_user(&user("ann"), None).await.unwrap();
+    store.insert_user(&user("bob"), None).await.unwrap();
+    let ann_mail = threepid("email", "ann@example.org", 10);
+    store
+        .replace_threepids("ann", &[ann_mail.clone(), threepid("msisdn", "1", 10)])
+        .await
+        .unwrap();
+    // One kept stays as it was; one dropped goes; another user's moves (as Synapse).
+    store
+        .replace_threepids("ann", &[threepid("email", "ann@example.org", 99)])
+        .await
+        .unwrap();
+    assert_eq!(store.threepids("ann").await.unwrap(), vec![ann_mail]);
+    store
+        .replace_threepids("bob", &[threepid("email", "ann@example.org", 20)])
+        .await
+        .unwrap();
+    assert!(store.threepids("ann").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .user_by_threepid("email", "ann@example.org")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bob")
+    );
+    assert_eq!(store.user_by_threepid("msisdn", "1").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .replace_threepids("nobody", &[threepid("msisdn", "2", 1)])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    store
+        .replace_external_ids("ann", &[external("oidc", "a/1"), external("ldap", "ann")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.external_ids("ann").await.unwrap(),
+        vec![external("ldap", "ann"), external("oidc", "a/1")]
+    );
+    // Another user's identity: a conflict, and nothing of the replacement is made.
+    assert!(matches!(
+        store
+            .replace_external_ids("bob", &[external("ldap", "bob"), external("oidc", "a/1")])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.external_ids("bob").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .user_by_external_id("oidc", "a/1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ann")
+    );
+    store.replace_external_ids("ann", &[]).await.unwrap();
+    assert_eq!(
+        store.user_by_external_id("oidc", "a/1").await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .replace_external_ids("nobody", &[external("x", "y")])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn ratelimit_overrides(store: &dyn TenantStore) {
+    store.insert_user(&user("ann"), None).await.unwrap();
+    assert_eq!(store.ratelimit_override("ann").await.unwrap(), None);
+    let limit = RateLimitOverrideRecord {
+        messages_per_second: 3,
+        burst_count: 7,
+    };
+    store
+        .set_ratelimit_override("ann", Some(&limit))
+        .await
+        .unwrap();
+    let unlimited = RateLimitOverrideRecord {
+        messages_per_second: 0,
+        burst_count: 0,
+    };
+    store
+        .set_ratelimit_override("ann", Some(&unlimited))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ratelimit_override("ann").await.unwrap(),
+        Some(unlimited)
+    );
+    store.set_ratelimit_override("ann", None).await.unwrap();
+    assert_eq!(store.ratelimit_override("ann").await.unwrap(), None);
+    assert!(matches!(
+        store.set_ratelimit_override("nobody", Some(&limit)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn puppet(hash: &str, localpart: &str, device_id: &str, admin: &str) -> PuppetTokenRecord {
+    PuppetTokenRecord {
+        token_hash: hash.into(),
+        localpart: localpart.into(),
+        device_id: device_id.into(),
+        admin: admin.into(),
+        valid_until_ms: Some(9_000),
+        created_ts: 5_000,
+    }
+}
+
+async fn puppet_tokens_and_admin_devices(store: &dyn TenantStore) {
+    for name in ["root", "ann", "bob"] {
+        store.insert_user(&user(name), None).await.unwrap();
+    }
+    let ann = puppet("p1", "ann", "PD1", "root");
+    store.insert_puppet_token(&ann).await.unwrap();
+    store
+        .insert_puppet_token(&puppet("p2", "ann", "PD2", "root"))
+        .await
+        .unwrap();
+    store
+        .insert_puppet_token(&puppet("p3", "bob", "PD3", "root"))
+        .await
+        .unwrap();
+    assert_eq!(store.puppet_token("p1").await.unwrap(), Some(ann));
+    // No device of hers, and no ordinary token.
+    assert!(store.devices("ann").await.unwrap().is_empty());
+    assert_eq!(store.access_token("p1").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .insert_puppet_token(&puppet("p1", "bob", "X", "root"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .insert_puppet_token(&puppet("p9", "nobody", "X", "root"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    store.delete_puppet_session("ann", "PD1").await.unwrap();
+    assert_eq!(store.puppet_token("p1").await.unwrap(), None);
+    assert!(store.puppet_token("p2").await.unwrap().is_some());
+    // Deactivating the user ends sessions taken as her; the admin's logout ends the rest.
+    store.deactivate_user("ann").await.unwrap();
+    assert_eq!(store.puppet_token("p2").await.unwrap(), None);
+    assert!(store.puppet_token("p3").await.unwrap().is_some());
+    store.delete_puppet_tokens_of_admin("root").await.unwrap();
+    assert_eq!(store.puppet_token("p3").await.unwrap(), None);
+
+    // A device an admin creates: once, and only for a user that exists.
+    assert!(
+        store
+            .insert_device(&device("bob", "NEW", None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_device(&device("bob", "NEW", Some("x")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .device("bob", "NEW")
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name,
+        None
+    );
+    assert!(matches!(
+        store.insert_device(&device("nobody", "NEW", None)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.last_seen_ts("bob").await.unwrap(), None);
+    store
+        .touch_device("bob", "NEW", 77, "10.0.0.2")
+        .await
+        .unwrap();
+    assert_eq!(store.last_seen_ts("bob").await.unwrap(), Some(77));
 }

@@ -109,10 +109,27 @@ pub enum TenantCommand {
     /// Give a tenant a new signing key; the old one stays published as expired, so what it
     /// signed still verifies.
     RotateKey(TenantName),
+    /// Show the secret of a tenant's shared-secret registration (`register_new_matrix_user
+    /// -k SECRET https://HOST`), or replace or remove it.
+    SharedSecret(TenantSharedSecretArgs),
     /// Write a tenant's archive (settings, users, rooms, keys …) to a file, while it serves.
     Export(TenantExportArgs),
     /// Recreate a tenant from its archive, on this or another server and backend.
     Import(TenantImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantSharedSecretArgs {
+    /// Server name of the tenant, e.g. `example.org`.
+    pub server_name: String,
+
+    /// Replace the secret by a new random one; the old one registers nobody any more.
+    #[arg(long, conflicts_with = "disable")]
+    pub rotate: bool,
+
+    /// Remove the secret: shared-secret registration is off until `--rotate` makes one.
+    #[arg(long)]
+    pub disable: bool,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +267,21 @@ pub struct TenantSetArgs {
     #[arg(long, value_name = "SIZE|none", value_parser = quota_size)]
     pub user_media_quota: Option<SizeSetting>,
 
+    /// Rooms the tenant may hold (created here or joined over federation); `none` removes
+    /// the quota. Below the current number it removes nothing: new rooms are refused.
+    #[arg(long, value_name = "N|none", value_parser = count_or_none)]
+    pub max_rooms: Option<CountSetting>,
+
+    /// Bytes the tenant may store, its database and media together (`10G`, …); `none`
+    /// removes the quota. Once reached, new messages, rooms and uploads are refused.
+    #[arg(long, value_name = "SIZE|none", value_parser = quota_size)]
+    pub storage_quota: Option<SizeSetting>,
+
+    /// Events the tenant's users may send per second together (at least 1); `none` removes
+    /// the limit.
+    #[arg(long, value_name = "N|none", value_parser = message_rate)]
+    pub max_messages_per_second: Option<CountSetting>,
+
     /// Whether the tenant's users get URL previews (needs the platform's
     /// `media.url_preview.enabled` too).
     #[arg(long, value_enum, value_name = "on|off")]
@@ -259,6 +291,18 @@ pub struct TenantSetArgs {
     /// stored before now (an existing freeze keeps its time); `off`: they serve everything.
     #[arg(long, value_enum, value_name = "on|off")]
     pub freeze_unauthenticated_media: Option<Switch>,
+
+    /// `on` (the default): a room the tenant's users have all left (and none is invited to)
+    /// is purged from its database a while later; `off`: such rooms are kept.
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub forget_empty_rooms: Option<Switch>,
+}
+
+/// A count for a quota, or `none`: the API's `null` (no quota).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountSetting {
+    Count(u64),
+    Unset,
 }
 
 /// A byte size for a media setting, or the keyword that goes back to no setting (`default`
@@ -493,6 +537,26 @@ fn user_quota(value: &str) -> Result<u64, String> {
         value,
         "the admin counts as a user; to stop new users use --registration closed",
     )
+}
+
+/// `--max-rooms`: a count (0 allows no rooms) or `none`.
+fn count_or_none(value: &str) -> Result<CountSetting, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(CountSetting::Unset);
+    }
+    value
+        .parse::<u64>()
+        .map(CountSetting::Count)
+        .map_err(|error| format!("not a whole number or none ({error})"))
+}
+
+/// `--max-messages-per-second`: at least 1 (suspending the tenant is how to stop it), or
+/// `none`.
+fn message_rate(value: &str) -> Result<CountSetting, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(CountSetting::Unset);
+    }
+    positive(value, "to stop a tenant, suspend it").map(CountSetting::Count)
 }
 
 /// `--uses`: a token allowing no registration is of no use.

@@ -28,6 +28,9 @@ pub struct ServerInfo {
     /// served on the public listener. Absent in the files of servers from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation_url: Option<String>,
+    /// The metrics listener (`GET /metrics`), when `metrics.listen` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
     pub pid: u32,
 }
 
@@ -287,6 +290,7 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
             operator_url: Some("http://127.0.0.1:3".into()),
             federation_url: Some("https://127.0.0.1:4".into()),
+            metrics_url: Some("http://127.0.0.1:5".into()),
             pid: std::process::id() + 1,
         };
         write_server_info(dir.path(), &other).expect("write");
@@ -297,6 +301,7 @@ mod tests {
             url: "http://127.0.0.1:2".into(),
             operator_url: None,
             federation_url: None,
+            metrics_url: None,
             pid: std::process::id(),
         };
         write_server_info(dir.path(), &ours).expect("write");

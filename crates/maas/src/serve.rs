@@ -127,6 +127,14 @@ async fn serve_until_signal(
     } else {
         Some(FederationListener::bind(platform, config).await?)
     };
+    let metrics = match config.metrics.listen {
+        Some(addr) => Some(bind(addr, "metrics.listen").await?),
+        None => None,
+    };
+    let metrics_url = match &metrics {
+        Some(listener) => Some(data_dir::local_url(listener.local_addr()?)),
+        None => None,
+    };
     if let Some(created) = platform.bootstrap_default_tenant().await? {
         announce_default_tenant(&created)?;
     }
@@ -141,6 +149,7 @@ async fn serve_until_signal(
         url,
         operator_url: Some(operator_url),
         federation_url: Some(federation_url.clone()),
+        metrics_url,
         pid: std::process::id(),
     };
     data_dir::write_server_info(&config.server.data_dir, &info)?;
@@ -168,6 +177,15 @@ async fn serve_until_signal(
             }
         }
     };
+    let metrics = {
+        let (platform, stopped) = (Arc::clone(platform), stopped(stopping.clone()));
+        async move {
+            match metrics {
+                None => Ok(()),
+                Some(listener) => maas_http::serve_metrics(listener, platform, stopped).await,
+            }
+        }
+    };
     let federation = {
         let (platform, stopped) = (Arc::clone(platform), stopped(stopping));
         async move {
@@ -177,7 +195,7 @@ async fn serve_until_signal(
             }
         }
     };
-    tokio::try_join!(public, operator, federation)
+    tokio::try_join!(public, operator, federation, metrics)
         .map(|_| ())
         .context("server failed")
 }

@@ -1,7 +1,10 @@
 //! Accounts of a tenant (spec: Client-Server API, "Account registration and management",
 //! "Login", "Device management", "Profiles"): users, passwords, sessions and access tokens.
 
+mod admin;
+mod admin_views;
 mod devices;
+pub(crate) mod moderation;
 pub mod passwords;
 mod profile;
 pub(crate) mod sessions;
@@ -16,6 +19,10 @@ use crate::uia::{self, UiaFlows};
 use crate::{Error, Result, Tenant, now_ms, secrets};
 use sessions::CachedSession;
 
+pub use admin::{
+    AccountStates, ExternalId, ListedUser, RateLimitOverride, UserDetails, UserListQuery,
+    UserOrder, UserUpsert,
+};
 pub use profile::{DirectoryUser, Profile};
 
 /// The user behind a valid access token.
@@ -66,6 +73,11 @@ pub struct Account {
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
     pub created_ts: i64,
+    pub locked: bool,
+    pub suspended: bool,
+    pub shadow_banned: bool,
+    pub erased: bool,
+    pub user_type: Option<String>,
 }
 
 impl From<UserRecord> for Account {
@@ -78,6 +90,11 @@ impl From<UserRecord> for Account {
             displayname: user.displayname,
             avatar_url: user.avatar_url,
             created_ts: user.created_ts,
+            locked: user.locked,
+            suspended: user.suspended,
+            shadow_banned: user.shadow_banned,
+            erased: user.erased,
+            user_type: user.user_type,
         }
     }
 }
@@ -276,9 +293,9 @@ impl<'a> Accounts<'a> {
             return Ok(());
         };
         if self.tenant.store().count_users().await? >= max {
-            return Err(Error::Forbidden(
-                "This homeserver has reached its user limit".into(),
-            ));
+            return Err(self
+                .tenant
+                .resource_limit("This homeserver has reached its user limit"));
         }
         Ok(())
     }
@@ -287,9 +304,9 @@ impl<'a> Accounts<'a> {
         let max_users = self.tenant.settings().max_users;
         match self.tenant.store().insert_user(&user, max_users).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Forbidden(
-                "This homeserver has reached its user limit".into(),
-            )),
+            Ok(false) => Err(self
+                .tenant
+                .resource_limit("This homeserver has reached its user limit")),
             Err(StoreError::Conflict(_)) => Err(Error::UserInUse),
             Err(e) => Err(e.into()),
         }
@@ -367,6 +384,10 @@ impl<'a> Accounts<'a> {
             limiter.take(&user_key, limits.login_per_user)?;
             return Err(invalid());
         }
+        // Only once the password is right, so that a lock tells nothing to someone guessing.
+        if record.locked {
+            return Err(Error::UserLocked);
+        }
         self.start_session(&localpart, device_id, initial_device_display_name)
             .await
     }
@@ -426,23 +447,38 @@ impl<'a> Accounts<'a> {
         }
         let generation = cache.generation();
         let store = self.tenant.store();
-        let Some(token) = store.access_token(&hash).await? else {
-            return Err(Error::UnknownToken);
+        let (localpart, device_id, expires) = match store.access_token(&hash).await? {
+            Some(token) => (token.localpart, token.device_id, false),
+            None => {
+                let puppet = self.puppet_session(&hash).await?;
+                (
+                    puppet.localpart,
+                    puppet.device_id,
+                    puppet.valid_until_ms.is_some(),
+                )
+            }
         };
-        let Some(user) = store.user(&token.localpart).await? else {
+        let Some(user) = store.user(&localpart).await? else {
             return Err(Error::UnknownToken);
         };
         if user.deactivated {
             return Err(Error::UnknownToken);
         }
-        let device = store.device(&token.localpart, &token.device_id).await?;
+        if user.locked {
+            return Err(Error::UserLocked);
+        }
+        let device = store.device(&localpart, &device_id).await?;
         let authed = AuthedUser {
             user_id: self.user_id(&user.localpart)?,
             localpart: user.localpart,
-            device_id: token.device_id.into(),
+            device_id: device_id.into(),
             admin: user.admin,
             guest: user.guest,
         };
+        // The cache knows no expiry: a token that ends is looked up every time.
+        if expires {
+            return Ok(authed);
+        }
         let (last_seen_ts, last_seen_ip) = match device {
             Some(d) => (
                 d.last_seen_ts.unwrap_or(0),
@@ -485,19 +521,22 @@ impl<'a> Accounts<'a> {
     /// `POST /logout`: the token and its device go.
     pub async fn logout(&self, user: &AuthedUser) -> Result<()> {
         let ids = [user.device_id.to_string()];
-        self.tenant
-            .store()
-            .delete_devices(&user.localpart, &ids)
+        let store = self.tenant.store();
+        store.delete_devices(&user.localpart, &ids).await?;
+        // An admin's session as this user has no device: it ends by its own name.
+        store
+            .delete_puppet_session(&user.localpart, user.device_id.as_str())
             .await?;
         self.devices_changed(&user.localpart).await
     }
 
     /// `POST /logout/all`: every token and device of the user go.
     pub async fn logout_all(&self, user: &AuthedUser) -> Result<()> {
-        self.tenant
-            .store()
-            .delete_devices_except(&user.localpart, None)
-            .await?;
+        let store = self.tenant.store();
+        store.delete_devices_except(&user.localpart, None).await?;
+        // As in Synapse, an admin's sessions as other users end with the admin's, not with
+        // theirs.
+        store.delete_puppet_tokens_of_admin(&user.localpart).await?;
         self.devices_changed(&user.localpart).await
     }
 
@@ -650,5 +689,6 @@ fn new_user(localpart: String, password_hash: Option<String>, admin: bool) -> Us
         displayname: None,
         avatar_url: None,
         created_ts: now_ms(),
+        ..UserRecord::default()
     }
 }

@@ -43,6 +43,26 @@ impl Accounts<'_> {
         })
     }
 
+    /// Whether `user` may change `target`'s profile: their own (or any local one as an admin),
+    /// unless an admin suspended them.
+    async fn ensure_profile_change(&self, user: &AuthedUser, target: &UserId) -> Result<()> {
+        self.ensure_own_profile(user, target)?;
+        self.ensure_not_suspended(
+            &user.user_id,
+            "Updating profile while account is suspended is not allowed.",
+        )
+        .await
+    }
+
+    /// Sends the new profile to the user's rooms, unless the user is shadow-banned: their
+    /// rooms see nothing of it, as in Synapse.
+    pub(super) async fn propagate_profile(&self, target: &UserId) -> Result<()> {
+        if self.is_shadow_banned(target).await? {
+            return Ok(());
+        }
+        self.tenant.rooms().propagate_profile(target).await
+    }
+
     fn ensure_own_profile(&self, user: &AuthedUser, target: &UserId) -> Result<()> {
         if user.user_id != target && !user.admin {
             return Err(Error::Forbidden(
@@ -64,7 +84,7 @@ impl Accounts<'_> {
         target: &UserId,
         name: Option<&str>,
     ) -> Result<()> {
-        self.ensure_own_profile(user, target)?;
+        self.ensure_profile_change(user, target).await?;
         if name.is_some_and(|n| n.len() > MAX_DISPLAY_NAME_LEN) {
             return Err(Error::InvalidParam(format!(
                 "Display name is longer than {MAX_DISPLAY_NAME_LEN} bytes"
@@ -76,7 +96,7 @@ impl Accounts<'_> {
             .store()
             .set_displayname(target.localpart(), name)
             .await?;
-        self.tenant.rooms().propagate_profile(target).await
+        self.propagate_profile(target).await
     }
 
     /// `PUT /profile/{userId}/avatar_url`; must be an `mxc://` URI, or absent to clear.
@@ -86,7 +106,7 @@ impl Accounts<'_> {
         target: &UserId,
         url: Option<&str>,
     ) -> Result<()> {
-        self.ensure_own_profile(user, target)?;
+        self.ensure_profile_change(user, target).await?;
         let url = url.filter(|u| !u.is_empty());
         if let Some(url) = url {
             let mxc = <&ruma::MxcUri>::from(url);
@@ -101,7 +121,7 @@ impl Accounts<'_> {
             .store()
             .set_avatar_url(target.localpart(), url)
             .await?;
-        self.tenant.rooms().propagate_profile(target).await
+        self.propagate_profile(target).await
     }
 }
 

@@ -56,6 +56,10 @@ pub(crate) async fn join(
     room_id: &RoomId,
     content: &serde_json::Value,
 ) -> Result<JoinedRoom> {
+    if tenant.store().room(room_id.as_str()).await?.is_none() {
+        tenant.check_room_quota().await?;
+        tenant.check_storage_quota().await?;
+    }
     let mut last = Error::NotFound("No known servers for this room".into());
     for server in servers {
         match join_through(tenant, server, user, room_id, content).await {

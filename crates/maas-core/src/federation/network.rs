@@ -604,6 +604,10 @@ impl Transport for Network {
         }
         result
     }
+
+    fn reset_backoff(&self, destination: &ServerName) {
+        Network::reset_backoff(self, destination);
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -127,6 +127,31 @@ struct Destination {
     running: AtomicBool,
     /// EDUs for the next transaction, oldest first.
     edus: Mutex<VecDeque<Raw<Edu>>>,
+    /// The failures of delivery in a row, for the admin API.
+    retry: Mutex<RetryState>,
+    /// Stream position of the newest PDU the destination took, since the tenant loaded.
+    last_sent_stream: AtomicI64,
+    /// Ends the wait before the next try (an admin's "reset connection").
+    reset: tokio::sync::Notify,
+}
+
+/// Failures of delivery to a destination in a row, in Synapse's terms (`destinations` table).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RetryState {
+    /// When the first of the failures was; `None` while delivery succeeds.
+    pub(crate) failure_ts: Option<i64>,
+    /// When the last failed try was; 0 when the last try succeeded.
+    pub(crate) retry_last_ts: i64,
+    /// Milliseconds from the last failed try to the next; 0 when not retrying.
+    pub(crate) retry_interval: i64,
+}
+
+/// What the tenant knows of its delivery to one destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DestinationStatus {
+    pub(crate) retry: RetryState,
+    /// The stream position of the newest PDU it took, when one was sent since loading.
+    pub(crate) last_sent_stream: Option<i64>,
 }
 
 impl Destination {
@@ -155,6 +180,18 @@ impl Destination {
 
     fn has_edus(&self) -> bool {
         !self.edus.lock().is_empty()
+    }
+
+    fn succeeded(&self) {
+        *self.retry.lock() = RetryState::default();
+    }
+
+    fn failed(&self, retry_in: Duration) {
+        let now = crate::now_ms();
+        let mut retry = self.retry.lock();
+        retry.failure_ts.get_or_insert(now);
+        retry.retry_last_ts = now;
+        retry.retry_interval = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
     }
 }
 
@@ -188,6 +225,26 @@ impl Sender {
             return;
         }
         tokio::spawn(deliver(tenant.downgrade(), destination, state));
+    }
+
+    /// The delivery state of `destination`, when a delivery to it ran since the tenant loaded.
+    pub(crate) fn status(&self, destination: &ServerName) -> Option<DestinationStatus> {
+        let state = self.destinations.get(destination)?.clone();
+        let last = state.last_sent_stream.load(Ordering::Acquire);
+        Some(DestinationStatus {
+            retry: *state.retry.lock(),
+            last_sent_stream: (last > 0).then_some(last),
+        })
+    }
+
+    /// Forgets `destination`'s failures and tries it again now: the waiting delivery wakes,
+    /// and the transport's backoff is cleared.
+    pub(crate) fn reset(&self, tenant: &Tenant, destination: &ServerName) {
+        tenant.federation().transports().reset_backoff(destination);
+        let state = self.destination(destination);
+        state.succeeded();
+        state.reset.notify_waiters();
+        self.wake(tenant, destination.to_owned());
     }
 
     fn destination(&self, destination: &ServerName) -> Arc<Destination> {
@@ -377,7 +434,10 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
         };
         handle.touch();
         match send_next(&handle, &destination, &state).await {
-            Ok(true) => retry = FIRST_RETRY,
+            Ok(true) => {
+                state.succeeded();
+                retry = FIRST_RETRY;
+            }
             Ok(false) => {
                 state.running.store(false, Ordering::Release);
                 // An event committed (or an EDU queued) between the last read and now found
@@ -400,9 +460,12 @@ async fn deliver(tenant: WeakTenant, destination: OwnedServerName, state: Arc<De
             }
             Err(e) => {
                 tracing::info!(%destination, error = %e, retry_in_s = retry.as_secs(), "federation transaction failed");
+                state.failed(retry);
                 drop(handle);
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(LAST_RETRY);
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => retry = (retry * 2).min(LAST_RETRY),
+                    () = state.reset.notified() => retry = FIRST_RETRY,
+                }
             }
         }
     }
@@ -444,6 +507,7 @@ async fn send_next(tenant: &Tenant, destination: &ServerName, state: &Destinatio
         store
             .acknowledge_pdus(destination.as_str(), last.stream)
             .await?;
+        state.last_sent_stream.store(last.stream, Ordering::Release);
     }
     if let Some(last) = stored_edus.last() {
         store

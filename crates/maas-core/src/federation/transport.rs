@@ -49,6 +49,10 @@ pub trait Transport: Send + Sync {
     fn reaches(&self, _destination: &ServerName) -> bool {
         true
     }
+
+    /// Forgets the destination's failures, so that the next request goes out at once (an
+    /// admin's "reset connection"); transports without a backoff have nothing to forget.
+    fn reset_backoff(&self, _destination: &ServerName) {}
 }
 
 /// The platform's choice of transport per destination: in-process for server names this
@@ -72,6 +76,13 @@ impl Transports {
     pub(crate) fn clear(&self) {
         *self.network.write() = None;
         *self.in_process.write() = None;
+    }
+
+    /// Forgets `destination`'s failures in the transport that reaches it.
+    pub(crate) fn reset_backoff(&self, destination: &ServerName) {
+        if let Ok(transport) = self.for_destination(destination) {
+            transport.reset_backoff(destination);
+        }
     }
 
     /// The transport for `destination`: in-process when it reaches it, else the network.

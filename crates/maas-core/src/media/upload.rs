@@ -37,6 +37,7 @@ impl Media<'_> {
         E: Into<BodyError>,
     {
         self.take_upload_turn(uploader)?;
+        self.tenant.check_storage_quota().await?;
         let uploader = &uploader.user_id;
         let received = self.blobs()?.receive(body, self.max_upload_bytes()).await?;
         let record = stored_record(uploader, &upload, &received);
@@ -106,6 +107,7 @@ impl Media<'_> {
         check_media_id(media_id)?;
         // Told before the body is read: a wrong id costs no upload.
         self.check_pending(uploader, media_id).await?;
+        self.tenant.check_storage_quota().await?;
         let received = self.blobs()?.receive(body, self.max_upload_bytes()).await?;
         let bytes = UploadedBytes {
             content_type: upload.content_type.map(str::to_owned),
@@ -255,10 +257,9 @@ impl Stored for bool {
 fn quota_outcome(inserted: MediaInsert, media: &Media<'_>) -> Result<()> {
     match inserted {
         MediaInsert::Stored => Ok(()),
-        MediaInsert::TenantQuotaExceeded => Err(Error::ResourceLimitExceeded {
-            message: "This homeserver has used all of its media storage".into(),
-            admin_contact: format!("https://{}/", media.tenant.primary_host()),
-        }),
+        MediaInsert::TenantQuotaExceeded => Err(media
+            .tenant
+            .resource_limit("This homeserver has used all of its media storage")),
         MediaInsert::UserQuotaExceeded => Err(Error::Forbidden(
             "You have used all of your media storage quota".into(),
         )),

@@ -6,6 +6,7 @@
 pub mod blobs;
 pub mod certificates;
 mod commit_threads;
+pub mod metrics;
 pub mod runtime;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ pub struct Platform {
     operator_token_digest: [u8; 32],
     /// Serialises operator changes to tenants, so two of them can't interleave.
     operator_lock: tokio::sync::Mutex<()>,
+    metrics: metrics::Metrics,
 }
 
 /// Every tenant's record, indexed the ways requests reach them.
@@ -109,6 +111,9 @@ pub struct TenantUpdate {
     pub suspended: Option<bool>,
     pub allow_guests: Option<bool>,
     pub max_users: Option<Option<u64>>,
+    pub max_rooms: Option<Option<u64>>,
+    pub max_storage_bytes: Option<Option<u64>>,
+    pub max_messages_per_second: Option<Option<u32>>,
     pub client_base_url: Option<Option<String>>,
     pub federation_server: Option<Option<String>>,
     /// The tenant's TLS certificate chain and key files (absolute paths), set or cleared
@@ -122,6 +127,10 @@ pub struct TenantUpdate {
     /// `true` freezes unauthenticated media from now on (an existing freeze keeps its time);
     /// `false` lifts the freeze.
     pub freeze_unauthenticated_media: Option<bool>,
+    /// Whether rooms the tenant's users all left are purged (`RoomSettings`), and how long
+    /// after.
+    pub forget_empty_rooms: Option<bool>,
+    pub forget_empty_rooms_after_secs: Option<u64>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -164,6 +173,7 @@ impl Platform {
             max_loaded,
             operator_token_digest,
             operator_lock: tokio::sync::Mutex::new(()),
+            metrics: metrics::Metrics::new()?,
         });
         platform
             .runtime
@@ -248,6 +258,8 @@ impl Platform {
                     tracing::warn!(server_name = %record.server_name, error = %e, "federation queue not resumed");
                 }
                 crate::federation::partial_state::resume(&tenant);
+                // Admin tasks (room deletions, purges) the tenant's last run left unfinished.
+                crate::rooms::tasks::resume(&tenant);
                 Ok::<_, Error>(tenant)
             })
             .await?
@@ -322,6 +334,9 @@ impl Platform {
             .media
             .unauthenticated_frozen_ts
             .get_or_insert(created_ts);
+        settings
+            .registration_shared_secret
+            .get_or_insert_with(crate::shared_secret::SharedSecret::generate);
         let record = TenantInfo {
             tenant_id: secrets::new_tenant_id(),
             server_name,
@@ -402,6 +417,36 @@ impl Platform {
         }
         apply_settings(&mut record.settings, update);
         check_settings(&record.settings)?;
+        self.backend
+            .control()
+            .update_tenant(&record)
+            .await
+            .map_err(conflict)?;
+        {
+            let mut directory = self.directory.write();
+            directory.remove(&record.tenant_id);
+            directory.insert(record.clone());
+        }
+        if let Some(tenant) = self
+            .loaded
+            .get(&record.tenant_id)
+            .and_then(|c| c.get().cloned())
+        {
+            tenant.set_record(record.clone());
+        }
+        Ok(record)
+    }
+
+    /// Replaces the tenant's registration shared secret (`None` disables shared-secret
+    /// registration); the change applies to the next request.
+    pub async fn set_registration_shared_secret(
+        &self,
+        server_name: &str,
+        secret: Option<crate::shared_secret::SharedSecret>,
+    ) -> Result<TenantInfo> {
+        let _guard = self.operator_lock.lock().await;
+        let mut record = self.tenant_by_server_name(server_name).await?.record();
+        record.settings.registration_shared_secret = secret;
         self.backend
             .control()
             .update_tenant(&record)
@@ -853,6 +898,11 @@ fn check_settings(settings: &TenantSettings) -> Result<()> {
             "media max_upload_bytes must be at least 1".into(),
         ));
     }
+    if settings.quotas.max_messages_per_second == Some(0) {
+        return Err(Error::InvalidParam(
+            "max_messages_per_second must be at least 1; suspend the tenant to stop it".into(),
+        ));
+    }
     if settings.max_users == Some(0) {
         return Err(Error::InvalidParam(
             "max_users must be at least 1 (the admin counts); set registration to closed to stop new users".into(),
@@ -887,6 +937,12 @@ fn check_client_base_url(raw: &str) -> Result<()> {
 
 fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
     apply_media_settings(&mut settings.media, &update);
+    if let Some(forget) = update.forget_empty_rooms {
+        settings.rooms.forget_empty_rooms = forget;
+    }
+    if let Some(secs) = update.forget_empty_rooms_after_secs {
+        settings.rooms.forget_empty_rooms_after_secs = secs;
+    }
     if let Some(registration) = update.registration {
         settings.registration = registration;
     }
@@ -898,6 +954,15 @@ fn apply_settings(settings: &mut TenantSettings, update: TenantUpdate) {
     }
     if let Some(max_users) = update.max_users {
         settings.max_users = max_users;
+    }
+    if let Some(max) = update.max_rooms {
+        settings.quotas.max_rooms = max;
+    }
+    if let Some(max) = update.max_storage_bytes {
+        settings.quotas.max_storage_bytes = max;
+    }
+    if let Some(max) = update.max_messages_per_second {
+        settings.quotas.max_messages_per_second = max;
     }
     if let Some(url) = update.client_base_url {
         settings.client_base_url = url;

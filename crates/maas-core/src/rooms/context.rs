@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use ruma::{EventId, RoomId, UserId};
 
 use super::event::{Event, events};
-use super::read::lazy_loaded;
+use super::read::{Reader, lazy_loaded};
 use super::{Direction, Page, Rooms};
 use crate::Result;
 use crate::filter::RoomEventFilter;
@@ -36,16 +36,32 @@ impl Rooms<'_> {
         filter: &RoomEventFilter,
     ) -> Result<Context> {
         let event = self.visible_event(user, room_id, event_id).await?;
+        self.context_around(Reader::User(user), room_id, event, limit, filter)
+            .await
+    }
+
+    /// The events around `event` as `reader` may see them, up to `limit`, half before.
+    pub(crate) async fn context_around(
+        &self,
+        reader: Reader<'_>,
+        room_id: &RoomId,
+        event: EventRecord,
+        limit: u32,
+        filter: &RoomEventFilter,
+    ) -> Result<Context> {
         let before_limit = limit / 2;
         let after_limit = limit - before_limit;
         let backward = page(event.stream - 1, Direction::Backward, before_limit);
         let mut before = self
-            .timeline(user, room_id, backward, |_| true)
+            .timeline_as(reader, room_id, backward, |_| true)
             .await?
             .chunk;
         before.truncate(before_limit as usize);
         let forward = page(event.stream, Direction::Forward, after_limit);
-        let mut after = self.timeline(user, room_id, forward, |_| true).await?.chunk;
+        let mut after = self
+            .timeline_as(reader, room_id, forward, |_| true)
+            .await?
+            .chunk;
         after.truncate(after_limit as usize);
         // Tokens and state span the whole window; the filter only narrows what is shown.
         let start = before.last().map_or(event.stream - 1, |e| e.stream - 1);

@@ -41,7 +41,15 @@ pub struct CreateRoom {
 
 impl Rooms<'_> {
     /// `POST /createRoom`.
-    pub async fn create(&self, creator: &UserId, req: CreateRoom) -> Result<OwnedRoomId> {
+    pub async fn create(&self, creator: &UserId, mut req: CreateRoom) -> Result<OwnedRoomId> {
+        let accounts = self.tenant.accounts();
+        accounts
+            .ensure_not_suspended(creator, crate::accounts::moderation::SENDING_SUSPENDED)
+            .await?;
+        // A shadow-banned user's room is created; its invites reach nobody, as in Synapse.
+        if accounts.is_shadow_banned(creator).await? {
+            req.invite.clear();
+        }
         let version = req.room_version.clone().unwrap_or(DEFAULT_ROOM_VERSION);
         if !is_supported_version(&version) {
             return Err(Error::UnsupportedRoomVersion(version.to_string()));
@@ -56,6 +64,9 @@ impl Rooms<'_> {
             Preset::PrivateChat
         });
 
+        self.tenant.check_storage_quota().await?;
+        // Held until the room's first events are stored, so the room count stays true.
+        let _slot = self.tenant.room_slot().await?;
         let (mut writer, mut held) = self.create_event(creator, &version, &req).await?;
         let room_id = writer.room_id().to_owned();
         let mut drafts = vec![

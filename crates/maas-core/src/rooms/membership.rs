@@ -83,10 +83,18 @@ impl Rooms<'_> {
         via: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
+        self.tenant
+            .accounts()
+            .ensure_not_suspended(
+                user,
+                "Joining rooms while account is suspended is not allowed.",
+            )
+            .await?;
         let current = self.current_membership(room_id, user).await?;
         if current.as_ref().is_some_and(|m| m.membership == "join") {
             return Ok(room_id.to_owned());
         }
+        self.admin().ensure_not_blocked(room_id).await?;
         let draft = self
             .with_profile(user, Self::member_draft(user, "join", reason))
             .await?;
@@ -182,8 +190,20 @@ impl Rooms<'_> {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
+        let accounts = self.tenant.accounts();
+        // A shadow-banned user's invite looks sent and reaches nobody, as in Synapse.
+        if accounts.is_shadow_banned(sender).await? {
+            return Ok(());
+        }
+        accounts
+            .ensure_not_suspended(
+                sender,
+                "Sending invites while account is suspended is not allowed.",
+            )
+            .await?;
         check::member_id(target)?;
         self.room_for_member(sender, room_id).await?;
+        self.admin().ensure_not_blocked(room_id).await?;
         let remote = target.server_name() != self.tenant.server_name();
         if !remote {
             let Some(record) = self.tenant.store().user(target.localpart()).await? else {
@@ -255,7 +275,10 @@ impl Rooms<'_> {
             let writer = self.tenant.room_locks().lock(room_id).await;
             if !self.is_resident(&writer).await? {
                 drop(writer);
-                return leaving::reject(self.tenant, user, room_id, &current, reason).await;
+                leaving::reject(self.tenant, user, room_id, &current, reason).await?;
+                // Kept outside the room's timeline, where the step forgetting rooms looks.
+                super::forget::left_outside_timeline(self.tenant, room_id);
+                return Ok(());
             }
         }
         self.send_membership(user, room_id, Self::member_draft(user, "leave", reason))
@@ -322,6 +345,14 @@ impl Rooms<'_> {
         via: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
+        self.tenant
+            .accounts()
+            .ensure_not_suspended(
+                user,
+                "Knocking on rooms while account is suspended is not allowed.",
+            )
+            .await?;
+        self.admin().ensure_not_blocked(room_id).await?;
         let servers = joining::candidates(self.tenant, room_id, via);
         if !servers.is_empty() {
             let writer = self.tenant.room_locks().lock(room_id).await;

@@ -3,6 +3,7 @@
 //! received as one), checked against the auth rules, accepted with its state and stream
 //! position, then derived from by the tenant's steps and committed in batches.
 
+pub mod admin;
 pub mod auth;
 pub(crate) mod build;
 pub(crate) mod check;
@@ -12,16 +13,20 @@ mod context;
 mod create;
 pub mod directory;
 mod event;
+pub(crate) mod forget;
 pub(crate) mod heads;
 pub mod hierarchy;
 pub(crate) mod lock;
 mod membership;
 pub mod pdu;
 pub(crate) mod pipeline;
+pub(crate) mod purge;
 pub mod read;
 pub mod relations;
+mod shutdown;
 pub mod state;
 pub(crate) mod steps;
+pub mod tasks;
 pub(crate) mod transactions;
 mod upgrade;
 
@@ -42,6 +47,7 @@ pub use event::Event;
 pub use pdu::{EventDraft, Pdu};
 pub use read::{Messages, Page};
 pub use relations::RelationsPage;
+pub use shutdown::{RoomDeletion, ShutdownOutcome};
 
 /// The order of a page of events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +129,11 @@ impl<'a> Rooms<'a> {
         draft: EventDraft,
         txn: Option<Transaction<'_>>,
     ) -> Result<OwnedEventId> {
+        self.tenant.check_message_rate()?;
+        self.tenant.check_storage_quota().await?;
+        if let Some(fake) = self.tenant.accounts().screen_send(sender, &draft).await? {
+            return Ok(fake);
+        }
         let claim = match txn {
             Some(txn) => match self.claim(sender, room_id, &draft, txn).await? {
                 Claimed::Sent(event_id) => return Ok(event_id),

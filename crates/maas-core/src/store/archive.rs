@@ -15,8 +15,11 @@ pub const TENANT_TABLES: &[&str] = &[
     "signing_keys",
     "users",
     "user_threepids",
+    "user_external_ids",
+    "ratelimit_overrides",
     "devices",
     "access_tokens",
+    "puppet_tokens",
     "uia_sessions",
     "registration_tokens",
     "counters",
@@ -55,6 +58,11 @@ pub const TENANT_TABLES: &[&str] = &[
     "media",
     "remote_media",
     "media_thumbnails",
+    // What the tenant's admins keep (the admin API).
+    "reports",
+    "blocked_rooms",
+    "admin_tasks",
+    "server_notice_rooms",
 ];
 
 /// Rows per chunk at most: what an archive's version 1 allows per line.

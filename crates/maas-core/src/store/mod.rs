@@ -2,18 +2,22 @@
 //! cross them. Core defines what it needs of storage; `maas-store` implements it for SQLite and
 //! PostgreSQL, and the binary picks one, so core never names a backend.
 
+mod admin;
 mod archive;
 mod e2ee;
 mod federation;
 mod media;
 mod push;
 mod records;
+mod reports;
 mod retention;
 mod rooms;
 mod sync;
+mod usage;
 
 use std::sync::Arc;
 
+pub use admin::*;
 pub use archive::*;
 use async_trait::async_trait;
 pub use e2ee::*;
@@ -21,12 +25,16 @@ pub use federation::*;
 pub use media::*;
 pub use push::*;
 pub use records::*;
+pub use reports::*;
 pub use retention::*;
 pub use rooms::*;
 pub use sync::*;
+pub use usage::*;
 
 // Domain types the control plane stores as they are.
 pub use crate::tenants::{RegistrationPolicy, TenantInfo, TenantSettings};
+// The admin's user list query, which the store answers as it is.
+pub use crate::accounts::{UserListQuery, UserOrder};
 
 /// A backend's own failure (database driver, file system), kept as its source.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
@@ -109,6 +117,9 @@ pub trait TenantStore:
     + RetentionStore
     + FederationStore
     + MediaStore
+    + AdminStore
+    + ReportStore
+    + UsageStore
     + Send
     + Sync
 {
@@ -129,11 +140,55 @@ pub trait TenantStore:
     async fn count_users(&self) -> Result<u64>;
     async fn set_password_hash(&self, localpart: &str, hash: Option<&str>) -> Result<()>;
     async fn set_admin(&self, localpart: &str, admin: bool) -> Result<()>;
-    /// Marks the user deactivated and removes their devices, tokens and profile.
+    /// Marks the user deactivated and removes their devices, tokens (puppet tokens too, of and
+    /// by them), third-party ids and profile.
     async fn deactivate_user(&self, localpart: &str) -> Result<()>;
     async fn set_displayname(&self, localpart: &str, name: Option<&str>) -> Result<()>;
     async fn set_avatar_url(&self, localpart: &str, url: Option<&str>) -> Result<()>;
     async fn threepids(&self, localpart: &str) -> Result<Vec<ThreepidRecord>>;
+    /// One page of the admin's user list (`server_name` makes the full user ids that
+    /// `query.user_id` is matched against) and how many users match in all.
+    async fn users_page(
+        &self,
+        server_name: &str,
+        query: &UserListQuery,
+    ) -> Result<(Vec<ListedUserRecord>, u64)>;
+    /// When one of the user's devices was last seen.
+    async fn last_seen_ts(&self, localpart: &str) -> Result<Option<i64>>;
+    /// Sets the account states an admin controls.
+    async fn update_account_states(
+        &self,
+        localpart: &str,
+        change: &AccountStatesChange,
+    ) -> Result<()>;
+    /// Undoes a deactivation (and an erasure); the user needs a password set to log in again.
+    async fn reactivate_user(&self, localpart: &str) -> Result<()>;
+    /// Makes `threepids` the user's third-party ids; one another user had moves to this one,
+    /// as Synapse does.
+    async fn replace_threepids(&self, localpart: &str, threepids: &[ThreepidRecord]) -> Result<()>;
+    /// The localpart of the user with this third-party id.
+    async fn user_by_threepid(&self, medium: &str, address: &str) -> Result<Option<String>>;
+    async fn external_ids(&self, localpart: &str) -> Result<Vec<ExternalIdRecord>>;
+    /// Makes `ids` the user's external ids, in one transaction; `Conflict` (and nothing
+    /// changed) when another user has one of them.
+    async fn replace_external_ids(&self, localpart: &str, ids: &[ExternalIdRecord]) -> Result<()>;
+    /// The localpart of the user with this identity at `auth_provider`.
+    async fn user_by_external_id(
+        &self,
+        auth_provider: &str,
+        external_id: &str,
+    ) -> Result<Option<String>>;
+    async fn ratelimit_override(&self, localpart: &str) -> Result<Option<RateLimitOverrideRecord>>;
+    /// Sets (`Some`) or removes the user's own message rate limit.
+    async fn set_ratelimit_override(
+        &self,
+        localpart: &str,
+        limit: Option<&RateLimitOverrideRecord>,
+    ) -> Result<()>;
+    /// Invites sent by `user_id` (a full user id) at or after `from_ts`.
+    async fn sent_invite_count(&self, user_id: &str, from_ts: i64) -> Result<u64>;
+    /// Rooms `user_id` joined at or after `from_ts`, whether or not they are still in them.
+    async fn joined_room_count_since(&self, user_id: &str, from_ts: i64) -> Result<u64>;
 
     // Devices and access tokens.
     /// Creates the device if it is new (keeping its display name otherwise), removes the tokens
@@ -154,6 +209,14 @@ pub trait TenantStore:
     /// Deletes every device of the user except `keep`, with their tokens.
     async fn delete_devices_except(&self, localpart: &str, keep: Option<&str>) -> Result<()>;
     async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenRecord>>;
+    /// Creates the device unless the user has it already; `false` then.
+    async fn insert_device(&self, device: &DeviceRecord) -> Result<bool>;
+    async fn insert_puppet_token(&self, token: &PuppetTokenRecord) -> Result<()>;
+    async fn puppet_token(&self, token_hash: &str) -> Result<Option<PuppetTokenRecord>>;
+    /// Ends the puppet session `device_id` of the user (its logout).
+    async fn delete_puppet_session(&self, localpart: &str, device_id: &str) -> Result<()>;
+    /// Ends every puppet session the admin took (the admin's logout everywhere).
+    async fn delete_puppet_tokens_of_admin(&self, admin: &str) -> Result<()>;
 
     // User-interactive authentication sessions.
     async fn insert_uia_session(&self, session: &UiaSessionRecord) -> Result<()>;
@@ -171,6 +234,16 @@ pub trait TenantStore:
     async fn pending_registration_token_uses(&self, token: &str, since_ts: i64) -> Result<u64>;
     /// Counts one completed registration if the token is still valid at `now_ts`; atomic.
     async fn complete_registration_token_use(&self, token: &str, now_ts: i64) -> Result<bool>;
+    /// Sets the limits of a token: each `Some` replaces its field (`Some(None)`: no limit);
+    /// false when there is no such token.
+    async fn update_registration_token(
+        &self,
+        token: &str,
+        uses_allowed: Option<Option<u64>>,
+        expiry_time: Option<Option<i64>>,
+    ) -> Result<bool>;
+    /// False when there was no such token.
+    async fn delete_registration_token(&self, token: &str) -> Result<bool>;
 
     // Export and import (`archive`).
     /// Hands every table to `sink` in `TENANT_TABLES` order, read in one consistent snapshot,

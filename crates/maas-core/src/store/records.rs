@@ -10,7 +10,7 @@ pub struct SigningKeyRecord {
     pub created_ts: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserRecord {
     pub localpart: String,
     /// argon2id PHC string; `None` when the user can't log in with a password.
@@ -20,6 +20,61 @@ pub struct UserRecord {
     pub deactivated: bool,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
+    pub created_ts: i64,
+    /// Refused at login and for every token until an admin unlocks it.
+    pub locked: bool,
+    /// Read-only (MSC3823): no sending, joining, inviting or profile changes.
+    pub suspended: bool,
+    /// What the user sends looks accepted and reaches nobody.
+    pub shadow_banned: bool,
+    /// Deactivated with erasure (GDPR).
+    pub erased: bool,
+    /// Synapse's user types: `None` for ordinary users, `bot`, `support`.
+    pub user_type: Option<String>,
+}
+
+/// A user as the admin's user list shows them: with when one of their devices was last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedUserRecord {
+    pub user: UserRecord,
+    pub last_seen_ts: Option<i64>,
+}
+
+/// What an admin changes about an account at once; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountStatesChange {
+    pub locked: Option<bool>,
+    pub suspended: Option<bool>,
+    pub shadow_banned: Option<bool>,
+    pub erased: Option<bool>,
+    /// `Some(None)` clears the type.
+    pub user_type: Option<Option<String>>,
+}
+
+/// A user's identity at an external provider (SSO, LDAP): one user per identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalIdRecord {
+    pub auth_provider: String,
+    pub external_id: String,
+}
+
+/// A user's own message rate limit in place of the tenant's; `messages_per_second` 0 is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitOverrideRecord {
+    pub messages_per_second: u64,
+    pub burst_count: u64,
+}
+
+/// An access token an admin took to act as a user, stored only as its SHA-256. `device_id`
+/// names the session; no device of the user has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PuppetTokenRecord {
+    pub token_hash: String,
+    pub localpart: String,
+    pub device_id: String,
+    /// The admin who took it.
+    pub admin: String,
+    pub valid_until_ms: Option<i64>,
     pub created_ts: i64,
 }
 

@@ -3,7 +3,19 @@
 //! Modules are named after `synapse_admin_api`'s, whose request and response types they use.
 
 mod auth;
+mod background_updates;
+mod events;
+mod federation;
+pub(crate) mod json;
 mod media;
+mod query;
+mod register;
+mod registration_tokens;
+mod reports;
+mod room_media;
+mod rooms;
+mod server_notices;
+mod statistics;
 mod users;
 mod version;
 
@@ -13,5 +25,11 @@ use crate::routes::AppRouter;
 
 pub fn routes() -> AppRouter {
     let router = version::routes(Router::new());
-    media::routes(users::routes(router))
+    let router = media::routes(users::routes(router));
+    let router = rooms::routes(register::routes(router));
+    let router = reports::routes(registration_tokens::routes(router));
+    let router = server_notices::routes(router);
+    let router = federation::routes(background_updates::routes(router));
+    let router = statistics::routes(events::routes(router));
+    room_media::routes(router)
 }

@@ -23,6 +23,7 @@ mod receipt;
 mod redact;
 mod register;
 mod relations;
+mod reporting;
 mod room;
 mod session;
 mod space;
@@ -56,6 +57,7 @@ pub fn routes() -> AppRouter {
     let router = space::routes(router);
     let router = message::routes(router);
     let router = redact::routes(router);
+    let router = reporting::routes(router);
     let router = context::routes(router);
     let router = relations::routes(router);
     let router = threads::routes(router);

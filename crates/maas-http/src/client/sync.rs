@@ -50,5 +50,6 @@ async fn sync_events(
         full_state: req.full_state,
         filter,
     };
+    let _counted = tenant.sync_connection();
     Ok(Json(tenant.sync(&user, request).await?))
 }

@@ -4,6 +4,7 @@
 
 mod media;
 mod registration_tokens;
+mod shared_secret;
 mod tenants;
 mod users;
 
@@ -37,6 +38,7 @@ pub fn routes() -> AppRouter {
     // an action of the platform, outside the tenants' paths.
     let router = router.route(&format!("{PREFIX}/import"), post(tenants::import_tenant));
     let router = media::routes(router);
+    let router = shared_secret::routes(router);
     registration_tokens::routes(router)
 }
 

@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use maas_core::Platform;
 use maas_core::export::StreamSource;
 use maas_core::platform::{NewTenant, TenantUpdate};
-use maas_core::tenants::{MediaSettings, RegistrationPolicy, TenantInfo, TenantSettings};
+use maas_core::tenants::{
+    MediaSettings, Quotas, RegistrationPolicy, RoomSettings, TenantInfo, TenantSettings,
+};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
@@ -37,6 +39,7 @@ async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> 
     let tenant = op(platform.tenant_by_server_name(&record.server_name).await)?;
     let user_count = op(tenant.accounts().count().await)?;
     let signing_key = op(tenant.server_keys().await)?.current_key_id();
+    let usage = op(tenant.usage().await)?;
     let s = &record.settings;
     Ok(json!({
         "tenant_id": record.tenant_id,
@@ -58,6 +61,22 @@ async fn tenant_json(platform: &Platform, record: &TenantInfo) -> Result<Value> 
             "unauthenticated_frozen_ts": s.media.unauthenticated_frozen_ts,
             "usage_bytes": op(tenant.media().usage(None).await)?,
         },
+        "rooms": {
+            "forget_empty_rooms": s.rooms.forget_empty_rooms,
+            "forget_empty_rooms_after_secs": s.rooms.forget_empty_rooms_after_secs,
+        },
+        "quotas": {
+            "max_rooms": s.quotas.max_rooms,
+            "max_storage_bytes": s.quotas.max_storage_bytes,
+            "max_messages_per_second": s.quotas.max_messages_per_second,
+        },
+        "usage": {
+            "users": usage.users,
+            "rooms": usage.rooms,
+            "database_bytes": usage.database_bytes,
+            "media_bytes": usage.media_bytes,
+            "storage_bytes": usage.storage_bytes(),
+        },
         "created_ts": record.created_ts,
         "user_count": user_count,
         "signing_key": signing_key,
@@ -74,6 +93,9 @@ struct CreateTenant {
     #[serde(default)]
     allow_guests: bool,
     max_users: Option<u64>,
+    max_rooms: Option<u64>,
+    max_storage_bytes: Option<u64>,
+    max_messages_per_second: Option<u32>,
     client_base_url: Option<String>,
     federation_server: Option<String>,
     admin_localpart: Option<String>,
@@ -92,12 +114,20 @@ async fn create_tenant(
             suspended: false,
             allow_guests: body.allow_guests,
             max_users: body.max_users,
+            quotas: Quotas {
+                max_rooms: body.max_rooms,
+                max_storage_bytes: body.max_storage_bytes,
+                max_messages_per_second: body.max_messages_per_second,
+            },
             client_base_url: body.client_base_url,
             federation_server: body.federation_server,
             // Set with `PATCH`, which checks the files.
             tls_certificate: None,
             tls_key: None,
+            // Generated for every new tenant.
+            registration_shared_secret: None,
             media: MediaSettings::default(),
+            rooms: RoomSettings::default(),
         },
         admin_localpart: body.admin_localpart,
     };
@@ -142,6 +172,15 @@ struct PatchTenant {
     allow_guests: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     max_users: Option<Option<u64>>,
+    /// Rooms the tenant may hold; `null`: no quota.
+    #[serde(default, deserialize_with = "nullable")]
+    max_rooms: Option<Option<u64>>,
+    /// Bytes of database and media together; `null`: no quota.
+    #[serde(default, deserialize_with = "nullable")]
+    max_storage_bytes: Option<Option<u64>>,
+    /// Events the tenant's users may send per second together; `null`: no quota.
+    #[serde(default, deserialize_with = "nullable")]
+    max_messages_per_second: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
     client_base_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -163,6 +202,9 @@ struct PatchTenant {
     media_user_quota_bytes: Option<Option<u64>>,
     url_previews: Option<bool>,
     freeze_unauthenticated_media: Option<bool>,
+    /// Whether rooms the tenant's users all left are purged, and how long after.
+    forget_empty_rooms: Option<bool>,
+    forget_empty_rooms_after_secs: Option<u64>,
 }
 
 /// `PATCH /_maas/operator/v1/tenants/{server_name}`
@@ -177,6 +219,9 @@ async fn update_tenant(
         suspended: body.suspended,
         allow_guests: body.allow_guests,
         max_users: body.max_users,
+        max_rooms: body.max_rooms,
+        max_storage_bytes: body.max_storage_bytes,
+        max_messages_per_second: body.max_messages_per_second,
         client_base_url: body.client_base_url,
         federation_server: body.federation_server,
         tls_certificate: body.tls_certificate,
@@ -186,6 +231,8 @@ async fn update_tenant(
         media_user_quota_bytes: body.media_user_quota_bytes,
         url_previews: body.url_previews,
         freeze_unauthenticated_media: body.freeze_unauthenticated_media,
+        forget_empty_rooms: body.forget_empty_rooms,
+        forget_empty_rooms_after_secs: body.forget_empty_rooms_after_secs,
     };
     let record = op(platform.update_tenant(&server_name, update).await)?;
     tracing::info!(server_name = %record.server_name, "tenant updated");

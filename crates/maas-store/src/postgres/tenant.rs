@@ -2,6 +2,8 @@
 //! changes run in transactions; tokens hang off devices and devices off users with ON DELETE
 //! CASCADE, so removing a device can't leave a token that still logs in.
 
+mod admin_users;
+
 use std::collections::HashSet;
 
 use async_trait::async_trait;
@@ -12,8 +14,9 @@ use super::util::{
     Schema, conflict, found, from_json, is_foreign_key_violation, to_i64, to_json, to_u64,
 };
 use crate::{
-    AccessTokenRecord, DeviceRecord, RegistrationTokenRecord, Result, SigningKeyRecord, StoreError,
-    TenantStore, ThreepidRecord, UiaSessionRecord, UserRecord,
+    AccessTokenRecord, AccountStatesChange, DeviceRecord, ExternalIdRecord, ListedUserRecord,
+    PuppetTokenRecord, RateLimitOverrideRecord, RegistrationTokenRecord, Result, SigningKeyRecord,
+    StoreError, TenantStore, ThreepidRecord, UiaSessionRecord, UserListQuery, UserRecord,
 };
 
 /// `SELECT <every user column> FROM users <rest>`, as a `&'static str`.
@@ -21,7 +24,8 @@ macro_rules! select_users {
     ($rest:literal) => {
         concat!(
             "SELECT localpart, password_hash, admin, guest, deactivated, displayname, \
-                    avatar_url, created_ts FROM users ",
+                    avatar_url, created_ts, locked, suspended, shadow_banned, erased, \
+                    user_type FROM users ",
             $rest
         )
     };
@@ -94,8 +98,9 @@ impl TenantStore for PostgresTenantStore {
         }
         let inserted = sqlx::query(
             "INSERT INTO users (localpart, password_hash, admin, guest, deactivated, \
-                                displayname, avatar_url, created_ts) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                                displayname, avatar_url, created_ts, locked, suspended, \
+                                shadow_banned, erased, user_type) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13, $14 \
              WHERE $9::BIGINT IS NULL OR (SELECT count(*) FROM users) < $9",
         )
         .bind(&user.localpart)
@@ -107,6 +112,11 @@ impl TenantStore for PostgresTenantStore {
         .bind(&user.avatar_url)
         .bind(user.created_ts)
         .bind(max_users.map(to_i64))
+        .bind(user.locked)
+        .bind(user.suspended)
+        .bind(user.shadow_banned)
+        .bind(user.erased)
+        .bind(&user.user_type)
         .execute(&mut *tx)
         .await
         .map_err(|err| conflict(err, || format!("user {}", user.localpart)))?;
@@ -212,6 +222,7 @@ impl TenantStore for PostgresTenantStore {
         for sql in [
             "DELETE FROM devices WHERE localpart = $1",
             "DELETE FROM user_threepids WHERE localpart = $1",
+            "DELETE FROM puppet_tokens WHERE localpart = $1 OR admin = $1",
         ] {
             sqlx::query(sql).bind(localpart).execute(&mut *tx).await?;
         }
@@ -246,6 +257,75 @@ impl TenantStore for PostgresTenantStore {
         .fetch_all(&mut *conn)
         .await?;
         rows.iter().map(threepid_from_row).collect()
+    }
+
+    async fn users_page(
+        &self,
+        server_name: &str,
+        query: &UserListQuery,
+    ) -> Result<(Vec<ListedUserRecord>, u64)> {
+        self.users_page_impl(server_name, query).await
+    }
+
+    async fn last_seen_ts(&self, localpart: &str) -> Result<Option<i64>> {
+        self.last_seen_ts_impl(localpart).await
+    }
+
+    async fn update_account_states(
+        &self,
+        localpart: &str,
+        change: &AccountStatesChange,
+    ) -> Result<()> {
+        self.update_account_states_impl(localpart, change).await
+    }
+
+    async fn reactivate_user(&self, localpart: &str) -> Result<()> {
+        self.reactivate_user_impl(localpart).await
+    }
+
+    async fn replace_threepids(&self, localpart: &str, threepids: &[ThreepidRecord]) -> Result<()> {
+        self.replace_threepids_impl(localpart, threepids).await
+    }
+
+    async fn user_by_threepid(&self, medium: &str, address: &str) -> Result<Option<String>> {
+        self.user_by_threepid_impl(medium, address).await
+    }
+
+    async fn external_ids(&self, localpart: &str) -> Result<Vec<ExternalIdRecord>> {
+        self.external_ids_impl(localpart).await
+    }
+
+    async fn replace_external_ids(&self, localpart: &str, ids: &[ExternalIdRecord]) -> Result<()> {
+        self.replace_external_ids_impl(localpart, ids).await
+    }
+
+    async fn user_by_external_id(
+        &self,
+        auth_provider: &str,
+        external_id: &str,
+    ) -> Result<Option<String>> {
+        self.user_by_external_id_impl(auth_provider, external_id)
+            .await
+    }
+
+    async fn ratelimit_override(&self, localpart: &str) -> Result<Option<RateLimitOverrideRecord>> {
+        self.ratelimit_override_impl(localpart).await
+    }
+
+    async fn set_ratelimit_override(
+        &self,
+        localpart: &str,
+        limit: Option<&RateLimitOverrideRecord>,
+    ) -> Result<()> {
+        self.set_ratelimit_override_impl(localpart, limit).await
+    }
+
+    async fn sent_invite_count(&self, user_id: &str, from_ts: i64) -> Result<u64> {
+        self.sent_invite_count_impl(user_id, from_ts).await
+    }
+
+    async fn joined_room_count_since(&self, user_id: &str, from_ts: i64) -> Result<u64> {
+        self.joined_room_count_since_impl(user_id, from_ts).await
     }
 
     async fn start_session(&self, device: &DeviceRecord, token: &AccessTokenRecord) -> Result<()> {
@@ -408,6 +488,26 @@ impl TenantStore for PostgresTenantStore {
         row.as_ref().map(access_token_from_row).transpose()
     }
 
+    async fn insert_device(&self, device: &DeviceRecord) -> Result<bool> {
+        self.insert_device_impl(device).await
+    }
+
+    async fn insert_puppet_token(&self, token: &PuppetTokenRecord) -> Result<()> {
+        self.insert_puppet_token_impl(token).await
+    }
+
+    async fn puppet_token(&self, token_hash: &str) -> Result<Option<PuppetTokenRecord>> {
+        self.puppet_token_impl(token_hash).await
+    }
+
+    async fn delete_puppet_session(&self, localpart: &str, device_id: &str) -> Result<()> {
+        self.delete_puppet_session_impl(localpart, device_id).await
+    }
+
+    async fn delete_puppet_tokens_of_admin(&self, admin: &str) -> Result<()> {
+        self.delete_puppet_tokens_of_admin_impl(admin).await
+    }
+
     async fn insert_uia_session(&self, session: &UiaSessionRecord) -> Result<()> {
         let completed = to_json(&session.completed, "completed UIA stages")?;
         let mut conn = self.schema.conn().await?;
@@ -548,6 +648,38 @@ impl TenantStore for PostgresTenantStore {
         Ok(updated.rows_affected() == 1)
     }
 
+    async fn update_registration_token(
+        &self,
+        token: &str,
+        uses_allowed: Option<Option<u64>>,
+        expiry_time: Option<Option<i64>>,
+    ) -> Result<bool> {
+        let mut conn = self.schema.conn().await?;
+        let updated = sqlx::query(
+            "UPDATE registration_tokens \
+             SET uses_allowed = CASE WHEN $1 THEN $2 ELSE uses_allowed END, \
+                 expiry_time = CASE WHEN $3 THEN $4 ELSE expiry_time END \
+             WHERE token = $5",
+        )
+        .bind(uses_allowed.is_some())
+        .bind(uses_allowed.flatten().map(to_i64))
+        .bind(expiry_time.is_some())
+        .bind(expiry_time.flatten())
+        .bind(token)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn delete_registration_token(&self, token: &str) -> Result<bool> {
+        let mut conn = self.schema.conn().await?;
+        let deleted = sqlx::query("DELETE FROM registration_tokens WHERE token = $1")
+            .bind(token)
+            .execute(&mut *conn)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
     async fn export_tables(&self, sink: &mut dyn crate::ChunkSink) -> Result<()> {
         self.export_tables_impl(sink).await
     }
@@ -579,6 +711,11 @@ fn user_from_row(row: &PgRow) -> Result<UserRecord> {
         displayname: row.try_get("displayname")?,
         avatar_url: row.try_get("avatar_url")?,
         created_ts: row.try_get("created_ts")?,
+        locked: row.try_get("locked")?,
+        suspended: row.try_get("suspended")?,
+        shadow_banned: row.try_get("shadow_banned")?,
+        erased: row.try_get("erased")?,
+        user_type: row.try_get("user_type")?,
     })
 }
 

@@ -425,6 +425,7 @@ pub fn user(localpart: &str) -> UserRecord {
         displayname: Some(format!("{localpart} display")),
         avatar_url: Some("mxc://example.org/avatar".to_owned()),
         created_ts: 2_000,
+        ..UserRecord::default()
     }
 }
 

@@ -8,7 +8,10 @@ use serde_json::{Map, Value, json};
 
 use super::output::{fields, size, table, timestamp, yes_no};
 use super::{Ctx, tenant_path};
-use crate::cli::{SizeSetting, Switch, TenantCommand, TenantCreateArgs, TenantSetArgs};
+use crate::cli::{
+    CountSetting, SizeSetting, Switch, TenantCommand, TenantCreateArgs, TenantSetArgs,
+    TenantSharedSecretArgs,
+};
 
 /// The operator API's tenant object, as far as the CLI shows it.
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +35,9 @@ pub struct Tenant {
     pub signing_key: String,
     /// Absent from servers older than the content repository; nothing is shown then.
     pub media: Option<TenantMedia>,
+    /// Absent from servers older than quotas; nothing is shown then.
+    pub quotas: Option<TenantQuotas>,
+    pub usage: Option<TenantUsage>,
     /// Present only in the answer to a create.
     pub admin: Option<CreatedAdmin>,
 }
@@ -47,6 +53,26 @@ pub struct TenantMedia {
     pub url_previews: bool,
     pub unauthenticated_frozen_ts: Option<i64>,
     pub usage_bytes: u64,
+}
+
+/// The tenant's quotas besides users and media; `None`: no quota.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TenantQuotas {
+    pub max_rooms: Option<u64>,
+    pub max_storage_bytes: Option<u64>,
+    pub max_messages_per_second: Option<u64>,
+}
+
+/// What the tenant holds (measured at most seconds ago).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TenantUsage {
+    pub users: u64,
+    pub rooms: u64,
+    pub database_bytes: u64,
+    pub media_bytes: u64,
+    pub storage_bytes: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +99,7 @@ pub async fn run(ctx: &Ctx, command: TenantCommand) -> anyhow::Result<()> {
         // `--yes` was checked before connecting.
         TenantCommand::Delete(args) => delete(ctx, &args.server_name).await,
         TenantCommand::RotateKey(args) => rotate_key(ctx, &args.server_name).await,
+        TenantCommand::SharedSecret(args) => shared_secret(ctx, args).await,
         TenantCommand::Export(args) => super::archive::export(ctx, args).await,
         TenantCommand::Import(args) => super::archive::import(ctx, args).await,
     }
@@ -218,10 +245,39 @@ pub fn render_tenant(tenant: &Tenant) -> String {
         ("Signing key", tenant.signing_key.clone()),
         ("Created", timestamp(tenant.created_ts)),
     ];
+    if let (Some(quotas), Some(usage)) = (&tenant.quotas, &tenant.usage) {
+        pairs.extend(quota_fields(quotas, usage));
+    }
     if let Some(media) = &tenant.media {
         pairs.extend(media_fields(media));
     }
     fields(&pairs)
+}
+
+/// Usage against the quotas (users are shown with `max_users` above).
+fn quota_fields(quotas: &TenantQuotas, usage: &TenantUsage) -> [(&'static str, String); 3] {
+    let rooms = match quotas.max_rooms {
+        Some(max) => format!("{} of {max}", usage.rooms),
+        None => usage.rooms.to_string(),
+    };
+    let stored = format!(
+        "{} (database {}, media {})",
+        size(usage.storage_bytes),
+        size(usage.database_bytes),
+        size(usage.media_bytes)
+    );
+    let storage = match quotas.max_storage_bytes {
+        Some(max) => format!("{stored} of {}", size(max)),
+        None => stored,
+    };
+    let rate = quotas
+        .max_messages_per_second
+        .map_or_else(|| "no limit".into(), |n| format!("{n} per second"));
+    [
+        ("Rooms", rooms),
+        ("Storage", storage),
+        ("Message rate", rate),
+    ]
 }
 
 fn media_fields(media: &TenantMedia) -> [(&'static str, String); 6] {
@@ -314,9 +370,17 @@ fn patch_body(args: TenantSetArgs) -> Map<String, Value> {
         ("media_max_upload_bytes", args.max_upload_size),
         ("media_quota_bytes", args.media_quota),
         ("media_user_quota_bytes", args.user_media_quota),
+        ("max_storage_bytes", args.storage_quota),
     ];
     for (key, setting) in sizes {
         insert_some(&mut body, key, setting.map(size_value));
+    }
+    let counts = [
+        ("max_rooms", args.max_rooms),
+        ("max_messages_per_second", args.max_messages_per_second),
+    ];
+    for (key, setting) in counts {
+        insert_some(&mut body, key, setting.map(count_value));
     }
     let switches = [
         ("url_previews", args.url_previews),
@@ -324,11 +388,20 @@ fn patch_body(args: TenantSetArgs) -> Map<String, Value> {
             "freeze_unauthenticated_media",
             args.freeze_unauthenticated_media,
         ),
+        ("forget_empty_rooms", args.forget_empty_rooms),
     ];
     for (key, switch) in switches {
         insert_some(&mut body, key, switch.map(|s| json!(Switch::is_on(s))));
     }
     body
+}
+
+/// A count, or `null` for `none`.
+fn count_value(setting: CountSetting) -> Value {
+    match setting {
+        CountSetting::Count(n) => json!(n),
+        CountSetting::Unset => Value::Null,
+    }
 }
 
 /// A size, or `null` for `default`/`none`: the API's "no setting of the tenant's own".
@@ -380,6 +453,27 @@ async fn rotate_key(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
     })
 }
 
+/// Shows, replaces (`--rotate`) or removes (`--disable`) the tenant's registration secret.
+async fn shared_secret(ctx: &Ctx, args: TenantSharedSecretArgs) -> anyhow::Result<()> {
+    let path = format!("{}/shared_secret", tenant_path(&args.server_name));
+    let answer = if args.rotate {
+        ctx.client
+            .post(&path, &Value::Object(Default::default()))
+            .await?
+    } else if args.disable {
+        ctx.client.delete(&path).await?
+    } else {
+        ctx.client.get(&path).await?
+    };
+    let server_name = args.server_name;
+    ctx.print(&answer, |shown: Value| {
+        match shown["registration_shared_secret"].as_str() {
+            Some(secret) => format!("{secret}\n"),
+            None => format!("{server_name} has no registration shared secret: shared-secret registration is off.\n"),
+        }
+    })
+}
+
 async fn delete(ctx: &Ctx, server_name: &str) -> anyhow::Result<()> {
     let answer = ctx.client.delete(&tenant_path(server_name)).await?;
     ctx.print(&answer, |_: Value| {
@@ -411,8 +505,50 @@ mod tests {
             max_upload_size: None,
             media_quota: None,
             user_media_quota: None,
+            max_rooms: None,
+            storage_quota: None,
+            max_messages_per_second: None,
             url_previews: None,
             freeze_unauthenticated_media: None,
+            forget_empty_rooms: None,
+        }
+    }
+
+    #[test]
+    fn quotas_are_sent_as_numbers_or_null() {
+        let args = TenantSetArgs {
+            max_rooms: Some(CountSetting::Count(0)),
+            storage_quota: Some(SizeSetting::Bytes(1 << 30)),
+            max_messages_per_second: Some(CountSetting::Unset),
+            ..set_args()
+        };
+        assert_eq!(
+            Value::Object(patch_body(args)),
+            json!({
+                "max_rooms": 0,
+                "max_storage_bytes": 1_073_741_824,
+                "max_messages_per_second": null,
+            })
+        );
+    }
+
+    #[test]
+    fn show_reads_usage_against_quotas() {
+        let tenant: Tenant = serde_json::from_value(json!({
+            "server_name": "x.test",
+            "quotas": {"max_rooms": 10, "max_storage_bytes": 1_073_741_824,
+                       "max_messages_per_second": null},
+            "usage": {"users": 2, "rooms": 3, "database_bytes": 1024,
+                      "media_bytes": 512, "storage_bytes": 1536},
+        }))
+        .expect("tenant");
+        let out = render_tenant(&tenant);
+        for line in [
+            "Rooms:             3 of 10\n",
+            "Storage:           1.5 KiB (database 1 KiB, media 512 B) of 1 GiB\n",
+            "Message rate:      no limit\n",
+        ] {
+            assert!(out.contains(line), "{line:?} missing:\n{out}");
         }
     }
 
@@ -541,5 +677,19 @@ mod tests {
             "Created tenant localhost (hosts: localhost, 127.0.0.1), open registration\n\
              Admin user: @admin:localhost\nAdmin password: pw\n"
         );
+    }
+
+    #[test]
+    fn forgetting_empty_rooms_is_switched_on_and_off() {
+        for (switch, on) in [(Switch::On, true), (Switch::Off, false)] {
+            let args = TenantSetArgs {
+                forget_empty_rooms: Some(switch),
+                ..set_args()
+            };
+            assert_eq!(
+                Value::Object(patch_body(args)),
+                json!({ "forget_empty_rooms": on })
+            );
+        }
     }
 }

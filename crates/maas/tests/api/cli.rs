@@ -458,7 +458,7 @@ async fn cli_warns_of_a_quota_below_the_user_count() {
         .on("localhost")
         .register_raw(serde_json::json!({"username": "carol", "password": "pw-carol-1"}))
         .await;
-    assert_error(&resp, 403, "M_FORBIDDEN");
+    assert_error(&resp, 403, "M_RESOURCE_LIMIT_EXCEEDED");
     // Within the quota, no warning.
     let patch = srv
         .patch_tenant("localhost", serde_json::json!({"max_users": 10}))
@@ -512,6 +512,56 @@ async fn cli_url_without_scheme_and_flag_help() {
         line.contains("m.server"),
         "no help for --federation-server:\n{help}"
     );
+}
+
+/// Quotas set with `maas tenant set` reach the tenant, `maas tenant show` reads them with the
+/// usage, and `none` removes them.
+#[tokio::test]
+async fn cli_quotas_and_usage() {
+    let srv = TestServer::start_with(Options::default().with_generated_operator_token()).await;
+    let cli = Cli { srv: &srv };
+    srv.create_tenant("q.test", &["q.test"], "open").await;
+    let set = [
+        "tenant",
+        "set",
+        "q.test",
+        "--max-rooms",
+        "5",
+        "--storage-quota",
+        "1G",
+        "--max-messages-per-second",
+        "10",
+    ];
+    cli.ok(&set).await;
+    let shown = cli.json(&["tenant", "show", "q.test"]).await;
+    let expected = serde_json::json!({
+        "max_rooms": 5, "max_storage_bytes": 1_073_741_824, "max_messages_per_second": 10
+    });
+    assert_eq!(shown["quotas"], expected, "{shown}");
+    let out = cli.ok(&["tenant", "show", "q.test"]).await;
+    for needle in ["0 of 5", "of 1 GiB", "10 per second"] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+
+    let args = ["tenant", "set", "q.test", "--max-messages-per-second", "0"];
+    assert_refused(&cli.run(&args).await, &args.join(" "), "suspend");
+    let unset = [
+        "tenant",
+        "set",
+        "q.test",
+        "--max-rooms",
+        "none",
+        "--storage-quota",
+        "none",
+        "--max-messages-per-second",
+        "none",
+    ];
+    cli.ok(&unset).await;
+    let shown = cli.json(&["tenant", "show", "q.test"]).await;
+    let none = serde_json::json!({
+        "max_rooms": null, "max_storage_bytes": null, "max_messages_per_second": null
+    });
+    assert_eq!(shown["quotas"], none, "{shown}");
 }
 
 /// Media settings given with size units reach the tenant in bytes, and `maas media` lists,
