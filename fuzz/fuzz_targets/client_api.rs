@@ -82,7 +82,37 @@ const TEMPLATES: &[&str] = &[
     "/_matrix/client/v3/room_keys/keys/{}/{}",
     "/_matrix/client/v3/sync",
     "/_matrix/federation/v1/version",
+    "/_matrix/client/v3/rooms/{}/report/{}",
+    "/_matrix/client/v3/rooms/{}/report",
+    "/_matrix/client/v3/users/{}/report",
     "/_synapse/admin/v1/users/{}/admin",
+    "/_synapse/admin/v2/users",
+    "/_synapse/admin/v3/users",
+    "/_synapse/admin/v2/users/{}",
+    "/_synapse/admin/v2/users/{}/devices",
+    "/_synapse/admin/v2/users/{}/devices/{}",
+    "/_synapse/admin/v1/users/{}/joined_rooms",
+    "/_synapse/admin/v1/users/{}/override_ratelimit",
+    "/_synapse/admin/v1/whois/{}",
+    "/_synapse/admin/v1/reset_password/{}",
+    "/_synapse/admin/v1/username_available",
+    "/_synapse/admin/v1/register",
+    "/_synapse/admin/v1/rooms",
+    "/_synapse/admin/v1/rooms/{}",
+    "/_synapse/admin/v1/rooms/{}/members",
+    "/_synapse/admin/v1/rooms/{}/messages",
+    "/_synapse/admin/v1/rooms/{}/block",
+    "/_synapse/admin/v1/rooms/{}/make_room_admin",
+    "/_synapse/admin/v1/rooms/{}/timestamp_to_event",
+    "/_synapse/admin/v2/rooms/delete_status/{}",
+    "/_synapse/admin/v1/purge_history_status/{}",
+    "/_synapse/admin/v1/event_reports",
+    "/_synapse/admin/v1/event_reports/{}",
+    "/_synapse/admin/v1/registration_tokens",
+    "/_synapse/admin/v1/registration_tokens/{}",
+    "/_synapse/admin/v1/send_server_notice",
+    "/_synapse/admin/v1/scheduled_tasks",
+    "/_synapse/admin/v1/federation/destinations",
 ];
 
 const METHODS: [Method; 5] = [
@@ -102,12 +132,15 @@ struct Input {
     query: String,
     body: Vec<u8>,
     authed: bool,
+    /// With `authed`: the tenant's admin rather than a user, so the admin API is reached.
+    as_admin: bool,
 }
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
     router: Router,
     token: String,
+    admin_token: String,
     known: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -121,19 +154,21 @@ fn harness() -> &'static Harness {
             .build()
             .expect("runtime");
         let dir = tempfile::tempdir().expect("tempdir");
-        let (router, token, known) = runtime.block_on(setup(dir.path()));
+        let (router, [token, admin_token], known) = runtime.block_on(setup(dir.path()));
         Harness {
             runtime,
             router,
             token,
+            admin_token,
             known,
             _dir: dir,
         }
     })
 }
 
-/// A tenant `localhost` with a user (logged in) in a room of theirs.
-async fn setup(dir: &std::path::Path) -> (Router, String, Vec<String>) {
+/// A tenant `localhost` with a user (logged in) in a room of theirs, and its admin (logged
+/// in); returns the router, both tokens and ids that exist.
+async fn setup(dir: &std::path::Path) -> (Router, [String; 2], Vec<String>) {
     let mut config = Config::default();
     config.server.data_dir = dir.to_path_buf();
     config.operator.token = Some("fuzz-operator-token".into());
@@ -144,7 +179,11 @@ async fn setup(dir: &std::path::Path) -> (Router, String, Vec<String>) {
     let platform = Platform::start(config, Arc::new(backend))
         .await
         .expect("platform");
-    platform.bootstrap_default_tenant().await.expect("tenant");
+    let created = platform
+        .bootstrap_default_tenant()
+        .await
+        .expect("tenant")
+        .expect("a new tenant");
     let tenant = platform
         .tenant_by_server_name("localhost")
         .await
@@ -154,12 +193,23 @@ async fn setup(dir: &std::path::Path) -> (Router, String, Vec<String>) {
         .create_user("fuzz", Some("fuzz-password-1"), false, None)
         .await
         .expect("user");
-    let identifier = UserIdentifier::Matrix(MatrixUserIdentifier::new("fuzz".into()));
-    let info = LoginInfo::Password(Password::new(identifier, "fuzz-password-1".into()));
+    let login = |user: &str, password: &str| {
+        let identifier = UserIdentifier::Matrix(MatrixUserIdentifier::new(user.into()));
+        LoginInfo::Password(Password::new(identifier, password.into()))
+    };
     let session = accounts
-        .login(&info, None, None, "127.0.0.1")
+        .login(&login("fuzz", "fuzz-password-1"), None, None, "127.0.0.1")
         .await
         .expect("login");
+    let admin = accounts
+        .login(
+            &login(&created.admin_user_id, &created.admin_password),
+            None,
+            None,
+            "127.0.0.1",
+        )
+        .await
+        .expect("admin login");
     let room_id = tenant
         .rooms()
         .create(&session.user_id, CreateRoom::default())
@@ -172,7 +222,8 @@ async fn setup(dir: &std::path::Path) -> (Router, String, Vec<String>) {
         "m.room.message".to_owned(),
         "#alias:localhost".to_owned(),
     ];
-    (maas_http::router(platform), session.access_token, known)
+    let tokens = [session.access_token, admin.access_token];
+    (maas_http::router(platform), tokens, known)
 }
 
 fn path_of(harness: &Harness, input: &Input) -> String {
@@ -181,17 +232,25 @@ fn path_of(harness: &Harness, input: &Input) -> String {
     let mut path = String::new();
     for (i, part) in template.split("{}").enumerate() {
         if i > 0 {
-            let segment = segments.next().map_or_else(String::new, |s| match s.first() {
-                Some(b) if *b < 64 => harness.known[usize::from(*b) % harness.known.len()].clone(),
-                _ => percent_encode(s),
-            });
+            let segment = segments
+                .next()
+                .map_or_else(String::new, |s| match s.first() {
+                    Some(b) if *b < 64 => {
+                        harness.known[usize::from(*b) % harness.known.len()].clone()
+                    }
+                    _ => percent_encode(s),
+                });
             path.push_str(&segment);
         }
         path.push_str(part);
     }
     if !input.query.is_empty() {
         path.push('?');
-        path.push_str(&percent_encode(input.query.as_bytes()).replace("%3D", "=").replace("%26", "&"));
+        path.push_str(
+            &percent_encode(input.query.as_bytes())
+                .replace("%3D", "=")
+                .replace("%26", "&"),
+        );
     }
     path
 }
@@ -219,7 +278,12 @@ fuzz_target!(|input: Input| {
         .header(header::HOST, "localhost")
         .header(header::CONTENT_TYPE, "application/json");
     if input.authed {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {}", harness.token));
+        let token = if input.as_admin {
+            &harness.admin_token
+        } else {
+            &harness.token
+        };
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let Ok(request) = request.body(axum::body::Body::from(input.body.clone())) else {
         return;

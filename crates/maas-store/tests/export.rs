@@ -172,7 +172,8 @@ async fn fill(dir: &Path, tenant_id: &str, store: &dyn TenantStore) {
             'signed_curve25519:AAAB', '{"key":"k2"}');
         INSERT INTO fallback_keys VALUES ('alice', 'ALICEDEVICE', 'signed_curve25519',
             'signed_curve25519:F', '{"key":"f"}', 1);
-        INSERT INTO cross_signing_keys VALUES ('alice', 'master', '{"usage":["master"]}');
+        INSERT INTO cross_signing_keys VALUES ('alice', 'master', '{"usage":["master"]}',
+            1700000600000);
         INSERT INTO device_list_changes VALUES (9, '@alice:example.org');
         INSERT INTO to_device_messages VALUES (3, 'bob', 'BOBDEVICE', 10, '@alice:example.org',
             'm.room.encrypted', '{}');

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use maas_store::postgres::{PostgresBackend, PostgresOptions};
 use maas_store::sqlite::SqliteBackend;
 use maas_store::{
-    Backend, MediaInsert, MediaQuota, MediaRecord, PendingUpload, RemoteMediaRecord, StoreError,
-    TableRows, TenantStore, ThumbnailRecord, UploadedBytes,
+    Backend, MediaInsert, MediaQuota, MediaRecord, PendingUpload, QuarantineMark,
+    RemoteMediaRecord, StoreError, TableRows, TenantStore, ThumbnailRecord, UploadedBytes,
+    UserRecord,
 };
 use serde_json::{Value, json};
 
@@ -37,6 +38,8 @@ on_both_backends!(completing_a_pending_upload_checks_the_quotas);
 on_both_backends!(expired_pending_uploads_are_deleted);
 on_both_backends!(deleting_media_removes_its_thumbnails);
 on_both_backends!(media_is_quarantined_and_released);
+on_both_backends!(media_is_quarantined_in_an_admins_name_unless_protected);
+on_both_backends!(old_local_media_is_found_for_deletion);
 on_both_backends!(media_is_listed_in_pages);
 on_both_backends!(usage_counts_stored_bytes);
 on_both_backends!(remote_media_is_cached_replaced_and_purged);
@@ -470,6 +473,171 @@ async fn media_is_quarantined_and_released(store: &dyn TenantStore) {
             .unwrap()
             .unwrap()
             .quarantined
+    );
+}
+
+fn mark(media_id: &str, quarantined_by: Option<&str>, safe: bool) -> QuarantineMark {
+    QuarantineMark {
+        media_id: media_id.to_owned(),
+        quarantined_by: quarantined_by.map(str::to_owned),
+        safe_from_quarantine: safe,
+    }
+}
+
+async fn media_is_quarantined_in_an_admins_name_unless_protected(store: &dyn TenantStore) {
+    const ADMIN: &str = "@admin:example.org";
+    for (id, uploader) in [("m1", ALICE), ("m2", ALICE), ("m3", ALICE), ("m4", BOB)] {
+        store_upload(store, &upload(id, uploader, 10, 1_000, 1)).await;
+    }
+    store
+        .insert_remote_media(&remote(REMOTE, "r1", 100, 2))
+        .await
+        .unwrap();
+    assert!(store.set_media_safe("m2", true).await.unwrap());
+    assert!(!store.set_media_safe("nope", true).await.unwrap());
+
+    assert!(store.quarantine_media_by("m1", ADMIN).await.unwrap());
+    assert!(!store.quarantine_media_by("m2", ADMIN).await.unwrap());
+    assert!(!store.quarantine_media_by("nope", ADMIN).await.unwrap());
+    assert!(store.media("m1").await.unwrap().unwrap().quarantined);
+    assert!(!store.media("m2").await.unwrap().unwrap().quarantined);
+    // Alice's last upload: the one neither quarantined nor protected.
+    assert_eq!(store.quarantine_uploads_by(ALICE, ADMIN).await.unwrap(), 1);
+    assert_eq!(store.quarantine_uploads_by(ALICE, ADMIN).await.unwrap(), 0);
+    assert!(store.media("m3").await.unwrap().unwrap().quarantined);
+    assert!(!store.media("m4").await.unwrap().unwrap().quarantined);
+
+    let expected = vec![
+        mark("m1", Some(ADMIN), false),
+        mark("m2", None, true),
+        mark("m3", Some(ADMIN), false),
+    ];
+    assert_eq!(store.quarantine_marks(None, None).await.unwrap(), expected);
+    assert_eq!(
+        store.quarantine_marks(Some(ALICE), None).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.quarantine_marks(Some(BOB), None).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store.quarantine_marks(None, Some("m2")).await.unwrap(),
+        vec![mark("m2", None, true)]
+    );
+    assert_eq!(
+        store.quarantine_marks(Some(BOB), Some("m2")).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store.quarantine_marks(None, Some("m4")).await.unwrap(),
+        vec![]
+    );
+
+    // A quarantine naming no admin (the operator's) or its release forgets who.
+    assert!(store.set_media_quarantined("m1", true).await.unwrap());
+    assert!(store.set_media_quarantined("m3", false).await.unwrap());
+    assert!(store.set_media_safe("m2", false).await.unwrap());
+    assert_eq!(
+        store.quarantine_marks(None, None).await.unwrap(),
+        vec![mark("m1", None, false)]
+    );
+
+    assert!(
+        store
+            .quarantine_remote_media_by(REMOTE, "r1", ADMIN)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .quarantine_remote_media_by(LOCAL, "r1", ADMIN)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remote_media(REMOTE, "r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .quarantined
+    );
+    assert_eq!(
+        store
+            .remote_media_quarantined_by(REMOTE, "r1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(ADMIN)
+    );
+    assert!(
+        store
+            .set_remote_media_quarantined(REMOTE, "r1", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .remote_media_quarantined_by(REMOTE, "r1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .remote_media_quarantined_by(REMOTE, "nope")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn old_local_media_is_found_for_deletion(store: &dyn TenantStore) {
+    let mut old_big = upload("a-big", ALICE, 100, 1_000, 1);
+    old_big.last_access_ts = 1_500;
+    store_upload(store, &old_big).await;
+    store_upload(store, &upload("b-small", ALICE, 5, 1_000, 2)).await;
+    store_upload(store, &upload("c-new", BOB, 100, 5_000, 3)).await;
+    store_upload(store, &upload("d-quarantined", BOB, 100, 1_000, 4)).await;
+    store_upload(store, &upload("e-safe", BOB, 100, 1_000, 5)).await;
+    store
+        .insert_pending_media(&pending("f-pending", BOB, 9_000))
+        .await
+        .unwrap();
+    store
+        .set_media_quarantined("d-quarantined", true)
+        .await
+        .unwrap();
+    store.set_media_safe("e-safe", true).await.unwrap();
+
+    let found = |size_gt, after: Option<&'static str>, limit| async move {
+        let records = store
+            .local_media_unused_since(2_000, size_gt, after, limit)
+            .await
+            .unwrap();
+        records.into_iter().map(|r| r.media_id).collect::<Vec<_>>()
+    };
+    assert_eq!(found(0, None, 10).await, ["a-big", "b-small"]);
+    assert_eq!(found(5, None, 10).await, ["a-big"]);
+    assert_eq!(found(0, None, 1).await, ["a-big"]);
+    assert_eq!(found(0, Some("a-big"), 10).await, ["b-small"]);
+    assert!(found(100, None, 10).await.is_empty());
+
+    store
+        .insert_user(
+            &UserRecord {
+                localpart: "alice".to_owned(),
+                avatar_url: Some("mxc://example.org/a-big".to_owned()),
+                ..UserRecord::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.avatar_uris().await.unwrap(),
+        ["mxc://example.org/a-big"]
     );
 }
 

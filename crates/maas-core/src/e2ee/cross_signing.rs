@@ -9,7 +9,7 @@ use super::{E2ee, has_valid_signature, merge_signatures, parse_json};
 use crate::accounts::AuthedUser;
 use crate::store::{CrossSigningKeyRecord, DeviceKeysRecord};
 use crate::uia::UiaFlows;
-use crate::{Error, Result};
+use crate::{Error, Result, now_ms};
 
 /// What `keys/device_signing/upload` carries.
 #[derive(Debug, Default)]
@@ -102,12 +102,12 @@ impl E2ee<'_> {
                 .is_some_and(|k| stored.get(*kind).is_some_and(|s| !same_key(s, k)))
         });
         let first = !stored.contains_key("master");
-        if replacing
+        let needs_auth = replacing
             || (!first
                 && uploads
                     .iter()
-                    .any(|(k, v)| v.is_some() && !stored.contains_key(*k)))
-        {
+                    .any(|(k, v)| v.is_some() && !stored.contains_key(*k)));
+        if needs_auth && !self.replaceable_without_uia(&user.localpart).await? {
             let flows = UiaFlows::password(format!("device_signing:{}", user.localpart));
             self.tenant
                 .uia()
@@ -149,6 +149,12 @@ impl E2ee<'_> {
                 key_json: key.to_string(),
             };
             store.set_cross_signing_key(&record).await?;
+            if kind == "master" {
+                // A new master key starts without the window an admin opened for the old one.
+                store
+                    .set_master_key_replaceable_before(&user.localpart, None)
+                    .await?;
+            }
             changed = true;
         }
         if changed {
@@ -156,6 +162,29 @@ impl E2ee<'_> {
             self.announce_signing_keys(&user.user_id).await?;
         }
         Ok(())
+    }
+
+    /// `POST /_synapse/admin/v1/users/{userId}/_allow_cross_signing_replacement_without_uia`:
+    /// the user may replace their cross-signing keys without user-interactive auth until the
+    /// time returned (for `window_ms`); `None` when they have no master key.
+    pub async fn allow_master_key_replacement(
+        &self,
+        localpart: &str,
+        window_ms: i64,
+    ) -> Result<Option<i64>> {
+        let before = now_ms().saturating_add(window_ms);
+        let store = self.tenant.store();
+        let set = store
+            .set_master_key_replaceable_before(localpart, Some(before))
+            .await?;
+        Ok(set.then_some(before))
+    }
+
+    /// Whether an admin's window for replacing the user's keys without auth is open.
+    async fn replaceable_without_uia(&self, localpart: &str) -> Result<bool> {
+        let store = self.tenant.store();
+        let before = store.master_key_replaceable_before(localpart).await?;
+        Ok(before.is_some_and(|before| now_ms() < before))
     }
 
     /// `POST /keys/signatures/upload`: returns `failures` per user and key.

@@ -34,6 +34,8 @@ pub async fn receive(
         return Err(Error::IncompatibleRoomVersion(room_version.to_string()));
     }
     let rules = rules_of(room_version.as_str())?;
+    // A room the tenant's admins blocked takes no invites, from here or elsewhere.
+    tenant.rooms().admin().ensure_not_blocked(room_id).await?;
     if tenant.store().room(room_id.as_str()).await?.is_some() {
         super::acl::ensure_allowed(tenant, room_id, origin).await?;
     }

@@ -1,11 +1,17 @@
 //! What the operator and a tenant's admins do with its media: list it, delete it, quarantine
-//! it (kept, served to no one), and purge cached remote media no one asked for since a date.
+//! it (kept, served to no one) one by one or by room or uploader, protect it from quarantine,
+//! and purge cached remote media, or local media, no one asked for since a date.
 
-use ruma::UserId;
+use std::collections::{HashMap, HashSet};
+
+use ruma::{RoomId, UserId};
 
 use super::{Media, check_media_id};
-use crate::store::{MediaRecord, ThumbnailRecord};
+use crate::store::{MediaRecord, QuarantineMark, ThumbnailRecord};
 use crate::{Error, Result};
+
+/// Local media removed per batch of a deletion of old media.
+const DELETE_BATCH: u32 = 100;
 
 /// Remote media removed per batch of a purge.
 const PURGE_BATCH: u32 = 100;
@@ -28,6 +34,10 @@ pub struct MediaInfo {
     pub created_ts: i64,
     pub last_access_ts: i64,
     pub quarantined: bool,
+    /// The admin who quarantined it; `None` when it isn't quarantined or no admin is known
+    /// (quarantined by the operator, or before maas kept who).
+    pub quarantined_by: Option<String>,
+    pub safe_from_quarantine: bool,
     /// The id was created and its bytes have not come.
     pub pending: bool,
 }
@@ -48,6 +58,10 @@ pub struct MediaDetails {
     pub created_ts: i64,
     pub last_access_ts: i64,
     pub quarantined: bool,
+    /// As [`MediaInfo::quarantined_by`].
+    pub quarantined_by: Option<String>,
+    /// Always `false` for another server's media, which can't be protected.
+    pub safe_from_quarantine: bool,
     /// Lower-case hex SHA-256 of the bytes; `None` while an upload is pending.
     pub sha256: Option<String>,
     /// Stored since the tenant froze unauthenticated media: served by the authenticated
@@ -84,7 +98,8 @@ impl Media<'_> {
                     .map(|r| format!("{}_{}", r.created_ts, r.media_id))
             })
             .flatten();
-        let infos = records.into_iter().map(|r| self.info(r)).collect();
+        let marks = self.marks(uploader).await?;
+        let infos = records.into_iter().map(|r| self.info(r, &marks)).collect();
         Ok((infos, next))
     }
 
@@ -94,6 +109,7 @@ impl Media<'_> {
     /// deleting page after page still reaches them.
     pub async fn all_of(&self, uploader: &UserId) -> Result<Vec<MediaInfo>> {
         let store = self.tenant.store();
+        let marks = self.marks(Some(uploader)).await?;
         let mut all = Vec::new();
         let mut cursor = None;
         while all.len() < ALL_OF_MAX {
@@ -102,7 +118,7 @@ impl Media<'_> {
                 .await?;
             let done = records.len() < ALL_OF_BATCH as usize;
             cursor = records.last().map(|r| (r.created_ts, r.media_id.clone()));
-            all.extend(records.into_iter().map(|r| self.info(r)));
+            all.extend(records.into_iter().map(|r| self.info(r, &marks)));
             if done {
                 break;
             }
@@ -117,7 +133,14 @@ impl Media<'_> {
         check_media_id(media_id)?;
         let store = self.tenant.store();
         let details = if origin == self.tenant.server_name().as_str() {
+            let mark = store
+                .quarantine_marks(None, Some(media_id))
+                .await?
+                .pop()
+                .unwrap_or_default();
             store.media(media_id).await?.map(|r| MediaDetails {
+                quarantined_by: mark.quarantined_by,
+                safe_from_quarantine: mark.safe_from_quarantine,
                 origin: origin.to_owned(),
                 authenticated: self.stored_frozen(r.created_ts),
                 media_id: r.media_id,
@@ -131,10 +154,13 @@ impl Media<'_> {
                 sha256: r.sha256,
             })
         } else {
+            let quarantined_by = store.remote_media_quarantined_by(origin, media_id).await?;
             store
                 .remote_media(origin, media_id)
                 .await?
                 .map(|r| MediaDetails {
+                    quarantined_by,
+                    safe_from_quarantine: false,
                     authenticated: self.stored_frozen(r.fetched_ts),
                     origin: r.origin,
                     media_id: r.media_id,
@@ -211,6 +237,99 @@ impl Media<'_> {
             .await?)
     }
 
+    /// Quarantines media in the name of the admin `by` (Synapse's by-id quarantine): local
+    /// media unless it is protected, or the tenant's cached copy of another server's; `false`
+    /// when there is no such media or it is protected.
+    pub async fn quarantine_by(&self, origin: &str, media_id: &str, by: &UserId) -> Result<bool> {
+        check_media_id(media_id)?;
+        let store = self.tenant.store();
+        if origin == self.tenant.server_name().as_str() {
+            return Ok(store.quarantine_media_by(media_id, by.as_str()).await?);
+        }
+        Ok(store
+            .quarantine_remote_media_by(origin, media_id, by.as_str())
+            .await?)
+    }
+
+    /// Quarantines the media the room's events name, local (unless protected) and cached
+    /// remote, in the name of `by`; returns how many pieces of media were quarantined (again,
+    /// for those that were already, as Synapse counts them).
+    pub async fn quarantine_room(&self, room_id: &RoomId, by: &UserId) -> Result<u64> {
+        let media = self.tenant.server_admin().room_media(room_id).await?;
+        let uris: HashSet<&String> = media.local.iter().chain(&media.remote).collect();
+        let mut count = 0;
+        for uri in uris {
+            let Some((origin, media_id)) = uri
+                .strip_prefix("mxc://")
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            // An id no media of this tenant can have names nothing to quarantine.
+            if check_media_id(media_id).is_err() {
+                continue;
+            }
+            if self.quarantine_by(origin, media_id, by).await? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Quarantines `uploader`'s uploads that are neither quarantined nor protected, in the
+    /// name of `by`; returns how many.
+    pub async fn quarantine_uploads(&self, uploader: &UserId, by: &UserId) -> Result<u64> {
+        Ok(self
+            .tenant
+            .store()
+            .quarantine_uploads_by(uploader.as_str(), by.as_str())
+            .await?)
+    }
+
+    /// Protects local media from quarantine by admins, or lifts that; `false` when there is no
+    /// such media.
+    pub async fn protect(&self, media_id: &str, safe: bool) -> Result<bool> {
+        check_media_id(media_id)?;
+        Ok(self.tenant.store().set_media_safe(media_id, safe).await?)
+    }
+
+    /// Deletes local media last served before `before_ts` and larger than `size_gt` bytes,
+    /// sparing quarantined, protected and pending media, and, when `keep_avatars`, media used
+    /// as a user's or a room's avatar; returns the ids deleted.
+    pub async fn delete_unused_local(
+        &self,
+        before_ts: i64,
+        size_gt: u64,
+        keep_avatars: bool,
+    ) -> Result<Vec<String>> {
+        let store = self.tenant.store();
+        let avatars: HashSet<String> = if keep_avatars {
+            store.avatar_uris().await?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        let mut deleted = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = store
+                .local_media_unused_since(before_ts, size_gt, after.as_deref(), DELETE_BATCH)
+                .await?;
+            let Some(last) = batch.last() else {
+                return Ok(deleted);
+            };
+            after = Some(last.media_id.clone());
+            for media in batch {
+                if avatars.contains(&self.mxc(&media.media_id).to_string()) {
+                    continue;
+                }
+                let own = self.tenant.server_name().as_str();
+                if self.delete(own, &media.media_id).await? {
+                    deleted.push(media.media_id);
+                }
+            }
+        }
+    }
+
     /// Removes cached remote media last served before `before_ts` (quarantined media stays).
     pub async fn purge_remote(&self, before_ts: i64) -> Result<PurgedMedia> {
         let mut purged = PurgedMedia::default();
@@ -258,8 +377,21 @@ impl Media<'_> {
         Ok(())
     }
 
-    fn info(&self, record: MediaRecord) -> MediaInfo {
+    /// The quarantine marks of the tenant's or `uploader`'s local media, by media id.
+    async fn marks(&self, uploader: Option<&UserId>) -> Result<HashMap<String, QuarantineMark>> {
+        let marks = self
+            .tenant
+            .store()
+            .quarantine_marks(uploader.map(UserId::as_str), None)
+            .await?;
+        Ok(marks.into_iter().map(|m| (m.media_id.clone(), m)).collect())
+    }
+
+    fn info(&self, record: MediaRecord, marks: &HashMap<String, QuarantineMark>) -> MediaInfo {
+        let mark = marks.get(&record.media_id);
         MediaInfo {
+            quarantined_by: mark.and_then(|m| m.quarantined_by.clone()),
+            safe_from_quarantine: mark.is_some_and(|m| m.safe_from_quarantine),
             mxc: self.mxc(&record.media_id).to_string(),
             pending: record.sha256.is_none(),
             media_id: record.media_id,

@@ -60,6 +60,27 @@ impl Rooms<'_> {
         room_id: &RoomId,
         query: HierarchyQuery,
     ) -> Result<HierarchyPage> {
+        self.walk_hierarchy(Some(user), room_id, query).await
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/hierarchy`: a page of the tree under `room_id`
+    /// whatever an admin's memberships, of the rooms this tenant is in only (as Synapse, no
+    /// other server is asked); a root this tenant is not in gives an empty page.
+    pub async fn admin_hierarchy(
+        &self,
+        room_id: &RoomId,
+        query: HierarchyQuery,
+    ) -> Result<HierarchyPage> {
+        self.walk_hierarchy(None, room_id, query).await
+    }
+
+    /// The walk for `user`, or for an admin (`None`).
+    async fn walk_hierarchy(
+        &self,
+        user: Option<&UserId>,
+        room_id: &RoomId,
+        query: HierarchyQuery,
+    ) -> Result<HierarchyPage> {
         let limit = page_limit(query.limit)?;
         let max_depth = query.max_depth.map_or(MAX_DEPTH, |depth| {
             u32::try_from(depth).map_or(MAX_DEPTH, |depth| depth.min(MAX_DEPTH))
@@ -75,13 +96,18 @@ impl Rooms<'_> {
         };
         let mut walker = Walker::new(self.tenant, user, query.suggested_only, max_depth);
         // Checked on every page: the user may have lost sight of the space since the first.
-        let root = walker
-            .visit(&walker.root_entry(room_id))
-            .await?
-            .shown()
-            .ok_or_else(|| {
-                Error::Forbidden(format!("You are not allowed to view the room {room_id}"))
-            })?;
+        let root = walker.visit(&walker.root_entry(room_id)).await?.shown();
+        let Some(root) = root else {
+            if user.is_none() {
+                return Ok(HierarchyPage {
+                    rooms: Vec::new(),
+                    next_batch: None,
+                });
+            }
+            return Err(Error::Forbidden(format!(
+                "You are not allowed to view the room {room_id}"
+            )));
+        };
         let (mut walk, mut rooms) = match resumed {
             Some(walk) => (walk, Vec::new()),
             None => {
@@ -144,7 +170,8 @@ impl Visit {
 /// Visits the rooms of one page for one user.
 struct Walker<'t> {
     tenant: &'t Tenant,
-    user: &'t UserId,
+    /// `None`: an admin, who sees every room here and asks no other server.
+    user: Option<&'t UserId>,
     suggested_only: bool,
     max_depth: u32,
     /// Summaries of rooms other servers answered as children of a space of theirs.
@@ -155,7 +182,12 @@ struct Walker<'t> {
 }
 
 impl<'t> Walker<'t> {
-    fn new(tenant: &'t Tenant, user: &'t UserId, suggested_only: bool, max_depth: u32) -> Self {
+    fn new(
+        tenant: &'t Tenant,
+        user: Option<&'t UserId>,
+        suggested_only: bool,
+        max_depth: u32,
+    ) -> Self {
         Self {
             tenant,
             user,
@@ -216,9 +248,14 @@ impl<'t> Walker<'t> {
     /// A room as this tenant knows it, or else as its servers tell.
     async fn visit(&mut self, entry: &Entry) -> Result<Visit> {
         let Some(room) = known_room(self.tenant, &entry.room_id, self.suggested_only).await? else {
+            if self.user.is_none() {
+                return Ok(Visit::Hidden);
+            }
             return self.visit_remote(entry).await;
         };
-        if !user_may_see(self.tenant, self.user, &room.summary).await? {
+        if let Some(user) = self.user
+            && !user_may_see(self.tenant, user, &room.summary).await?
+        {
             return Ok(Visit::Hidden);
         }
         let visited = Visited {
@@ -243,7 +280,9 @@ impl<'t> Walker<'t> {
                 Asked::OutOfAsks => return Ok(Visit::Postponed),
             },
         };
-        if !user_may_see(self.tenant, self.user, &visited.room.summary).await? {
+        if let Some(user) = self.user
+            && !user_may_see(self.tenant, user, &visited.room.summary).await?
+        {
             return Ok(Visit::Hidden);
         }
         Ok(Visit::Shown(Box::new(visited)))

@@ -22,6 +22,7 @@ pub mod pdu;
 pub(crate) mod pipeline;
 pub(crate) mod purge;
 pub mod read;
+pub mod redact_user;
 pub mod relations;
 mod shutdown;
 pub mod state;

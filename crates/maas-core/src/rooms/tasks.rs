@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::Direction;
 use super::admin::RoomAdmin;
 use super::purge::{self, Purged, RoomPurge};
+use super::redact_user::{self, REDACT_ALL_EVENTS};
 use super::shutdown::{self, RoomDeletion, ShutdownOutcome};
 use crate::store::{AdminTaskFilter, AdminTaskRecord};
 use crate::tenants::WeakTenant;
@@ -232,10 +233,10 @@ impl RoomAdmin<'_> {
 
     /// Records a new task, `active` from the start (it starts at once) or `scheduled` to start
     /// at `due`, and lets tasks that ended long ago go.
-    async fn new_task(
+    pub(super) async fn new_task(
         &self,
         action: &str,
-        room_id: &RoomId,
+        resource_id: &(impl AsRef<str> + ?Sized),
         params: Value,
         due: Option<i64>,
     ) -> Result<AdminTaskRecord> {
@@ -246,7 +247,7 @@ impl RoomAdmin<'_> {
         let record = AdminTaskRecord {
             task_id: secrets::random_alphanumeric(16),
             action: action.to_owned(),
-            resource_id: room_id.to_string(),
+            resource_id: resource_id.as_ref().to_owned(),
             status: if due.is_some() { "scheduled" } else { "active" }.into(),
             params: params.to_string(),
             result: None,
@@ -265,8 +266,18 @@ pub(crate) struct TaskRun<'t> {
     record: AdminTaskRecord,
 }
 
-impl TaskRun<'_> {
-    fn params(&self) -> Value {
+impl<'t> TaskRun<'t> {
+    pub(super) fn tenant(&self) -> &'t Tenant {
+        self.tenant
+    }
+
+    /// What the task stored as its result so far.
+    pub(super) fn result(&self) -> Option<Value> {
+        let result = self.record.result.as_deref()?;
+        serde_json::from_str(result).ok()
+    }
+
+    pub(super) fn params(&self) -> Value {
         serde_json::from_str(&self.record.params).unwrap_or_default()
     }
 
@@ -371,7 +382,7 @@ pub(crate) async fn schedule_forget(tenant: &Tenant, room_id: &RoomId) -> Result
 
 /// Runs a task once it is due (a scheduled one's `updated_ts` is when), as its stored record
 /// says then; a task that ended meanwhile (run by another start of the tenant) is left alone.
-async fn run_later(tenant: WeakTenant, record: AdminTaskRecord) {
+pub(super) async fn run_later(tenant: WeakTenant, record: AdminTaskRecord) {
     if record.status == "scheduled" {
         let wait = u64::try_from(record.updated_ts.saturating_sub(now_ms())).unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -404,6 +415,7 @@ async fn run(tenant: &Tenant, mut record: AdminTaskRecord) -> Result<()> {
         SHUTDOWN_AND_PURGE_ROOM => delete_room(&mut run).await.map(|()| None),
         PURGE_ROOM => purge_forgotten(&run).await.map(|()| None),
         PURGE_HISTORY => purge_history(&run).await.map(|()| None),
+        REDACT_ALL_EVENTS => redact_user::redact_all_events(&mut run).await,
         other => Err(Error::Internal(format!("unknown task action {other}"))),
     };
     run.finish(outcome.map_err(|e| e.to_string())).await

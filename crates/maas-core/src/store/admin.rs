@@ -90,4 +90,17 @@ pub trait AdminStore: Send + Sync {
     /// size, the room's row last. Returns the ids of its removed events (timeline and
     /// outliers).
     async fn purge_room(&self, room_id: &str) -> Result<Vec<String>>;
+
+    // Redacting a user's events.
+    /// The ids of `sender`'s timeline events in the room not redacted yet, of one of `types`,
+    /// sent at or after `after_ts` and at or before `before_ts`: the newest `limit`, newest
+    /// first.
+    async fn unredacted_events_of_sender(
+        &self,
+        room_id: &str,
+        sender: &str,
+        types: &[&str],
+        (after_ts, before_ts): (Option<i64>, Option<i64>),
+        limit: u32,
+    ) -> Result<Vec<String>>;
 }

@@ -121,6 +121,15 @@ pub trait E2eeStore: Send + Sync {
     // Cross-signing keys; `NotFound` for a user that doesn't exist.
     async fn set_cross_signing_key(&self, key: &CrossSigningKeyRecord) -> Result<()>;
     async fn cross_signing_keys(&self, localpart: &str) -> Result<Vec<CrossSigningKeyRecord>>;
+    /// Sets (or with `None` clears) until when the user's master key may be replaced without
+    /// user-interactive auth; `false` when the user has no master key.
+    async fn set_master_key_replaceable_before(
+        &self,
+        localpart: &str,
+        before_ms: Option<i64>,
+    ) -> Result<bool>;
+    /// Until when the user's master key may be replaced without user-interactive auth.
+    async fn master_key_replaceable_before(&self, localpart: &str) -> Result<Option<i64>>;
 
     // Device list changes: which user's devices or keys changed at which stream position.
     async fn record_device_list_change(&self, user_id: &str, stream: i64) -> Result<()>;

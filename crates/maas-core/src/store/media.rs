@@ -101,6 +101,16 @@ pub struct UploadedBytes {
     pub sha256: String,
 }
 
+/// What the admin API says of a piece of local media's quarantine: who quarantined it (`None`
+/// when it isn't, or when no admin is known: before these were kept, or by the operator) and
+/// whether it is protected from quarantine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuarantineMark {
+    pub media_id: String,
+    pub quarantined_by: Option<String>,
+    pub safe_from_quarantine: bool,
+}
+
 /// Where a listing of media starts: after this `(created_ts, media_id)`, ordered by both.
 pub type MediaCursor = (i64, String);
 
@@ -136,8 +146,38 @@ pub trait MediaStore: Send + Sync {
         &self,
         media_id: &str,
     ) -> Result<Option<(MediaRecord, Vec<ThumbnailRecord>)>>;
-    /// Sets or clears the quarantine flag; `false` when there is no such media.
+    /// Sets or clears the quarantine flag, whoever is protected, naming no admin; `false` when
+    /// there is no such media.
     async fn set_media_quarantined(&self, media_id: &str, quarantined: bool) -> Result<bool>;
+    /// Quarantines the media in the name of the admin `by`, unless it is protected; `false`
+    /// when there is no such media or it is protected.
+    async fn quarantine_media_by(&self, media_id: &str, by: &str) -> Result<bool>;
+    /// Quarantines, in the name of `by`, every upload of `uploader` that is neither
+    /// quarantined nor protected; returns how many.
+    async fn quarantine_uploads_by(&self, uploader: &str, by: &str) -> Result<u64>;
+    /// Protects the media from quarantine, or lifts the protection; `false` when there is no
+    /// such media.
+    async fn set_media_safe(&self, media_id: &str, safe: bool) -> Result<bool>;
+    /// The marks of local media that is quarantined or protected: the tenant's, or
+    /// `uploader`'s, or the one piece `media_id` (both given: that piece if it is theirs).
+    async fn quarantine_marks(
+        &self,
+        uploader: Option<&str>,
+        media_id: Option<&str>,
+    ) -> Result<Vec<QuarantineMark>>;
+    /// Local media last served before `ts`, larger than `size_gt` bytes, neither quarantined nor
+    /// protected nor pending, ordered by media id after `after`, at most `limit`: what a
+    /// deletion of old media removes.
+    async fn local_media_unused_since(
+        &self,
+        ts: i64,
+        size_gt: u64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MediaRecord>>;
+    /// The `mxc://` URIs used as avatars: users' profile avatars and those of the rooms'
+    /// `m.room.avatar` events (any of them, not only the current one).
+    async fn avatar_uris(&self) -> Result<Vec<String>>;
     /// Local media ordered by `(created_ts, media_id)`, after `from`, at most `limit`; only
     /// `uploader`'s when given.
     async fn list_media(
@@ -160,12 +200,26 @@ pub trait MediaStore: Send + Sync {
         origin: &str,
         media_id: &str,
     ) -> Result<Option<(RemoteMediaRecord, Vec<ThumbnailRecord>)>>;
+    /// As `set_media_quarantined`, for cached remote media (which can't be protected).
     async fn set_remote_media_quarantined(
         &self,
         origin: &str,
         media_id: &str,
         quarantined: bool,
     ) -> Result<bool>;
+    /// As `quarantine_media_by`, for cached remote media.
+    async fn quarantine_remote_media_by(
+        &self,
+        origin: &str,
+        media_id: &str,
+        by: &str,
+    ) -> Result<bool>;
+    /// Who quarantined the cached remote media; `None` as for `QuarantineMark`.
+    async fn remote_media_quarantined_by(
+        &self,
+        origin: &str,
+        media_id: &str,
+    ) -> Result<Option<String>>;
     /// Cached remote media last served before `ts` (and not quarantined), oldest first, at
     /// most `limit`: what a purge of the cache removes.
     async fn remote_media_unused_since(

@@ -4,14 +4,15 @@
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
+use maas_core::accounts::AuthedUser;
 
 use crate::context::Authed;
 use crate::error::HttpError;
 
 /// A tenant admin is behind the request's access token: `401` without a valid token, `403
-/// M_FORBIDDEN` for a user who is not an admin. (No endpoint needs to know which admin yet;
-/// the first that does will have this carry the `AuthedUser`.)
-pub struct AdminUser;
+/// M_FORBIDDEN` for a user who is not an admin. Carries the admin, for endpoints that record
+/// who acted (media quarantine).
+pub struct AdminUser(pub AuthedUser);
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
     type Rejection = HttpError;
@@ -21,6 +22,6 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
         if !user.admin {
             return Err(HttpError::forbidden("You are not a server admin"));
         }
-        Ok(AdminUser)
+        Ok(AdminUser(user))
     }
 }

@@ -1,6 +1,7 @@
 //! The tenant's media as its admins see it (Synapse: "Media Admin API", and "User media" of the
 //! "User Admin API"): listing and deleting a user's uploads, one piece of media by id,
-//! quarantine, and the purge of cached remote media. `synapse_admin_api` has no types for
+//! quarantine (by id or of a user's uploads) and protection from it, the deletion of old local
+//! media and the purge of cached remote media. `synapse_admin_api` has no types for
 //! these, so requests and responses are written here after Synapse's documentation and
 //! behaviour (status codes and errcodes included).
 
@@ -8,6 +9,7 @@ use std::cmp::Ordering;
 
 use axum::Json;
 use axum::routing::{get, post};
+use http::StatusCode;
 use maas_core::media::MediaInfo;
 use maas_core::{Error, Tenant};
 use ruma::{OwnedUserId, UserId};
@@ -48,6 +50,23 @@ pub fn routes(router: AppRouter) -> AppRouter {
             post(unquarantine_media),
         )
         .route(&format!("{V1}/purge_media_cache"), post(purge_media_cache))
+        .route(
+            &format!("{V1}/user/{{user_id}}/media/quarantine"),
+            post(quarantine_user_media),
+        )
+        .route(
+            &format!("{V1}/media/protect/{{media_id}}"),
+            post(protect_media),
+        )
+        .route(
+            &format!("{V1}/media/unprotect/{{media_id}}"),
+            post(unprotect_media),
+        )
+        .route(&format!("{V1}/media/delete"), post(delete_old_media))
+        .route(
+            &format!("{V1}/media/{{server_name}}/delete"),
+            post(delete_old_media_of),
+        )
 }
 
 /// What Synapse sorts a user's media by (`order_by`).
@@ -118,7 +137,6 @@ struct UserMedia {
     media_length: Option<u64>,
     media_type: Option<String>,
     quarantined_by: Option<String>,
-    /// maas has no protection from quarantine.
     safe_from_quarantine: bool,
     upload_name: Option<String>,
 }
@@ -130,8 +148,8 @@ impl UserMedia {
             last_access_ts: info.last_access_ts,
             media_length: (!info.pending).then_some(info.size),
             media_type: info.content_type,
-            quarantined_by: quarantined_by(info.quarantined, server_name),
-            safe_from_quarantine: false,
+            quarantined_by: quarantined_by(info.quarantined, info.quarantined_by, server_name),
+            safe_from_quarantine: info.safe_from_quarantine,
             upload_name: info.file_name,
             media_id: info.media_id,
         }
@@ -170,11 +188,11 @@ fn nulls_last<T: Ord>(a: &Option<T>, b: &Option<T>) -> Ordering {
     }
 }
 
-/// Synapse names the admin who quarantined media; maas keeps only that it is quarantined, so
-/// the tenant's server name stands for "an admin of this server" (a string, so clients that
-/// test it for `null` still see the quarantine).
-fn quarantined_by(quarantined: bool, server_name: &str) -> Option<String> {
-    quarantined.then(|| server_name.to_owned())
+/// Synapse names the admin who quarantined media. Where no admin is known (the operator
+/// quarantined it, or it was before maas kept who) the tenant's server name stands for "this
+/// server" (a string, so clients that test it for `null` still see the quarantine).
+fn quarantined_by(quarantined: bool, by: Option<String>, server_name: &str) -> Option<String> {
+    quarantined.then(|| by.unwrap_or_else(|| server_name.to_owned()))
 }
 
 /// One page of `user_id`'s uploads in the order and window `query` asks for, and how many
@@ -266,6 +284,7 @@ async fn media_info(
     // Synapse's fields, `null` where maas has no such thing: the origin of local media, a
     // file id apart from the content hash, URL-preview caches, and (for remote media, which
     // can't be protected) `safe_from_quarantine`.
+    let quarantined_by = quarantined_by(media.quarantined, media.quarantined_by, own);
     Ok(Json(json!({
         "media_info": {
             "media_origin": (!local).then_some(&media.origin),
@@ -278,9 +297,9 @@ async fn media_info(
             "filesystem_id": null,
             "url_cache": null,
             "last_access_ts": media.last_access_ts,
-            "quarantined_by": quarantined_by(media.quarantined, own),
+            "quarantined_by": quarantined_by,
             "authenticated": media.authenticated,
-            "safe_from_quarantine": local.then_some(false),
+            "safe_from_quarantine": local.then_some(media.safe_from_quarantine),
             "sha256": media.sha256,
         }
     })))
@@ -304,16 +323,17 @@ async fn delete_media(
 }
 
 /// `POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}`: local media or the
-/// tenant's cached copy of another server's. Like Synapse, `{}` whether or not there was such
-/// media (the body, `{}`, is not read).
+/// tenant's cached copy of another server's, in the admin's name. Like Synapse, `{}` whether or
+/// not there was such media, or it is protected (then it stays as it is); the body, `{}`, is
+/// not read.
 async fn quarantine_media(
     ForTenant(tenant): ForTenant,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
     Path((server_name, media_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
     tenant
         .media()
-        .quarantine(&server_name, &media_id, true)
+        .quarantine_by(&server_name, &media_id, &admin.user_id)
         .await?;
     tracing::info!(%server_name, %media_id, "media quarantined by an admin");
     Ok(Json(json!({})))
@@ -357,6 +377,136 @@ async fn purge_media_cache(
     }
     let purged = tenant.media().purge_remote(query.before_ts).await?;
     Ok(Json(json!({ "deleted": purged.items })))
+}
+
+/// `POST /_synapse/admin/v1/user/{userId}/media/quarantine`: the user's uploads not yet
+/// quarantined nor protected. As Synapse, the user is not looked up: another server's user, or
+/// one the tenant doesn't know, has nothing quarantined (and a user id that doesn't parse
+/// names no one).
+async fn quarantine_user_media(
+    ForTenant(tenant): ForTenant,
+    AdminUser(admin): AdminUser,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>> {
+    let count = match UserId::parse(&user_id) {
+        Ok(user_id) if user_id.server_name() == tenant.server_name().as_str() => {
+            tenant
+                .media()
+                .quarantine_uploads(&user_id, &admin.user_id)
+                .await?
+        }
+        _ => 0,
+    };
+    tracing::info!(%user_id, count, "user media quarantined by an admin");
+    Ok(Json(json!({ "num_quarantined": count })))
+}
+
+/// `POST /_synapse/admin/v1/media/protect/{mediaId}`: local media, kept from admins'
+/// quarantines.
+async fn protect_media(
+    ForTenant(tenant): ForTenant,
+    _: AdminUser,
+    Path(media_id): Path<String>,
+) -> Result<Json<Value>> {
+    set_protected(&tenant, &media_id, true).await
+}
+
+/// `POST /_synapse/admin/v1/media/unprotect/{mediaId}`
+async fn unprotect_media(
+    ForTenant(tenant): ForTenant,
+    _: AdminUser,
+    Path(media_id): Path<String>,
+) -> Result<Json<Value>> {
+    set_protected(&tenant, &media_id, false).await
+}
+
+/// Unknown media is Synapse's failed single-row update: `404` with `M_UNKNOWN`, "No row found"
+/// (an id that can't be one is unknown too).
+async fn set_protected(tenant: &Tenant, media_id: &str, safe: bool) -> Result<Json<Value>> {
+    let found = match tenant.media().protect(media_id, safe).await {
+        Ok(found) => found,
+        Err(Error::NotFound(_) | Error::InvalidParam(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !found {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "M_UNKNOWN",
+            "No row found",
+        ));
+    }
+    tracing::info!(%media_id, safe, "media protection changed by an admin");
+    Ok(Json(json!({})))
+}
+
+/// The query of the deletion of old local media.
+#[derive(Deserialize)]
+struct DeleteOldQuery {
+    /// Required: a missing one is `400 M_MISSING_PARAM`.
+    before_ts: i64,
+    size_gt: Option<i64>,
+    /// `true` or `false` only, as Synapse's boolean parameters.
+    keep_profiles: Option<bool>,
+}
+
+/// `POST /_synapse/admin/v1/media/delete?before_ts=&size_gt=&keep_profiles=`
+async fn delete_old_media(
+    ForTenant(tenant): ForTenant,
+    _: AdminUser,
+    Query(query): Query<DeleteOldQuery>,
+) -> Result<Json<Value>> {
+    delete_old(&tenant, query).await
+}
+
+/// `POST /_synapse/admin/v1/media/{serverName}/delete?before_ts=&…`: the older form, for the
+/// tenant's own server name only.
+async fn delete_old_media_of(
+    ForTenant(tenant): ForTenant,
+    _: AdminUser,
+    Path(server_name): Path<String>,
+    Query(query): Query<DeleteOldQuery>,
+) -> Result<Json<Value>> {
+    check_before_ts(query.before_ts)?;
+    if server_name != tenant.server_name().as_str() {
+        return Err(Error::Unknown("Can only delete local media".into()).into());
+    }
+    delete_old(&tenant, query).await
+}
+
+/// Local media last served before `before_ts` and larger than `size_gt` goes, but for
+/// quarantined and protected media and, unless `keep_profiles=false`, avatars.
+async fn delete_old(tenant: &Tenant, query: DeleteOldQuery) -> Result<Json<Value>> {
+    check_before_ts(query.before_ts)?;
+    let size_gt = non_negative("size_gt", query.size_gt.unwrap_or(0))?;
+    let keep_profiles = query.keep_profiles.unwrap_or(true);
+    let deleted = tenant
+        .media()
+        .delete_unused_local(query.before_ts, size_gt, keep_profiles)
+        .await?;
+    tracing::info!(count = deleted.len(), "old local media deleted by an admin");
+    Ok(Json(
+        json!({ "deleted_media": deleted, "total": deleted.len() }),
+    ))
+}
+
+/// Synapse's checks of `before_ts` where its parser takes no negative number.
+fn check_before_ts(before_ts: i64) -> Result<()> {
+    non_negative("before_ts", before_ts)?;
+    if before_ts < MIN_BEFORE_TS {
+        let message = "Query parameter before_ts you provided is from the year 1970. \
+                       Double check that you are providing a timestamp in milliseconds.";
+        return Err(HttpError::invalid_param(message));
+    }
+    Ok(())
+}
+
+/// An integer query parameter as Synapse's parser takes it: `400 M_INVALID_PARAM` below zero.
+fn non_negative(name: &str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| {
+        HttpError::invalid_param(format!(
+            "Query parameter '{name}' must be a non-negative integer"
+        ))
+    })
 }
 
 fn unknown_media() -> HttpError {

@@ -5,6 +5,7 @@
 
 mod body;
 mod delete;
+mod hierarchy;
 mod manage;
 mod read;
 mod tasks;
@@ -73,4 +74,5 @@ pub fn routes(router: AppRouter) -> AppRouter {
             &format!("{V1}/scheduled_tasks"),
             get(tasks::scheduled_tasks),
         )
+        .route(&format!("{room}/hierarchy"), get(hierarchy::room_hierarchy))
 }

@@ -277,6 +277,34 @@ impl AdminStore for PostgresTenantStore {
         tx.commit().await?;
         Ok(removed)
     }
+
+    async fn unredacted_events_of_sender(
+        &self,
+        room_id: &str,
+        sender: &str,
+        types: &[&str],
+        (after_ts, before_ts): (Option<i64>, Option<i64>),
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let mut conn = self.schema.conn().await?;
+        let rows = sqlx::query(
+            "SELECT event_id FROM events \
+             WHERE room_id = $1 AND sender = $2 AND redacted_by IS NULL \
+               AND event_type = ANY($3) \
+               AND ($4::BIGINT IS NULL OR origin_server_ts >= $4) \
+               AND ($5::BIGINT IS NULL OR origin_server_ts <= $5) \
+             ORDER BY stream DESC LIMIT $6",
+        )
+        .bind(room_id)
+        .bind(sender)
+        .bind(types)
+        .bind(after_ts)
+        .bind(before_ts)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
 
 impl PostgresTenantStore {

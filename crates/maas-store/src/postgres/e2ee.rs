@@ -77,6 +77,35 @@ impl E2eeStore for PostgresTenantStore {
         keys::cross_signing_keys(&self.schema, localpart).await
     }
 
+    async fn set_master_key_replaceable_before(
+        &self,
+        localpart: &str,
+        before_ms: Option<i64>,
+    ) -> Result<bool> {
+        let mut conn = self.schema.conn().await?;
+        let done = sqlx::query(
+            "UPDATE cross_signing_keys SET replaceable_without_uia_before_ms = $1 \
+             WHERE localpart = $2 AND key_type = 'master'",
+        )
+        .bind(before_ms)
+        .bind(localpart)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn master_key_replaceable_before(&self, localpart: &str) -> Result<Option<i64>> {
+        let mut conn = self.schema.conn().await?;
+        let before: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT replaceable_without_uia_before_ms FROM cross_signing_keys \
+             WHERE localpart = $1 AND key_type = 'master'",
+        )
+        .bind(localpart)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(before.flatten())
+    }
+
     async fn record_device_list_change(&self, user_id: &str, stream: i64) -> Result<()> {
         keys::record_device_list_change(&self.schema, user_id, stream).await
     }

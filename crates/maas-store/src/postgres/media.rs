@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use super::PostgresTenantStore;
 use super::util::{conflict, to_i64, to_u64};
 use crate::{
-    MediaCursor, MediaInsert, MediaQuota, MediaRecord, MediaStore, PendingUpload,
+    MediaCursor, MediaInsert, MediaQuota, MediaRecord, MediaStore, PendingUpload, QuarantineMark,
     RemoteMediaRecord, Result, StoreError, ThumbnailRecord, UploadedBytes,
 };
 
@@ -40,6 +40,18 @@ macro_rules! thumbnail_columns {
 macro_rules! select_media {
     ($rest:literal) => {
         concat!("SELECT ", media_columns!(), " FROM media ", $rest)
+    };
+}
+
+/// `SELECT` of the quarantine marks of `media` rows that are quarantined or protected, `$filter`
+/// (a `WHERE` clause or nothing) narrowing the rows read.
+macro_rules! select_marks {
+    ($filter:literal) => {
+        concat!(
+            "SELECT media_id, quarantined_by, safe_from_quarantine FROM (SELECT * FROM media ",
+            $filter,
+            ") m WHERE quarantined OR safe_from_quarantine ORDER BY media_id"
+        )
     };
 }
 
@@ -174,12 +186,116 @@ impl MediaStore for PostgresTenantStore {
 
     async fn set_media_quarantined(&self, media_id: &str, quarantined: bool) -> Result<bool> {
         let mut conn = self.schema.conn().await?;
-        let updated = sqlx::query("UPDATE media SET quarantined = $1 WHERE media_id = $2")
-            .bind(quarantined)
+        let updated = sqlx::query(
+            "UPDATE media SET quarantined = $1, quarantined_by = NULL WHERE media_id = $2",
+        )
+        .bind(quarantined)
+        .bind(media_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn quarantine_media_by(&self, media_id: &str, by: &str) -> Result<bool> {
+        let mut conn = self.schema.conn().await?;
+        let updated = sqlx::query(
+            "UPDATE media SET quarantined = TRUE, quarantined_by = $1 \
+             WHERE media_id = $2 AND NOT safe_from_quarantine",
+        )
+        .bind(by)
+        .bind(media_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn quarantine_uploads_by(&self, uploader: &str, by: &str) -> Result<u64> {
+        let mut conn = self.schema.conn().await?;
+        let updated = sqlx::query(
+            "UPDATE media SET quarantined = TRUE, quarantined_by = $1 \
+             WHERE uploader = $2 AND NOT quarantined AND NOT safe_from_quarantine",
+        )
+        .bind(by)
+        .bind(uploader)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected())
+    }
+
+    async fn set_media_safe(&self, media_id: &str, safe: bool) -> Result<bool> {
+        let mut conn = self.schema.conn().await?;
+        let updated = sqlx::query("UPDATE media SET safe_from_quarantine = $1 WHERE media_id = $2")
+            .bind(safe)
             .bind(media_id)
             .execute(&mut *conn)
             .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    async fn quarantine_marks(
+        &self,
+        uploader: Option<&str>,
+        media_id: Option<&str>,
+    ) -> Result<Vec<QuarantineMark>> {
+        let mut conn = self.schema.conn().await?;
+        // One statement per case, so that each plan reads the index it can.
+        let query = match (uploader, media_id) {
+            (_, Some(media_id)) => sqlx::query(select_marks!(
+                "WHERE media_id = $1 AND ($2::TEXT IS NULL OR uploader = $2)"
+            ))
+            .bind(media_id)
+            .bind(uploader),
+            (Some(uploader), None) => {
+                sqlx::query(select_marks!("WHERE uploader = $1")).bind(uploader)
+            }
+            (None, None) => sqlx::query(select_marks!("")),
+        };
+        let rows = query.fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(QuarantineMark {
+                    media_id: row.try_get("media_id")?,
+                    quarantined_by: row.try_get("quarantined_by")?,
+                    safe_from_quarantine: row.try_get("safe_from_quarantine")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn local_media_unused_since(
+        &self,
+        ts: i64,
+        size_gt: u64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MediaRecord>> {
+        let mut conn = self.schema.conn().await?;
+        let rows = sqlx::query(select_media!(
+            "WHERE last_access_ts < $1 AND size > $2 AND media_id > $3 \
+             AND sha256 IS NOT NULL AND NOT quarantined AND NOT safe_from_quarantine \
+             ORDER BY media_id LIMIT $4"
+        ))
+        .bind(ts)
+        .bind(to_i64(size_gt))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(media_from_row).collect()
+    }
+
+    async fn avatar_uris(&self) -> Result<Vec<String>> {
+        let mut conn = self.schema.conn().await?;
+        // `json`, not `jsonb`: it takes any text the PDU's canonical JSON may hold.
+        let uris: Vec<String> = sqlx::query_scalar(
+            "SELECT avatar_url FROM users WHERE avatar_url IS NOT NULL \
+             UNION SELECT uri FROM (SELECT pdu::json -> 'content' ->> 'url' AS uri FROM events \
+             WHERE event_type = 'm.room.avatar' AND state_key = '') avatars \
+             WHERE uri IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(uris)
     }
 
     async fn list_media(
@@ -296,7 +412,8 @@ impl MediaStore for PostgresTenantStore {
     ) -> Result<bool> {
         let mut conn = self.schema.conn().await?;
         let updated = sqlx::query(
-            "UPDATE remote_media SET quarantined = $1 WHERE origin = $2 AND media_id = $3",
+            "UPDATE remote_media SET quarantined = $1, quarantined_by = NULL \
+             WHERE origin = $2 AND media_id = $3",
         )
         .bind(quarantined)
         .bind(origin)
@@ -304,6 +421,41 @@ impl MediaStore for PostgresTenantStore {
         .execute(&mut *conn)
         .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    async fn quarantine_remote_media_by(
+        &self,
+        origin: &str,
+        media_id: &str,
+        by: &str,
+    ) -> Result<bool> {
+        let mut conn = self.schema.conn().await?;
+        let updated = sqlx::query(
+            "UPDATE remote_media SET quarantined = TRUE, quarantined_by = $1 \
+             WHERE origin = $2 AND media_id = $3",
+        )
+        .bind(by)
+        .bind(origin)
+        .bind(media_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn remote_media_quarantined_by(
+        &self,
+        origin: &str,
+        media_id: &str,
+    ) -> Result<Option<String>> {
+        let mut conn = self.schema.conn().await?;
+        let by: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT quarantined_by FROM remote_media WHERE origin = $1 AND media_id = $2",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(by.flatten())
     }
 
     async fn remote_media_unused_since(

@@ -272,6 +272,35 @@ impl AdminStore for SqliteTenantStore {
         self.writer.write(|tx| room_rows(tx, room_id)).await?;
         Ok(removed)
     }
+
+    async fn unredacted_events_of_sender(
+        &self,
+        room_id: &str,
+        sender: &str,
+        types: &[&str],
+        (after_ts, before_ts): (Option<i64>, Option<i64>),
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        // A list of strings always serialises.
+        let types = serde_json::to_string(types).unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT event_id FROM events \
+             WHERE room_id = ?1 AND sender = ?2 AND redacted_by IS NULL \
+               AND event_type IN (SELECT value FROM json_each(?3)) \
+               AND (?4 IS NULL OR origin_server_ts >= ?4) \
+               AND (?5 IS NULL OR origin_server_ts <= ?5) \
+             ORDER BY stream DESC LIMIT ?6",
+        )
+        .bind(room_id)
+        .bind(sender)
+        .bind(types)
+        .bind(after_ts)
+        .bind(before_ts)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
 
 fn task_from_row(row: &SqliteRow) -> Result<AdminTaskRecord> {

@@ -77,6 +77,33 @@ impl E2eeStore for SqliteTenantStore {
         keys::cross_signing_keys(&self.pool, localpart).await
     }
 
+    async fn set_master_key_replaceable_before(
+        &self,
+        localpart: &str,
+        before_ms: Option<i64>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE cross_signing_keys SET replaceable_without_uia_before_ms = ? \
+             WHERE localpart = ? AND key_type = 'master'",
+        )
+        .bind(before_ms)
+        .bind(localpart)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn master_key_replaceable_before(&self, localpart: &str) -> Result<Option<i64>> {
+        let before: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT replaceable_without_uia_before_ms FROM cross_signing_keys \
+             WHERE localpart = ? AND key_type = 'master'",
+        )
+        .bind(localpart)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(before.flatten())
+    }
+
     async fn record_device_list_change(&self, user_id: &str, stream: i64) -> Result<()> {
         keys::record_device_list_change(&self.pool, user_id, stream).await
     }

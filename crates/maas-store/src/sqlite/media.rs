@@ -11,7 +11,7 @@ use super::SqliteTenantStore;
 use super::raw;
 use super::util::{to_i64, to_u64};
 use crate::{
-    MediaCursor, MediaInsert, MediaQuota, MediaRecord, MediaStore, PendingUpload,
+    MediaCursor, MediaInsert, MediaQuota, MediaRecord, MediaStore, PendingUpload, QuarantineMark,
     RemoteMediaRecord, Result, StoreError, ThumbnailRecord, UploadedBytes,
 };
 
@@ -42,6 +42,18 @@ macro_rules! thumbnail_columns {
 macro_rules! select_media {
     ($rest:literal) => {
         concat!("SELECT ", media_columns!(), " FROM media ", $rest)
+    };
+}
+
+/// `SELECT` of the quarantine marks of `media` rows that are quarantined or protected, `$filter`
+/// (a `WHERE` clause or nothing) narrowing the rows read.
+macro_rules! select_marks {
+    ($filter:literal) => {
+        concat!(
+            "SELECT media_id, quarantined_by, safe_from_quarantine FROM (SELECT * FROM media ",
+            $filter,
+            ") WHERE quarantined = 1 OR safe_from_quarantine = 1 ORDER BY media_id"
+        )
     };
 }
 
@@ -174,9 +186,102 @@ impl MediaStore for SqliteTenantStore {
         self.writer
             .write(|tx| {
                 let updated = tx
-                    .prepare_cached("UPDATE media SET quarantined = ? WHERE media_id = ?")?
+                    .prepare_cached(
+                        "UPDATE media SET quarantined = ?, quarantined_by = NULL \
+                         WHERE media_id = ?",
+                    )?
                     .execute((quarantined, media_id))?;
                 Ok(updated == 1)
+            })
+            .await
+    }
+
+    async fn quarantine_media_by(&self, media_id: &str, by: &str) -> Result<bool> {
+        self.writer
+            .write(|tx| {
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE media SET quarantined = 1, quarantined_by = ? \
+                         WHERE media_id = ? AND safe_from_quarantine = 0",
+                    )?
+                    .execute((by, media_id))?;
+                Ok(updated == 1)
+            })
+            .await
+    }
+
+    async fn quarantine_uploads_by(&self, uploader: &str, by: &str) -> Result<u64> {
+        self.writer
+            .write(|tx| {
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE media SET quarantined = 1, quarantined_by = ? \
+                         WHERE uploader = ? AND quarantined = 0 AND safe_from_quarantine = 0",
+                    )?
+                    .execute((by, uploader))?;
+                Ok(count_of(updated))
+            })
+            .await
+    }
+
+    async fn set_media_safe(&self, media_id: &str, safe: bool) -> Result<bool> {
+        self.writer
+            .write(|tx| {
+                let updated = tx
+                    .prepare_cached("UPDATE media SET safe_from_quarantine = ? WHERE media_id = ?")?
+                    .execute((safe, media_id))?;
+                Ok(updated == 1)
+            })
+            .await
+    }
+
+    async fn quarantine_marks(
+        &self,
+        uploader: Option<&str>,
+        media_id: Option<&str>,
+    ) -> Result<Vec<QuarantineMark>> {
+        let (uploader, media_id) = (uploader.map(str::to_owned), media_id.map(str::to_owned));
+        self.reader
+            .read_many(usize::MAX, move |db| {
+                marks(db, uploader.as_deref(), media_id.as_deref())
+            })
+            .await
+    }
+
+    async fn local_media_unused_since(
+        &self,
+        ts: i64,
+        size_gt: u64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MediaRecord>> {
+        let rows = usize::try_from(limit).unwrap_or(usize::MAX);
+        let after = after.unwrap_or("").to_owned();
+        self.reader
+            .read_many(rows, move |db| {
+                let mut statement = db.prepare_cached(select_media!(
+                    "WHERE last_access_ts < ? AND size > ? AND media_id > ? \
+                     AND sha256 IS NOT NULL AND quarantined = 0 AND safe_from_quarantine = 0 \
+                     ORDER BY media_id LIMIT ?"
+                ))?;
+                let rows = statement.query((ts, to_i64(size_gt), &after, i64::from(limit)))?;
+                raw::collect(rows, media_from_row)
+            })
+            .await
+    }
+
+    async fn avatar_uris(&self) -> Result<Vec<String>> {
+        self.reader
+            .read_many(usize::MAX, |db| {
+                let mut statement = db.prepare_cached(
+                    "SELECT avatar_url FROM users WHERE avatar_url IS NOT NULL \
+                     UNION SELECT json_extract(pdu, '$.content.url') FROM events \
+                     WHERE event_type = 'm.room.avatar' AND state_key = '' \
+                     AND json_valid(pdu) \
+                     AND json_type(pdu, '$.content.url') = 'text'",
+                )?;
+                let rows = statement.query(())?;
+                raw::collect(rows, |row| Ok(row.get::<_, String>(0)?))
             })
             .await
     }
@@ -274,11 +379,49 @@ impl MediaStore for SqliteTenantStore {
             .write(|tx| {
                 let updated = tx
                     .prepare_cached(
-                        "UPDATE remote_media SET quarantined = ? \
+                        "UPDATE remote_media SET quarantined = ?, quarantined_by = NULL \
                          WHERE origin = ? AND media_id = ?",
                     )?
                     .execute((quarantined, origin, media_id))?;
                 Ok(updated == 1)
+            })
+            .await
+    }
+
+    async fn quarantine_remote_media_by(
+        &self,
+        origin: &str,
+        media_id: &str,
+        by: &str,
+    ) -> Result<bool> {
+        self.writer
+            .write(|tx| {
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE remote_media SET quarantined = 1, quarantined_by = ? \
+                         WHERE origin = ? AND media_id = ?",
+                    )?
+                    .execute((by, origin, media_id))?;
+                Ok(updated == 1)
+            })
+            .await
+    }
+
+    async fn remote_media_quarantined_by(
+        &self,
+        origin: &str,
+        media_id: &str,
+    ) -> Result<Option<String>> {
+        let (origin, media_id) = (origin.to_owned(), media_id.to_owned());
+        self.reader
+            .read(move |db| {
+                let by = db
+                    .prepare_cached(
+                        "SELECT quarantined_by FROM remote_media WHERE origin = ? AND media_id = ?",
+                    )?
+                    .query_row((&origin, &media_id), |row| row.get::<_, Option<String>>(0))
+                    .optional()?;
+                Ok(by.flatten())
             })
             .await
     }
@@ -558,6 +701,38 @@ fn list(
         }
     };
     raw::collect(rows, media_from_row)
+}
+
+/// The quarantined or protected rows among the tenant's, `uploader`'s or the one `media_id`.
+fn marks(
+    db: &Connection,
+    uploader: Option<&str>,
+    media_id: Option<&str>,
+) -> Result<Vec<QuarantineMark>> {
+    let mut statement;
+    let rows = match (uploader, media_id) {
+        (_, Some(media_id)) => {
+            statement = db.prepare_cached(select_marks!(
+                "WHERE media_id = ?1 AND (?2 IS NULL OR uploader = ?2)"
+            ))?;
+            statement.query((media_id, uploader))?
+        }
+        (Some(uploader), None) => {
+            statement = db.prepare_cached(select_marks!("WHERE uploader = ?"))?;
+            statement.query((uploader,))?
+        }
+        (None, None) => {
+            statement = db.prepare_cached(select_marks!(""))?;
+            statement.query(())?
+        }
+    };
+    raw::collect(rows, |row| {
+        Ok(QuarantineMark {
+            media_id: row.get("media_id")?,
+            quarantined_by: row.get("quarantined_by")?,
+            safe_from_quarantine: row.get("safe_from_quarantine")?,
+        })
+    })
 }
 
 fn delete_media_row(tx: &Connection, media_id: &str) -> Result<Option<MediaRecord>> {

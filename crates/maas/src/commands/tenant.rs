@@ -35,6 +35,9 @@ pub struct Tenant {
     pub signing_key: String,
     /// Absent from servers older than the content repository; nothing is shown then.
     pub media: Option<TenantMedia>,
+    /// Absent from servers older than the setting; nothing is shown then.
+    pub forget_empty_rooms: Option<bool>,
+    pub forget_empty_rooms_after_secs: Option<u64>,
     /// Absent from servers older than quotas; nothing is shown then.
     pub quotas: Option<TenantQuotas>,
     pub usage: Option<TenantUsage>,
@@ -245,6 +248,15 @@ pub fn render_tenant(tenant: &Tenant) -> String {
         ("Signing key", tenant.signing_key.clone()),
         ("Created", timestamp(tenant.created_ts)),
     ];
+    if let Some(forget) = tenant.forget_empty_rooms {
+        let after = tenant.forget_empty_rooms_after_secs.unwrap_or_default();
+        let shown = if forget {
+            format!("forgotten {after} s after their last member left")
+        } else {
+            "kept".into()
+        };
+        pairs.push(("Empty rooms", shown));
+    }
     if let (Some(quotas), Some(usage)) = (&tenant.quotas, &tenant.usage) {
         pairs.extend(quota_fields(quotas, usage));
     }
@@ -540,6 +552,7 @@ mod tests {
                        "max_messages_per_second": null},
             "usage": {"users": 2, "rooms": 3, "database_bytes": 1024,
                       "media_bytes": 512, "storage_bytes": 1536},
+            "forget_empty_rooms": true, "forget_empty_rooms_after_secs": 300,
         }))
         .expect("tenant");
         let out = render_tenant(&tenant);
@@ -547,6 +560,7 @@ mod tests {
             "Rooms:             3 of 10\n",
             "Storage:           1.5 KiB (database 1 KiB, media 512 B) of 1 GiB\n",
             "Message rate:      no limit\n",
+            "Empty rooms:       forgotten 300 s after their last member left\n",
         ] {
             assert!(out.contains(line), "{line:?} missing:\n{out}");
         }

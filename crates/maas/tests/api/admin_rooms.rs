@@ -1282,3 +1282,29 @@ async fn a_deletion_a_restart_interrupted_is_run_again() {
     assert!(joined_rooms(&alice_api).await.is_empty());
     assert_error(&join_raw(&alice_api, &room).await, 403, "M_FORBIDDEN");
 }
+
+/// Another server's invite into a room the tenant blocked is refused: the invitee never sees it.
+#[tokio::test]
+async fn a_blocked_room_refuses_invites_from_other_servers() {
+    let (srv, admin, _b_admin) = tenants_with_admins().await;
+    let carol = srv.register("a.test", "carol", "pw-carol-1").await;
+    let dave = srv.register("b.test", "dave", "pw-dave-1").await;
+    let dave_api = srv.on("b.test").as_user(&dave);
+    let room = create_room(&dave_api, json!({})).await;
+    let block = format!("{}/block", room_path(&room));
+    let api = srv.on("a.test").as_user(&admin);
+    api.put(&block, json!({"block": true})).await.ok();
+
+    let invite = member_action(&dave_api, &room, "invite", &carol.user_id, None).await;
+    assert_ne!(invite.status, 200, "{}", invite.text);
+    let carol_sync = sync(&srv.on("a.test").as_user(&carol), None, None).await;
+    assert!(
+        !room_ids(&carol_sync, "invite").contains(&room),
+        "{carol_sync}"
+    );
+
+    // Unblocked, the same invite goes through.
+    api.put(&block, json!({"block": false})).await.ok();
+    let invite = member_action(&dave_api, &room, "invite", &carol.user_id, None).await;
+    assert_eq!(invite.status, 200, "{}", invite.text);
+}

@@ -4,12 +4,14 @@
 mod account;
 mod admin;
 mod admin_media;
+mod admin_media_bulk;
 mod admin_moderation;
 mod admin_notices;
 mod admin_register;
 mod admin_rooms;
 mod admin_server;
 mod admin_tokens;
+mod admin_user_tools;
 mod admin_users;
 mod cli;
 mod configuration;

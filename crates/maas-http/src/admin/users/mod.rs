@@ -5,7 +5,10 @@
 mod accounts;
 mod activity;
 mod devices;
+mod keys;
+mod redact;
 mod states;
+mod validity;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::request::Parts;
@@ -27,6 +30,9 @@ pub fn routes(router: AppRouter) -> AppRouter {
     let router = accounts::routes(router);
     let router = states::routes(router);
     let router = devices::routes(router);
+    let router = redact::routes(router);
+    let router = validity::routes(router);
+    let router = keys::routes(router);
     activity::routes(router)
 }
 

@@ -87,3 +87,17 @@ CREATE TABLE server_notice_rooms (
     localpart TEXT NOT NULL PRIMARY KEY,
     room_id   TEXT NOT NULL
 ) STRICT;
+
+-- Who quarantined media, and local media protected from quarantine (Synapse's `quarantined_by`
+-- and `safe_from_quarantine`, which its admin API reports and its bulk quarantines honour).
+-- `quarantined_by` stays NULL for media quarantined before this column, or by the operator:
+-- the admin API names the tenant's server name for those.
+
+ALTER TABLE media ADD COLUMN quarantined_by TEXT;
+ALTER TABLE media ADD COLUMN safe_from_quarantine INTEGER NOT NULL DEFAULT 0
+    CHECK (safe_from_quarantine IN (0, 1));
+ALTER TABLE remote_media ADD COLUMN quarantined_by TEXT;
+
+-- Until when a user may replace their master cross-signing key without user-interactive auth
+-- (ms), as an admin allowed (Synapse's `updatable_without_uia_before_ms`); NULL: never.
+ALTER TABLE cross_signing_keys ADD COLUMN replaceable_without_uia_before_ms INTEGER;
