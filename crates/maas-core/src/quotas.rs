@@ -55,7 +55,9 @@ impl Default for QuotaState {
 
 /// Permission to store one new room under `max_rooms`; dropping it lets the next creation
 /// count.
-pub(crate) struct RoomSlot<'a>(#[allow(dead_code)] Option<tokio::sync::MutexGuard<'a, ()>>);
+pub(crate) struct RoomSlot<'a> {
+    _held: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
 
 impl Tenant {
     /// The tenant's usage, measured now.
@@ -107,12 +109,12 @@ impl Tenant {
     /// Room for one more room under `max_rooms`, held until the room is stored.
     pub(crate) async fn room_slot(&self) -> Result<RoomSlot<'_>> {
         if self.settings().quotas.max_rooms.is_none() {
-            return Ok(RoomSlot(None));
+            return Ok(RoomSlot { _held: None });
         }
         let guard = self.quota_state().new_rooms.lock().await;
         // Read again under the lock: the quota may have changed while waiting.
         self.check_room_quota().await?;
-        Ok(RoomSlot(Some(guard)))
+        Ok(RoomSlot { _held: Some(guard) })
     }
 
     /// Refuses a new room once the tenant holds `max_rooms`. Without a `RoomSlot` (a join over

@@ -4,7 +4,6 @@
 
 use serde_json::{Value, json};
 
-use crate::admin_moderation::tenants_with_admins;
 use crate::harness::*;
 use crate::media::{download, upload};
 use crate::room_support::{create_room, send};

@@ -24,23 +24,6 @@ const EVENT_REPORT_FIELDS: [&str; 10] = [
     "user_id",
 ];
 
-/// A server with open tenants `a.test` and `b.test`, and a session of each one's admin.
-pub(crate) async fn tenants_with_admins() -> (TestServer, Session, Session) {
-    let srv = TestServer::start().await;
-    let mut admins = Vec::new();
-    for name in ["a.test", "b.test"] {
-        let tenant = srv.create_tenant(name, &[name], "open").await;
-        let password = tenant["admin"]["password"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no admin password: {tenant}"))
-            .to_owned();
-        admins.push(srv.login(name, "admin", &password).await);
-    }
-    let b = admins.pop().expect("b.test's admin");
-    let a = admins.pop().expect("a.test's admin");
-    (srv, a, b)
-}
-
 fn report_event_path(room_id: &str, event_id: &str) -> String {
     format!("{CS}/rooms/{}/report/{}", enc(room_id), enc(event_id))
 }

@@ -5,7 +5,6 @@
 
 use serde_json::{Value, json};
 
-use crate::admin_moderation::tenants_with_admins;
 use crate::harness::*;
 use crate::room_support::{get_event_raw, join, leave_raw, messages_raw, room_ids, send_raw, sync};
 

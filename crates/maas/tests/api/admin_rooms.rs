@@ -17,23 +17,6 @@ use crate::room_support::*;
 const ADMIN: &str = "/_synapse/admin/v1";
 const ADMIN2: &str = "/_synapse/admin/v2";
 
-/// A server with open tenants `a.test` and `b.test`, and a session of each one's admin.
-async fn tenants_with_admins() -> (TestServer, Session, Session) {
-    let srv = TestServer::start().await;
-    let mut admins = Vec::new();
-    for name in ["a.test", "b.test"] {
-        let tenant = srv.create_tenant(name, &[name], "open").await;
-        let password = tenant["admin"]["password"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no admin password: {tenant}"))
-            .to_owned();
-        admins.push(srv.login(name, "admin", &password).await);
-    }
-    let b = admins.pop().expect("b.test's admin");
-    let a = admins.pop().expect("a.test's admin");
-    (srv, a, b)
-}
-
 fn room_path(room_id: &str) -> String {
     format!("{ADMIN}/rooms/{}", enc(room_id))
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::admin_moderation::tenants_with_admins;
 use crate::harness::*;
 use crate::media::upload;
 use crate::room_support::{create_room, join, send, send_text};

@@ -4,7 +4,6 @@
 
 use serde_json::{Value, json};
 
-use crate::admin_moderation::tenants_with_admins;
 use crate::harness::*;
 
 const TOKENS: &str = "/_synapse/admin/v1/registration_tokens";

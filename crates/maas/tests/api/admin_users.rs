@@ -13,23 +13,6 @@ const V1: &str = "/_synapse/admin/v1";
 const V2: &str = "/_synapse/admin/v2";
 const V3: &str = "/_synapse/admin/v3";
 
-/// A server with open tenants `a.test` and `b.test`, and a session of each one's admin.
-async fn tenants_with_admins() -> (TestServer, Session, Session) {
-    let srv = TestServer::start().await;
-    let mut admins = Vec::new();
-    for name in ["a.test", "b.test"] {
-        let tenant = srv.create_tenant(name, &[name], "open").await;
-        let password = tenant["admin"]["password"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no admin password: {tenant}"))
-            .to_owned();
-        admins.push(srv.login(name, "admin", &password).await);
-    }
-    let b = admins.pop().expect("b.test's admin");
-    let a = admins.pop().expect("a.test's admin");
-    (srv, a, b)
-}
-
 fn user_path(user_id: &str) -> String {
     format!("{V2}/users/{}", enc(user_id))
 }

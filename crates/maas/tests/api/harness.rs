@@ -1016,6 +1016,23 @@ impl<'a> Api<'a> {
     }
 }
 
+/// A server with open tenants `a.test` and `b.test`, and a session of each one's admin.
+pub async fn tenants_with_admins() -> (TestServer, Session, Session) {
+    let srv = TestServer::start().await;
+    let mut admins = Vec::new();
+    for name in ["a.test", "b.test"] {
+        let tenant = srv.create_tenant(name, &[name], "open").await;
+        let password = tenant["admin"]["password"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no admin password: {tenant}"))
+            .to_owned();
+        admins.push(srv.login(name, "admin", &password).await);
+    }
+    let b = admins.pop().expect("b.test's admin");
+    let a = admins.pop().expect("a.test's admin");
+    (srv, a, b)
+}
+
 /// A `POST /login` body for `m.login.password` with an `m.id.user` identifier.
 pub fn login_body(user: &str, password: &str) -> Value {
     json!({
